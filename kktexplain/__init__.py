@@ -1,0 +1,11 @@
+"""kktexplain: the support vectors of a deep network (Deep Support Vectors, DeepKKT).
+
+Lee, Lee, Hwang, Kwak. "Deep Support Vectors". NeurIPS 2024. arXiv:2403.17329.
+"""
+
+from ._explainer import DeepSupportVectors
+from ._result import Coreset, DSVResult, KKTResiduals
+
+__version__ = "0.1.0"
+
+__all__ = ["Coreset", "DSVResult", "DeepSupportVectors", "KKTResiduals", "__version__"]

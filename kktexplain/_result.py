@@ -1,0 +1,201 @@
+"""Result objects: DSVResult, the KKT residuals, the coreset, and their persistence (no pickle)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .kkt import hard_labels
+
+__all__ = ["DSVResult", "KKTResiduals", "Coreset"]
+
+_PER_SAMPLE = ("margin", "feasible", "primal_loss", "entropy", "dual_violation", "tv", "norm")
+
+
+class Coreset(NamedTuple):
+    """The top-λ samples of every class.
+
+    Attributes
+    ----------
+    indices : Tensor of shape (C, k), dtype long
+        Rows of the result, best first; ``-1`` pads classes with fewer than ``k`` members.
+    lambdas : Tensor of shape (C, k)
+        Their multipliers; ``nan`` where padded.
+    """
+
+    indices: Tensor
+    lambdas: Tensor
+
+
+@dataclass
+class KKTResiduals:
+    """How well each DeepKKT condition holds at the end of a run.
+
+    Per-sample attributes are tensors of shape ``(N,)``:
+
+    Attributes
+    ----------
+    margin : Tensor
+        ``Phi_y(x) - max_{c != y} Phi_c(x)``; positive means primal feasible.
+    feasible : Tensor of bool
+        Primal feasibility: classified as its (arg-max) label.
+    primal_loss : Tensor
+        The masked cross-entropy of Eq 7 (zero when feasible).
+    entropy : Tensor
+        Predictive entropy (nats); large near the decision boundary.
+    dual_violation : Tensor
+        ``max(0, -lambda)``.
+    tv, norm : Tensor
+        The manifold priors (total variation, mean squared value).
+    stationarity : dict of str to float
+        Set-level residuals between ``theta*`` and ``g = -sum_i lambda_i grad L_i``:
+        ``cosine`` (cos(theta*, g), 1 is perfect), ``rel_l1`` (``||theta* - g||_1 /
+        ||theta*||_1``, 0 is perfect), ``rel_l2``, ``l1`` (mean absolute residual, the paper's
+        Eq 8), ``g_norm_ratio`` (``||g|| / ||theta*||``).
+    per_layer_cosine : dict of str to float
+        ``cos(theta*_l, g_l)`` for every parameter tensor ``l``.
+    """
+
+    margin: Tensor
+    feasible: Tensor
+    primal_loss: Tensor
+    entropy: Tensor
+    dual_violation: Tensor
+    tv: Tensor
+    norm: Tensor
+    stationarity: dict[str, float] = field(default_factory=dict)
+    per_layer_cosine: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def feasibility_rate(self) -> float:
+        """Fraction of samples that are primal feasible."""
+        return self.feasible.float().mean().item()
+
+    def summary(self) -> dict[str, float]:
+        """Scalar summary: feasibility rate, mean entropy, stationarity residuals."""
+        return {
+            "feasibility_rate": self.feasibility_rate,
+            "mean_entropy": self.entropy.mean().item(),
+            "mean_margin": self.margin.mean().item(),
+            **{f"stationarity_{k}": v for k, v in self.stationarity.items()},
+        }
+
+
+@dataclass
+class DSVResult:
+    """Deep support vectors and everything measured while finding them.
+
+    Attributes
+    ----------
+    inputs : Tensor of shape (N, *input_shape)
+        The DSVs (synthesis) or the candidates (selection), on the CPU.
+    labels : Tensor of shape (N,) or (N, C)
+        Hard or soft labels.
+    lambdas : Tensor of shape (N,)
+        Multipliers, ``>= 0``; zero for pruned candidates.
+    kkt : KKTResiduals
+    history : dict of str to list of float
+        One entry per step for every loss term, ``entropy`` (mean predictive entropy),
+        ``feasibility`` and ``feasibility_aug`` (primal feasibility rates without and with
+        augmentation), ``lambda_mean`` and ``n_active``.
+    active : Tensor of shape (N,), dtype bool
+        ``False`` for candidates pruned for a negative multiplier (the paper's dual step).
+    settings : dict
+        The explainer's settings and what was inferred (input shape, classes, ...).
+    indices : Tensor of shape (N,) or None
+        For selection or real initialisation, each row's index in the data it came from.
+    """
+
+    inputs: Tensor
+    labels: Tensor
+    lambdas: Tensor
+    kkt: KKTResiduals
+    history: dict[str, list[float]]
+    active: Tensor
+    settings: dict = field(default_factory=dict)
+    indices: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def hard_labels(self) -> Tensor:
+        """Arg-max labels, shape ``(N,)``."""
+        return hard_labels(self.labels)
+
+    def top_k_per_class(self, k: int) -> Coreset:
+        """The ``k`` samples of largest λ in every class (a coreset).
+
+        Parameters
+        ----------
+        k : int
+
+        Returns
+        -------
+        Coreset
+            ``indices`` and ``lambdas`` of shape ``(C, k)``, where ``C`` is the number of
+            classes of the model; ``indices`` are rows of this result.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        num_classes = int(self.settings.get("num_classes", int(self.hard_labels.max()) + 1))
+        idx = torch.full((num_classes, k), -1, dtype=torch.long)
+        lam = torch.full((num_classes, k), float("nan"), dtype=self.lambdas.dtype)
+        y = self.hard_labels
+        for c in range(num_classes):
+            members = (y == c).nonzero().flatten()
+            order = members[self.lambdas[members].argsort(descending=True, stable=True)][:k]
+            idx[c, : len(order)] = order
+            lam[c, : len(order)] = self.lambdas[order]
+        return Coreset(idx, lam)
+
+    def save(self, path: str | Path) -> None:
+        """Write to ``path`` (``.npz`` of arrays with a JSON header; no pickle).
+
+        Parameters
+        ----------
+        path : str or Path
+        """
+        arrays = {
+            "inputs": self.inputs, "labels": self.labels, "lambdas": self.lambdas,
+            "active": self.active,
+            **{f"kkt_{k}": getattr(self.kkt, k) for k in _PER_SAMPLE},
+        }
+        if self.indices is not None:
+            arrays["indices"] = self.indices
+        meta = {
+            "history": self.history, "settings": self.settings,
+            "stationarity": self.kkt.stationarity, "per_layer_cosine": self.kkt.per_layer_cosine,
+        }
+        np.savez_compressed(
+            Path(path),
+            meta=np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8),
+            **{k: v.detach().cpu().numpy() for k, v in arrays.items()},
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> DSVResult:
+        """Read a result written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+
+        Returns
+        -------
+        DSVResult
+        """
+        with np.load(Path(path), allow_pickle=False) as f:
+            arrays = {k: torch.from_numpy(f[k].copy()) for k in f.files if k != "meta"}
+            meta = json.loads(bytes(f["meta"]).decode())
+        kkt = KKTResiduals(**{k: arrays.pop(f"kkt_{k}") for k in _PER_SAMPLE},
+                           stationarity=meta["stationarity"],
+                           per_layer_cosine=meta["per_layer_cosine"])
+        return cls(arrays["inputs"], arrays["labels"], arrays["lambdas"], kkt, meta["history"],
+                   arrays["active"], meta["settings"], arrays.get("indices"))

@@ -1,0 +1,42 @@
+"""DeepKKT: the conditions, the objective and the gradients it needs, as pure functions.
+
+This subpackage knows nothing of the explainer; :class:`kktexplain.DeepSupportVectors` drives it.
+"""
+
+from ._augment import Augmentation
+from ._conditions import (
+    PRIMAL_KINDS,
+    STATIONARITY_DISTANCES,
+    cross_entropy,
+    dual_feasibility,
+    hard_labels,
+    primal_feasibility,
+    primal_margin,
+    stationarity,
+    stationarity_per_layer,
+)
+from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, weighted_loss_grad
+from ._objective import PRESETS, KKTObjective, ObjectiveValue
+from ._priors import input_norm, total_variation
+
+__all__ = [
+    "Augmentation",
+    "FunctionalModel",
+    "KKTObjective",
+    "ObjectiveValue",
+    "PRESETS",
+    "PRIMAL_KINDS",
+    "STATIONARITY_DISTANCES",
+    "cross_entropy",
+    "dual_feasibility",
+    "hard_labels",
+    "input_norm",
+    "iter_per_sample_grads",
+    "per_sample_grads",
+    "primal_feasibility",
+    "primal_margin",
+    "stationarity",
+    "stationarity_per_layer",
+    "total_variation",
+    "weighted_loss_grad",
+]

@@ -1,0 +1,171 @@
+"""Gradients of the loss with respect to the parameters: the weighted sum and per-sample.
+
+Both work on a *functional* view of the model (:func:`torch.func.functional_call`) with
+detached copies of its parameters, so the user's ``nn.Module`` never accumulates ``.grad`` and
+its ``requires_grad`` flags are never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from ._conditions import cross_entropy
+
+__all__ = ["FunctionalModel", "weighted_loss_grad", "per_sample_grads", "iter_per_sample_grads"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class FunctionalModel:
+    """A frozen, functional view of a module: ``theta*`` split into differentiable and fixed parts.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier. It is only read.
+    param_names : sequence of str, optional
+        The parameters that stationarity is measured on (paper: "a subset of the parameter
+        space"). ``None`` takes every parameter of the model.
+    additional_forward_args : tuple, optional
+        Extra positional arguments passed after the inputs at every forward.
+    dtype : torch.dtype, optional
+        Cast the copied parameters and buffers (for float64 references).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        param_names: list[str] | None = None,
+        additional_forward_args: tuple = (),
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.model = model
+        named = dict(model.named_parameters())
+        names = list(named) if param_names is None else list(param_names)
+        self.names = names
+
+        def copy(t: Tensor) -> Tensor:
+            t = t.detach()
+            return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+        self.theta = {k: copy(named[k]) for k in names}
+        self.fixed = {k: copy(v) for k, v in named.items() if k not in self.theta}
+        self.buffers = {k: copy(v) for k, v in model.named_buffers()}
+        self.args = tuple(additional_forward_args)
+
+    @property
+    def num_params(self) -> int:
+        """Number of scalar parameters in ``theta``."""
+        return sum(t.numel() for t in self.theta.values())
+
+    def __call__(self, inputs: Tensor, theta: Mapping[str, Tensor] | None = None) -> Tensor:
+        """Logits of ``inputs`` under ``theta`` (``theta*`` when omitted)."""
+        params = {**self.fixed, **(self.theta if theta is None else theta)}
+        return functional_call(self.model, (params, self.buffers), (inputs, *self.args))
+
+
+def weighted_loss_grad(
+    fmodel: FunctionalModel,
+    inputs: Tensor,
+    labels: Tensor,
+    weights: Tensor,
+    loss_fn: LossFn = cross_entropy,
+    create_graph: bool = True,
+) -> tuple[dict[str, Tensor], Tensor]:
+    """``sum_i w_i grad_theta L(Phi(x_i), y_i)`` as one gradient of ``sum_i w_i L_i``.
+
+    This is the stationarity sum of the paper (Eq 5) with ``w = lambda``. One backward pass
+    gives the whole sum; with ``create_graph=True`` it stays differentiable in ``inputs`` and
+    ``weights``, so the outer loss needs a single double backward.
+
+    Parameters
+    ----------
+    fmodel : FunctionalModel
+    inputs : Tensor of shape (N, *input_shape)
+    labels : Tensor of shape (N,) or (N, C)
+    weights : Tensor of shape (N,)
+    loss_fn : callable, default=cross_entropy
+        ``(logits (N, C), labels) -> (N,)`` per-sample loss.
+    create_graph : bool, default=True
+
+    Returns
+    -------
+    grads : dict of str to Tensor
+        Same keys and shapes as ``fmodel.theta``.
+    logits : Tensor of shape (N, C)
+    """
+    theta = {k: v.detach().requires_grad_(True) for k, v in fmodel.theta.items()}
+    with torch.enable_grad():
+        logits = fmodel(inputs, theta)
+        total = (weights * loss_fn(logits, labels)).sum()
+        g = torch.autograd.grad(total, list(theta.values()), create_graph=create_graph,
+                                allow_unused=True)
+    out = {k: (torch.zeros_like(theta[k]) if gk is None else gk) for k, gk in zip(theta, g)}
+    return out, logits
+
+
+def per_sample_grads(
+    fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, loss_fn: LossFn = cross_entropy
+) -> dict[str, Tensor]:
+    """Per-sample gradients ``grad_theta L(Phi(x_i), y_i)`` with :func:`torch.func.vmap`.
+
+    Parameters
+    ----------
+    fmodel : FunctionalModel
+        Must not contain layers that mix samples in the forward pass (BatchNorm in training
+        mode); models are evaluated in eval mode.
+    inputs : Tensor of shape (N, *input_shape)
+    labels : Tensor of shape (N,) or (N, C)
+    loss_fn : callable, default=cross_entropy
+
+    Returns
+    -------
+    dict of str to Tensor
+        Each entry has shape ``(N, *param_shape)``.
+    """
+
+    def one(theta: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        return loss_fn(fmodel(x[None], theta), y[None]).sum()
+
+    theta = {k: v.detach() for k, v in fmodel.theta.items()}
+    return vmap(grad(one), in_dims=(None, 0, 0))(theta, inputs, labels)
+
+
+def iter_per_sample_grads(
+    fmodel: FunctionalModel,
+    inputs: Tensor,
+    labels: Tensor,
+    chunk_size: int = 256,
+    loss_fn: LossFn = cross_entropy,
+    projection: Tensor | None = None,
+) -> Iterator[tuple[slice, Tensor]]:
+    """Flattened per-sample gradients, chunk by chunk, optionally randomly projected.
+
+    Parameters
+    ----------
+    fmodel : FunctionalModel
+    inputs : Tensor of shape (N, *input_shape)
+        May live on the CPU; chunks are moved to the model's device.
+    labels : Tensor of shape (N,) or (N, C)
+    chunk_size : int, default=256
+        Bounds the memory to ``chunk_size * P`` floats.
+    loss_fn : callable, default=cross_entropy
+    projection : Tensor of shape (P, K), optional
+        If given, each gradient is multiplied by it (a Johnson-Lindenstrauss projection).
+
+    Yields
+    ------
+    rows : slice
+        The samples of this chunk.
+    grads : Tensor of shape (chunk, P) or (chunk, K)
+    """
+    device = next(iter(fmodel.theta.values())).device
+    for start in range(0, inputs.shape[0], chunk_size):
+        rows = slice(start, min(start + chunk_size, inputs.shape[0]))
+        g = per_sample_grads(fmodel, inputs[rows].to(device), labels[rows].to(device), loss_fn)
+        flat = torch.cat([g[k].flatten(1) for k in fmodel.theta], dim=1)
+        yield rows, (flat if projection is None else flat @ projection)

@@ -1,0 +1,135 @@
+"""A cache of trained reference models in the user's cache directory.
+
+Models are stored as ``state_dict`` files (loaded with ``weights_only=True``) next to a JSON
+card with how they were trained and how well they do, so the demo and the benchmarks do not
+retrain every time. The folder is ``$KKTEXPLAIN_CACHE`` or ``~/.cache/kktexplain``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._architectures import MLP, ConvNet, ResNet
+from ._train import accuracy, train_classifier
+
+__all__ = ["cache_dir", "load_reference_model", "REFERENCE_MODELS", "ReferenceSpec"]
+
+
+def cache_dir() -> Path:
+    """The cache folder: ``$KKTEXPLAIN_CACHE`` or ``~/.cache/kktexplain``."""
+    return Path(os.environ.get("KKTEXPLAIN_CACHE", Path.home() / ".cache" / "kktexplain"))
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """How a reference model is built and trained.
+
+    Parameters
+    ----------
+    dataset : {"fashion_mnist", "digits"}
+    architecture : {"convnet", "mlp", "resnet"}
+    arch_kwargs : dict
+    train_kwargs : dict
+        Passed to :func:`train_classifier`.
+    seed : int
+        Seeds the initialisation and the training order.
+    """
+
+    dataset: str
+    architecture: str
+    arch_kwargs: dict = field(default_factory=dict)
+    train_kwargs: dict = field(default_factory=dict)
+    seed: int = 0
+
+
+REFERENCE_MODELS: dict[str, ReferenceSpec] = {
+    "fashion_mnist_convnet": ReferenceSpec(
+        "fashion_mnist", "convnet", {"width": 128, "norm": "instancenorm"},
+        {"epochs": 3, "lr": 1e-3, "weight_decay": 5e-4, "batch_size": 256, "lr_decay_at": 2 / 3},
+    ),
+    "digits_mlp": ReferenceSpec(
+        "digits", "mlp", {"hidden": (128, 128)},
+        {"epochs": 60, "lr": 1e-3, "weight_decay": 5e-4, "batch_size": 128},
+    ),
+}
+
+_ARCH: dict[str, Callable[..., nn.Module]] = {"convnet": ConvNet, "mlp": MLP, "resnet": ResNet}
+
+
+def _data(name: str, train: bool):
+    from ..datasets import load_digits, load_fashion_mnist
+
+    if name == "fashion_mnist":
+        return load_fashion_mnist(train=train)
+    if name == "digits":
+        ds = load_digits()
+        gen = torch.Generator().manual_seed(0)
+        perm = torch.randperm(len(ds), generator=gen)
+        cut = int(0.8 * len(ds))
+        return ds.subset(perm[:cut] if train else perm[cut:])
+    raise ValueError(f"unknown dataset {name!r}")
+
+
+def load_reference_model(
+    name: str = "fashion_mnist_convnet",
+    retrain: bool = False,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict]:
+    """A trained reference model, trained on first use and cached afterwards.
+
+    Parameters
+    ----------
+    name : str, default="fashion_mnist_convnet"
+        A key of ``REFERENCE_MODELS``.
+    retrain : bool, default=False
+        Ignore the cache and train again.
+    progress : bool, default=True
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    model : nn.Module
+        In eval mode.
+    card : dict
+        The spec, the test accuracy, the training time and the initial parameters' seed.
+    """
+    if name not in REFERENCE_MODELS:
+        raise ValueError(f"name must be one of {sorted(REFERENCE_MODELS)}, got {name!r}")
+    spec = REFERENCE_MODELS[name]
+    train = _data(spec.dataset, True)
+    torch.manual_seed(spec.seed)
+    model = _ARCH[spec.architecture](
+        input_shape=train.input_shape, num_classes=train.num_classes, **spec.arch_kwargs
+    )
+    folder = cache_dir() / "models"
+    weights, card_path = folder / f"{name}.pt", folder / f"{name}.json"
+    if weights.is_file() and card_path.is_file() and not retrain:
+        card = json.loads(card_path.read_text())
+        if card.get("spec") == json.loads(json.dumps(asdict(spec))):
+            model.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+            return model.to(device).eval(), card
+    start = time.perf_counter()
+    train_classifier(model, train, seed=spec.seed, progress=progress, device=device,
+                     **spec.train_kwargs)
+    seconds = time.perf_counter() - start
+    card = {
+        "name": name,
+        "spec": json.loads(json.dumps(asdict(spec))),
+        "test_accuracy": accuracy(model, _data(spec.dataset, False)),
+        "train_accuracy": accuracy(model, train),
+        "train_seconds": seconds,
+        "torch": torch.__version__,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), weights)
+    card_path.write_text(json.dumps(card, indent=2))
+    return model.eval(), card

@@ -1,0 +1,164 @@
+"""Training and evaluating classifiers (used for reference models and distillation students)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+__all__ = ["train_classifier", "accuracy", "predict"]
+
+
+def _as_dataset(data: Dataset | tuple[Tensor, Tensor]) -> Dataset:
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            raise ValueError("data must be a Dataset or an (inputs, labels) tuple")
+        return TensorDataset(*data)
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a torch Dataset or an (inputs, labels) tuple, got {type(data).__name__}")
+    return data
+
+
+def train_classifier(
+    model: nn.Module,
+    data: Dataset | tuple[Tensor, Tensor],
+    epochs: int = 10,
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    lr_decay_at: float | None = None,
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> list[float]:
+    """Train ``model`` in place with cross-entropy; hard ``(N,)`` or soft ``(N, C)`` labels.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``(B, *input_shape)`` to logits ``(B, C)``. Left in eval mode on return.
+    data : Dataset or tuple of (Tensor, Tensor)
+        Yields ``(input, label)`` pairs.
+    epochs : int, default=10
+    lr : float, default=1e-3
+    batch_size : int, default=256
+    optimizer : {"adam", "sgd"}, default="adam"
+    weight_decay : float, default=0.0
+    momentum : float, default=0.9
+        For SGD only.
+    lr_decay_at : float, optional
+        Fraction of the epochs after which the learning rate is divided by ten (the DC
+        protocol uses 0.5).
+    augment : callable, optional
+        ``augment(batch, generator) -> batch``, applied to every training batch.
+    seed : int, default=0
+        Seeds shuffling, augmentation and nothing else: initialise the model yourself.
+    device : str or torch.device, optional
+        Defaults to the model's device.
+    progress : bool, default=True
+        Show a progress bar over epochs.
+
+    Returns
+    -------
+    list of float
+        Mean training loss of each epoch.
+    """
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError("epochs and batch_size must be positive integers")
+    dataset = _as_dataset(data)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator(device).manual_seed(seed)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)
+    if optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(
+            model.parameters(), lr=lr, weight_decay=weight_decay
+        )
+    else:
+        opt = torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
+    losses = []
+    model.train()
+    for epoch in tqdm(range(epochs), desc="train", disable=not progress, leave=False):
+        if lr_decay_at is not None and epoch == int(epochs * lr_decay_at):
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.1
+        total, count = 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            if augment is not None:
+                with torch.no_grad():
+                    x = augment(x, aug_gen)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(x)
+            count += len(x)
+        losses.append(total / count)
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, inputs: Tensor | Dataset, batch_size: int = 1024
+) -> Tensor:
+    """Logits of ``model`` over ``inputs``, in eval mode, in chunks.
+
+    Parameters
+    ----------
+    model : nn.Module
+    inputs : Tensor of shape (N, *input_shape) or Dataset of (input, label)
+    batch_size : int, default=1024
+
+    Returns
+    -------
+    Tensor of shape (N, C)
+        On the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        if isinstance(inputs, Tensor):
+            chunks = inputs.split(batch_size)
+        else:
+            chunks = (x for x, _ in DataLoader(inputs, batch_size=batch_size))
+        return torch.cat([model(x.to(device)).cpu() for x in chunks])
+    finally:
+        model.train(was_training)
+
+
+def accuracy(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on ``data``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    data : Dataset or tuple of (Tensor of shape (N, ...), Tensor of shape (N,))
+    batch_size : int, default=1024
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``.
+    """
+    if isinstance(data, tuple):
+        inputs, labels = data
+    else:
+        inputs = data
+        labels = torch.cat([y for _, y in DataLoader(data, batch_size=batch_size)])
+    preds = predict(model, inputs, batch_size).argmax(-1)
+    return (preds == labels.cpu()).float().mean().item()
