@@ -63,8 +63,7 @@ def _split_data(data: Any) -> tuple[Tensor, Tensor | None]:
         xs, ys = zip(*(data[i] for i in range(len(data))))
         return torch.stack(list(xs)), torch.as_tensor(ys)
     raise TypeError(
-        "init_data must be a Tensor, an (inputs, labels) tuple or a torch Dataset, got "
-        f"{type(data).__name__}"
+        f"init_data must be a Tensor, an (inputs, labels) tuple or a torch Dataset, got {type(data).__name__}"
     )
 
 
@@ -169,10 +168,26 @@ class DeepSupportVectors:
     # ------------------------------------------------------------------ settings
     def get_params(self) -> dict[str, Any]:
         """The constructor's settings, as given."""
-        return {k: getattr(self, k) for k in (
-            "n_per_class", "init", "objective", "augmentation", "steps", "lr", "lr_lambda",
-            "dual", "lambda_scale", "lambda_max", "param_names", "input_range", "init_scale",
-            "seed", "progress")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "n_per_class",
+                "init",
+                "objective",
+                "augmentation",
+                "steps",
+                "lr",
+                "lr_lambda",
+                "dual",
+                "lambda_scale",
+                "lambda_max",
+                "param_names",
+                "input_range",
+                "init_scale",
+                "seed",
+                "progress",
+            )
+        }
 
     def _validate(self) -> tuple[KKTObjective, Augmentation | None]:
         check_positive("n_per_class", self.n_per_class, integer=True)
@@ -248,8 +263,10 @@ class DeepSupportVectors:
                 )
             return data_x.clone(), labels, torch.arange(len(data_x))
         if data_y is None:
-            raise ValueError("init='real' needs labelled init_data: an (inputs, labels) tuple "
-                             "or a dataset, or pass labels=")
+            raise ValueError(
+                "init='real' needs labelled init_data: an (inputs, labels) tuple "
+                "or a dataset, or pass labels="
+            )
         data_y = check_labels(data_y, num_classes, len(data_x), name="init_data labels")
         picks = []
         for c in range(num_classes):
@@ -299,9 +316,15 @@ class DeepSupportVectors:
         """
         objective, augmentation = self._validate()
         model = check_model(model)
-        args = () if additional_forward_args is None else (
-            tuple(additional_forward_args) if isinstance(additional_forward_args, tuple)
-            else (additional_forward_args,))
+        args = (
+            ()
+            if additional_forward_args is None
+            else (
+                tuple(additional_forward_args)
+                if isinstance(additional_forward_args, tuple)
+                else (additional_forward_args,)
+            )
+        )
         if input_shape is None and getattr(model, "input_shape", None) is None and init_data is not None:
             input_shape = tuple(_split_data(init_data)[0].shape[1:])
         shape = infer_input_shape(model, input_shape)
@@ -313,23 +336,27 @@ class DeepSupportVectors:
             gen = torch.Generator().manual_seed(self.seed)
             x0, labels, indices = self._initial(shape, num_classes, labels, init_data, gen)
             labels = check_labels(labels, num_classes, len(x0))
-            fmodel = FunctionalModel(model, None if self.param_names is None
-                                     else list(self.param_names), args)
-            missing = set(fmodel.names) - set(dict(model.named_parameters()))
-            if missing:
-                raise ValueError(f"param_names not found in the model: {sorted(missing)}")
-            return self._synthesise(fmodel, x0.to(device, dtype), labels.to(device),
-                                    objective, augmentation, indices,
-                                    {"input_shape": list(shape), "num_classes": num_classes})
+            fmodel = FunctionalModel(
+                model, None if self.param_names is None else list(self.param_names), args
+            )
+            return self._synthesise(
+                fmodel,
+                x0.to(device, dtype),
+                labels.to(device),
+                objective,
+                augmentation,
+                indices,
+                {"input_shape": list(shape), "num_classes": num_classes},
+            )
 
-    def _lambda_scale(self, fmodel: FunctionalModel, x: Tensor, y: Tensor,
-                      objective: KKTObjective) -> float:
+    def _lambda_scale(self, fmodel: FunctionalModel, x: Tensor, y: Tensor, objective: KKTObjective) -> float:
         if self.lambda_scale != "auto":
             return float(self.lambda_scale)
         if objective.scale_free:
             return 1.0
-        g, _ = weighted_loss_grad(fmodel, x, y, torch.ones(len(x), device=x.device, dtype=x.dtype),
-                                  create_graph=False)
+        g, _ = weighted_loss_grad(
+            fmodel, x, y, torch.ones(len(x), device=x.device, dtype=x.dtype), create_graph=False
+        )
         g_norm = math.sqrt(sum(v.pow(2).sum().item() for v in g.values()))
         t_norm = math.sqrt(sum(v.pow(2).sum().item() for v in fmodel.theta.values()))
         return t_norm / max(g_norm, 1e-12)
@@ -357,8 +384,7 @@ class DeepSupportVectors:
         rho0 = 0.0 if self.dual == "exp" else 1.0
         rho = torch.full((len(x0),), rho0, device=device, dtype=x0.dtype, requires_grad=True)
         active = torch.ones(len(x0), dtype=torch.bool, device=device)
-        opt = torch.optim.Adam([{"params": [x], "lr": self.lr},
-                                {"params": [rho], "lr": self.lr_lambda}])
+        opt = torch.optim.Adam([{"params": [x], "lr": self.lr}, {"params": [rho], "lr": self.lr_lambda}])
         history: dict[str, list[float]] = {}
         start = time.perf_counter()
         for _ in tqdm(range(self.steps), desc="DeepKKT", disable=not self.progress, leave=False):
@@ -379,18 +405,22 @@ class DeepSupportVectors:
             self._record(history, value, labels, lam, active)
         lam = (self._lambdas(rho, scale) * active).detach()
         kkt = self.residuals(fmodel, x.detach(), labels, lam)
-        settings = {k: v for k, v in self.get_params().items()
-                    if k not in ("objective", "augmentation")}
-        settings.update(inferred, objective=objective.to_dict(), lambda_scale_value=scale,
-                        augmentation=None if augmentation is None else vars(augmentation),
-                        seconds=time.perf_counter() - start, mode="synthesis",
-                        param_names=fmodel.names)
-        return DSVResult(x.detach().cpu(), labels.cpu(), lam.cpu(), kkt, history,
-                         active.cpu(), settings, indices)
+        settings = {k: v for k, v in self.get_params().items() if k not in ("objective", "augmentation")}
+        settings.update(
+            inferred,
+            objective=objective.to_dict(),
+            lambda_scale_value=scale,
+            augmentation=None if augmentation is None else vars(augmentation),
+            seconds=time.perf_counter() - start,
+            mode="synthesis",
+            param_names=fmodel.names,
+        )
+        return DSVResult(
+            x.detach().cpu(), labels.cpu(), lam.cpu(), kkt, history, active.cpu(), settings, indices
+        )
 
     @staticmethod
-    def _record(history: dict[str, list[float]], value, labels: Tensor, lam: Tensor,
-                active: Tensor) -> None:
+    def _record(history: dict[str, list[float]], value, labels: Tensor, lam: Tensor, active: Tensor) -> None:
         y = labels if labels.ndim == 1 else labels.argmax(-1)
         row = dict(value.terms)
         row["entropy"] = _entropy(value.logits).mean().item()
@@ -403,8 +433,7 @@ class DeepSupportVectors:
             history.setdefault(k, []).append(v)
 
     @staticmethod
-    def residuals(fmodel: FunctionalModel, inputs: Tensor, labels: Tensor,
-                  lambdas: Tensor) -> KKTResiduals:
+    def residuals(fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, lambdas: Tensor) -> KKTResiduals:
         """Every DeepKKT residual of given inputs, labels and multipliers.
 
         Parameters

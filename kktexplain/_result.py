@@ -163,15 +163,19 @@ class DSVResult:
         path : str or Path
         """
         arrays = {
-            "inputs": self.inputs, "labels": self.labels, "lambdas": self.lambdas,
+            "inputs": self.inputs,
+            "labels": self.labels,
+            "lambdas": self.lambdas,
             "active": self.active,
             **{f"kkt_{k}": getattr(self.kkt, k) for k in _PER_SAMPLE},
         }
         if self.indices is not None:
             arrays["indices"] = self.indices
         meta = {
-            "history": self.history, "settings": self.settings,
-            "stationarity": self.kkt.stationarity, "per_layer_cosine": self.kkt.per_layer_cosine,
+            "history": self.history,
+            "settings": self.settings,
+            "stationarity": self.kkt.stationarity,
+            "per_layer_cosine": self.kkt.per_layer_cosine,
         }
         np.savez_compressed(
             Path(path),
@@ -194,8 +198,18 @@ class DSVResult:
         with np.load(Path(path), allow_pickle=False) as f:
             arrays = {k: torch.from_numpy(f[k].copy()) for k in f.files if k != "meta"}
             meta = json.loads(bytes(f["meta"]).decode())
-        kkt = KKTResiduals(**{k: arrays.pop(f"kkt_{k}") for k in _PER_SAMPLE},
-                           stationarity=meta["stationarity"],
-                           per_layer_cosine=meta["per_layer_cosine"])
-        return cls(arrays["inputs"], arrays["labels"], arrays["lambdas"], kkt, meta["history"],
-                   arrays["active"], meta["settings"], arrays.get("indices"))
+        kkt = KKTResiduals(
+            **{k: arrays.pop(f"kkt_{k}") for k in _PER_SAMPLE},
+            stationarity=meta["stationarity"],
+            per_layer_cosine=meta["per_layer_cosine"],
+        )
+        return cls(
+            arrays["inputs"],
+            arrays["labels"],
+            arrays["lambdas"],
+            kkt,
+            meta["history"],
+            arrays["active"],
+            meta["settings"],
+            arrays.get("indices"),
+        )

@@ -103,13 +103,10 @@ def infer_num_classes(
         with torch.no_grad():
             out = model(probe, *additional_forward_args)
     except RuntimeError as e:
-        raise ValueError(
-            f"input_shape={input_shape} does not fit the model (forward failed: {e})"
-        ) from e
+        raise ValueError(f"input_shape={input_shape} does not fit the model (forward failed: {e})") from e
     if not isinstance(out, Tensor) or not out.is_floating_point():
         raise TypeError(
-            "model must return a floating-point tensor of logits of shape (N, C), got "
-            f"{type(out).__name__}"
+            f"model must return a floating-point tensor of logits of shape (N, C), got {type(out).__name__}"
         )
     if out.ndim != 2 or out.shape[0] != 2 or out.shape[1] < 2:
         raise ValueError(
@@ -125,8 +122,7 @@ def check_inputs(name: str, inputs: object, input_shape: tuple[int, ...]) -> Ten
         raise TypeError(f"{name} must be a torch.Tensor, got {type(inputs).__name__}")
     if tuple(inputs.shape[1:]) != tuple(input_shape) or inputs.ndim != len(input_shape) + 1:
         raise ValueError(
-            f"{name} must have shape (N, {', '.join(map(str, input_shape))}), "
-            f"got {tuple(inputs.shape)}"
+            f"{name} must have shape (N, {', '.join(map(str, input_shape))}), got {tuple(inputs.shape)}"
         )
     if not inputs.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {inputs.dtype}")

@@ -40,8 +40,7 @@ class LabeledDataset(TensorDataset):
     ) -> None:
         if inputs.shape[0] != labels.shape[0]:
             raise ValueError(
-                f"inputs and labels must have the same length, got {inputs.shape[0]} and "
-                f"{labels.shape[0]}"
+                f"inputs and labels must have the same length, got {inputs.shape[0]} and {labels.shape[0]}"
             )
         super().__init__(inputs, labels.long())
         self.classes = list(classes)
@@ -125,9 +124,18 @@ class LabeledDataset(TensorDataset):
 
     def subset(self, indices: Tensor) -> LabeledDataset:
         """A new dataset with the rows ``indices`` and the same metadata."""
-        return LabeledDataset(self.inputs[indices], self.labels[indices], self.classes,
-                              self.mean, self.std, self.raw_range, self.name)
+        return LabeledDataset(
+            self.inputs[indices],
+            self.labels[indices],
+            self.classes,
+            self.mean,
+            self.std,
+            self.raw_range,
+            self.name,
+        )
 
     def __repr__(self) -> str:
-        return (f"LabeledDataset(name={self.name!r}, n={len(self)}, "
-                f"input_shape={self.input_shape}, classes={self.num_classes})")
+        return (
+            f"LabeledDataset(name={self.name!r}, n={len(self)}, "
+            f"input_shape={self.input_shape}, classes={self.num_classes})"
+        )

@@ -14,8 +14,16 @@ from ._base import LabeledDataset
 __all__ = ["load_fashion_mnist", "find_fashion_mnist", "FASHION_MNIST_CLASSES", "read_idx"]
 
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 ENV_VAR = "KKTEXPLAIN_FASHION_MNIST"
 DEBIAN_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -132,7 +140,11 @@ def load_fashion_mnist(
     mean, std = (_MEAN, _STD) if normalize else (0.0, 1.0)
     x = (x - mean) / std
     return LabeledDataset(
-        x, torch.from_numpy(labels.astype(np.int64)), FASHION_MNIST_CLASSES,
-        torch.tensor([mean]), torch.tensor([std]), raw_range=(0.0, 1.0),
+        x,
+        torch.from_numpy(labels.astype(np.int64)),
+        FASHION_MNIST_CLASSES,
+        torch.tensor([mean]),
+        torch.tensor([std]),
+        raw_range=(0.0, 1.0),
         name="fashion_mnist" + ("" if train else "_test"),
     )

@@ -30,17 +30,28 @@ def load_digits(normalize: bool = True) -> LabeledDataset:
     bunch = skd.load_digits()
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1)
     mean, std = (x.mean().item(), x.std().item()) if normalize else (0.0, 1.0)
-    return LabeledDataset((x - mean) / std, torch.tensor(bunch.target),
-                          [str(c) for c in bunch.target_names], torch.tensor([mean]),
-                          torch.tensor([std]), raw_range=(0.0, 16.0), name="digits")
+    return LabeledDataset(
+        (x - mean) / std,
+        torch.tensor(bunch.target),
+        [str(c) for c in bunch.target_names],
+        torch.tensor([mean]),
+        torch.tensor([std]),
+        raw_range=(0.0, 16.0),
+        name="digits",
+    )
 
 
 def _standardized(x: np.ndarray, y: np.ndarray, classes, name: str) -> LabeledDataset:
     scaler = StandardScaler().fit(x)
     xs = torch.tensor(scaler.transform(x), dtype=torch.float32)
-    return LabeledDataset(xs, torch.tensor(y), [str(c) for c in classes],
-                          torch.tensor(scaler.mean_, dtype=torch.float32),
-                          torch.tensor(scaler.scale_, dtype=torch.float32), name=name)
+    return LabeledDataset(
+        xs,
+        torch.tensor(y),
+        [str(c) for c in classes],
+        torch.tensor(scaler.mean_, dtype=torch.float32),
+        torch.tensor(scaler.scale_, dtype=torch.float32),
+        name=name,
+    )
 
 
 def load_tabular(name: str) -> LabeledDataset:
@@ -54,16 +65,14 @@ def load_tabular(name: str) -> LabeledDataset:
     -------
     LabeledDataset
     """
-    loaders = {"breast_cancer": skd.load_breast_cancer, "iris": skd.load_iris,
-               "wine": skd.load_wine}
+    loaders = {"breast_cancer": skd.load_breast_cancer, "iris": skd.load_iris, "wine": skd.load_wine}
     if name not in loaders:
         raise ValueError(f"name must be one of {TABULAR}, got {name!r}")
     bunch = loaders[name]()
     return _standardized(bunch.data, bunch.target, bunch.target_names, name)
 
 
-def make_2d(name: str = "moons", n_samples: int = 200, noise: float = 0.1,
-            seed: int = 0) -> LabeledDataset:
+def make_2d(name: str = "moons", n_samples: int = 200, noise: float = 0.1, seed: int = 0) -> LabeledDataset:
     """A standardised 2-D synthetic set (scikit-learn's generators): ``(n_samples, 2)``.
 
     Parameters

@@ -112,8 +112,7 @@ class Augmentation:
                 theta[:, 1, 1] = scale
                 theta[:, :, 2] = centre + shift
                 grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-                x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
-                                  align_corners=False)
+                x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             if "cutout" in on:
                 h, w = x.shape[-2:]
                 size = torch.tensor([h, w], device=dev, dtype=dt) * self.cutout / 2

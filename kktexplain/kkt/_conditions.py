@@ -64,7 +64,9 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return -(labels * F.log_softmax(logits, dim=-1)).sum(-1)
 
 
-def primal_feasibility(logits: Tensor, labels: Tensor, kind: str = "masked_ce") -> Tensor:
+def primal_feasibility(
+    logits: Tensor, labels: Tensor, kind: str = "masked_ce", epsilon: float = 0.0
+) -> Tensor:
     """Per-sample primal-feasibility loss (paper Eq 7 and Algorithm 1).
 
     Parameters
@@ -75,6 +77,9 @@ def primal_feasibility(logits: Tensor, labels: Tensor, kind: str = "masked_ce") 
         ``"masked_ce"`` is the paper's Eq 7: the cross-entropy of samples whose arg-max is not
         their label, and zero for the others (a hinge-like loss that stops pushing once a sample
         is classified as its label). ``"ce"`` is the plain cross-entropy of Algorithm 1.
+    epsilon : float, default=0.0
+        Margin ``eps`` of Eq 3 for ``"masked_ce"``: a sample is masked (counts as feasible)
+        only once ``Phi_y - max_{c != y} Phi_c > eps``. ``0`` is Eq 7 (arg-max equals label).
 
     Returns
     -------
@@ -86,7 +91,10 @@ def primal_feasibility(logits: Tensor, labels: Tensor, kind: str = "masked_ce") 
         return ce
     if kind != "masked_ce":
         raise ValueError(f"kind must be one of {PRIMAL_KINDS}, got {kind!r}")
-    feasible = logits.argmax(-1) == hard_labels(labels)
+    if epsilon > 0:
+        feasible = primal_margin(logits, labels) > epsilon
+    else:
+        feasible = logits.argmax(-1) == hard_labels(labels)
     return torch.where(feasible, torch.zeros_like(ce), ce)
 
 

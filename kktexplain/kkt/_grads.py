@@ -46,6 +46,12 @@ class FunctionalModel:
         self.model = model
         named = dict(model.named_parameters())
         names = list(named) if param_names is None else list(param_names)
+        missing = [k for k in names if k not in named]
+        if missing or not names:
+            raise ValueError(
+                f"param_names must name parameters of the model; not found: {missing or '(empty)'}. "
+                f"Available: {list(named)[:8]}{' ...' if len(named) > 8 else ''}"
+            )
         self.names = names
 
         def copy(t: Tensor) -> Tensor:
@@ -102,8 +108,7 @@ def weighted_loss_grad(
     with torch.enable_grad():
         logits = fmodel(inputs, theta)
         total = (weights * loss_fn(logits, labels)).sum()
-        g = torch.autograd.grad(total, list(theta.values()), create_graph=create_graph,
-                                allow_unused=True)
+        g = torch.autograd.grad(total, list(theta.values()), create_graph=create_graph, allow_unused=True)
     out = {k: (torch.zeros_like(theta[k]) if gk is None else gk) for k, gk in zip(theta, g)}
     return out, logits
 

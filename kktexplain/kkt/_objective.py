@@ -80,6 +80,8 @@ class KKTObjective:
         Average the distance over parameter tensors rather than over all parameters.
     primal_kind : {"masked_ce", "ce"}, default="masked_ce"
     primal_reduction : {"mean", "sum"}, default="mean"
+    epsilon : float, default=0.0
+        Logit margin ``eps`` of Eq 3 that the masked primal loss asks for.
     tv_p : {1, 2}, default=2
     norm_p : int, default=2
     """
@@ -94,6 +96,7 @@ class KKTObjective:
     per_layer: bool = True
     primal_kind: str = "masked_ce"
     primal_reduction: str = "mean"
+    epsilon: float = 0.0
     tv_p: int = 2
     norm_p: int = 2
     name: str = field(default="custom", compare=False)
@@ -104,15 +107,11 @@ class KKTObjective:
             if not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"objective weight {key!r} must be a float >= 0, got {value!r}")
         if self.distance not in STATIONARITY_DISTANCES:
-            raise ValueError(
-                f"distance must be one of {STATIONARITY_DISTANCES}, got {self.distance!r}"
-            )
+            raise ValueError(f"distance must be one of {STATIONARITY_DISTANCES}, got {self.distance!r}")
         if self.primal_kind not in PRIMAL_KINDS:
             raise ValueError(f"primal_kind must be one of {PRIMAL_KINDS}, got {self.primal_kind!r}")
         if self.primal_reduction not in ("mean", "sum"):
-            raise ValueError(
-                f"primal_reduction must be 'mean' or 'sum', got {self.primal_reduction!r}"
-            )
+            raise ValueError(f"primal_reduction must be 'mean' or 'sum', got {self.primal_reduction!r}")
         if self.clean == 0 and self.augmented == 0:
             raise ValueError("at least one of the weights 'clean' and 'augmented' must be > 0")
 
@@ -148,7 +147,7 @@ class KKTObjective:
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         grads, logits = weighted_loss_grad(fmodel, x, labels, lambdas, create_graph=True)
         stat = stationarity(fmodel.theta, grads, self.distance, self.per_layer)
-        primal = primal_feasibility(logits, labels, self.primal_kind)
+        primal = primal_feasibility(logits, labels, self.primal_kind, self.epsilon)
         primal = primal.mean() if self.primal_reduction == "mean" else primal.sum()
         cos = stationarity(fmodel.theta, {k: g.detach() for k, g in grads.items()}, "cosine")
         return stat, primal, logits, 1.0 - cos.detach()
@@ -209,13 +208,29 @@ class KKTObjective:
 
 PRESETS: dict[str, KKTObjective] = {
     "paper_eq9": KKTObjective(
-        stationarity=1.0, primal=2e-3, tv=0.0, norm=0.0, clean=0.0, augmented=1.0,
-        distance="l1", per_layer=False, primal_kind="masked_ce", primal_reduction="mean",
+        stationarity=1.0,
+        primal=2e-3,
+        tv=0.0,
+        norm=0.0,
+        clean=0.0,
+        augmented=1.0,
+        distance="l1",
+        per_layer=False,
+        primal_kind="masked_ce",
+        primal_reduction="mean",
         name="paper_eq9",
     ),
     "paper_alg1": KKTObjective(
-        stationarity=1.0, primal=1.0, tv=0.0, norm=0.0, clean=1.0, augmented=5.0,
-        distance="l2sq", per_layer=False, primal_kind="ce", primal_reduction="sum",
+        stationarity=1.0,
+        primal=1.0,
+        tv=0.0,
+        norm=0.0,
+        clean=1.0,
+        augmented=5.0,
+        distance="l2sq",
+        per_layer=False,
+        primal_kind="ce",
+        primal_reduction="sum",
         name="paper_alg1",
     ),
     "default": KKTObjective(name="default"),

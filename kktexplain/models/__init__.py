@@ -4,4 +4,15 @@ from ._architectures import MLP, ConvNet, ResNet
 from ._cache import REFERENCE_MODELS, ReferenceSpec, cache_dir, load_reference_model
 from ._train import accuracy, predict, train_classifier
 
-__all__ = ["MLP", "ConvNet", "ResNet", "REFERENCE_MODELS", "ReferenceSpec", "cache_dir", "load_reference_model", "accuracy", "predict", "train_classifier"]
+__all__ = [
+    "MLP",
+    "ConvNet",
+    "ResNet",
+    "REFERENCE_MODELS",
+    "ReferenceSpec",
+    "cache_dir",
+    "load_reference_model",
+    "accuracy",
+    "predict",
+    "train_classifier",
+]

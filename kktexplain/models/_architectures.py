@@ -64,9 +64,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
         return nn.GroupNorm(4, channels, affine=True)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(
-        f"norm must be 'instancenorm', 'batchnorm', 'groupnorm' or 'none', got {kind!r}"
-    )
+    raise ValueError(f"norm must be 'instancenorm', 'batchnorm', 'groupnorm' or 'none', got {kind!r}")
 
 
 class ConvNet(nn.Module):

@@ -52,11 +52,15 @@ class ReferenceSpec:
 
 REFERENCE_MODELS: dict[str, ReferenceSpec] = {
     "fashion_mnist_convnet": ReferenceSpec(
-        "fashion_mnist", "convnet", {"width": 128, "norm": "instancenorm"},
+        "fashion_mnist",
+        "convnet",
+        {"width": 128, "norm": "instancenorm"},
         {"epochs": 3, "lr": 1e-3, "weight_decay": 5e-4, "batch_size": 256, "lr_decay_at": 2 / 3},
     ),
     "digits_mlp": ReferenceSpec(
-        "digits", "mlp", {"hidden": (128, 128)},
+        "digits",
+        "mlp",
+        {"hidden": (128, 128)},
         {"epochs": 60, "lr": 1e-3, "weight_decay": 5e-4, "batch_size": 128},
     ),
 }
@@ -118,8 +122,7 @@ def load_reference_model(
             model.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
             return model.to(device).eval(), card
     start = time.perf_counter()
-    train_classifier(model, train, seed=spec.seed, progress=progress, device=device,
-                     **spec.train_kwargs)
+    train_classifier(model, train, seed=spec.seed, progress=progress, device=device, **spec.train_kwargs)
     seconds = time.perf_counter() - start
     card = {
         "name": name,

@@ -19,7 +19,9 @@ def _as_dataset(data: Dataset | tuple[Tensor, Tensor]) -> Dataset:
             raise ValueError("data must be a Dataset or an (inputs, labels) tuple")
         return TensorDataset(*data)
     if not isinstance(data, Dataset):
-        raise TypeError(f"data must be a torch Dataset or an (inputs, labels) tuple, got {type(data).__name__}")
+        raise TypeError(
+            f"data must be a torch Dataset or an (inputs, labels) tuple, got {type(data).__name__}"
+        )
     return data
 
 
@@ -81,13 +83,9 @@ def train_classifier(
     aug_gen = torch.Generator(device).manual_seed(seed)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=gen)
     if optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(
-            model.parameters(), lr=lr, weight_decay=weight_decay
-        )
+        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     else:
-        opt = torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
-        )
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     losses = []
     model.train()
     for epoch in tqdm(range(epochs), desc="train", disable=not progress, leave=False):
@@ -112,9 +110,7 @@ def train_classifier(
 
 
 @torch.no_grad()
-def predict(
-    model: nn.Module, inputs: Tensor | Dataset, batch_size: int = 1024
-) -> Tensor:
+def predict(model: nn.Module, inputs: Tensor | Dataset, batch_size: int = 1024) -> Tensor:
     """Logits of ``model`` over ``inputs``, in eval mode, in chunks.
 
     Parameters

@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test lint docs fashion-mnist clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# torch and torchvision first, pinned to the builds this project is tested with
+	$(PY) -m pip install "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+fashion-mnist:
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ] && [ -z "$$KKTEXPLAIN_FASHION_MNIST" ]; then \
+		echo "installing Debian's dataset-fashion-mnist"; \
+		(apt-get update -q && apt-get install -y -q dataset-fashion-mnist) || \
+		(sudo apt-get update -q && sudo apt-get install -y -q dataset-fashion-mnist); \
+	fi
+
+demo: $(STAMP) fashion-mnist
+	$(VENV)/bin/kktexplain demo --out kktexplain-demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check kktexplain tests benchmarks examples
+	$(VENV)/bin/ruff format --check kktexplain
+
+docs: $(STAMP)
+	$(PY) -m pip install -e ".[docs]"
+	$(VENV)/bin/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) kktexplain-demo site

@@ -1,0 +1,39 @@
+"""Shared pieces of the benchmark scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def median_time(fn, repeats: int = 7, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` in seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def write_json(name: str, payload: dict) -> Path:
+    """Write ``payload`` (plus the command line and versions) to ``results/<name>.json``."""
+    RESULTS.mkdir(exist_ok=True)
+    payload = {
+        "command": "python " + " ".join(sys.argv),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path

@@ -1,0 +1,71 @@
+"""Cost of one DeepKKT step against one plain training step on the same batch.
+
+The DeepKKT step is what :class:`DeepSupportVectors` does per iteration: the augmented and the
+un-augmented view, each one forward, one ``create_graph`` backward for ``sum λ_i ∇θ L_i``, then
+one double backward to the inputs and multipliers, and an Adam step. The training step is one
+forward, one backward and an Adam step of the same model on the same batch. Both are timed side
+by side in one run; the ratio of medians is reported.
+
+Usage::
+
+    python benchmarks/step_time.py --batch 100 --repeats 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import torch
+import torch.nn.functional as F
+from _common import median_time, write_json
+
+from kktexplain.kkt import Augmentation, FunctionalModel, KKTObjective
+from kktexplain.models import load_reference_model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=15)
+    args = p.parse_args()
+    model, card = load_reference_model("fashion_mnist_convnet", progress=False)
+    torch.manual_seed(0)
+    x0 = torch.randn(args.batch, 1, 28, 28)
+    y = torch.arange(10).repeat_interleave(args.batch // 10)[: args.batch]
+
+    student = copy.deepcopy(model).train()
+    opt_train = torch.optim.Adam(student.parameters(), lr=1e-3)
+
+    def train_step():
+        loss = F.cross_entropy(student(x0), y)
+        opt_train.zero_grad()
+        loss.backward()
+        opt_train.step()
+
+    fmodel = FunctionalModel(model)
+    results = {"train_step_s": median_time(train_step, args.repeats)}
+    for preset in ("default", "paper_eq9", "paper_alg1"):
+        objective = KKTObjective.from_preset(preset)
+        x = x0.clone().requires_grad_(True)
+        rho = torch.zeros(args.batch, requires_grad=True)
+        opt = torch.optim.Adam([x, rho], lr=0.01)
+        aug, gen = Augmentation(), torch.Generator().manual_seed(0)
+
+        def kkt_step():
+            value = objective(fmodel, x, y, rho.exp(), aug, gen)
+            opt.zero_grad()
+            value.total.backward()
+            opt.step()
+
+        t = median_time(kkt_step, args.repeats)
+        results[f"kkt_step_s_{preset}"] = t
+        results[f"ratio_{preset}"] = t / results["train_step_s"]
+        print(preset, f"{t:.3f}s", f"ratio {t / results['train_step_s']:.2f}", flush=True)
+    print(results)
+    write_json("step_time", {"batch": args.batch, "repeats": args.repeats, "model": card["name"],
+                             "median_seconds": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Matplotlib figures of DSVs and of a run's history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from .._result import DSVResult
+
+__all__ = ["plot_dsv_grid", "plot_history", "show_image"]
+
+
+def show_image(image: Tensor, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Draw one image ``(C, H, W)`` (grey for ``C == 1``), scaled to its own range.
+
+    Parameters
+    ----------
+    image : Tensor of shape (C, H, W)
+    ax : Axes, optional
+    title : str, optional
+
+    Returns
+    -------
+    Axes
+    """
+    ax = ax if ax is not None else plt.gca()
+    img = image.detach().float().cpu()
+    img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-12)
+    if img.shape[0] == 1:
+        ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(img.permute(1, 2, 0).numpy())
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+    return ax
+
+
+def plot_dsv_grid(
+    result: DSVResult,
+    classes: Sequence[str] | None = None,
+    denormalize: Callable[[Tensor], Tensor] | None = None,
+    per_class: int | None = None,
+    fig: Figure | None = None,
+) -> Figure:
+    """A grid of image DSVs: one row per class, best λ first, each titled with its λ.
+
+    Parameters
+    ----------
+    result : DSVResult
+        With image inputs ``(N, C, H, W)``.
+    classes : sequence of str, optional
+        Row labels.
+    denormalize : callable, optional
+        Maps inputs back to pixel units before display (e.g. ``dataset.denormalize``).
+    per_class : int, optional
+        Columns; default the largest class size.
+    fig : Figure, optional
+
+    Returns
+    -------
+    Figure
+    """
+    if result.inputs.ndim != 4:
+        raise ValueError(f"plot_dsv_grid needs image inputs (N, C, H, W), got {tuple(result.inputs.shape)}")
+    y = result.hard_labels
+    num_classes = int(result.settings.get("num_classes", int(y.max()) + 1))
+    k = per_class or int(max((y == c).sum() for c in range(num_classes)))
+    core = result.top_k_per_class(k)
+    images = denormalize(result.inputs) if denormalize is not None else result.inputs
+    fig = fig if fig is not None else plt.figure(figsize=(1.1 * k + 1, 1.2 * num_classes))
+    axes = fig.subplots(num_classes, k, squeeze=False)
+    for c in range(num_classes):
+        for j in range(k):
+            ax = axes[c, j]
+            i = int(core.indices[c, j])
+            if i < 0:
+                ax.axis("off")
+                continue
+            show_image(images[i], ax, f"λ={float(result.lambdas[i]):.3g}")
+        if classes is not None:
+            axes[c, 0].set_ylabel(classes[c], fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(result: DSVResult | dict, fig: Figure | None = None) -> Figure:
+    """Three panels over the steps: mean entropy, primal feasibility, loss terms (log scale).
+
+    Parameters
+    ----------
+    result : DSVResult or dict
+        A result, or its ``history``.
+    fig : Figure, optional
+
+    Returns
+    -------
+    Figure
+    """
+    h = result.history if isinstance(result, DSVResult) else result
+    fig = fig if fig is not None else plt.figure(figsize=(12, 3.2))
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1.plot(h["entropy"])
+    ax1.set(title="mean predictive entropy of the candidates", xlabel="step", ylabel="nats")
+    ax2.plot(h["feasibility"], label="clean")
+    if "feasibility_aug" in h:
+        ax2.plot(h["feasibility_aug"], label="augmented")
+    ax2.set(title="primal feasibility rate", xlabel="step", ylim=(-0.05, 1.05))
+    ax2.legend()
+    for key in ("stationarity", "stationarity_aug", "primal", "primal_aug", "tv", "norm"):
+        if key in h and any(v > 0 for v in h[key]):
+            ax3.plot([max(v, 1e-12) for v in h[key]], label=key)
+    ax3.set(title="loss terms (unweighted)", xlabel="step", yscale="log")
+    ax3.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,252 @@
+"""DeepSupportVectors end to end on tiny models: contract, determinism, errors."""
+
+import pytest
+import torch
+from conftest import TinyMLP, assert_same_snapshot, model_snapshot
+from torch import nn
+
+from kktexplain import DeepSupportVectors, DSVResult
+from kktexplain.kkt import Augmentation, KKTObjective
+from kktexplain.datasets import make_2d
+from kktexplain.models import MLP, ConvNet, ResNet, train_classifier
+
+FAST = {"steps": 4, "progress": False}
+
+
+def _models():
+    torch.manual_seed(0)
+    return {
+        "mlp": MLP((6,), 3, hidden=(8,)),
+        "convnet": ConvNet((1, 8, 8), 3, width=4, depth=2),
+        "resnet_bn": ResNet((1, 8, 8), 3, widths=(4, 8)),
+        "convnet_bn": ConvNet((1, 8, 8), 3, width=4, depth=2, norm="batchnorm"),
+    }
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet", "resnet_bn", "convnet_bn"])
+@pytest.mark.parametrize("preset", ["default", "paper_eq9", "paper_alg1"])
+def test_model_left_exactly_as_found(name, preset):
+    model = _models()[name]
+    model.train()  # a training-mode model, with a custom hook and an existing .grad
+    hook = model.register_forward_hook(lambda m, i, o: None)
+    first = next(model.parameters())
+    first.grad = torch.full_like(first, 0.5)
+    last = list(model.parameters())[-1]
+    last.requires_grad_(False)
+    before = model_snapshot(model)
+    dsv = DeepSupportVectors(n_per_class=2, objective=preset, **FAST).attribute(model)
+    assert_same_snapshot(before, model_snapshot(model))
+    hook.remove()
+    n = 6
+    assert dsv.inputs.shape == (n, *model.input_shape)
+    assert dsv.labels.shape == (n,) and dsv.lambdas.shape == (n,)
+    assert (dsv.lambdas >= 0).all()
+    assert dsv.kkt.margin.shape == (n,)
+    assert len(dsv.history["entropy"]) == 4
+    assert set(dsv.history) >= {"total", "stationarity_aug", "primal_aug", "entropy", "cosine",
+                                "feasibility", "feasibility_aug", "lambda_mean", "n_active"}
+    if preset != "paper_eq9":  # Eq 9 has no un-augmented term
+        assert {"stationarity", "primal"} <= set(dsv.history)
+
+
+def test_batchnorm_running_stats_are_used_not_updated():
+    model = _models()["resnet_bn"]
+    # give BN non-trivial running statistics, then check the DSVs are judged in eval mode
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(16, 1, 8, 8) * 3 + 1)
+    model.eval()
+    before = model_snapshot(model)
+    dsv = DeepSupportVectors(n_per_class=2, **FAST).attribute(model)
+    assert_same_snapshot(before, model_snapshot(model))
+    with torch.no_grad():
+        logits = model(dsv.inputs)
+    assert torch.equal(logits.argmax(-1) == dsv.labels, dsv.kkt.feasible)
+
+
+def test_same_seed_same_dsvs_and_different_seed_differs():
+    model = _models()["convnet"]
+    a = DeepSupportVectors(n_per_class=2, seed=3, **FAST).attribute(model)
+    b = DeepSupportVectors(n_per_class=2, seed=3, **FAST).attribute(model)
+    c = DeepSupportVectors(n_per_class=2, seed=4, **FAST).attribute(model)
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.lambdas, b.lambdas)
+    assert a.history == b.history
+    assert not torch.equal(a.inputs, c.inputs)
+
+
+def test_soft_labels():
+    model = _models()["mlp"]
+    soft = torch.tensor([[0.4, 0.6, 0.0], [0.0, 0.3, 0.7], [1.0, 0.0, 0.0]])
+    dsv = DeepSupportVectors(**FAST).attribute(model, labels=soft)
+    assert dsv.labels.shape == (3, 3) and torch.equal(dsv.labels, soft)
+    assert dsv.hard_labels.tolist() == [1, 2, 0]
+    assert dsv.inputs.shape == (3, 6)
+
+
+def test_optimisation_improves_stationarity_and_satisfies_primal_with_margin():
+    torch.manual_seed(1)
+    model = MLP((2,), 2, hidden=(16,))
+    train_classifier(model, make_2d("moons", 200), epochs=200, lr=0.01, batch_size=200,
+                     weight_decay=1e-3, progress=False)
+    objective = KKTObjective.from_preset("default", epsilon=0.5)
+    dsv = DeepSupportVectors(n_per_class=4, steps=150, augmentation=None, progress=False,
+                             lr=0.05, objective=objective).attribute(model)
+    assert dsv.kkt.feasibility_rate == 1.0
+    assert (dsv.kkt.margin > 0).all()
+    # cos(theta*, -sum lambda grad L) improves over the run
+    assert dsv.kkt.stationarity["cosine"] > dsv.history["cosine"][0] + 0.5
+    assert torch.isfinite(dsv.inputs).all()
+
+
+def test_prune_dual_removes_negative_multipliers():
+    model = _models()["mlp"]
+    dsv = DeepSupportVectors(n_per_class=3, steps=30, dual="prune", objective="paper_eq9",
+                             lr_lambda=5.0, progress=False).attribute(model)
+    assert (dsv.lambdas[~dsv.active] == 0).all()
+    assert (dsv.lambdas >= 0).all()
+    assert dsv.history["n_active"][-1] == dsv.active.sum().item()
+
+
+def test_lambda_max_bounds_the_multipliers():
+    model = _models()["mlp"]
+    dsv = DeepSupportVectors(n_per_class=3, steps=20, lambda_max=0.5, lr_lambda=1.0,
+                             progress=False).attribute(model)
+    assert dsv.lambdas.max() <= 0.5
+
+
+def test_init_real_and_other():
+    model = _models()["convnet"]
+    x = torch.randn(30, 1, 8, 8)
+    y = torch.arange(3).repeat(10)
+    real = DeepSupportVectors(n_per_class=2, init="real", steps=0, progress=False).attribute(
+        model, init_data=(x, y))
+    assert torch.equal(real.inputs, x[real.indices])
+    assert torch.equal(real.labels, y[real.indices])
+    assert real.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    other = DeepSupportVectors(n_per_class=2, init="other", steps=0, progress=False).attribute(
+        model, init_data=x)
+    assert other.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.equal(other.inputs, x[other.indices])
+
+
+def test_input_range_clamps():
+    model = _models()["mlp"]
+    dsv = DeepSupportVectors(n_per_class=2, input_range=(-0.1, 0.2), init_scale=3.0,
+                             **FAST).attribute(model)
+    assert dsv.inputs.min() >= -0.1 and dsv.inputs.max() <= 0.2
+
+
+def test_param_subset_and_additional_forward_args():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = TinyMLP()
+
+        def forward(self, x, temperature):
+            return self.body(x) / temperature
+
+    model = Scaled()
+    dsv = DeepSupportVectors(n_per_class=1, param_names=["body.fc2.weight"], **FAST).attribute(
+        model, additional_forward_args=2.0)
+    assert list(dsv.kkt.per_layer_cosine) == ["body.fc2.weight"]
+    with pytest.raises(ValueError, match="param_names"):
+        DeepSupportVectors(param_names=["nope"], **FAST).attribute(model, additional_forward_args=2.0)
+
+
+def test_save_load_roundtrip(tmp_path):
+    model = _models()["convnet"]
+    dsv = DeepSupportVectors(n_per_class=2, **FAST).attribute(model)
+    dsv.save(tmp_path / "dsv.npz")
+    back = DSVResult.load(tmp_path / "dsv.npz")
+    assert torch.equal(back.inputs, dsv.inputs) and torch.equal(back.lambdas, dsv.lambdas)
+    assert back.history == dsv.history
+    assert back.kkt.stationarity == dsv.kkt.stationarity
+    assert torch.equal(back.kkt.margin, dsv.kkt.margin)
+
+
+def test_top_k_per_class():
+    model = _models()["mlp"]
+    dsv = DeepSupportVectors(n_per_class=3, **FAST).attribute(model)
+    dsv.lambdas = torch.tensor([1.0, 3.0, 2.0, 0.5, 0.1, 0.2, 9.0, 8.0, 7.0])
+    core = dsv.top_k_per_class(2)
+    assert core.indices.tolist() == [[1, 2], [3, 5], [6, 7]]
+    assert core.lambdas.tolist() == pytest.approx([[3.0, 2.0], [0.5, 0.2], [9.0, 8.0]])
+    padded = dsv.top_k_per_class(4)
+    assert padded.indices[0, 3] == -1 and torch.isnan(padded.lambdas[0, 3])
+
+
+# ---------------------------------------------------------------- errors
+def test_error_wrong_input_shape():
+    model = _models()["convnet"]
+    with pytest.raises(ValueError, match="input_shape"):
+        DeepSupportVectors(**FAST).attribute(model, input_shape=(3, 8, 8))
+    with pytest.raises(ValueError, match=r"init_data must have shape \(N, 1, 8, 8\)"):
+        DeepSupportVectors(init="other", **FAST).attribute(model, init_data=torch.randn(5, 1, 9, 9))
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(3))
+    with pytest.raises(ValueError, match="input_shape could not be inferred"):
+        DeepSupportVectors(**FAST).attribute(conv)
+
+
+def test_error_target_out_of_range():
+    model = _models()["mlp"]
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        DeepSupportVectors(**FAST).attribute(model, labels=torch.tensor([0, 3]))
+    with pytest.raises(TypeError, match="integer class indices"):
+        DeepSupportVectors(**FAST).attribute(model, labels=torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="soft labels"):
+        DeepSupportVectors(**FAST).attribute(model, labels=torch.ones(2, 3))
+
+
+def test_error_model_not_returning_logits():
+    class TupleOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.input_shape = (4,)
+
+        def forward(self, x):
+            return self.fc(x), x
+
+    class OneOutput(TupleOut):
+        def forward(self, x):
+            return self.fc(x)[:, 0]
+
+    with pytest.raises(TypeError, match="model must return a floating-point tensor of logits"):
+        DeepSupportVectors(**FAST).attribute(TupleOut())
+    with pytest.raises(ValueError, match=r"logits of shape \(N, C\)"):
+        DeepSupportVectors(**FAST).attribute(OneOutput())
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        DeepSupportVectors(**FAST).attribute(lambda x: x)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"n_per_class": 0}, ValueError, "n_per_class must be > 0"),
+    ({"n_per_class": 2.5}, TypeError, "n_per_class must be an int"),
+    ({"init": "zeros"}, ValueError, "init must be one of"),
+    ({"dual": "relu"}, ValueError, "dual must be one of"),
+    ({"objective": "eq10"}, ValueError, "objective must be one of"),
+    ({"objective": 3}, TypeError, "objective must be a preset name"),
+    ({"augmentation": "strong"}, ValueError, "augmentation must be one of"),
+    ({"lr": -1.0}, ValueError, "lr must be > 0"),
+    ({"input_range": (1.0, 0.0)}, ValueError, "input_range"),
+])
+def test_bad_settings_raise_at_attribute_not_init(kwargs, exc, match):
+    explainer = DeepSupportVectors(**{**FAST, **kwargs})  # constructor only stores
+    for k, v in kwargs.items():
+        assert getattr(explainer, k) == v
+    with pytest.raises(exc, match=match):
+        explainer.attribute(_models()["mlp"])
+
+
+def test_init_real_needs_data():
+    with pytest.raises(ValueError, match="needs init_data"):
+        DeepSupportVectors(init="real", **FAST).attribute(_models()["mlp"])
+
+
+def test_objective_validation():
+    with pytest.raises(ValueError, match="distance"):
+        KKTObjective(distance="l3")
+    with pytest.raises(ValueError, match="'primal' must be a float >= 0"):
+        KKTObjective(primal=-1)
+    with pytest.raises(ValueError, match="translate"):
+        Augmentation(translate=-0.1)
