@@ -76,7 +76,7 @@ def main() -> None:
         info[name] = {"seconds": time.perf_counter() - start, **dsv.kkt.summary(),
                       "entropy_start": h["entropy"][0], "entropy_end": h["entropy"][-1],
                       "feasibility_aug_end": h.get("feasibility_aug", [None])[-1],
-                      "moved_l2": (dsv.inputs - x_real).flatten(1).norm(dim=1).mean().item()
+                      "moved_l2": (dsv.inputs - x_real[dsv.indices]).flatten(1).norm(dim=1).mean().item()
                       if init == "real" else None}
         print(name, info[name], flush=True)
     results = {}

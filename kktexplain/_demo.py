@@ -53,8 +53,14 @@ def run_demo(
     train = load_fashion_mnist(train=True)
     model, card = load_reference_model("fashion_mnist_convnet", progress=progress)
     kwargs = {} if steps is None else {"steps": steps}
-    explainer = DeepSupportVectors(n_per_class=n_per_class, init="noise", seed=seed,
-                                   input_range=train.input_range, progress=progress, **kwargs)
+    explainer = DeepSupportVectors(
+        n_per_class=n_per_class,
+        init="noise",
+        seed=seed,
+        input_range=train.input_range,
+        progress=progress,
+        **kwargs,
+    )
     dsv = explainer.attribute(model)
     dsv.save(out / "dsv.npz")
     fig = plot_dsv_grid(dsv, classes=train.classes, denormalize=train.denormalize)

@@ -27,12 +27,16 @@ from ._validation import (
 )
 from .kkt import (
     Augmentation,
+    CountSketch,
     FunctionalModel,
     KKTObjective,
+    cross_entropy,
     dual_feasibility,
     input_norm,
+    iter_per_sample_grads,
     primal_feasibility,
     primal_margin,
+    solve_multipliers,
     stationarity,
     stationarity_per_layer,
     total_variation,
@@ -114,6 +118,16 @@ class DeepSupportVectors:
         ``input_range``.
     init_scale : float, default=1.0
         Standard deviation of the noise initialisation.
+    projection_dim : int, optional
+        Selection only: sketch the per-sample gradients to this many dimensions with a
+        :class:`~kktexplain.kkt.CountSketch` when the model has more parameters. ``None`` keeps
+        them exact (fine up to a few thousand parameters times samples).
+    chunk_size : int, default=256
+        Selection only: samples per per-sample-gradient chunk (bounds memory).
+    maximize_sum : bool, default=False
+        Selection only: among the multipliers of least stationarity residual take those of
+        largest sum (the max-margin dual optimum; recovers an SVM's ``dual_coef_``). Solves a
+        dense linear program: small problems only.
     seed : int, default=0
         Seeds initialisation, sampling and augmentation; the same seed gives the same DSVs on
         the CPU.
@@ -146,6 +160,9 @@ class DeepSupportVectors:
         param_names: Sequence[str] | None = None,
         input_range: tuple[float, float] | None = None,
         init_scale: float = 1.0,
+        projection_dim: int | None = None,
+        chunk_size: int = 256,
+        maximize_sum: bool = False,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
@@ -162,6 +179,9 @@ class DeepSupportVectors:
         self.param_names = param_names
         self.input_range = input_range
         self.init_scale = init_scale
+        self.projection_dim = projection_dim
+        self.chunk_size = chunk_size
+        self.maximize_sum = maximize_sum
         self.seed = seed
         self.progress = progress
 
@@ -184,6 +204,9 @@ class DeepSupportVectors:
                 "param_names",
                 "input_range",
                 "init_scale",
+                "projection_dim",
+                "chunk_size",
+                "maximize_sum",
                 "seed",
                 "progress",
             )
@@ -197,6 +220,9 @@ class DeepSupportVectors:
         check_positive("lr", self.lr)
         check_positive("lr_lambda", self.lr_lambda, allow_zero=True)
         check_positive("init_scale", self.init_scale, allow_zero=True)
+        check_positive("chunk_size", self.chunk_size, integer=True)
+        if self.projection_dim is not None:
+            check_positive("projection_dim", self.projection_dim, integer=True)
         if self.lambda_scale != "auto":
             check_positive("lambda_scale", self.lambda_scale)
         if self.lambda_max is not None:
@@ -286,11 +312,19 @@ class DeepSupportVectors:
         model: nn.Module,
         labels: Tensor | None = None,
         *,
+        candidates: Tensor | None = None,
         init_data: Any = None,
         input_shape: Sequence[int] | None = None,
         additional_forward_args: Any = None,
+        reference: nn.Module | dict | None = None,
     ) -> DSVResult:
-        """Synthesise the deep support vectors of ``model``.
+        """Synthesise the deep support vectors of ``model``, or score real samples by λ.
+
+        Without ``candidates`` this is *synthesis*: inputs and multipliers are optimised under
+        the DeepKKT objective. With ``candidates`` it is *selection*: the inputs are fixed to
+        the given samples and their multipliers ``λ >= 0`` solve the stationarity condition
+        ``min_λ ||θ* + Σ_i λ_i ∇θ L_i||²`` (bounded by ``lambda_max``), a non-negative least
+        squares problem over per-sample gradients computed with ``torch.func.vmap`` in chunks.
 
         Parameters
         ----------
@@ -300,7 +334,9 @@ class DeepSupportVectors:
             it is evaluated in eval mode.
         labels : Tensor of shape (N,) or (N, C), optional
             Hard or soft (probability rows) labels of the candidates. Default: ``n_per_class``
-            of every class.
+            of every class. Required with ``candidates``.
+        candidates : Tensor of shape (N, *input_shape), optional
+            Real samples to score (selection mode). May live on the CPU.
         init_data : Tensor, (Tensor, Tensor) or Dataset, optional
             Source of the initial inputs for ``init="real"`` or ``"other"``.
         input_shape : tuple of int, optional
@@ -308,6 +344,11 @@ class DeepSupportVectors:
             or ``init_data`` when omitted.
         additional_forward_args : Any, optional
             Extra arguments passed to the model after the inputs (captum's convention).
+        reference : nn.Module or dict of str to Tensor, optional
+            Parameters ``theta_0`` of the same architecture, typically the initialisation the
+            model was trained from. Stationarity then matches ``theta* - theta_0`` (the training
+            displacement) instead of ``theta*``. Not in the paper; see the docs page on
+            defaults for why it helps.
 
         Returns
         -------
@@ -325,19 +366,43 @@ class DeepSupportVectors:
                 else (additional_forward_args,)
             )
         )
-        if input_shape is None and getattr(model, "input_shape", None) is None and init_data is not None:
-            input_shape = tuple(_split_data(init_data)[0].shape[1:])
+        if input_shape is None and getattr(model, "input_shape", None) is None:
+            if candidates is not None and isinstance(candidates, Tensor):
+                input_shape = tuple(candidates.shape[1:])
+            elif init_data is not None:
+                input_shape = tuple(_split_data(init_data)[0].shape[1:])
         shape = infer_input_shape(model, input_shape)
         device, dtype = model_device(model), model_dtype(model)
         with eval_mode(model):
             num_classes = infer_num_classes(model, shape, args)
             if labels is not None:
                 labels = check_labels(labels, num_classes)
+            if candidates is not None:
+                check_inputs("candidates", candidates, shape)
+                if labels is None:
+                    raise ValueError("selection needs labels: attribute(model, candidates=X, labels=y)")
+                labels = check_labels(labels, num_classes, len(candidates))
+                fmodel = FunctionalModel(
+                    model,
+                    None if self.param_names is None else list(self.param_names),
+                    args,
+                    reference=reference,
+                )
+                return self._select(
+                    fmodel,
+                    candidates,
+                    labels,
+                    objective,
+                    {"input_shape": list(shape), "num_classes": num_classes},
+                )
             gen = torch.Generator().manual_seed(self.seed)
             x0, labels, indices = self._initial(shape, num_classes, labels, init_data, gen)
             labels = check_labels(labels, num_classes, len(x0))
             fmodel = FunctionalModel(
-                model, None if self.param_names is None else list(self.param_names), args
+                model,
+                None if self.param_names is None else list(self.param_names),
+                args,
+                reference=reference,
             )
             return self._synthesise(
                 fmodel,
@@ -349,16 +414,79 @@ class DeepSupportVectors:
                 {"input_shape": list(shape), "num_classes": num_classes},
             )
 
+    def _select(
+        self,
+        fmodel: FunctionalModel,
+        candidates: Tensor,
+        labels: Tensor,
+        objective: KKTObjective,
+        inferred: dict,
+    ) -> DSVResult:
+        start = time.perf_counter()
+        dtype = next(iter(fmodel.theta.values())).dtype
+        candidates = candidates.to(dtype)
+        p = fmodel.num_params
+        sketch = None
+        if self.projection_dim is not None and self.projection_dim < p:
+            device = next(iter(fmodel.theta.values())).device
+            sketch = CountSketch(p, self.projection_dim, seed=self.seed, device=device)
+        target = torch.cat([v.flatten() for v in fmodel.target.values()])
+        target = sketch(target[None])[0] if sketch is not None else target
+        rows = []
+        chunks = iter_per_sample_grads(
+            fmodel, candidates, labels, self.chunk_size, objective.loss_fn(), sketch
+        )
+        total = -(-len(candidates) // self.chunk_size)
+        for _, g in tqdm(
+            chunks, total=total, desc="per-sample grads", disable=not self.progress, leave=False
+        ):
+            rows.append(g.detach().cpu())
+        grads = torch.cat(rows)
+        grad_seconds = time.perf_counter() - start
+        lam, info = solve_multipliers(
+            grads, target.cpu(), upper=self.lambda_max, maximize_sum=self.maximize_sum
+        )
+        lam = lam.to(dtype)
+        kkt = self.residuals(
+            fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(self.chunk_size, 256)
+        )
+        settings = {k: v for k, v in self.get_params().items() if k not in ("objective", "augmentation")}
+        settings.update(
+            inferred,
+            objective=objective.to_dict(),
+            mode="selection",
+            param_names=fmodel.names,
+            solver=info,
+            sketch_dim=None if sketch is None else sketch.out_features,
+            gradient_seconds=grad_seconds,
+            seconds=time.perf_counter() - start,
+        )
+        return DSVResult(
+            candidates.detach().cpu(),
+            labels.cpu(),
+            lam.cpu(),
+            kkt,
+            {},
+            torch.ones(len(candidates), dtype=torch.bool),
+            settings,
+            torch.arange(len(candidates)),
+        )
+
     def _lambda_scale(self, fmodel: FunctionalModel, x: Tensor, y: Tensor, objective: KKTObjective) -> float:
         if self.lambda_scale != "auto":
             return float(self.lambda_scale)
         if objective.scale_free:
             return 1.0
         g, _ = weighted_loss_grad(
-            fmodel, x, y, torch.ones(len(x), device=x.device, dtype=x.dtype), create_graph=False
+            fmodel,
+            x,
+            y,
+            torch.ones(len(x), device=x.device, dtype=x.dtype),
+            objective.loss_fn(),
+            create_graph=False,
         )
         g_norm = math.sqrt(sum(v.pow(2).sum().item() for v in g.values()))
-        t_norm = math.sqrt(sum(v.pow(2).sum().item() for v in fmodel.theta.values()))
+        t_norm = math.sqrt(sum(v.pow(2).sum().item() for v in fmodel.target.values()))
         return t_norm / max(g_norm, 1e-12)
 
     def _lambdas(self, rho: Tensor, scale: float) -> Tensor:
@@ -404,7 +532,7 @@ class DeepSupportVectors:
                     x.clamp_(*self.input_range)
             self._record(history, value, labels, lam, active)
         lam = (self._lambdas(rho, scale) * active).detach()
-        kkt = self.residuals(fmodel, x.detach(), labels, lam)
+        kkt = self.residuals(fmodel, x.detach(), labels, lam, objective.loss_fn())
         settings = {k: v for k, v in self.get_params().items() if k not in ("objective", "augmentation")}
         settings.update(
             inferred,
@@ -433,45 +561,73 @@ class DeepSupportVectors:
             history.setdefault(k, []).append(v)
 
     @staticmethod
-    def residuals(fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, lambdas: Tensor) -> KKTResiduals:
-        """Every DeepKKT residual of given inputs, labels and multipliers.
+    def residuals(
+        fmodel: FunctionalModel,
+        inputs: Tensor,
+        labels: Tensor,
+        lambdas: Tensor,
+        loss_fn=None,
+        chunk_size: int = 1024,
+    ) -> KKTResiduals:
+        """Every DeepKKT residual of given inputs, labels and multipliers (exact, chunked).
 
         Parameters
         ----------
         fmodel : FunctionalModel
         inputs : Tensor of shape (N, *input_shape)
+            May live on the CPU; chunks go to the model's device.
         labels : Tensor of shape (N,) or (N, C)
         lambdas : Tensor of shape (N,)
+        loss_fn : callable, optional
+            Per-sample loss of the stationarity sum; cross-entropy when omitted.
+        chunk_size : int, default=1024
+            Samples per forward/backward, to bound memory.
 
         Returns
         -------
         KKTResiduals
             Per-sample tensors on the CPU.
         """
-        g, logits = weighted_loss_grad(fmodel, inputs, labels, lambdas, create_graph=False)
-        logits = logits.detach()
-        theta = fmodel.theta
-        neg = {k: -v for k, v in g.items()}  # -sum lambda grad L, the stationarity estimate
+        loss_fn = cross_entropy if loss_fn is None else loss_fn
+        device = next(iter(fmodel.theta.values())).device
+        g: dict[str, Tensor] = {k: torch.zeros_like(v) for k, v in fmodel.target.items()}
+        chunks = []
+        for start in range(0, len(inputs), chunk_size):
+            rows = slice(start, start + chunk_size)
+            gc, logits = weighted_loss_grad(
+                fmodel,
+                inputs[rows].to(device),
+                labels[rows].to(device),
+                lambdas[rows].to(device),
+                loss_fn,
+                create_graph=False,
+            )
+            for k in g:
+                g[k] += gc[k]
+            chunks.append(logits.detach().cpu())
+        logits = torch.cat(chunks)
+        labels, lambdas = labels.cpu(), lambdas.cpu()
+        theta = fmodel.target
         t_norm = math.sqrt(sum(v.pow(2).sum().item() for v in theta.values()))
-        n_norm = math.sqrt(sum(v.pow(2).sum().item() for v in neg.values()))
+        g_norm = math.sqrt(sum(v.pow(2).sum().item() for v in g.values()))
         stat = {
             "cosine": 1.0 - stationarity(theta, g, "cosine").item(),
             "rel_l1": stationarity(theta, g, "rel_l1").item(),
             "rel_l2": stationarity(theta, g, "rel_l2").item(),
             "l1": stationarity(theta, g, "l1").item(),
-            "g_norm_ratio": n_norm / max(t_norm, 1e-12),
+            "g_norm_ratio": g_norm / max(t_norm, 1e-12),
         }
         layer = 1.0 - stationarity_per_layer(theta, g, "cosine")
         y = labels if labels.ndim == 1 else labels.argmax(-1)
-        with torch.no_grad():
-            return KKTResiduals(
-                margin=primal_margin(logits, labels).cpu(),
-                feasible=(logits.argmax(-1) == y).cpu(),
-                primal_loss=primal_feasibility(logits, labels, "masked_ce").cpu(),
-                entropy=_entropy(logits).cpu(),
-                dual_violation=dual_feasibility(lambdas).cpu(),
-                tv=total_variation(inputs).cpu(),
-                norm=input_norm(inputs).cpu(),
-                stationarity=stat,
-                per_layer_cosine={k: v.item() for k, v in zip(theta, layer)},
-            )
+        inputs = inputs.detach().cpu()
+        return KKTResiduals(
+            margin=primal_margin(logits, labels),
+            feasible=logits.argmax(-1) == y,
+            primal_loss=primal_feasibility(logits, labels, "masked_ce"),
+            entropy=_entropy(logits),
+            dual_violation=dual_feasibility(lambdas),
+            tv=total_variation(inputs),
+            norm=input_norm(inputs),
+            stationarity=stat,
+            per_layer_cosine={k: v.item() for k, v in zip(theta, layer)},
+        )

@@ -6,8 +6,8 @@ from conftest import TinyMLP, assert_same_snapshot, model_snapshot
 from torch import nn
 
 from kktexplain import DeepSupportVectors, DSVResult
-from kktexplain.kkt import Augmentation, KKTObjective
 from kktexplain.datasets import make_2d
+from kktexplain.kkt import Augmentation, KKTObjective
 from kktexplain.models import MLP, ConvNet, ResNet, train_classifier
 
 FAST = {"steps": 4, "progress": False}
@@ -250,3 +250,16 @@ def test_objective_validation():
         KKTObjective(primal=-1)
     with pytest.raises(ValueError, match="translate"):
         Augmentation(translate=-0.1)
+
+
+def test_reference_parameters_shift_the_stationarity_target():
+    model = _models()["mlp"]
+    torch.manual_seed(5)
+    init = MLP((6,), 3, hidden=(8,))
+    a = DeepSupportVectors(n_per_class=2, steps=0, progress=False).attribute(model)
+    b = DeepSupportVectors(n_per_class=2, steps=0, progress=False).attribute(model, reference=init)
+    # same inputs and multipliers, different target: theta* vs theta* - theta_0
+    assert torch.equal(a.inputs, b.inputs)
+    assert a.kkt.stationarity["cosine"] != b.kkt.stationarity["cosine"]
+    with pytest.raises(ValueError, match="reference must hold parameters"):
+        DeepSupportVectors(steps=0, progress=False).attribute(model, reference=MLP((6,), 2, hidden=(8,)))

@@ -10,6 +10,7 @@ from ._conditions import (
     cross_entropy,
     dual_feasibility,
     hard_labels,
+    multiclass_hinge,
     primal_feasibility,
     primal_margin,
     stationarity,
@@ -18,9 +19,11 @@ from ._conditions import (
 from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, weighted_loss_grad
 from ._objective import PRESETS, KKTObjective, ObjectiveValue
 from ._priors import input_norm, total_variation
+from ._selection import CountSketch, solve_multipliers
 
 __all__ = [
     "Augmentation",
+    "CountSketch",
     "FunctionalModel",
     "KKTObjective",
     "ObjectiveValue",
@@ -31,11 +34,13 @@ __all__ = [
     "dual_feasibility",
     "hard_labels",
     "input_norm",
+    "multiclass_hinge",
     "iter_per_sample_grads",
     "per_sample_grads",
     "primal_feasibility",
     "primal_margin",
     "stationarity",
+    "solve_multipliers",
     "stationarity_per_layer",
     "total_variation",
     "weighted_loss_grad",

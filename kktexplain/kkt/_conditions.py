@@ -16,6 +16,7 @@ from torch import Tensor
 __all__ = [
     "hard_labels",
     "cross_entropy",
+    "multiclass_hinge",
     "primal_feasibility",
     "primal_margin",
     "dual_feasibility",
@@ -62,6 +63,27 @@ def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     if labels.ndim == 1:
         return F.cross_entropy(logits, labels, reduction="none")
     return -(labels * F.log_softmax(logits, dim=-1)).sum(-1)
+
+
+def multiclass_hinge(logits: Tensor, labels: Tensor, margin: float = 1.0) -> Tensor:
+    """Per-sample multiclass hinge loss ``max(0, margin - (Phi_y - max_{c != y} Phi_c))``.
+
+    For two classes with logits ``(-f/2, f/2)`` this is the SVM's ``max(0, 1 - y f)``.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (N, C)
+    labels : Tensor of shape (N,) or (N, C)
+        Soft labels are reduced to their arg-max.
+    margin : float, default=1.0
+        The hinge point. A value slightly above 1 keeps the samples that lie on the margin up
+        to numerical tolerance in the active set.
+
+    Returns
+    -------
+    Tensor of shape (N,)
+    """
+    return torch.relu(margin - primal_margin(logits, labels))
 
 
 def primal_feasibility(

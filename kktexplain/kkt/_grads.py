@@ -34,6 +34,10 @@ class FunctionalModel:
         Extra positional arguments passed after the inputs at every forward.
     dtype : torch.dtype, optional
         Cast the copied parameters and buffers (for float64 references).
+    reference : nn.Module or mapping of str to Tensor, optional
+        Parameters ``theta_0`` (same names) to subtract from ``theta*`` in the stationarity
+        target: ``target = theta* - theta_0``. Passing the initialisation the model was trained
+        from removes the random component of ``theta*`` that no sum of gradients can explain.
     """
 
     def __init__(
@@ -42,6 +46,7 @@ class FunctionalModel:
         param_names: list[str] | None = None,
         additional_forward_args: tuple = (),
         dtype: torch.dtype | None = None,
+        reference: nn.Module | Mapping[str, Tensor] | None = None,
     ) -> None:
         self.model = model
         named = dict(model.named_parameters())
@@ -62,6 +67,15 @@ class FunctionalModel:
         self.fixed = {k: copy(v) for k, v in named.items() if k not in self.theta}
         self.buffers = {k: copy(v) for k, v in model.named_buffers()}
         self.args = tuple(additional_forward_args)
+        self.target = self.theta
+        if reference is not None:
+            ref = dict(reference.named_parameters()) if isinstance(reference, nn.Module) else reference
+            bad = [k for k in names if k not in ref or ref[k].shape != named[k].shape]
+            if bad:
+                raise ValueError(
+                    f"reference must hold parameters with the model's names and shapes; mismatched: {bad[:5]}"
+                )
+            self.target = {k: self.theta[k] - copy(ref[k]).to(self.theta[k].device) for k in names}
 
     @property
     def num_params(self) -> int:
@@ -146,7 +160,7 @@ def iter_per_sample_grads(
     labels: Tensor,
     chunk_size: int = 256,
     loss_fn: LossFn = cross_entropy,
-    projection: Tensor | None = None,
+    projection: Callable[[Tensor], Tensor] | None = None,
 ) -> Iterator[tuple[slice, Tensor]]:
     """Flattened per-sample gradients, chunk by chunk, optionally randomly projected.
 
@@ -159,8 +173,9 @@ def iter_per_sample_grads(
     chunk_size : int, default=256
         Bounds the memory to ``chunk_size * P`` floats.
     loss_fn : callable, default=cross_entropy
-    projection : Tensor of shape (P, K), optional
-        If given, each gradient is multiplied by it (a Johnson-Lindenstrauss projection).
+    projection : callable, optional
+        Maps ``(chunk, P)`` to ``(chunk, K)``, e.g. a :class:`CountSketch` (a
+        Johnson-Lindenstrauss projection), applied to every chunk.
 
     Yields
     ------
@@ -173,4 +188,4 @@ def iter_per_sample_grads(
         rows = slice(start, min(start + chunk_size, inputs.shape[0]))
         g = per_sample_grads(fmodel, inputs[rows].to(device), labels[rows].to(device), loss_fn)
         flat = torch.cat([g[k].flatten(1) for k in fmodel.theta], dim=1)
-        yield rows, (flat if projection is None else flat @ projection)
+        yield rows, (flat if projection is None else projection(flat))

@@ -26,6 +26,8 @@ from ._augment import Augmentation
 from ._conditions import (
     PRIMAL_KINDS,
     STATIONARITY_DISTANCES,
+    cross_entropy,
+    multiclass_hinge,
     primal_feasibility,
     stationarity,
 )
@@ -82,6 +84,11 @@ class KKTObjective:
     primal_reduction : {"mean", "sum"}, default="mean"
     epsilon : float, default=0.0
         Logit margin ``eps`` of Eq 3 that the masked primal loss asks for.
+    loss : {"ce", "hinge"}, default="ce"
+        The loss ``L`` whose gradients enter stationarity: cross-entropy (the paper) or the
+        multiclass hinge (the linear SVM's, for the sanity check).
+    hinge_margin : float, default=1.0
+        Hinge point of ``loss="hinge"``.
     tv_p : {1, 2}, default=2
     norm_p : int, default=2
     """
@@ -97,6 +104,8 @@ class KKTObjective:
     primal_kind: str = "masked_ce"
     primal_reduction: str = "mean"
     epsilon: float = 0.0
+    loss: str = "ce"
+    hinge_margin: float = 1.0
     tv_p: int = 2
     norm_p: int = 2
     name: str = field(default="custom", compare=False)
@@ -112,6 +121,8 @@ class KKTObjective:
             raise ValueError(f"primal_kind must be one of {PRIMAL_KINDS}, got {self.primal_kind!r}")
         if self.primal_reduction not in ("mean", "sum"):
             raise ValueError(f"primal_reduction must be 'mean' or 'sum', got {self.primal_reduction!r}")
+        if self.loss not in ("ce", "hinge"):
+            raise ValueError(f"loss must be 'ce' or 'hinge', got {self.loss!r}")
         if self.clean == 0 and self.augmented == 0:
             raise ValueError("at least one of the weights 'clean' and 'augmented' must be > 0")
 
@@ -138,6 +149,13 @@ class KKTObjective:
             raise ValueError(f"objective must be one of {sorted(PRESETS)}, got {name!r}")
         return replace(PRESETS[name], **overrides)
 
+    def loss_fn(self):
+        """The per-sample loss ``(logits, labels) -> (N,)`` used in stationarity."""
+        if self.loss == "hinge":
+            margin = self.hinge_margin
+            return lambda logits, labels: multiclass_hinge(logits, labels, margin)
+        return cross_entropy
+
     def to_dict(self) -> dict[str, object]:
         """The fields as a JSON-serialisable dict."""
         return asdict(self)
@@ -145,11 +163,11 @@ class KKTObjective:
     def _view(
         self, fmodel: FunctionalModel, x: Tensor, labels: Tensor, lambdas: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        grads, logits = weighted_loss_grad(fmodel, x, labels, lambdas, create_graph=True)
-        stat = stationarity(fmodel.theta, grads, self.distance, self.per_layer)
+        grads, logits = weighted_loss_grad(fmodel, x, labels, lambdas, self.loss_fn(), create_graph=True)
+        stat = stationarity(fmodel.target, grads, self.distance, self.per_layer)
         primal = primal_feasibility(logits, labels, self.primal_kind, self.epsilon)
         primal = primal.mean() if self.primal_reduction == "mean" else primal.sum()
-        cos = stationarity(fmodel.theta, {k: g.detach() for k, g in grads.items()}, "cosine")
+        cos = stationarity(fmodel.target, {k: g.detach() for k, g in grads.items()}, "cosine")
         return stat, primal, logits, 1.0 - cos.detach()
 
     def __call__(

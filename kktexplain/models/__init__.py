@@ -1,7 +1,7 @@
 """Reference architectures, training, and a cache of trained reference models."""
 
 from ._architectures import MLP, ConvNet, ResNet
-from ._cache import REFERENCE_MODELS, ReferenceSpec, cache_dir, load_reference_model
+from ._cache import REFERENCE_MODELS, ReferenceSpec, cache_dir, load_reference_model, reference_init
 from ._train import accuracy, predict, train_classifier
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "ReferenceSpec",
     "cache_dir",
     "load_reference_model",
+    "reference_init",
     "accuracy",
     "predict",
     "train_classifier",

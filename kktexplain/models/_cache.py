@@ -20,7 +20,7 @@ from torch import nn
 from ._architectures import MLP, ConvNet, ResNet
 from ._train import accuracy, train_classifier
 
-__all__ = ["cache_dir", "load_reference_model", "REFERENCE_MODELS", "ReferenceSpec"]
+__all__ = ["cache_dir", "load_reference_model", "reference_init", "REFERENCE_MODELS", "ReferenceSpec"]
 
 
 def cache_dir() -> Path:
@@ -82,6 +82,36 @@ def _data(name: str, train: bool):
     raise ValueError(f"unknown dataset {name!r}")
 
 
+def _build(spec: ReferenceSpec, input_shape, num_classes: int) -> nn.Module:
+    torch.manual_seed(spec.seed)
+    return _ARCH[spec.architecture](input_shape=input_shape, num_classes=num_classes, **spec.arch_kwargs)
+
+
+_SHAPES = {"fashion_mnist": ((1, 28, 28), 10), "digits": ((1, 8, 8), 10)}
+
+
+def reference_init(name: str = "fashion_mnist_convnet") -> nn.Module:
+    """The untrained initialisation ``theta_0`` a reference model was trained from.
+
+    Rebuilt from the spec's seed (no training, no cache). Pass it as ``reference=`` to
+    :meth:`kktexplain.DeepSupportVectors.attribute` to match the training displacement
+    ``theta* - theta_0``.
+
+    Parameters
+    ----------
+    name : str, default="fashion_mnist_convnet"
+
+    Returns
+    -------
+    nn.Module
+        In eval mode.
+    """
+    if name not in REFERENCE_MODELS:
+        raise ValueError(f"name must be one of {sorted(REFERENCE_MODELS)}, got {name!r}")
+    spec = REFERENCE_MODELS[name]
+    return _build(spec, *_SHAPES[spec.dataset]).eval()
+
+
 def load_reference_model(
     name: str = "fashion_mnist_convnet",
     retrain: bool = False,
@@ -110,10 +140,7 @@ def load_reference_model(
         raise ValueError(f"name must be one of {sorted(REFERENCE_MODELS)}, got {name!r}")
     spec = REFERENCE_MODELS[name]
     train = _data(spec.dataset, True)
-    torch.manual_seed(spec.seed)
-    model = _ARCH[spec.architecture](
-        input_shape=train.input_shape, num_classes=train.num_classes, **spec.arch_kwargs
-    )
+    model = _build(spec, train.input_shape, train.num_classes)
     folder = cache_dir() / "models"
     weights, card_path = folder / f"{name}.pt", folder / f"{name}.json"
     if weights.is_file() and card_path.is_file() and not retrain:

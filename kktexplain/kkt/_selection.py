@@ -1,0 +1,135 @@
+"""Selection: solve for the multipliers of fixed (real) samples.
+
+With the inputs fixed, stationarity ``theta* = -sum_i lambda_i g_i`` is linear in ``lambda``:
+``min_{0 <= lambda <= C} || theta* + G^T lambda ||^2``, a bounded non-negative least-squares
+problem over the per-sample gradients ``G`` (N, P). For large models ``G`` is sketched to ``K``
+dimensions with a CountSketch (a sparse Johnson-Lindenstrauss map), which costs ``O(P)`` per
+sample instead of the ``O(PK)`` of a dense Gaussian projection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linprog, lsq_linear
+from torch import Tensor
+
+__all__ = ["CountSketch", "solve_multipliers"]
+
+
+class CountSketch:
+    """Sparse random projection ``R^P -> R^K``: coordinate ``p`` goes to bucket ``h(p)`` with sign ``s(p)``.
+
+    Parameters
+    ----------
+    in_features : int
+        ``P``.
+    out_features : int
+        ``K``.
+    seed : int, default=0
+    device : torch.device, optional
+
+    Notes
+    -----
+    Inner products are preserved in expectation: ``E[<Sx, Sy>] = <x, y>``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, seed: int = 0, device=None) -> None:
+        if out_features < 1 or in_features < 1:
+            raise ValueError("in_features and out_features must be positive")
+        gen = torch.Generator().manual_seed(seed)
+        self.in_features, self.out_features = in_features, out_features
+        self.bucket = torch.randint(out_features, (in_features,), generator=gen).to(device)
+        self.sign = (torch.randint(2, (in_features,), generator=gen) * 2 - 1).to(device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Project ``x`` of shape ``(..., P)`` to ``(..., K)``."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"expected {self.in_features} features, got {x.shape[-1]}")
+        flat = x.reshape(-1, self.in_features)
+        out = flat.new_zeros(flat.shape[0], self.out_features)
+        out.index_add_(1, self.bucket.to(x.device), flat * self.sign.to(x.device, x.dtype))
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+def solve_multipliers(
+    grads: Tensor,
+    target: Tensor,
+    upper: float | None = None,
+    maximize_sum: bool = False,
+    tol: float = 1e-10,
+    max_iter: int | None = None,
+) -> tuple[Tensor, dict]:
+    """Solve ``min_{0 <= lambda <= upper} || target + grads^T lambda ||^2``.
+
+    Parameters
+    ----------
+    grads : Tensor of shape (N, P)
+        Per-sample loss gradients (or their sketch), one row per sample.
+    target : Tensor of shape (P,)
+        ``theta*`` (or its sketch).
+    upper : float, optional
+        Box bound ``C`` (the soft-margin SVM's). ``None`` means ``lambda >= 0`` only.
+    maximize_sum : bool, default=False
+        Among the multipliers that reach the least residual (up to a relative ``1e-6``), take
+        the ones of largest ``sum lambda`` (a linear program). For the max-margin problem the
+        Lagrangian dual is ``sum lambda - ||theta||^2 / 2`` and its second term is fixed by
+        stationarity, so this picks the dual optimum; for a linear SVM it recovers libsvm's
+        ``dual_coef_``. Dense LP: use on small problems only.
+    tol : float, default=1e-10
+        Tolerance of the least-squares solver.
+    max_iter : int, optional
+
+    Returns
+    -------
+    lambdas : Tensor of shape (N,)
+    info : dict
+        ``residual`` (``||target + G^T lambda|| / ||target||``), ``solver``, ``iterations``.
+    """
+    a_full = grads.detach().double().cpu().numpy().T  # (P, N)
+    b = -target.detach().double().cpu().numpy()
+    # a sample whose gradient is exactly zero (e.g. beyond the hinge) cannot contribute to
+    # stationarity: its multiplier is set to zero rather than left free
+    used = np.flatnonzero(np.abs(a_full).max(axis=0) > 0)
+    a = a_full[:, used]
+    n = a.shape[1]
+    hi = np.inf if upper is None else float(upper)
+    if n == 0:
+        return torch.zeros(a_full.shape[1], dtype=grads.dtype), {
+            "solver": "none",
+            "residual": 1.0,
+            "n_zero_gradient": a_full.shape[1],
+        }
+    method = "bvls" if n <= 2000 and a.shape[0] <= 5000 else "trf"
+    res = lsq_linear(
+        a,
+        b,
+        bounds=(0.0, hi),
+        method=method,
+        tol=tol,
+        lsmr_tol="auto" if method == "trf" else None,
+        max_iter=max_iter,
+    )
+    lam = np.clip(res.x, 0.0, hi)
+    info = {"solver": f"lsq_linear[{method}]", "iterations": int(res.nit), "status": int(res.status)}
+    if maximize_sum:
+        r = a @ lam - b
+        slack = np.abs(r) + 1e-6 * max(np.linalg.norm(b), 1e-12) + 1e-9
+        lp = linprog(
+            -np.ones(n),
+            A_ub=np.vstack([a, -a]),
+            b_ub=np.concatenate([b + slack, -b + slack]),
+            bounds=[(0.0, None if upper is None else hi)] * n,
+            method="highs",
+        )
+        if lp.status == 0:
+            lam = np.clip(lp.x, 0.0, hi)
+            info["solver"] += "+linprog[max sum]"
+        else:
+            info["lp_status"] = int(lp.status)
+    resid = np.linalg.norm(a @ lam - b) / max(np.linalg.norm(b), 1e-300)
+    info["residual"] = float(resid)
+    info["n_zero_gradient"] = int(a_full.shape[1] - n)
+    full = np.zeros(a_full.shape[1])
+    full[used] = lam
+    return torch.from_numpy(full).to(grads.dtype), info

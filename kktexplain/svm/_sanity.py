@@ -1,0 +1,287 @@
+"""The linear-SVM sanity check: DeepKKT must recover what ``SVC(kernel="linear")`` knows.
+
+For a binary linear SVM ``f(x) = w.x + b`` trained on ``(X, y)`` with box constraint ``C``,
+libsvm's dual solution satisfies stationarity ``w = sum_i alpha_i y_i x_i`` with
+``0 <= alpha_i <= C`` and ``sum_i alpha_i y_i = 0`` (the bias is not regularised). We build the
+same model in torch (two logits ``(-f/2, f/2)``, so the multiclass margin is ``y f``), run our
+selection with the hinge loss over the training set, and compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, precision_score, recall_score
+from sklearn.svm import SVC
+from torch import Tensor, nn
+
+from .._explainer import DeepSupportVectors
+from .._result import DSVResult
+from ..kkt import KKTObjective
+
+__all__ = ["LinearSVMModel", "SanityResult", "sanity_check", "fit_linear_svm_torch"]
+
+
+class LinearSVMModel(nn.Module):
+    """``f(x) = w.x + b`` as two logits ``(-f/2, f/2)``: class 1 is the SVM's positive side.
+
+    Parameters
+    ----------
+    n_features : int
+
+    Shapes
+    ------
+    ``(N, n_features) -> (N, 2)``
+    """
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_features, 1)
+        self.input_shape = (n_features,)
+        self.num_classes = 2
+
+    def decision_function(self, x: Tensor) -> Tensor:
+        """``f(x) = w.x + b``, shape ``(N,)``."""
+        return self.linear(x).squeeze(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(-f/2, f/2)``, shape ``(N, 2)``."""
+        f = self.decision_function(x)
+        return torch.stack([-f / 2, f / 2], dim=-1)
+
+
+def fit_linear_svm_torch(
+    X: Tensor, y01: Tensor, C: float = 1.0, steps: int = 3000, lr: float = 0.05, seed: int = 0
+) -> LinearSVMModel:
+    """Train ``1/2 ||w||^2 + C sum_i hinge(y_i f(x_i))`` in torch (full batch, Adam, decaying lr).
+
+    An approximation of libsvm's solution: the hinge is not smooth, so the optimum is reached
+    only up to the step size.
+
+    Parameters
+    ----------
+    X : Tensor of shape (N, D)
+    y01 : Tensor of shape (N,)
+        Labels in ``{0, 1}``.
+    C : float, default=1.0
+    steps : int, default=3000
+    lr : float, default=0.05
+    seed : int, default=0
+
+    Returns
+    -------
+    LinearSVMModel
+    """
+    torch.manual_seed(seed)
+    model = LinearSVMModel(X.shape[1]).to(X.dtype)
+    ysign = y01.to(X.dtype) * 2 - 1
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        loss = (
+            0.5 * model.linear.weight.pow(2).sum()
+            + C * torch.relu(1 - ysign * model.decision_function(X)).sum()
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+@dataclass
+class SanityResult:
+    """How well DeepKKT selection and synthesis recover a linear SVM.
+
+    Attributes
+    ----------
+    precision, recall, f1 : float
+        Of our support set (``lambda > threshold``) against ``svc.support_``.
+    pearson, spearman : float
+        Correlation of our λ with the SVC's ``|dual_coef_|`` over every training point
+        (zeros included).
+    stationarity_residual : float
+        ``||w - sum_i lambda_i y_i x_i|| / ||w||`` of our λ.
+    svc_identity_error : float
+        ``max |dual_coef_ @ support_vectors_ - coef_|``: the identity the comparison relies on.
+    margin_deviation : float
+        Mean ``|w.x + b| - 1`` of the synthesised DSVs (0 = exactly on the margin).
+    margin_abs_deviation : float
+        Mean ``| |w.x + b| - 1 |`` of the synthesised DSVs.
+    synth_feasibility : float
+        Fraction of synthesised DSVs on their label's side.
+    n_samples, n_support_svc, n_support_ours : int
+    C : float
+    weights : str
+    selection, synthesis : DSVResult
+    """
+
+    precision: float
+    recall: float
+    f1: float
+    pearson: float
+    spearman: float
+    stationarity_residual: float
+    svc_identity_error: float
+    margin_deviation: float
+    margin_abs_deviation: float
+    synth_feasibility: float
+    n_samples: int
+    n_support_svc: int
+    n_support_ours: int
+    C: float
+    weights: str
+    selection: DSVResult | None = field(default=None, repr=False)
+    synthesis: DSVResult | None = field(default=None, repr=False)
+    model: LinearSVMModel | None = field(default=None, repr=False)
+    svc: SVC | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        """The scalar fields, JSON-serialisable."""
+        skip = ("selection", "synthesis", "model", "svc")
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def _binary(X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    X = np.asarray(X.detach().cpu().numpy() if isinstance(X, Tensor) else X, dtype=np.float64)
+    y = np.asarray(y.detach().cpu().numpy() if isinstance(y, Tensor) else y)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+    classes = np.unique(y)
+    if len(classes) != 2:
+        raise ValueError(
+            f"sanity_check compares against a binary linear SVM and y has {len(classes)} classes "
+            f"{classes.tolist()}; SVC would fit one-vs-one machines. Pass two classes "
+            "(e.g. X[np.isin(y, [a, b])])."
+        )
+    return X, (y == classes[1]).astype(np.int64), classes
+
+
+def sanity_check(
+    X,
+    y,
+    C: float = 1.0,
+    weights: str = "svc",
+    margin_tol: float = 1e-3,
+    svc_tol: float = 1e-8,
+    n_synthetic: int = 10,
+    synth_steps: int = 300,
+    seed: int = 0,
+    progress: bool = False,
+) -> SanityResult:
+    """Fit ``SVC(kernel="linear", C=C)`` and check that DeepKKT recovers it.
+
+    Parameters
+    ----------
+    X : array-like or Tensor of shape (n_samples, n_features)
+    y : array-like or Tensor of shape (n_samples,)
+        Exactly two classes; multi-class input raises ``ValueError`` (we do not fit
+        one-vs-one machines).
+    C : float, default=1.0
+        Box constraint of the SVC; also our ``lambda_max``.
+    weights : {"svc", "torch"}, default="svc"
+        ``"svc"`` copies ``coef_`` and ``intercept_`` into the torch model (exact, the default);
+        ``"torch"`` trains it in torch with the hinge loss and L2 (approximate).
+    margin_tol : float, default=1e-3
+        Samples with ``y f(x) < 1 + margin_tol`` count as on or inside the margin (the hinge is
+        evaluated at ``1 + margin_tol``), absorbing libsvm's stopping tolerance.
+    svc_tol : float, default=1e-8
+        libsvm's stopping tolerance.
+    n_synthetic : int, default=10
+        DSVs per class synthesised from noise on the same model (0 skips synthesis).
+    synth_steps : int, default=300
+    seed : int, default=0
+    progress : bool, default=False
+
+    Returns
+    -------
+    SanityResult
+    """
+    if weights not in ("svc", "torch"):
+        raise ValueError(f"weights must be 'svc' or 'torch', got {weights!r}")
+    if not isinstance(C, int | float) or C <= 0:
+        raise ValueError(f"C must be a float > 0, got {C!r}")
+    Xn, y01, _ = _binary(X, y)
+    svc = SVC(kernel="linear", C=C, tol=svc_tol).fit(Xn, y01)
+    identity = float(np.abs(svc.dual_coef_ @ svc.support_vectors_ - svc.coef_).max())
+    Xt, yt = torch.from_numpy(Xn), torch.from_numpy(y01)
+    if weights == "svc":
+        model = LinearSVMModel(Xn.shape[1]).double()
+        with torch.no_grad():
+            model.linear.weight.copy_(torch.tensor(svc.coef_))
+            model.linear.bias.copy_(torch.tensor(svc.intercept_))
+    else:
+        model = fit_linear_svm_torch(Xt, yt, C, seed=seed)
+    model.eval()
+    # the bias is not regularised: its stationarity target is 0, not b (sum_i alpha_i y_i = 0)
+    reference = {
+        "linear.weight": torch.zeros_like(model.linear.weight),
+        "linear.bias": model.linear.bias.detach().clone(),
+    }
+    hinge = KKTObjective(loss="hinge", hinge_margin=1.0 + margin_tol, name="svm_hinge")
+    selection = DeepSupportVectors(
+        objective=hinge, lambda_max=C, maximize_sum=True, progress=progress, seed=seed
+    ).attribute(model, candidates=Xt, labels=yt, reference=reference)
+    lam = selection.lambdas.double().numpy()
+    alpha = np.zeros(len(Xn))
+    alpha[svc.support_] = np.abs(svc.dual_coef_[0])
+    ours = lam > 1e-6 * C
+    theirs = np.zeros(len(Xn), dtype=bool)
+    theirs[svc.support_] = True
+    w = model.linear.weight.detach().double().numpy()[0]
+    ysign = 2 * y01 - 1
+    resid = np.linalg.norm(w - (lam * ysign) @ Xn) / np.linalg.norm(w)
+    margin_dev = margin_abs = feas = float("nan")
+    synthesis = None
+    if n_synthetic > 0:
+        synth_obj = KKTObjective(
+            loss="hinge",
+            distance="rel_l2",
+            per_layer=False,
+            clean=1.0,
+            augmented=0.0,
+            primal=1.0,
+            epsilon=0.0,
+            name="svm_synthesis",
+        )
+        synthesis = DeepSupportVectors(
+            n_per_class=n_synthetic,
+            objective=synth_obj,
+            augmentation=None,
+            lambda_max=C,
+            steps=synth_steps,
+            lr=0.02,
+            seed=seed,
+            progress=progress,
+        ).attribute(model, reference=reference)
+        with torch.no_grad():
+            f = model.decision_function(synthesis.inputs.double()).numpy()
+        margin_dev = float(np.mean(np.abs(f) - 1))
+        margin_abs = float(np.mean(np.abs(np.abs(f) - 1)))
+        feas = synthesis.kkt.feasibility_rate
+    return SanityResult(
+        precision=float(precision_score(theirs, ours, zero_division=0.0)),
+        recall=float(recall_score(theirs, ours, zero_division=0.0)),
+        f1=float(f1_score(theirs, ours, zero_division=0.0)),
+        pearson=float(pearsonr(lam, alpha)[0]),
+        spearman=float(spearmanr(lam, alpha)[0]),
+        stationarity_residual=float(resid),
+        svc_identity_error=identity,
+        margin_deviation=margin_dev,
+        margin_abs_deviation=margin_abs,
+        synth_feasibility=float(feas),
+        n_samples=len(Xn),
+        n_support_svc=int(theirs.sum()),
+        n_support_ours=int(ours.sum()),
+        C=float(C),
+        weights=weights,
+        selection=selection,
+        synthesis=synthesis,
+        model=model,
+        svc=svc,
+    )
