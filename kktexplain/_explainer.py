@@ -366,12 +366,15 @@ class DeepSupportVectors:
                 else (additional_forward_args,)
             )
         )
-        if input_shape is None and getattr(model, "input_shape", None) is None:
-            if candidates is not None and isinstance(candidates, Tensor):
-                input_shape = tuple(candidates.shape[1:])
+        try:
+            shape = infer_input_shape(model, input_shape)
+        except ValueError:
+            if isinstance(candidates, Tensor):  # last resort: the data's own shape
+                shape = tuple(candidates.shape[1:])
             elif init_data is not None:
-                input_shape = tuple(_split_data(init_data)[0].shape[1:])
-        shape = infer_input_shape(model, input_shape)
+                shape = tuple(_split_data(init_data)[0].shape[1:])
+            else:
+                raise
         device, dtype = model_device(model), model_dtype(model)
         with eval_mode(model):
             num_classes = infer_num_classes(model, shape, args)

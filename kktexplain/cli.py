@@ -30,7 +30,26 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--steps", type=int, default=None)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
+    check = sub.add_parser("sanity-check", help="DeepKKT vs sklearn's linear SVC on built-in datasets")
+    check.add_argument("--json", required=True, help="where to write one row per dataset and C")
+    check.add_argument("--C", type=float, nargs="+", default=[0.1, 1.0, 10.0])
+    check.add_argument("--weights", choices=["svc", "torch"], default="svc")
+    check.add_argument("--synth-steps", type=int, default=300)
     args = parser.parse_args(argv)
+    if args.verb == "sanity-check":
+        from .svm import run_sanity_suite
+
+        rows = run_sanity_suite(args.C, weights=args.weights, synth_steps=args.synth_steps)
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+        for row in rows:
+            print(
+                f"{row['dataset']:>24s} C={row['C']:<5g} F1={row['f1']:.4f} "
+                f"pearson={row['pearson']:.4f} stat={row['stationarity_residual']:.2e} "
+                f"margin_dev={row['margin_deviation']:.3f}"
+            )
+        print(f"wrote {args.json}")
+        return 0
     if args.verb == "demo":
         from ._demo import run_demo
 

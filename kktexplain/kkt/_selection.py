@@ -101,15 +101,8 @@ def solve_multipliers(
             "n_zero_gradient": a_full.shape[1],
         }
     method = "bvls" if n <= 2000 and a.shape[0] <= 5000 else "trf"
-    res = lsq_linear(
-        a,
-        b,
-        bounds=(0.0, hi),
-        method=method,
-        tol=tol,
-        lsmr_tol="auto" if method == "trf" else None,
-        max_iter=max_iter,
-    )
+    extra = {"lsq_solver": "lsmr", "lsmr_tol": "auto"} if method == "trf" else {}
+    res = lsq_linear(a, b, bounds=(0.0, hi), method=method, tol=tol, max_iter=max_iter, **extra)
     lam = np.clip(res.x, 0.0, hi)
     info = {"solver": f"lsq_linear[{method}]", "iterations": int(res.nit), "status": int(res.status)}
     if maximize_sum:

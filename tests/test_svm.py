@@ -1,0 +1,45 @@
+"""The linear-SVM sanity check: DeepKKT selection recovers SVC's support set and duals."""
+
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+
+from kktexplain.svm import SANITY_DATASETS, sanity_check
+
+
+def test_svc_identity_the_comparison_relies_on():
+    x, y = SANITY_DATASETS["two_moons"]()
+    svc = SVC(kernel="linear", C=1.0).fit(x, y)
+    np.testing.assert_allclose(svc.dual_coef_ @ svc.support_vectors_, svc.coef_, atol=1e-12)
+    np.testing.assert_allclose(x @ svc.coef_.T + svc.intercept_, svc.decision_function(x)[:, None])
+    assert (np.abs(svc.dual_coef_) <= 1.0 + 1e-12).all()
+
+
+@pytest.mark.parametrize("name", ["two_moons", "iris_versicolor_vs_virginica", "wine_0_vs_1"])
+@pytest.mark.parametrize("C", [0.1, 1.0, 10.0])
+def test_selection_recovers_svc(name, C):
+    x, y = SANITY_DATASETS[name]()
+    r = sanity_check(x, y, C=C, n_synthetic=0)
+    assert r.f1 >= 0.98 and r.pearson >= 0.98, r.to_dict()
+    assert r.stationarity_residual < 1e-4
+    assert r.svc_identity_error < 1e-12
+    lam = r.selection.lambdas.numpy()
+    assert lam.max() <= C + 1e-9
+
+
+def test_synthesis_reports_margin_and_torch_weights():
+    x, y = SANITY_DATASETS["gaussian_blobs"]()
+    r = sanity_check(x, y, C=1.0, n_synthetic=3, synth_steps=20)
+    assert np.isfinite(r.margin_deviation) and r.synthesis.inputs.shape == (6, 2)
+    t = sanity_check(x, y, C=1.0, weights="torch", n_synthetic=0)
+    assert t.weights == "torch" and t.recall >= 0.9
+
+
+def test_multiclass_is_rejected_clearly():
+    from sklearn.datasets import load_iris
+
+    bunch = load_iris()
+    with pytest.raises(ValueError, match="one-vs-one"):
+        sanity_check(bunch.data, bunch.target)
+    with pytest.raises(ValueError, match="weights must be"):
+        sanity_check(bunch.data[:100], bunch.target[:100], weights="liblinear")
