@@ -32,9 +32,20 @@ def student_accuracy(x, y, test, seed: int, epochs: int) -> float:
     torch.manual_seed(seed)
     student = ConvNet((1, 28, 28), 10, width=128, norm="instancenorm")
     shift = Augmentation(translate=0.125, crop=0.0, flip=0.0, cutout=0.0, noise=0.0)
-    train_classifier(student, (x, y), epochs=epochs, lr=0.01, optimizer="sgd", momentum=0.9,
-                     weight_decay=5e-4, batch_size=256, lr_decay_at=0.5, augment=shift,
-                     seed=seed, progress=False)
+    train_classifier(
+        student,
+        (x, y),
+        epochs=epochs,
+        lr=0.01,
+        optimizer="sgd",
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=256,
+        lr_decay_at=0.5,
+        augment=shift,
+        seed=seed,
+        progress=False,
+    )
     return accuracy(student, test)
 
 
@@ -55,7 +66,9 @@ def main() -> None:
     overrides = {}
     for item in args.override:
         key, value = item.split("=")
-        overrides[key] = type(getattr(KKTObjective(), key))(value) if value not in ("True", "False") else value == "True"
+        overrides[key] = (
+            type(getattr(KKTObjective(), key))(value) if value not in ("True", "False") else value == "True"
+        )
     objective = KKTObjective.from_preset(args.objective, **overrides)
     kwargs = {"objective": objective, "input_range": train.input_range, "progress": False}
     if args.steps is not None:
@@ -70,27 +83,43 @@ def main() -> None:
             continue
         start = time.perf_counter()
         dsv = DeepSupportVectors(n_per_class=10, init=init, seed=0, **kwargs).attribute(
-            teacher, init_data=(x_real, y_real) if init == "real" else None)
+            teacher, init_data=(x_real, y_real) if init == "real" else None
+        )
         sets[name] = (dsv.inputs, dsv.labels)
         h = dsv.history
-        info[name] = {"seconds": time.perf_counter() - start, **dsv.kkt.summary(),
-                      "entropy_start": h["entropy"][0], "entropy_end": h["entropy"][-1],
-                      "feasibility_aug_end": h.get("feasibility_aug", [None])[-1],
-                      "moved_l2": (dsv.inputs - x_real[dsv.indices]).flatten(1).norm(dim=1).mean().item()
-                      if init == "real" else None}
+        info[name] = {
+            "seconds": time.perf_counter() - start,
+            **dsv.kkt.summary(),
+            "entropy_start": h["entropy"][0],
+            "entropy_end": h["entropy"][-1],
+            "feasibility_aug_end": h.get("feasibility_aug", [None])[-1],
+            "moved_l2": (dsv.inputs - x_real[dsv.indices]).flatten(1).norm(dim=1).mean().item()
+            if init == "real"
+            else None,
+        }
         print(name, info[name], flush=True)
     results = {}
     for name in args.sets:
         x, y = sets[name]
         accs = [student_accuracy(x, y, test, s, args.epochs) for s in args.seeds]
-        results[name] = {"accuracies": accs, "mean": statistics.mean(accs),
-                         "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
+        results[name] = {
+            "accuracies": accs,
+            "mean": statistics.mean(accs),
+            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        }
         print(name, results[name], flush=True)
-    path = write_json(args.name, {"teacher": card, "objective": objective.to_dict(),
-                                  "explainer": {k: v for k, v in kwargs.items() if k != "objective"},
-                                  "synthesis": info, "students": results,
-                                  "protocol": "DC: ConvNet-3 w128 instancenorm, SGD m0.9 lr0.01 wd5e-4, "
-                                              f"{args.epochs} epochs, lr/10 at half, shift 0.125"})
+    path = write_json(
+        args.name,
+        {
+            "teacher": card,
+            "objective": objective.to_dict(),
+            "explainer": {k: v for k, v in kwargs.items() if k != "objective"},
+            "synthesis": info,
+            "students": results,
+            "protocol": "DC: ConvNet-3 w128 instancenorm, SGD m0.9 lr0.01 wd5e-4, "
+            f"{args.epochs} epochs, lr/10 at half, shift 0.125",
+        },
+    )
     print("wrote", path)
 
 

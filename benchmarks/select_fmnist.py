@@ -50,8 +50,9 @@ def main() -> None:
         print("one training epoch", epoch_seconds, flush=True)
 
     start = time.perf_counter()
-    sel = DeepSupportVectors(projection_dim=args.projection_dim, chunk_size=args.chunk_size,
-                             progress=False).attribute(teacher, candidates=x, labels=y)
+    sel = DeepSupportVectors(
+        projection_dim=args.projection_dim, chunk_size=args.chunk_size, progress=False
+    ).attribute(teacher, candidates=x, labels=y)
     seconds = time.perf_counter() - start
     print("selection", seconds, sel.settings["solver"], flush=True)
 
@@ -64,7 +65,9 @@ def main() -> None:
     order = lam.argsort()
     bottom = torch.cat([order[(y[order] == c)][: args.k] for c in range(10)])
     test_logits = predict(teacher, test.inputs)
-    per_class_acc = torch.stack([(test_logits.argmax(-1)[test.labels == c] == c).float().mean() for c in range(10)])
+    per_class_acc = torch.stack(
+        [(test_logits.argmax(-1)[test.labels == c] == c).float().mean() for c in range(10)]
+    )
     lam_sum = torch.stack([lam[y == c].sum() for c in range(10)])
     payload = {
         "n": args.n,
@@ -91,8 +94,11 @@ def main() -> None:
         },
         "teacher": card,
     }
-    coreset = {"indices": core.indices.tolist(), "lambdas": core.lambdas.tolist(),
-               "note": "rows are classes; indices into load_fashion_mnist(train=True)"}
+    coreset = {
+        "indices": core.indices.tolist(),
+        "lambdas": core.lambdas.tolist(),
+        "note": "rows are classes; indices into load_fashion_mnist(train=True)",
+    }
     (RESULTS / "coreset_fmnist.json").write_text(__import__("json").dumps(coreset))
     print(payload)
     write_json("select_fmnist", payload)

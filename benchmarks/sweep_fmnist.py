@@ -41,17 +41,30 @@ def main() -> None:
         if "augmentation" in ex and isinstance(ex["augmentation"], dict):
             ex["augmentation"] = Augmentation(**ex["augmentation"])
         start = time.perf_counter()
-        dsv = DeepSupportVectors(n_per_class=10, init=cfg.get("init", "real"), objective=obj, seed=0,
-                                 input_range=train.input_range, progress=False, **ex).attribute(
-            teacher, init_data=(x_real, y_real),
-            reference=reference_init() if cfg.get("reference") else None)
+        dsv = DeepSupportVectors(
+            n_per_class=10,
+            init=cfg.get("init", "real"),
+            objective=obj,
+            seed=0,
+            input_range=train.input_range,
+            progress=False,
+            **ex,
+        ).attribute(
+            teacher, init_data=(x_real, y_real), reference=reference_init() if cfg.get("reference") else None
+        )
         h = dsv.history
         accs = [student_accuracy(dsv.inputs, dsv.labels, test, s, args.epochs) for s in args.seeds]
-        row = {"config": cfg, "seconds": time.perf_counter() - start, **dsv.kkt.summary(),
-               "entropy_start": h["entropy"][0], "entropy_end": h["entropy"][-1],
-               "feasibility_aug_end": h.get("feasibility_aug", [None])[-1],
-               "moved_l2": (dsv.inputs - x_real[dsv.indices]).flatten(1).norm(dim=1).mean().item(),
-               "accuracies": accs, "mean": statistics.mean(accs)}
+        row = {
+            "config": cfg,
+            "seconds": time.perf_counter() - start,
+            **dsv.kkt.summary(),
+            "entropy_start": h["entropy"][0],
+            "entropy_end": h["entropy"][-1],
+            "feasibility_aug_end": h.get("feasibility_aug", [None])[-1],
+            "moved_l2": (dsv.inputs - x_real[dsv.indices]).flatten(1).norm(dim=1).mean().item(),
+            "accuracies": accs,
+            "mean": statistics.mean(accs),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     write_json(args.name, {"teacher": card, "rows": rows})

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--json", required=True, help="where to write one row per dataset and C")
     check.add_argument("--C", type=float, nargs="+", default=[0.1, 1.0, 10.0])
     check.add_argument("--weights", choices=["svc", "torch"], default="svc")
-    check.add_argument("--synth-steps", type=int, default=300)
+    check.add_argument("--synth-steps", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.verb == "sanity-check":
         from .svm import run_sanity_suite

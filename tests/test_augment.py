@@ -16,7 +16,9 @@ def test_flip_only_is_an_exact_flip():
 
 def test_translate_shifts_by_whole_pixels_at_most():
     x = torch.randn(2, 1, 8, 8)
-    out = Augmentation(translate=0.125, crop=0, flip=0, cutout=0, noise=0)(x, torch.Generator().manual_seed(0))
+    out = Augmentation(translate=0.125, crop=0, flip=0, cutout=0, noise=0)(
+        x, torch.Generator().manual_seed(0)
+    )
     assert out.shape == x.shape and not torch.allclose(out, x)
 
 

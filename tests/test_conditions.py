@@ -60,8 +60,10 @@ def test_dual_feasibility():
 
 
 def _params(rng):
-    theta = {"a": torch.randn(3, 4, generator=rng, dtype=torch.float64),
-             "b": torch.randn(5, generator=rng, dtype=torch.float64)}
+    theta = {
+        "a": torch.randn(3, 4, generator=rng, dtype=torch.float64),
+        "b": torch.randn(5, generator=rng, dtype=torch.float64),
+    }
     g = {k: torch.randn(v.shape, generator=rng, dtype=torch.float64) for k, v in theta.items()}
     return theta, g
 
@@ -75,9 +77,11 @@ def test_stationarity_distances_literal(rng):
     assert stationarity(theta, g, "l1").item() == pytest.approx(sum(abs(v) for v in r) / p)
     assert stationarity(theta, g, "l2sq").item() == pytest.approx(sum(v * v for v in r))
     assert stationarity(theta, g, "rel_l1").item() == pytest.approx(
-        sum(abs(v) for v in r) / sum(abs(v) for v in t))
+        sum(abs(v) for v in r) / sum(abs(v) for v in t)
+    )
     assert stationarity(theta, g, "rel_l2").item() == pytest.approx(
-        math.sqrt(sum(v * v for v in r)) / math.sqrt(sum(v * v for v in t)))
+        math.sqrt(sum(v * v for v in r)) / math.sqrt(sum(v * v for v in t))
+    )
     cos = sum(a * -b for a, b in zip(t, s)) / math.sqrt(sum(a * a for a in t) * sum(b * b for b in s))
     assert stationarity(theta, g, "cosine").item() == pytest.approx(1 - cos)
     # exact stationarity gives zero for every distance

@@ -43,8 +43,17 @@ def test_model_left_exactly_as_found(name, preset):
     assert (dsv.lambdas >= 0).all()
     assert dsv.kkt.margin.shape == (n,)
     assert len(dsv.history["entropy"]) == 4
-    assert set(dsv.history) >= {"total", "stationarity_aug", "primal_aug", "entropy", "cosine",
-                                "feasibility", "feasibility_aug", "lambda_mean", "n_active"}
+    assert set(dsv.history) >= {
+        "total",
+        "stationarity_aug",
+        "primal_aug",
+        "entropy",
+        "cosine",
+        "feasibility",
+        "feasibility_aug",
+        "lambda_mean",
+        "n_active",
+    }
     if preset != "paper_eq9":  # Eq 9 has no un-augmented term
         assert {"stationarity", "primal"} <= set(dsv.history)
 
@@ -86,11 +95,13 @@ def test_soft_labels():
 def test_optimisation_improves_stationarity_and_satisfies_primal_with_margin():
     torch.manual_seed(1)
     model = MLP((2,), 2, hidden=(16,))
-    train_classifier(model, make_2d("moons", 200), epochs=200, lr=0.01, batch_size=200,
-                     weight_decay=1e-3, progress=False)
+    train_classifier(
+        model, make_2d("moons", 200), epochs=200, lr=0.01, batch_size=200, weight_decay=1e-3, progress=False
+    )
     objective = KKTObjective.from_preset("default", epsilon=0.5)
-    dsv = DeepSupportVectors(n_per_class=4, steps=150, augmentation=None, progress=False,
-                             lr=0.05, objective=objective).attribute(model)
+    dsv = DeepSupportVectors(
+        n_per_class=4, steps=150, augmentation=None, progress=False, lr=0.05, objective=objective
+    ).attribute(model)
     assert dsv.kkt.feasibility_rate == 1.0
     assert (dsv.kkt.margin > 0).all()
     # cos(theta*, -sum lambda grad L) improves over the run
@@ -100,8 +111,9 @@ def test_optimisation_improves_stationarity_and_satisfies_primal_with_margin():
 
 def test_prune_dual_removes_negative_multipliers():
     model = _models()["mlp"]
-    dsv = DeepSupportVectors(n_per_class=3, steps=30, dual="prune", objective="paper_eq9",
-                             lr_lambda=5.0, progress=False).attribute(model)
+    dsv = DeepSupportVectors(
+        n_per_class=3, steps=30, dual="prune", objective="paper_eq9", lr_lambda=5.0, progress=False
+    ).attribute(model)
     assert (dsv.lambdas[~dsv.active] == 0).all()
     assert (dsv.lambdas >= 0).all()
     assert dsv.history["n_active"][-1] == dsv.active.sum().item()
@@ -109,8 +121,9 @@ def test_prune_dual_removes_negative_multipliers():
 
 def test_lambda_max_bounds_the_multipliers():
     model = _models()["mlp"]
-    dsv = DeepSupportVectors(n_per_class=3, steps=20, lambda_max=0.5, lr_lambda=1.0,
-                             progress=False).attribute(model)
+    dsv = DeepSupportVectors(
+        n_per_class=3, steps=20, lambda_max=0.5, lr_lambda=1.0, progress=False
+    ).attribute(model)
     assert dsv.lambdas.max() <= 0.5
 
 
@@ -119,20 +132,21 @@ def test_init_real_and_other():
     x = torch.randn(30, 1, 8, 8)
     y = torch.arange(3).repeat(10)
     real = DeepSupportVectors(n_per_class=2, init="real", steps=0, progress=False).attribute(
-        model, init_data=(x, y))
+        model, init_data=(x, y)
+    )
     assert torch.equal(real.inputs, x[real.indices])
     assert torch.equal(real.labels, y[real.indices])
     assert real.labels.tolist() == [0, 0, 1, 1, 2, 2]
     other = DeepSupportVectors(n_per_class=2, init="other", steps=0, progress=False).attribute(
-        model, init_data=x)
+        model, init_data=x
+    )
     assert other.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert torch.equal(other.inputs, x[other.indices])
 
 
 def test_input_range_clamps():
     model = _models()["mlp"]
-    dsv = DeepSupportVectors(n_per_class=2, input_range=(-0.1, 0.2), init_scale=3.0,
-                             **FAST).attribute(model)
+    dsv = DeepSupportVectors(n_per_class=2, input_range=(-0.1, 0.2), init_scale=3.0, **FAST).attribute(model)
     assert dsv.inputs.min() >= -0.1 and dsv.inputs.max() <= 0.2
 
 
@@ -147,7 +161,8 @@ def test_param_subset_and_additional_forward_args():
 
     model = Scaled()
     dsv = DeepSupportVectors(n_per_class=1, param_names=["body.fc2.weight"], **FAST).attribute(
-        model, additional_forward_args=2.0)
+        model, additional_forward_args=2.0
+    )
     assert list(dsv.kkt.per_layer_cosine) == ["body.fc2.weight"]
     with pytest.raises(ValueError, match="param_names"):
         DeepSupportVectors(param_names=["nope"], **FAST).attribute(model, additional_forward_args=2.0)
@@ -219,17 +234,20 @@ def test_error_model_not_returning_logits():
         DeepSupportVectors(**FAST).attribute(lambda x: x)
 
 
-@pytest.mark.parametrize("kwargs, exc, match", [
-    ({"n_per_class": 0}, ValueError, "n_per_class must be > 0"),
-    ({"n_per_class": 2.5}, TypeError, "n_per_class must be an int"),
-    ({"init": "zeros"}, ValueError, "init must be one of"),
-    ({"dual": "relu"}, ValueError, "dual must be one of"),
-    ({"objective": "eq10"}, ValueError, "objective must be one of"),
-    ({"objective": 3}, TypeError, "objective must be a preset name"),
-    ({"augmentation": "strong"}, ValueError, "augmentation must be one of"),
-    ({"lr": -1.0}, ValueError, "lr must be > 0"),
-    ({"input_range": (1.0, 0.0)}, ValueError, "input_range"),
-])
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"n_per_class": 0}, ValueError, "n_per_class must be > 0"),
+        ({"n_per_class": 2.5}, TypeError, "n_per_class must be an int"),
+        ({"init": "zeros"}, ValueError, "init must be one of"),
+        ({"dual": "relu"}, ValueError, "dual must be one of"),
+        ({"objective": "eq10"}, ValueError, "objective must be one of"),
+        ({"objective": 3}, TypeError, "objective must be a preset name"),
+        ({"augmentation": "strong"}, ValueError, "augmentation must be one of"),
+        ({"lr": -1.0}, ValueError, "lr must be > 0"),
+        ({"input_range": (1.0, 0.0)}, ValueError, "input_range"),
+    ],
+)
 def test_bad_settings_raise_at_attribute_not_init(kwargs, exc, match):
     explainer = DeepSupportVectors(**{**FAST, **kwargs})  # constructor only stores
     for k, v in kwargs.items():

@@ -7,12 +7,15 @@ from kktexplain.datasets import make_2d
 from kktexplain.models import MLP, ConvNet, ResNet, accuracy, load_reference_model, train_classifier
 
 
-@pytest.mark.parametrize("factory, shape", [
-    (lambda: MLP((1, 8, 8), 10), (1, 8, 8)),
-    (lambda: ConvNet((1, 28, 28), 10, width=8), (1, 28, 28)),
-    (lambda: ConvNet((3, 32, 32), 10, width=8, norm="batchnorm", pooling="max"), (3, 32, 32)),
-    (lambda: ResNet((1, 28, 28), 10, widths=(4, 8)), (1, 28, 28)),
-])
+@pytest.mark.parametrize(
+    "factory, shape",
+    [
+        (lambda: MLP((1, 8, 8), 10), (1, 8, 8)),
+        (lambda: ConvNet((1, 28, 28), 10, width=8), (1, 28, 28)),
+        (lambda: ConvNet((3, 32, 32), 10, width=8, norm="batchnorm", pooling="max"), (3, 32, 32)),
+        (lambda: ResNet((1, 28, 28), 10, widths=(4, 8)), (1, 28, 28)),
+    ],
+)
 def test_shapes(factory, shape):
     model = factory()
     assert model(torch.randn(2, *shape)).shape == (2, 10)

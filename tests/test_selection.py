@@ -65,8 +65,9 @@ def test_selection_with_sketch_runs_and_needs_labels(tiny64, rng):
     with pytest.raises(ValueError, match="selection needs labels"):
         DeepSupportVectors(progress=False).attribute(tiny64, candidates=x)
     with pytest.raises(ValueError, match="candidates must have shape"):
-        DeepSupportVectors(progress=False).attribute(tiny64, candidates=torch.randn(4, 5).double(),
-                                                     labels=torch.zeros(4, dtype=torch.long))
+        DeepSupportVectors(progress=False).attribute(
+            tiny64, candidates=torch.randn(4, 5).double(), labels=torch.zeros(4, dtype=torch.long)
+        )
 
 
 def test_selection_leaves_model_unchanged(tiny64, rng):
@@ -74,5 +75,7 @@ def test_selection_leaves_model_unchanged(tiny64, rng):
 
     before = model_snapshot(tiny64)
     x = torch.randn(10, 3, generator=rng, dtype=torch.float64)
-    DeepSupportVectors(progress=False).attribute(tiny64, candidates=x, labels=torch.zeros(10, dtype=torch.long))
+    DeepSupportVectors(progress=False).attribute(
+        tiny64, candidates=x, labels=torch.zeros(10, dtype=torch.long)
+    )
     assert_same_snapshot(before, model_snapshot(tiny64))

@@ -14,7 +14,8 @@ from kktexplain.viz import plot_dsv_grid, plot_history  # noqa: E402
 def test_grid_and_history_figures(tmp_path):
     torch.manual_seed(0)
     dsv = DeepSupportVectors(n_per_class=2, steps=3, progress=False).attribute(
-        ConvNet((1, 8, 8), 3, width=4, depth=2))
+        ConvNet((1, 8, 8), 3, width=4, depth=2)
+    )
     fig = plot_dsv_grid(dsv, classes=["a", "b", "c"], denormalize=lambda x: x * 0.5)
     assert len(fig.axes) == 6
     fig.savefig(tmp_path / "grid.png")

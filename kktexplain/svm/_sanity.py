@@ -170,7 +170,7 @@ def sanity_check(
     margin_tol: float = 1e-3,
     svc_tol: float = 1e-8,
     n_synthetic: int = 10,
-    synth_steps: int = 300,
+    synth_steps: int = 1000,
     seed: int = 0,
     progress: bool = False,
 ) -> SanityResult:
@@ -194,7 +194,7 @@ def sanity_check(
         libsvm's stopping tolerance.
     n_synthetic : int, default=10
         DSVs per class synthesised from noise on the same model (0 skips synthesis).
-    synth_steps : int, default=300
+    synth_steps : int, default=1000
     seed : int, default=0
     progress : bool, default=False
 

@@ -40,7 +40,7 @@ SANITY_DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
 def run_sanity_suite(
     Cs: Sequence[float] = (0.1, 1.0, 10.0),
     weights: str = "svc",
-    synth_steps: int = 300,
+    synth_steps: int = 1000,
     datasets: Sequence[str] | None = None,
 ) -> list[dict]:
     """Run :func:`sanity_check` on every built-in dataset at every ``C``.
@@ -49,7 +49,7 @@ def run_sanity_suite(
     ----------
     Cs : sequence of float, default=(0.1, 1.0, 10.0)
     weights : {"svc", "torch"}, default="svc"
-    synth_steps : int, default=300
+    synth_steps : int, default=1000
     datasets : sequence of str, optional
         Keys of ``SANITY_DATASETS``; all by default. ``digits_3_vs_8`` uses raw pixels scaled by
         1/16; the others are standardised.

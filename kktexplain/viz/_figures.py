@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .._result import DSVResult
 
-__all__ = ["plot_dsv_grid", "plot_history", "show_image"]
+__all__ = ["plot_dsv_grid", "plot_history", "plot_svm_2d", "show_image"]
 
 
 def show_image(image: Tensor, ax: Axes | None = None, title: str | None = None) -> Axes:
@@ -119,3 +119,56 @@ def plot_history(result: DSVResult | dict, fig: Figure | None = None) -> Figure:
     ax3.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_svm_2d(result, ax: Axes | None = None, grid: int = 200) -> Axes:
+    """Decision boundary and margins of a 2-D linear SVM with its and our support vectors.
+
+    Parameters
+    ----------
+    result : kktexplain.svm.SanityResult
+        From :func:`kktexplain.svm.sanity_check` on 2-D data.
+    ax : Axes, optional
+    grid : int, default=200
+        Resolution of the background.
+
+    Returns
+    -------
+    Axes
+        Training points coloured by class, the boundary ``f = 0`` and margins ``f = +-1``,
+        the SVC's support vectors circled, our selected support vectors (``λ > 0``) as crosses
+        sized by λ, and the synthesised DSVs as stars.
+    """
+    import numpy as np
+    import torch
+
+    x = result.selection.inputs.double().numpy()
+    if x.shape[1] != 2:
+        raise ValueError(f"plot_svm_2d needs 2-D inputs, got {x.shape[1]} features")
+    ax = ax if ax is not None else plt.gca()
+    y = result.selection.labels.numpy()
+    lam = result.selection.lambdas.double().numpy()
+    pts = [x]
+    if result.synthesis is not None:
+        pts.append(result.synthesis.inputs.double().numpy())
+    lo, hi = np.concatenate(pts).min(0) - 0.5, np.concatenate(pts).max(0) + 0.5
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
+    with torch.no_grad():
+        f = result.model.decision_function(torch.from_numpy(np.c_[gx.ravel(), gy.ravel()]))
+    ax.contourf(gx, gy, f.numpy().reshape(gx.shape), levels=[-1e9, -1, 0, 1, 1e9],
+                colors=["#c6dbef", "#eff3ff", "#fee6ce", "#fdae6b"], alpha=0.6)
+    ax.contour(gx, gy, f.numpy().reshape(gx.shape), levels=[-1, 0, 1], colors="k",
+               linestyles=["--", "-", "--"], linewidths=1)
+    ax.scatter(x[:, 0], x[:, 1], c=np.where(y == 1, "tab:orange", "tab:blue"), s=12)
+    sv = result.svc.support_
+    ax.scatter(x[sv, 0], x[sv, 1], s=90, facecolors="none", edgecolors="k", label="SVC support")
+    ours = lam > 0
+    ax.scatter(x[ours, 0], x[ours, 1], marker="x", c="crimson",
+               s=20 + 80 * lam[ours] / max(lam.max(), 1e-12), label="ours (λ>0)")
+    if result.synthesis is not None:
+        s = result.synthesis.inputs.double().numpy()
+        ax.scatter(s[:, 0], s[:, 1], marker="*", s=110, c="green", edgecolors="k",
+                   label="synthesised DSVs")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"linear SVM, C={result.C:g}: F1={result.f1:.3f}, Pearson={result.pearson:.3f}")
+    return ax
