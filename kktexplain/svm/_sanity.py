@@ -239,14 +239,16 @@ def sanity_check(
     margin_dev = margin_abs = feas = float("nan")
     synthesis = None
     if n_synthetic > 0:
+        # a point beyond the margin has a zero hinge gradient and would never move; the norm
+        # prior pulls every point towards the data mean until its hinge is active
         synth_obj = KKTObjective(
+            norm=0.1,
             loss="hinge",
             distance="rel_l2",
             per_layer=False,
             clean=1.0,
             augmented=0.0,
             primal=1.0,
-            epsilon=0.0,
             name="svm_synthesis",
         )
         synthesis = DeepSupportVectors(
@@ -255,7 +257,7 @@ def sanity_check(
             augmentation=None,
             lambda_max=C,
             steps=synth_steps,
-            lr=0.02,
+            lr=0.05,
             seed=seed,
             progress=progress,
         ).attribute(model, reference=reference)
