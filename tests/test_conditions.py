@@ -84,8 +84,10 @@ def test_stationarity_distances_literal(rng):
     )
     cos = sum(a * -b for a, b in zip(t, s)) / math.sqrt(sum(a * a for a in t) * sum(b * b for b in s))
     assert stationarity(theta, g, "cosine").item() == pytest.approx(1 - cos)
+    ratio = math.sqrt(sum(b * b for b in s)) / math.sqrt(sum(a * a for a in t))
+    assert stationarity(theta, g, "cosine_norm").item() == pytest.approx(1 - cos + math.log(ratio) ** 2)
     # exact stationarity gives zero for every distance
-    for d in ("l1", "l2sq", "rel_l1", "rel_l2", "cosine"):
+    for d in ("l1", "l2sq", "rel_l1", "rel_l2", "cosine", "cosine_norm"):
         neg = {k: -v for k, v in theta.items()}
         assert stationarity(theta, neg, d).item() == pytest.approx(0.0, abs=1e-12)
 

@@ -43,3 +43,35 @@ def test_multiclass_is_rejected_clearly():
         sanity_check(bunch.data, bunch.target)
     with pytest.raises(ValueError, match="weights must be"):
         sanity_check(bunch.data[:100], bunch.target[:100], weights="liblinear")
+
+
+def test_suite_runner_and_cli(tmp_path):
+    import json
+
+    from kktexplain.cli import main
+    from kktexplain.svm import run_sanity_suite
+
+    rows = run_sanity_suite([1.0], synth_steps=5, datasets=["iris_setosa_vs_versicolor"])
+    assert rows[0]["dataset"] == "iris_setosa_vs_versicolor" and rows[0]["f1"] >= 0.98
+    out = tmp_path / "rows.json"
+    assert main(["sanity-check", "--json", str(out), "--C", "1", "--synth-steps", "2"]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 7 and all(r["f1"] >= 0.98 and r["pearson"] >= 0.98 for r in rows)
+
+
+def test_plot_svm_2d():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kktexplain.viz import plot_svm_2d
+
+    x, y = SANITY_DATASETS["gaussian_blobs"]()
+    r = sanity_check(x, y, C=1.0, n_synthetic=2, synth_steps=5)
+    ax = plot_svm_2d(r)
+    assert ax.get_legend() is not None and "F1=1.000" in ax.get_title()
+    plt.close("all")
+    wide = sanity_check(*SANITY_DATASETS["wine_0_vs_1"](), C=1.0, n_synthetic=0)
+    with pytest.raises(ValueError, match="2-D inputs"):
+        plot_svm_2d(wide)

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 PRIMAL_KINDS = ("masked_ce", "ce")
-STATIONARITY_DISTANCES = ("l1", "rel_l1", "l2sq", "rel_l2", "cosine")
+STATIONARITY_DISTANCES = ("l1", "rel_l1", "l2sq", "rel_l2", "cosine", "cosine_norm")
 
 
 def hard_labels(labels: Tensor) -> Tensor:
@@ -167,6 +167,9 @@ def _layer_value(theta: Tensor, g: Tensor, distance: str) -> Tensor:
         return r.norm() / theta.norm().clamp_min(1e-12)
     if distance == "cosine":
         return 1.0 + F.cosine_similarity(theta.flatten(), g.flatten(), dim=0, eps=1e-12)
+    if distance == "cosine_norm":
+        ratio = g.norm().clamp_min(1e-12) / theta.norm().clamp_min(1e-12)
+        return 1.0 + F.cosine_similarity(theta.flatten(), g.flatten(), dim=0, eps=1e-12) + ratio.log() ** 2
     raise ValueError(f"distance must be one of {STATIONARITY_DISTANCES}, got {distance!r}")
 
 
@@ -181,11 +184,13 @@ def stationarity_per_layer(
         The trained parameters ``theta*``, one entry per parameter tensor.
     grad_sum : mapping of str to Tensor
         ``g = sum_i lambda_i grad_theta L(Phi(x_i), y_i)`` with the same keys and shapes.
-    distance : {"l1", "rel_l1", "l2sq", "rel_l2", "cosine"}, default="l1"
+    distance : {"l1", "rel_l1", "l2sq", "rel_l2", "cosine", "cosine_norm"}, default="l1"
         With ``r = theta + g`` (zero when stationarity holds):
         ``"l1"`` is ``mean|r|`` (the paper's "l1 averaged per parameter"), ``"rel_l1"`` is
         ``sum|r| / sum|theta|``, ``"l2sq"`` is ``||r||^2`` (Algorithm 1), ``"rel_l2"`` is
-        ``||r|| / ||theta||`` and ``"cosine"`` is ``1 - cos(theta, -g)``.
+        ``||r|| / ||theta||``, ``"cosine"`` is ``1 - cos(theta, -g)`` and ``"cosine_norm"`` is
+        ``1 - cos(theta, -g) + log(||g|| / ||theta||)^2``: direction and magnitude separately,
+        so a poorly aligned ``g`` is not rewarded for shrinking (as ``"l1"``/``"l2sq"`` do).
 
     Returns
     -------

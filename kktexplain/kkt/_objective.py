@@ -76,7 +76,7 @@ class KKTObjective:
         Weight of the KKT terms on the un-augmented inputs.
     augmented : float, default=5.0
         ``eta``, weight of the KKT terms on the augmented inputs ``A(x)``.
-    distance : {"l1", "rel_l1", "l2sq", "rel_l2", "cosine"}, default="cosine"
+    distance : {"l1", "rel_l1", "l2sq", "rel_l2", "cosine", "cosine_norm"}, default="cosine"
         Stationarity distance, see :func:`kktexplain.kkt.stationarity_per_layer`.
     per_layer : bool, default=True
         Average the distance over parameter tensors rather than over all parameters.

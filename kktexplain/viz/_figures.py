@@ -155,20 +155,38 @@ def plot_svm_2d(result, ax: Axes | None = None, grid: int = 200) -> Axes:
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
     with torch.no_grad():
         f = result.model.decision_function(torch.from_numpy(np.c_[gx.ravel(), gy.ravel()]))
-    ax.contourf(gx, gy, f.numpy().reshape(gx.shape), levels=[-1e9, -1, 0, 1, 1e9],
-                colors=["#c6dbef", "#eff3ff", "#fee6ce", "#fdae6b"], alpha=0.6)
-    ax.contour(gx, gy, f.numpy().reshape(gx.shape), levels=[-1, 0, 1], colors="k",
-               linestyles=["--", "-", "--"], linewidths=1)
+    ax.contourf(
+        gx,
+        gy,
+        f.numpy().reshape(gx.shape),
+        levels=[-1e9, -1, 0, 1, 1e9],
+        colors=["#c6dbef", "#eff3ff", "#fee6ce", "#fdae6b"],
+        alpha=0.6,
+    )
+    ax.contour(
+        gx,
+        gy,
+        f.numpy().reshape(gx.shape),
+        levels=[-1, 0, 1],
+        colors="k",
+        linestyles=["--", "-", "--"],
+        linewidths=1,
+    )
     ax.scatter(x[:, 0], x[:, 1], c=np.where(y == 1, "tab:orange", "tab:blue"), s=12)
     sv = result.svc.support_
     ax.scatter(x[sv, 0], x[sv, 1], s=90, facecolors="none", edgecolors="k", label="SVC support")
     ours = lam > 0
-    ax.scatter(x[ours, 0], x[ours, 1], marker="x", c="crimson",
-               s=20 + 80 * lam[ours] / max(lam.max(), 1e-12), label="ours (λ>0)")
+    ax.scatter(
+        x[ours, 0],
+        x[ours, 1],
+        marker="x",
+        c="crimson",
+        s=20 + 80 * lam[ours] / max(lam.max(), 1e-12),
+        label="ours (λ>0)",
+    )
     if result.synthesis is not None:
         s = result.synthesis.inputs.double().numpy()
-        ax.scatter(s[:, 0], s[:, 1], marker="*", s=110, c="green", edgecolors="k",
-                   label="synthesised DSVs")
+        ax.scatter(s[:, 0], s[:, 1], marker="*", s=110, c="green", edgecolors="k", label="synthesised DSVs")
     ax.legend(fontsize=7, loc="best")
     ax.set_title(f"linear SVM, C={result.C:g}: F1={result.f1:.3f}, Pearson={result.pearson:.3f}")
     return ax
