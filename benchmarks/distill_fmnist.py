@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -53,9 +54,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=300)
-    p.add_argument("--steps", type=int, default=None, help="DeepKKT steps (default: explainer's)")
     p.add_argument("--objective", default="default")
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--real-kwargs", default="{}", help="JSON DeepSupportVectors settings for init=real")
+    p.add_argument("--noise-kwargs", default="{}", help="JSON DeepSupportVectors settings for init=noise")
     p.add_argument("--sets", nargs="+", default=["real", "dsv_real", "dsv_noise"])
     p.add_argument("--override", nargs="*", default=[], help="objective field=value pairs")
     p.add_argument("--name", default="distill_fmnist")
@@ -71,10 +72,10 @@ def main() -> None:
         )
     objective = KKTObjective.from_preset(args.objective, **overrides)
     kwargs = {"objective": objective, "input_range": train.input_range, "progress": False}
-    if args.steps is not None:
-        kwargs["steps"] = args.steps
-    if args.lr is not None:
-        kwargs["lr"] = args.lr
+    per_init = {"real": json.loads(args.real_kwargs), "noise": json.loads(args.noise_kwargs)}
+    for extra in per_init.values():
+        if "augmentation" in extra and extra["augmentation"] is not None:
+            extra["augmentation"] = Augmentation(**extra["augmentation"])
     x_real, y_real, _ = train.per_class(10, seed=0)
     sets = {"real": (x_real, y_real)}
     info = {}
@@ -82,12 +83,13 @@ def main() -> None:
         if name not in args.sets:
             continue
         start = time.perf_counter()
-        dsv = DeepSupportVectors(n_per_class=10, init=init, seed=0, **kwargs).attribute(
+        dsv = DeepSupportVectors(n_per_class=10, init=init, seed=0, **kwargs, **per_init[init]).attribute(
             teacher, init_data=(x_real, y_real) if init == "real" else None
         )
         sets[name] = (dsv.inputs, dsv.labels)
         h = dsv.history
         info[name] = {
+            "settings": {k: v for k, v in dsv.settings.items() if k not in ("objective", "param_names")},
             "seconds": time.perf_counter() - start,
             **dsv.kkt.summary(),
             "entropy_start": h["entropy"][0],

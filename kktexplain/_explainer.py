@@ -94,10 +94,11 @@ class DeepSupportVectors:
     augmentation : Augmentation, "default" or None, default="default"
         ``"default"`` is the paper's strengths (translate 0.125, crop 0.2, flip 0.5, cutout
         0.15, noise 0.01); ``None`` disables the augmented view.
-    steps : int, default=300
-        Optimisation steps.
-    lr : float, default=0.01
-        Adam step size for the inputs (in the model's input units).
+    steps : int, optional
+        Optimisation steps. Default: 60 for ``init="real"``, 300 otherwise.
+    lr : float, optional
+        Adam step size for the inputs (in the model's input units). Default: 0.01 for
+        ``init="real"``, 0.05 otherwise.
     lr_lambda : float, default=0.05
         Adam step size for the multipliers' parameter ``rho`` (``lambda = s * f(rho)``).
     dual : {"exp", "clamp", "prune"}, default="exp"
@@ -151,8 +152,8 @@ class DeepSupportVectors:
         init: str = "noise",
         objective: str | KKTObjective = "default",
         augmentation: Augmentation | str | None = "default",
-        steps: int = 300,
-        lr: float = 0.01,
+        steps: int | None = None,
+        lr: float | None = None,
         lr_lambda: float = 0.05,
         dual: str = "exp",
         lambda_scale: float | str = "auto",
@@ -216,8 +217,10 @@ class DeepSupportVectors:
         check_positive("n_per_class", self.n_per_class, integer=True)
         check_choice("init", self.init, _INITS)
         check_choice("dual", self.dual, _DUALS)
-        check_positive("steps", self.steps, integer=True, allow_zero=True)
-        check_positive("lr", self.lr)
+        if self.steps is not None:
+            check_positive("steps", self.steps, integer=True, allow_zero=True)
+        if self.lr is not None:
+            check_positive("lr", self.lr)
         check_positive("lr_lambda", self.lr_lambda, allow_zero=True)
         check_positive("init_scale", self.init_scale, allow_zero=True)
         check_positive("chunk_size", self.chunk_size, integer=True)
@@ -475,6 +478,18 @@ class DeepSupportVectors:
             torch.arange(len(candidates)),
         )
 
+    def resolved_schedule(self) -> tuple[int, float]:
+        """``(steps, lr)`` with ``None`` resolved by ``init``.
+
+        Real initialisations get a short, gentle schedule (60 steps, lr 0.01) so the DSVs stay
+        near the images they started from; noise and other-data initialisations need to travel
+        further (300 steps, lr 0.05). See the docs page on defaults for the measurements.
+        """
+        real = self.init == "real"
+        steps = self.steps if self.steps is not None else (60 if real else 300)
+        lr = self.lr if self.lr is not None else (0.01 if real else 0.05)
+        return steps, lr
+
     def _lambda_scale(self, fmodel: FunctionalModel, x: Tensor, y: Tensor, objective: KKTObjective) -> float:
         if self.lambda_scale != "auto":
             return float(self.lambda_scale)
@@ -515,10 +530,11 @@ class DeepSupportVectors:
         rho0 = 0.0 if self.dual == "exp" else 1.0
         rho = torch.full((len(x0),), rho0, device=device, dtype=x0.dtype, requires_grad=True)
         active = torch.ones(len(x0), dtype=torch.bool, device=device)
-        opt = torch.optim.Adam([{"params": [x], "lr": self.lr}, {"params": [rho], "lr": self.lr_lambda}])
+        steps, lr = self.resolved_schedule()
+        opt = torch.optim.Adam([{"params": [x], "lr": lr}, {"params": [rho], "lr": self.lr_lambda}])
         history: dict[str, list[float]] = {}
         start = time.perf_counter()
-        for _ in tqdm(range(self.steps), desc="DeepKKT", disable=not self.progress, leave=False):
+        for _ in tqdm(range(steps), desc="DeepKKT", disable=not self.progress, leave=False):
             lam = self._lambdas(rho, scale) * active
             value = objective(fmodel, x, labels, lam, augmentation, aug_gen)
             opt.zero_grad(set_to_none=True)
@@ -539,6 +555,8 @@ class DeepSupportVectors:
         settings = {k: v for k, v in self.get_params().items() if k not in ("objective", "augmentation")}
         settings.update(
             inferred,
+            steps=steps,
+            lr=lr,
             objective=objective.to_dict(),
             lambda_scale_value=scale,
             augmentation=None if augmentation is None else vars(augmentation),

@@ -79,3 +79,22 @@ def test_selection_leaves_model_unchanged(tiny64, rng):
         tiny64, candidates=x, labels=torch.zeros(10, dtype=torch.long)
     )
     assert_same_snapshot(before, model_snapshot(tiny64))
+
+
+def test_projected_fista_matches_nnls_and_box(rng):
+    from kktexplain.kkt._selection import projected_fista
+
+    a = torch.randn(40, 15, generator=rng, dtype=torch.float64)
+    b = torch.randn(40, generator=rng, dtype=torch.float64)
+    x, _ = projected_fista(a, b, max_iter=20000, tol=1e-14)
+    ref, _ = nnls(a.numpy(), b.numpy())
+    np.testing.assert_allclose(x.numpy(), ref, atol=1e-6)
+    boxed, _ = projected_fista(a, b, upper=0.05, max_iter=5000, tol=1e-14)
+    assert boxed.max() <= 0.05 and boxed.min() >= 0
+
+
+def test_large_problems_use_fista(rng):
+    g = torch.randn(2500, 40, generator=rng, dtype=torch.float64)
+    t = -(torch.rand(2500, generator=rng, dtype=torch.float64) @ g)
+    lam, info = solve_multipliers(g, t)
+    assert info["solver"] == "projected_fista" and info["residual"] < 1e-3
