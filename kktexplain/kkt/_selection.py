@@ -49,8 +49,9 @@ def projected_fista(
     hi = float("inf") if upper is None else float(upper)
     x = torch.zeros(a.shape[1], device=a.device, dtype=a.dtype)
     z, t = x.clone(), 1.0
-    it = 0
-    for it in range(1, max_iter + 1):
+    iterations = 0
+    for _ in range(max_iter):
+        iterations += 1
         grad = a.T @ (a @ z - b)
         x_new = (z - grad / lipschitz).clamp(0.0, hi)
         if torch.dot(grad, x_new - x) > 0:  # restart the momentum when it points uphill
@@ -61,7 +62,7 @@ def projected_fista(
         x, t = x_new, t_new
         if change < tol:
             break
-    return x, it
+    return x, iterations
 
 
 class CountSketch:
