@@ -383,33 +383,22 @@ class DeepSupportVectors:
             num_classes = infer_num_classes(model, shape, args)
             if labels is not None:
                 labels = check_labels(labels, num_classes)
-            if candidates is not None:
-                check_inputs("candidates", candidates, shape)
-                if labels is None:
-                    raise ValueError("selection needs labels: attribute(model, candidates=X, labels=y)")
-                labels = check_labels(labels, num_classes, len(candidates))
-                fmodel = FunctionalModel(
-                    model,
-                    None if self.param_names is None else list(self.param_names),
-                    args,
-                    reference=reference,
-                )
-                return self._select(
-                    fmodel,
-                    candidates,
-                    labels,
-                    objective,
-                    {"input_shape": list(shape), "num_classes": num_classes},
-                )
-            gen = torch.Generator().manual_seed(self.seed)
-            x0, labels, indices = self._initial(shape, num_classes, labels, init_data, gen)
-            labels = check_labels(labels, num_classes, len(x0))
             fmodel = FunctionalModel(
                 model,
                 None if self.param_names is None else list(self.param_names),
                 args,
                 reference=reference,
             )
+            inferred = {"input_shape": list(shape), "num_classes": num_classes}
+            if candidates is not None:
+                check_inputs("candidates", candidates, shape)
+                if labels is None:
+                    raise ValueError("selection needs labels: attribute(model, candidates=X, labels=y)")
+                labels = check_labels(labels, num_classes, len(candidates))
+                return self._select(fmodel, candidates, labels, objective, inferred)
+            gen = torch.Generator().manual_seed(self.seed)
+            x0, labels, indices = self._initial(shape, num_classes, labels, init_data, gen)
+            labels = check_labels(labels, num_classes, len(x0))
             return self._synthesise(
                 fmodel,
                 x0.to(device, dtype),
@@ -417,7 +406,7 @@ class DeepSupportVectors:
                 objective,
                 augmentation,
                 indices,
-                {"input_shape": list(shape), "num_classes": num_classes},
+                inferred,
             )
 
     def _select(

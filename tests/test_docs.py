@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ["kktexplain", "kktexplain.kkt", "kktexplain.datasets", "kktexplain.models",
-          "kktexplain.svm", "kktexplain.viz"]
+PUBLIC = [
+    "kktexplain",
+    "kktexplain.kkt",
+    "kktexplain.datasets",
+    "kktexplain.models",
+    "kktexplain.svm",
+    "kktexplain.viz",
+]
 
 
 def test_mkdocs_build_strict(tmp_path):
@@ -20,8 +26,14 @@ def test_mkdocs_build_strict(tmp_path):
     if not Path(exe).exists():
         pytest.fail("mkdocs is not installed: pip install -e '.[dev]'")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    run = subprocess.run([exe, "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [exe, "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
