@@ -87,7 +87,7 @@ class KKTResiduals:
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class DSVResult:
     """Deep support vectors and everything measured while finding them.
 
@@ -123,6 +123,15 @@ class DSVResult:
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
+
+    def __repr__(self) -> str:
+        mode = self.settings.get("mode", "synthesis")
+        return (
+            f"DSVResult(mode={mode!r}, n={len(self)}, input_shape={tuple(self.inputs.shape[1:])}, "
+            f"feasibility={self.kkt.feasibility_rate:.3f}, "
+            f"stationarity_cosine={self.kkt.stationarity.get('cosine', float('nan')):.3f}, "
+            f"lambda_mean={float(self.lambdas.mean()) if len(self) else float('nan'):.4g})"
+        )
 
     @property
     def hard_labels(self) -> Tensor:
