@@ -138,6 +138,16 @@ class DSVResult:
         """Arg-max labels, shape ``(N,)``."""
         return hard_labels(self.labels)
 
+    @property
+    def support(self) -> Tensor:
+        """The support set: ``lambdas > 0`` (and not pruned), shape ``(N,)``, dtype bool."""
+        return (self.lambdas > 0) & self.active
+
+    @property
+    def ranking(self) -> Tensor:
+        """Row indices sorted by decreasing λ (ties keep their order), shape ``(N,)``."""
+        return self.lambdas.argsort(descending=True, stable=True)
+
     def top_k_per_class(self, k: int) -> Coreset:
         """The ``k`` samples of largest λ in every class (a coreset).
 

@@ -98,3 +98,12 @@ def test_large_problems_use_fista(rng):
     t = -(torch.rand(2500, generator=rng, dtype=torch.float64) @ g)
     lam, info = solve_multipliers(g, t)
     assert info["solver"] == "projected_fista" and info["residual"] < 1e-3
+
+
+def test_support_and_ranking(tiny64, rng):
+    x = torch.randn(15, 3, generator=rng, dtype=torch.float64)
+    y = torch.randint(3, (15,), generator=rng)
+    sel = DeepSupportVectors(progress=False).attribute(tiny64, candidates=x, labels=y)
+    assert torch.equal(sel.support, sel.lambdas > 0)
+    lam = sel.lambdas[sel.ranking]
+    assert (lam[:-1] >= lam[1:]).all()
