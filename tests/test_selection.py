@@ -93,11 +93,41 @@ def test_projected_fista_matches_nnls_and_box(rng):
     assert boxed.max() <= 0.05 and boxed.min() >= 0
 
 
-def test_large_problems_use_fista(rng):
-    g = torch.randn(2500, 40, generator=rng, dtype=torch.float64)
-    t = -(torch.rand(2500, generator=rng, dtype=torch.float64) @ g)
+def test_large_unbounded_problems_use_the_working_set(rng, monkeypatch):
+    import kktexplain.kkt._selection as sel
+
+    monkeypatch.setattr(sel, "_DIRECT_NNLS_MAX", 100)
+    g = torch.randn(300, 40, generator=rng, dtype=torch.float64)  # 300 samples, 40 coordinates
+    t = torch.randn(40, generator=rng, dtype=torch.float64)  # generic target: residual > 0
     lam, info = solve_multipliers(g, t)
-    assert info["solver"] == "projected_fista" and info["residual"] < 1e-3
+    assert info["solver"] == "projected_fista+working_set_nnls" and info["converged"]
+    ref, rnorm = nnls(g.numpy().T, -t.numpy())
+    # the optimal residual is unique even where the multipliers are not
+    assert info["residual"] == pytest.approx(rnorm / t.norm().item(), rel=1e-6)
+    assert (lam > 0).sum() <= 40  # a basic solution: at most one multiplier per coordinate
+    r = g.numpy().T @ lam.numpy() + t.numpy()
+    assert (g.numpy() @ r).min() > -1e-8  # KKT of NNLS: no sample would lower the residual
+
+
+def test_working_set_matches_nnls_when_unique(rng):
+    from kktexplain.kkt import working_set_nnls
+
+    a = torch.randn(60, 25, generator=rng, dtype=torch.float64)  # full column rank: unique
+    b = torch.randn(60, generator=rng, dtype=torch.float64)
+    x, info = working_set_nnls(a, b)
+    ref, _ = nnls(a.numpy(), b.numpy())
+    np.testing.assert_allclose(x.numpy(), ref, atol=1e-10)
+    assert info["converged"]
+
+
+def test_large_bounded_problems_use_fista(rng, monkeypatch):
+    import kktexplain.kkt._selection as sel
+
+    monkeypatch.setattr(sel, "_DIRECT_NNLS_MAX", 100)
+    g = torch.randn(2500, 40, generator=rng, dtype=torch.float64)
+    t = -(0.5 * torch.rand(2500, generator=rng, dtype=torch.float64) @ g)
+    lam, info = solve_multipliers(g, t, upper=1.0)
+    assert info["solver"] == "projected_fista" and info["residual"] < 1e-3 and lam.max() <= 1.0
 
 
 def test_support_and_ranking(tiny64, rng):

@@ -19,7 +19,7 @@ from ._conditions import (
 from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, weighted_loss_grad
 from ._objective import PRESETS, KKTObjective, ObjectiveValue
 from ._priors import input_norm, total_variation
-from ._selection import CountSketch, solve_multipliers
+from ._selection import CountSketch, solve_multipliers, working_set_nnls
 
 __all__ = [
     "Augmentation",
@@ -41,6 +41,7 @@ __all__ = [
     "primal_margin",
     "stationarity",
     "solve_multipliers",
+    "working_set_nnls",
     "stationarity_per_layer",
     "total_variation",
     "weighted_loss_grad",

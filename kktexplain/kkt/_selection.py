@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linprog, lsq_linear
+from scipy.optimize import linprog, lsq_linear, nnls
 from torch import Tensor
 
-__all__ = ["CountSketch", "solve_multipliers", "projected_fista"]
+__all__ = ["CountSketch", "solve_multipliers", "projected_fista", "working_set_nnls"]
+
+# Problems with at most this many entries (P x N) go to scipy's Lawson-Hanson NNLS directly.
+_DIRECT_NNLS_MAX = 2e7
 
 
 def projected_fista(
@@ -63,6 +66,73 @@ def projected_fista(
         if change < tol:
             break
     return x, iterations
+
+
+def working_set_nnls(
+    a: Tensor, b: Tensor, start: Tensor | None = None, max_rounds: int = 50, rtol: float = 1e-5
+) -> tuple[Tensor, dict]:
+    """Exact non-negative least squares ``min_{x >= 0} ||a x - b||`` for many columns.
+
+    A working-set (column generation) method: solve the problem restricted to a set ``S`` of
+    columns with Lawson-Hanson (:func:`scipy.optimize.nnls`), then add the columns outside
+    ``S`` whose gradient ``a_j^T r`` is negative (they would lower the residual if allowed to
+    grow) and repeat. At the end every column meets the KKT conditions of NNLS, so the solution
+    is a basic one: at most ``M`` multipliers are non-zero. This is what makes the support set
+    sparse; a first-order solver stopped early leaves almost every multiplier slightly above 0.
+
+    Parameters
+    ----------
+    a : Tensor of shape (M, N)
+    b : Tensor of shape (M,)
+    start : Tensor of shape (N,), optional
+        A rough solution (e.g. from :func:`projected_fista`); its ``M`` largest entries seed ``S``.
+        Without it ``S`` starts from the columns of most negative gradient at ``x = 0``.
+    max_rounds : int, default=50
+    rtol : float, default=1e-5
+        A column violates optimality when ``a_j^T r < -rtol * ||a_j|| * ||r||``.
+
+    Returns
+    -------
+    x : Tensor of shape (N,), float64
+    info : dict
+        ``rounds``, ``converged`` and ``n_violations`` (columns still violating at the end).
+    """
+    m, n = a.shape
+    col_norm = a.norm(dim=0).double().numpy()
+    b64 = b.double().numpy()
+    add = max(m // 4, 64)
+
+    def grad(r: np.ndarray) -> np.ndarray:
+        return (a.T @ torch.from_numpy(r).to(a.dtype)).double().numpy()
+
+    if start is not None and (start > 0).any():
+        order = torch.argsort(start, descending=True)[: min(m, int((start > 0).sum()))].numpy()
+        work = np.sort(order)
+    else:
+        g0 = grad(-b64)
+        work = np.sort(np.argsort(g0)[: min(add, n)])
+    x = np.zeros(n)
+    converged, n_viol = False, 0
+    rounds = 0
+    while rounds < max_rounds:
+        rounds += 1
+        a_s = a[:, work].double().numpy()
+        xs, _ = nnls(a_s, b64, maxiter=max(50 * len(work), 1000))
+        x[:] = 0.0
+        x[work] = xs
+        r = a_s @ xs - b64
+        if np.linalg.norm(r) <= 1e-10 * max(np.linalg.norm(b64), 1e-300):  # exact fit: optimal
+            converged = True
+            break
+        g = grad(r)
+        viol = np.flatnonzero((g < -rtol * col_norm * np.linalg.norm(r)) & (x == 0))
+        n_viol = int(viol.size)
+        if n_viol == 0:
+            converged = True
+            break
+        pick = viol[np.argsort(g[viol])[:add]]
+        work = np.union1d(work[xs > 0], pick)
+    return torch.from_numpy(x), {"rounds": rounds, "converged": converged, "n_violations": n_viol}
 
 
 class CountSketch:
@@ -132,7 +202,22 @@ def solve_multipliers(
     -------
     lambdas : Tensor of shape (N,)
     info : dict
-        ``residual`` (``||target + G^T lambda|| / ||target||``), ``solver``, ``iterations``.
+        ``residual`` (``||target + G^T lambda|| / ||target||``), ``solver`` and the solver's
+        own counters.
+
+    Notes
+    -----
+    The solver depends on the problem:
+
+    * ``upper=None`` and ``P * N <= 2e7``: Lawson-Hanson NNLS (:func:`scipy.optimize.nnls`), exact.
+    * ``upper=None``, larger: 200 FISTA iterations seed :func:`working_set_nnls`, which solves
+      exactly over a growing set of columns. The result is a basic solution with at most ``P``
+      non-zero multipliers. When ``N > P`` (e.g. 60,000 samples sketched to 2,048 dimensions)
+      and the fit is exact, many multipliers reach the same residual; the one returned is a
+      sparse vertex of that set, and the support size is then bounded by ``P``, not by the model.
+    * ``upper`` given, ``N <= 2000``: bounded-variable least squares (:func:`scipy.optimize.lsq_linear`).
+    * ``upper`` given, larger: :func:`projected_fista`, 2000 iterations. Stopped early, it leaves
+      many multipliers slightly above zero; threshold them before reading a support set.
     """
     a_full = grads.detach().double().cpu().numpy().T  # (P, N)
     b = -target.detach().double().cpu().numpy()
@@ -148,13 +233,24 @@ def solve_multipliers(
             "residual": 1.0,
             "n_zero_gradient": a_full.shape[1],
         }
-    if n <= 2000 and a.shape[0] <= 5000:
+    if upper is None and n * a.shape[0] <= _DIRECT_NNLS_MAX:
+        lam, _ = nnls(a, b, maxiter=max_iter or max(50 * n, 1000))
+        info = {"solver": "nnls", "status": 0}
+    elif upper is None:
+        at, bt = torch.from_numpy(a), torch.from_numpy(b)
+        if at.numel() > 5e7:  # large problems in float32: half the memory and time
+            at, bt = at.float(), bt.float()
+        x0, iters = projected_fista(at, bt, None, max_iter=200)
+        x, ws = working_set_nnls(at, bt, start=x0)
+        lam = x.numpy()
+        info = {"solver": "projected_fista+working_set_nnls", "fista_iterations": iters, "status": 0, **ws}
+    elif n <= 2000 and a.shape[0] <= 5000:
         res = lsq_linear(a, b, bounds=(0.0, hi), method="bvls", tol=tol, max_iter=max_iter)
         lam = np.clip(res.x, 0.0, hi)
         info = {"solver": "lsq_linear[bvls]", "iterations": int(res.nit), "status": int(res.status)}
     else:
         at, bt = torch.from_numpy(a), torch.from_numpy(b)
-        if at.numel() > 5e7:  # large problems in float32: half the memory and time
+        if at.numel() > 5e7:
             at, bt = at.float(), bt.float()
         x, iters = projected_fista(at, bt, upper, max_iter=max_iter or 2000)
         lam = np.clip(x.double().numpy(), 0.0, hi)
