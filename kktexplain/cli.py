@@ -34,19 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--json", required=True, help="where to write one row per dataset and C")
     check.add_argument("--C", type=float, nargs="+", default=[0.1, 1.0, 10.0])
     check.add_argument("--weights", choices=["svc", "torch"], default="svc")
-    check.add_argument("--synth-steps", type=int, default=1000)
+    check.add_argument("--synth-steps", type=int, default=3000)
+    check.add_argument("--synth-lr", type=float, default=0.002)
     args = parser.parse_args(argv)
     if args.verb == "sanity-check":
         from .svm import run_sanity_suite
 
-        rows = run_sanity_suite(args.C, weights=args.weights, synth_steps=args.synth_steps)
+        rows = run_sanity_suite(
+            args.C, weights=args.weights, synth_steps=args.synth_steps, synth_lr=args.synth_lr
+        )
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
         for row in rows:
             print(
                 f"{row['dataset']:>24s} C={row['C']:<5g} F1={row['f1']:.4f} "
                 f"pearson={row['pearson']:.4f} stat={row['stationarity_residual']:.2e} "
-                f"margin_dev={row['margin_deviation']:.3f}"
+                f"margin_dev={row['margin_deviation']:.3f} "
+                f"synth_active={row['synth_active_fraction']:.2f} "
+                f"synth_stat={row['synth_stationarity_residual']:.3f}"
             )
         print(f"wrote {args.json}")
         return 0

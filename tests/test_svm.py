@@ -27,6 +27,27 @@ def test_selection_recovers_svc(name, C):
     assert lam.max() <= C + 1e-9
 
 
+def test_synthesis_default_satisfies_stationarity_inside_the_margin():
+    x, y = SANITY_DATASETS["two_moons"]()
+    r = sanity_check(x, y, C=1.0)
+    s = r.synthesis
+    f = r.svc.decision_function(s.inputs.double().numpy())
+    ys = 2 * s.labels.numpy() - 1
+    active = ys * f < 1
+    w = r.svc.coef_[0]
+    literal = np.linalg.norm(
+        w
+        - sum(
+            lam * yi * xi
+            for lam, yi, xi, a in zip(s.lambdas.double().numpy(), ys, s.inputs.double().numpy(), active)
+            if a
+        )
+    ) / np.linalg.norm(w)
+    assert r.synth_stationarity_residual == pytest.approx(literal, abs=1e-9)
+    assert r.synth_active_fraction >= 0.9 and r.synth_stationarity_residual < 0.01, r.to_dict()
+    assert r.margin_deviation < 0 and r.synth_feasibility == 1.0
+
+
 def test_synthesis_reports_margin_and_torch_weights():
     x, y = SANITY_DATASETS["gaussian_blobs"]()
     r = sanity_check(x, y, C=1.0, n_synthetic=3, synth_steps=20)
