@@ -170,6 +170,15 @@ class CountSketch:
         return out.reshape(*x.shape[:-1], self.out_features)
 
 
+def _solver_tensors(a: np.ndarray, b: np.ndarray) -> tuple[Tensor, Tensor]:
+    """``a`` and ``b`` as tensors for the iterative solvers; large problems in float32 (half the
+    memory and time)."""
+    at, bt = torch.from_numpy(a), torch.from_numpy(b)
+    if at.numel() > 5e7:
+        at, bt = at.float(), bt.float()
+    return at, bt
+
+
 def solve_multipliers(
     grads: Tensor,
     target: Tensor,
@@ -237,9 +246,7 @@ def solve_multipliers(
         lam, _ = nnls(a, b, maxiter=max_iter or max(50 * n, 1000))
         info = {"solver": "nnls", "status": 0}
     elif upper is None:
-        at, bt = torch.from_numpy(a), torch.from_numpy(b)
-        if at.numel() > 5e7:  # large problems in float32: half the memory and time
-            at, bt = at.float(), bt.float()
+        at, bt = _solver_tensors(a, b)
         x0, iters = projected_fista(at, bt, None, max_iter=200)
         x, ws = working_set_nnls(at, bt, start=x0)
         lam = x.numpy()
@@ -249,9 +256,7 @@ def solve_multipliers(
         lam = np.clip(res.x, 0.0, hi)
         info = {"solver": "lsq_linear[bvls]", "iterations": int(res.nit), "status": int(res.status)}
     else:
-        at, bt = torch.from_numpy(a), torch.from_numpy(b)
-        if at.numel() > 5e7:
-            at, bt = at.float(), bt.float()
+        at, bt = _solver_tensors(a, b)
         x, iters = projected_fista(at, bt, upper, max_iter=max_iter or 2000)
         lam = np.clip(x.double().numpy(), 0.0, hi)
         info = {"solver": "projected_fista", "iterations": iters, "status": 0}

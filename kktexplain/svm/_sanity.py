@@ -155,6 +155,11 @@ class SanityResult:
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
+def _stationarity_residual(w: np.ndarray, lam: np.ndarray, ysign: np.ndarray, X: np.ndarray) -> float:
+    """``||w - sum_i lam_i y_i x_i|| / ||w||``."""
+    return float(np.linalg.norm(w - (lam * ysign) @ X) / np.linalg.norm(w))
+
+
 def _binary(X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     X = np.asarray(X.detach().cpu().numpy() if isinstance(X, Tensor) else X, dtype=np.float64)
     y = np.asarray(y.detach().cpu().numpy() if isinstance(y, Tensor) else y)
@@ -223,6 +228,8 @@ def sanity_check(
         raise ValueError(f"weights must be 'svc' or 'torch', got {weights!r}")
     if not isinstance(C, int | float) or C <= 0:
         raise ValueError(f"C must be a float > 0, got {C!r}")
+    if n_synthetic is not None and (not isinstance(n_synthetic, int) or n_synthetic < 0):
+        raise ValueError(f"n_synthetic must be an int >= 0 or None, got {n_synthetic!r}")
     Xn, y01, _ = _binary(X, y)
     svc = SVC(kernel="linear", C=C, tol=svc_tol).fit(Xn, y01)
     identity = float(np.abs(svc.dual_coef_ @ svc.support_vectors_ - svc.coef_).max())
@@ -252,13 +259,11 @@ def sanity_check(
     theirs[svc.support_] = True
     w = model.linear.weight.detach().double().numpy()[0]
     ysign = 2 * y01 - 1
-    resid = np.linalg.norm(w - (lam * ysign) @ Xn) / np.linalg.norm(w)
+    resid = _stationarity_residual(w, lam, ysign, Xn)
     margin_dev = margin_abs = feas = active_frac = synth_resid = float("nan")
     synthesis = None
     if n_synthetic is None:
         n_synthetic = max(10, math.ceil(0.75 * float(np.dot(w, w)) / C))
-    if not isinstance(n_synthetic, int) or n_synthetic < 0:
-        raise ValueError(f"n_synthetic must be an int >= 0 or None, got {n_synthetic!r}")
     if n_synthetic > 0:
         # A point beyond the margin has a zero hinge gradient: it no longer moves and explains
         # nothing. The stationarity gradient pushes active points outward along y w, so large
@@ -295,9 +300,8 @@ def sanity_check(
         ys = 2 * synthesis.labels.double().numpy() - 1
         active = ys * f < 1.0
         active_frac = float(active.mean())
-        xs = synthesis.inputs.double().numpy()
-        contrib = (synthesis.lambdas.double().numpy() * ys * active) @ xs
-        synth_resid = float(np.linalg.norm(w - contrib) / np.linalg.norm(w))
+        synth_lam = synthesis.lambdas.double().numpy() * active  # inactive DSVs have no gradient
+        synth_resid = _stationarity_residual(w, synth_lam, ys, synthesis.inputs.double().numpy())
     return SanityResult(
         precision=float(precision_score(theirs, ours, zero_division=0.0)),
         recall=float(recall_score(theirs, ours, zero_division=0.0)),
