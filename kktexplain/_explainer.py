@@ -47,6 +47,7 @@ __all__ = ["DeepSupportVectors"]
 
 _INITS = ("noise", "real", "other")
 _DUALS = ("prune", "clamp", "exp")
+_OPTIMIZERS = ("adam", "sgd")
 
 
 def _entropy(logits: Tensor) -> Tensor:
@@ -97,10 +98,15 @@ class DeepSupportVectors:
     steps : int, optional
         Optimisation steps. Default: 60 for ``init="real"``, 300 otherwise.
     lr : float, optional
-        Adam step size for the inputs (in the model's input units). Default: 0.01 for
+        Step size for the inputs (in the model's input units). Default: 0.01 for
         ``init="real"``, 0.05 otherwise.
     lr_lambda : float, default=0.05
-        Adam step size for the multipliers' parameter ``rho`` (``lambda = s * f(rho)``).
+        Step size for the multipliers' parameter ``rho`` (``lambda = s * f(rho)``).
+    optimizer : {"adam", "sgd"}, default="adam"
+        Optimiser of inputs and multipliers (the paper does not name one). Adam's steps have a
+        size of about ``lr`` per coordinate whatever the gradient's size, so they do not shrink
+        as the residual does; ``"sgd"`` (plain gradient descent) takes steps proportional to the
+        gradient, which settles where it vanishes (the linear-SVM check uses it).
     dual : {"exp", "clamp", "prune"}, default="exp"
         How ``lambda >= 0`` is kept. ``"prune"`` is the paper's: ``lambda = s * rho`` and a
         candidate whose multiplier turns negative is removed (its λ is set to zero and its
@@ -155,6 +161,7 @@ class DeepSupportVectors:
         steps: int | None = None,
         lr: float | None = None,
         lr_lambda: float = 0.05,
+        optimizer: str = "adam",
         dual: str = "exp",
         lambda_scale: float | str = "auto",
         lambda_max: float | None = None,
@@ -174,6 +181,7 @@ class DeepSupportVectors:
         self.steps = steps
         self.lr = lr
         self.lr_lambda = lr_lambda
+        self.optimizer = optimizer
         self.dual = dual
         self.lambda_scale = lambda_scale
         self.lambda_max = lambda_max
@@ -199,6 +207,7 @@ class DeepSupportVectors:
                 "steps",
                 "lr",
                 "lr_lambda",
+                "optimizer",
                 "dual",
                 "lambda_scale",
                 "lambda_max",
@@ -217,6 +226,7 @@ class DeepSupportVectors:
         check_positive("n_per_class", self.n_per_class, integer=True)
         check_choice("init", self.init, _INITS)
         check_choice("dual", self.dual, _DUALS)
+        check_choice("optimizer", self.optimizer, _OPTIMIZERS)
         if self.steps is not None:
             check_positive("steps", self.steps, integer=True, allow_zero=True)
         if self.lr is not None:
@@ -520,7 +530,8 @@ class DeepSupportVectors:
         rho = torch.full((len(x0),), rho0, device=device, dtype=x0.dtype, requires_grad=True)
         active = torch.ones(len(x0), dtype=torch.bool, device=device)
         steps, lr = self.resolved_schedule()
-        opt = torch.optim.Adam([{"params": [x], "lr": lr}, {"params": [rho], "lr": self.lr_lambda}])
+        groups = [{"params": [x], "lr": lr}, {"params": [rho], "lr": self.lr_lambda}]
+        opt = torch.optim.Adam(groups) if self.optimizer == "adam" else torch.optim.SGD(groups)
         history: dict[str, list[float]] = {}
         start = time.perf_counter()
         for _ in tqdm(range(steps), desc="DeepKKT", disable=not self.progress, leave=False):

@@ -35,13 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--C", type=float, nargs="+", default=[0.1, 1.0, 10.0])
     check.add_argument("--weights", choices=["svc", "torch"], default="svc")
     check.add_argument("--synth-steps", type=int, default=3000)
-    check.add_argument("--synth-lr", type=float, default=0.002)
+    check.add_argument(
+        "--synth-lr", type=float, default=None, help="step on the DSVs (default: scaled to each problem)"
+    )
+    check.add_argument("--synth-optimizer", choices=("sgd", "adam"), default="sgd")
     args = parser.parse_args(argv)
     if args.verb == "sanity-check":
         from .svm import run_sanity_suite
 
         rows = run_sanity_suite(
-            args.C, weights=args.weights, synth_steps=args.synth_steps, synth_lr=args.synth_lr
+            args.C,
+            weights=args.weights,
+            synth_steps=args.synth_steps,
+            synth_lr=args.synth_lr,
+            synth_optimizer=args.synth_optimizer,
         )
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

@@ -241,6 +241,7 @@ def test_error_model_not_returning_logits():
         ({"n_per_class": 2.5}, TypeError, "n_per_class must be an int"),
         ({"init": "zeros"}, ValueError, "init must be one of"),
         ({"dual": "relu"}, ValueError, "dual must be one of"),
+        ({"optimizer": "lbfgs"}, ValueError, "optimizer must be one of"),
         ({"objective": "eq10"}, ValueError, "objective must be one of"),
         ({"objective": 3}, TypeError, "objective must be a preset name"),
         ({"augmentation": "strong"}, ValueError, "augmentation must be one of"),
@@ -281,3 +282,31 @@ def test_reference_parameters_shift_the_stationarity_target():
     assert a.kkt.stationarity["cosine"] != b.kkt.stationarity["cosine"]
     with pytest.raises(ValueError, match="reference must hold parameters"):
         DeepSupportVectors(steps=0, progress=False).attribute(model, reference=MLP((6,), 2, hidden=(8,)))
+
+
+def test_sgd_step_is_a_literal_gradient_step():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).double()
+    objective = KKTObjective(
+        distance="l2sq", per_layer=False, primal=0.0, tv=0.0, norm=0.0, clean=1.0, augmented=0.0
+    )
+    common = dict(
+        n_per_class=2,
+        objective=objective,
+        augmentation=None,
+        lambda_scale=1.0,
+        lr_lambda=0.0,
+        optimizer="sgd",
+        lr=0.1,
+        progress=False,
+    )
+    x0 = DeepSupportVectors(steps=0, **common).attribute(model).inputs
+    out = DeepSupportVectors(steps=1, **common).attribute(model)
+    # literal: r = theta + sum_i grad_theta CE(model(x_i), y_i) with lambda = 1, one GD step on x
+    x = x0.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(x), out.labels, reduction="sum")
+    g = torch.autograd.grad(loss, list(model.parameters()), create_graph=True)
+    r2 = sum((p.detach() + gi).pow(2).sum() for p, gi in zip(model.parameters(), g))
+    (gx,) = torch.autograd.grad(r2, x)
+    torch.testing.assert_close(out.inputs, x0 - 0.1 * gx)
+    assert out.settings["optimizer"] == "sgd"

@@ -27,9 +27,12 @@ def test_selection_recovers_svc(name, C):
     assert lam.max() <= C + 1e-9
 
 
-def test_synthesis_default_satisfies_stationarity_inside_the_margin():
-    x, y = SANITY_DATASETS["two_moons"]()
-    r = sanity_check(x, y, C=1.0)
+# breast cancer at C = 10 (30 features) failed with the previous Adam settings: every DSV left
+# the margin and the residual was 1.0
+@pytest.mark.parametrize("name, C", [("two_moons", 1.0), ("breast_cancer", 10.0)])
+def test_synthesis_default_satisfies_stationarity_inside_the_margin(name, C):
+    x, y = SANITY_DATASETS[name]()
+    r = sanity_check(x, y, C=C)
     s = r.synthesis
     f = r.svc.decision_function(s.inputs.double().numpy())
     ys = 2 * s.labels.numpy() - 1
@@ -46,6 +49,12 @@ def test_synthesis_default_satisfies_stationarity_inside_the_margin():
     assert r.synth_stationarity_residual == pytest.approx(literal, abs=1e-9)
     assert r.synth_active_fraction >= 0.9 and r.synth_stationarity_residual < 0.01, r.to_dict()
     assert r.margin_deviation < 0 and r.synth_feasibility == 1.0
+
+
+def test_synth_optimizer_is_validated():
+    x, y = SANITY_DATASETS["two_moons"]()
+    with pytest.raises(ValueError, match="synth_optimizer must be 'sgd' or 'adam'"):
+        sanity_check(x, y, synth_optimizer="lbfgs")
 
 
 def test_synthesis_reports_margin_and_torch_weights():

@@ -122,7 +122,7 @@ def working_set_nnls(
         x[work] = xs
         r = a_s @ xs - b64
         if np.linalg.norm(r) <= 1e-10 * max(np.linalg.norm(b64), 1e-300):  # exact fit: optimal
-            converged = True
+            converged, n_viol = True, 0
             break
         g = grad(r)
         viol = np.flatnonzero((g < -rtol * col_norm * np.linalg.norm(r)) & (x == 0))
@@ -206,6 +206,9 @@ def solve_multipliers(
     tol : float, default=1e-10
         Tolerance of the least-squares solver.
     max_iter : int, optional
+        Iteration cap of the chosen solver (Lawson-Hanson, BVLS or FISTA; their own defaults
+        when omitted). The working-set path ignores it: its 200 seeding FISTA iterations are
+        fixed and it runs until no column violates optimality (at most 50 rounds).
 
     Returns
     -------

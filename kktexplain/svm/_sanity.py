@@ -186,7 +186,9 @@ def sanity_check(
     svc_tol: float = 1e-8,
     n_synthetic: int | None = None,
     synth_steps: int = 3000,
-    synth_lr: float = 0.002,
+    synth_lr: float | None = None,
+    synth_optimizer: str = "sgd",
+    synth_lr_lambda: float | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> SanityResult:
@@ -215,8 +217,18 @@ def sanity_check(
         ``sum_i lambda_i >= ||w||^2``, i.e. with at least ``||w||^2 / C`` points in all; the
         default leaves a margin of 1.5 over that.
     synth_steps : int, default=3000
-    synth_lr : float, default=0.002
-        Adam's step on the synthesised inputs.
+    synth_lr : float, optional
+        Step size on the synthesised inputs. By default ``0.001 / C^2`` for ``"sgd"``: every λ
+        starts at ``C`` and the squared residual's curvature in ``x_i`` is ``2 lambda_i^2``, so
+        this keeps the step a fixed fraction of the largest stable one whatever ``C``. For
+        ``"adam"`` the default is 0.002.
+    synth_optimizer : {"sgd", "adam"}, default="sgd"
+        Optimiser of the synthesis (see :class:`~kktexplain.DeepSupportVectors`). Adam's steps
+        do not shrink with the gradient and throw DSVs past the margin (see the docs page on the
+        SVM check for the numbers).
+    synth_lr_lambda : float, optional
+        Step size on the synthesised multipliers' parameter; by default ``synth_lr`` for
+        ``"sgd"`` and 0.05 for ``"adam"``.
     seed : int, default=0
     progress : bool, default=False
 
@@ -228,6 +240,8 @@ def sanity_check(
         raise ValueError(f"weights must be 'svc' or 'torch', got {weights!r}")
     if not isinstance(C, int | float) or C <= 0:
         raise ValueError(f"C must be a float > 0, got {C!r}")
+    if synth_optimizer not in ("sgd", "adam"):
+        raise ValueError(f"synth_optimizer must be 'sgd' or 'adam', got {synth_optimizer!r}")
     if n_synthetic is not None and (not isinstance(n_synthetic, int) or n_synthetic < 0):
         raise ValueError(f"n_synthetic must be an int >= 0 or None, got {n_synthetic!r}")
     Xn, y01, _ = _binary(X, y)
@@ -266,11 +280,14 @@ def sanity_check(
         n_synthetic = max(10, math.ceil(0.75 * float(np.dot(w, w)) / C))
     if n_synthetic > 0:
         # A point beyond the margin has a zero hinge gradient: it no longer moves and explains
-        # nothing. The stationarity gradient pushes active points outward along y w, so large
-        # steps throw them past the margin for good (lr 0.05 with a norm prior left 19 of 21
-        # cases with no active point at all). Starting near the origin (init_scale 0.1; the data
-        # mean of the standardised sets), small steps and the squared distance, whose pull fades
-        # as the residual shrinks, keep most of them active (see docs/svm.md for the numbers).
+        # nothing. Stationarity pushes every active point outward along y w, by about
+        # lambda_i ||w||^2 / sum_j lambda_j^2 in y f before the residual closes, so the
+        # multipliers must be large from the start: every λ starts at C (lambda_scale=C), the
+        # DSVs start tightly around the origin (init_scale 0.01; the data mean of the
+        # standardised sets, inside the margin) and move by gradient descent, whose steps shrink
+        # with the residual. The primal term is weighted by C, like the stationarity gradient,
+        # so it brings misclassified DSVs back without throwing them across the margin.
+        # docs/svm.md has the numbers.
         synth_obj = KKTObjective(
             norm=0.0,
             loss="hinge",
@@ -278,19 +295,29 @@ def sanity_check(
             per_layer=False,
             clean=1.0,
             augmented=0.0,
-            primal=1.0,
+            primal=float(C),
+            primal_reduction="sum",
             name="svm_synthesis",
         )
-        synthesis = DeepSupportVectors(
+        settings = dict(
             n_per_class=n_synthetic,
             objective=synth_obj,
             augmentation=None,
             lambda_max=C,
-            steps=synth_steps,
-            lr=synth_lr,
-            init_scale=0.1,
+            lambda_scale=C,
+            optimizer=synth_optimizer,
+            init_scale=0.01,
             seed=seed,
             progress=progress,
+        )
+        lr = synth_lr
+        if lr is None:
+            # the squared residual's curvature in x_i is 2 lambda_i^2 and lambda starts at C
+            lr = 0.001 / C**2 if synth_optimizer == "sgd" else 0.002
+        if synth_lr_lambda is None:
+            synth_lr_lambda = lr if synth_optimizer == "sgd" else 0.05
+        synthesis = DeepSupportVectors(
+            steps=synth_steps, lr=lr, lr_lambda=synth_lr_lambda, **settings
         ).attribute(model, reference=reference)
         with torch.no_grad():
             f = model.decision_function(synthesis.inputs.double()).numpy()

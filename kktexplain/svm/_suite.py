@@ -41,7 +41,8 @@ def run_sanity_suite(
     Cs: Sequence[float] = (0.1, 1.0, 10.0),
     weights: str = "svc",
     synth_steps: int = 3000,
-    synth_lr: float = 0.002,
+    synth_lr: float | None = None,
+    synth_optimizer: str = "sgd",
     datasets: Sequence[str] | None = None,
 ) -> list[dict]:
     """Run :func:`sanity_check` on every built-in dataset at every ``C``.
@@ -51,7 +52,9 @@ def run_sanity_suite(
     Cs : sequence of float, default=(0.1, 1.0, 10.0)
     weights : {"svc", "torch"}, default="svc"
     synth_steps : int, default=3000
-    synth_lr : float, default=0.002
+    synth_lr : float, optional
+        See :func:`sanity_check` (by default scaled to each problem).
+    synth_optimizer : {"sgd", "adam"}, default="sgd"
     datasets : sequence of str, optional
         Keys of ``SANITY_DATASETS``; all by default. ``digits_3_vs_8`` uses raw pixels scaled by
         1/16; the others are standardised.
@@ -67,6 +70,14 @@ def run_sanity_suite(
         if name == "digits_3_vs_8":
             x = x / 16.0
         for C in Cs:
-            result = sanity_check(x, y, C=C, weights=weights, synth_steps=synth_steps, synth_lr=synth_lr)
+            result = sanity_check(
+                x,
+                y,
+                C=C,
+                weights=weights,
+                synth_steps=synth_steps,
+                synth_lr=synth_lr,
+                synth_optimizer=synth_optimizer,
+            )
             rows.append({"dataset": name, **result.to_dict()})
     return rows
