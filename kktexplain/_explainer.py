@@ -509,7 +509,10 @@ class DeepSupportVectors:
     def _lambdas(self, rho: Tensor, scale: float) -> Tensor:
         lam = scale * (rho.exp() if self.dual == "exp" else rho)
         if self.lambda_max is not None:
-            lam = lam.clamp(max=self.lambda_max)
+            # rho is projected after every step, so this only removes rounding; the excess is
+            # subtracted as a constant because clamp has a zero gradient *at* the bound, which
+            # would freeze a multiplier that starts (or lands) exactly at lambda_max
+            lam = lam - (lam - self.lambda_max).clamp(min=0).detach()
         return lam
 
     def _synthesise(
@@ -530,6 +533,10 @@ class DeepSupportVectors:
         rho = torch.full((len(x0),), rho0, device=device, dtype=x0.dtype, requires_grad=True)
         active = torch.ones(len(x0), dtype=torch.bool, device=device)
         steps, lr = self.resolved_schedule()
+        rho_max = None
+        if self.lambda_max is not None:
+            bound = self.lambda_max / scale
+            rho_max = math.log(bound) if self.dual == "exp" else bound
         groups = [{"params": [x], "lr": lr}, {"params": [rho], "lr": self.lr_lambda}]
         opt = torch.optim.Adam(groups) if self.optimizer == "adam" else torch.optim.SGD(groups)
         history: dict[str, list[float]] = {}
@@ -547,6 +554,10 @@ class DeepSupportVectors:
                 elif self.dual == "prune":
                     active &= rho > 0
                     rho[~active] = 0
+                if rho_max is not None:
+                    # project rho instead of relying on the clamp in _lambdas: a rho past the
+                    # bound gets no gradient through that clamp and would stay at C for good
+                    rho.clamp_(max=rho_max)
                 if self.input_range is not None:
                     x.clamp_(*self.input_range)
             self._record(history, value, labels, lam, active)

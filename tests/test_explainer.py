@@ -310,3 +310,37 @@ def test_sgd_step_is_a_literal_gradient_step():
     (gx,) = torch.autograd.grad(r2, x)
     torch.testing.assert_close(out.inputs, x0 - 0.1 * gx)
     assert out.settings["optimizer"] == "sgd"
+
+
+@pytest.mark.parametrize("lambda_max", [1.0, 1.5, 2.0, 3.0])
+def test_bounded_multipliers_reach_the_bounded_least_squares_solution(lambda_max):
+    # inputs frozen (lr ~ 0): the multipliers alone minimise ||theta + sum_i lambda_i g_i||^2
+    # over 0 <= lambda <= C. The multipliers start at 1, one of them wants 1.39: with C = 1.5 or
+    # 2 Adam overshoots onto the bound, and a clamp there (zero gradient) used to freeze it.
+    from scipy.optimize import lsq_linear
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    objective = KKTObjective(
+        distance="l2sq", per_layer=False, primal=0.0, tv=0.0, norm=0.0, clean=1.0, augmented=0.0
+    )
+    out = DeepSupportVectors(
+        n_per_class=2,
+        objective=objective,
+        augmentation=None,
+        lambda_scale=1.0,
+        dual="clamp",
+        lambda_max=lambda_max,
+        lr=1e-12,
+        lr_lambda=0.3,
+        steps=500,
+        progress=False,
+    ).attribute(model)
+    cols = []
+    for xi, yi in zip(out.inputs, out.labels):
+        loss = nn.functional.cross_entropy(model(xi[None]), yi[None])
+        cols.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(model.parameters()))]))
+    theta = torch.cat([p.detach().flatten() for p in model.parameters()])
+    ref = lsq_linear(torch.stack(cols, 1).numpy(), -theta.numpy(), bounds=(0.0, lambda_max)).x
+    torch.testing.assert_close(out.lambdas, torch.from_numpy(ref), atol=1e-3, rtol=0)
+    assert out.lambdas.max() <= lambda_max

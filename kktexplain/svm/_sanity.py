@@ -218,7 +218,7 @@ def sanity_check(
         default leaves a margin of 1.5 over that.
     synth_steps : int, default=3000
     synth_lr : float, optional
-        Step size on the synthesised inputs. By default ``0.001 / C^2`` for ``"sgd"``: every λ
+        Step size on the synthesised inputs. By default ``0.003 / C^2`` for ``"sgd"``: every λ
         starts at ``C`` and the squared residual's curvature in ``x_i`` is ``2 lambda_i^2``, so
         this keeps the step a fixed fraction of the largest stable one whatever ``C``. For
         ``"adam"`` the default is 0.002.
@@ -282,11 +282,12 @@ def sanity_check(
         # A point beyond the margin has a zero hinge gradient: it no longer moves and explains
         # nothing. Stationarity pushes every active point outward along y w, by about
         # lambda_i ||w||^2 / sum_j lambda_j^2 in y f before the residual closes, so the
-        # multipliers must be large from the start: every λ starts at C (lambda_scale=C), the
-        # DSVs start tightly around the origin (init_scale 0.01; the data mean of the
-        # standardised sets, inside the margin) and move by gradient descent, whose steps shrink
-        # with the residual. The primal term is weighted by C, like the stationarity gradient,
-        # so it brings misclassified DSVs back without throwing them across the margin.
+        # multipliers must be large from the start: every λ starts at C (lambda_scale=C; free
+        # to fall, with the same step as the inputs), the DSVs start tightly around the origin
+        # (init_scale 0.01; the data mean of the standardised sets, inside the margin) and move
+        # by gradient descent, whose steps shrink with the residual. The primal term is weighted
+        # by C, like the stationarity gradient, so it brings misclassified DSVs back without
+        # throwing them across the margin.
         # docs/svm.md has the numbers.
         synth_obj = KKTObjective(
             norm=0.0,
@@ -313,7 +314,7 @@ def sanity_check(
         lr = synth_lr
         if lr is None:
             # the squared residual's curvature in x_i is 2 lambda_i^2 and lambda starts at C
-            lr = 0.001 / C**2 if synth_optimizer == "sgd" else 0.002
+            lr = 0.003 / C**2 if synth_optimizer == "sgd" else 0.002
         if synth_lr_lambda is None:
             synth_lr_lambda = lr if synth_optimizer == "sgd" else 0.05
         synthesis = DeepSupportVectors(
