@@ -284,21 +284,22 @@ def test_reference_parameters_shift_the_stationarity_target():
         DeepSupportVectors(steps=0, progress=False).attribute(model, reference=MLP((6,), 2, hidden=(8,)))
 
 
-def test_sgd_step_is_a_literal_gradient_step():
+def _stationarity_only_setup(**settings):
+    """A float64 linear model and settings whose only loss is ||theta + sum_i lambda_i g_i||^2."""
     torch.manual_seed(0)
-    model = torch.nn.Linear(3, 2).double()
+    model = nn.Linear(3, 2).double()
     objective = KKTObjective(
         distance="l2sq", per_layer=False, primal=0.0, tv=0.0, norm=0.0, clean=1.0, augmented=0.0
     )
-    common = dict(
-        n_per_class=2,
-        objective=objective,
-        augmentation=None,
-        lambda_scale=1.0,
+    base = dict(n_per_class=2, objective=objective, augmentation=None, lambda_scale=1.0, progress=False)
+    return model, {**base, **settings}
+
+
+def test_sgd_step_is_a_literal_gradient_step():
+    model, common = _stationarity_only_setup(
         lr_lambda=0.0,
         optimizer="sgd",
         lr=0.1,
-        progress=False,
     )
     x0 = DeepSupportVectors(steps=0, **common).attribute(model).inputs
     out = DeepSupportVectors(steps=1, **common).attribute(model)
@@ -319,23 +320,14 @@ def test_bounded_multipliers_reach_the_bounded_least_squares_solution(lambda_max
     # 2 Adam overshoots onto the bound, and a clamp there (zero gradient) used to freeze it.
     from scipy.optimize import lsq_linear
 
-    torch.manual_seed(0)
-    model = nn.Linear(3, 2).double()
-    objective = KKTObjective(
-        distance="l2sq", per_layer=False, primal=0.0, tv=0.0, norm=0.0, clean=1.0, augmented=0.0
-    )
-    out = DeepSupportVectors(
-        n_per_class=2,
-        objective=objective,
-        augmentation=None,
-        lambda_scale=1.0,
+    model, settings = _stationarity_only_setup(
         dual="clamp",
         lambda_max=lambda_max,
         lr=1e-12,
         lr_lambda=0.3,
         steps=500,
-        progress=False,
-    ).attribute(model)
+    )
+    out = DeepSupportVectors(**settings).attribute(model)
     cols = []
     for xi, yi in zip(out.inputs, out.labels):
         loss = nn.functional.cross_entropy(model(xi[None]), yi[None])
