@@ -37,3 +37,25 @@ def write_json(name: str, payload: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def lambda_vs_class_accuracy(lambdas, labels, teacher, test, num_classes: int = 10) -> dict:
+    """Per-class sum of ``lambdas`` against ``teacher``'s per-class accuracy on ``test``.
+
+    Returns ``lambda_sum``, ``test_accuracy`` (lists of ``num_classes``) and their ``pearson`` and
+    ``spearman`` correlations.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    from kktexplain.models import predict
+
+    lam, y = torch.as_tensor(lambdas), torch.as_tensor(labels)
+    pred = predict(teacher, test.inputs).argmax(-1)
+    acc = torch.stack([(pred[test.labels == c] == c).float().mean() for c in range(num_classes)])
+    lam_sum = torch.stack([lam[y == c].sum() for c in range(num_classes)])
+    return {
+        "lambda_sum": lam_sum.tolist(),
+        "test_accuracy": acc.tolist(),
+        "pearson": float(pearsonr(lam_sum.numpy(), acc.numpy())[0]),
+        "spearman": float(spearmanr(lam_sum.numpy(), acc.numpy())[0]),
+    }

@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import write_json
-from scipy.stats import pearsonr, spearmanr
+from _common import lambda_vs_class_accuracy, write_json
 
 from kktexplain.datasets import load_fashion_mnist
-from kktexplain.models import load_reference_model, predict
+from kktexplain.models import load_reference_model
 
 
 def main() -> None:
@@ -26,22 +25,10 @@ def main() -> None:
     p.add_argument("npz", help="dsv.npz written by `kktexplain demo`")
     args = p.parse_args()
     d = np.load(args.npz)
-    lam = d["lambdas"] * d["active"]
-    labels = d["labels"]
-    test = load_fashion_mnist(train=False)
     teacher, _ = load_reference_model(progress=False)
-    pred = predict(teacher, test.inputs).argmax(-1).numpy()
-    truth = test.labels.numpy()
-    classes = range(int(labels.max()) + 1)
-    acc = np.array([(pred[truth == c] == c).mean() for c in classes])
-    lam_sum = np.array([lam[labels == c].sum() for c in classes])
-    payload = {
-        "source": args.npz,
-        "lambda_sum": lam_sum.tolist(),
-        "test_accuracy": acc.tolist(),
-        "pearson": float(pearsonr(lam_sum, acc)[0]),
-        "spearman": float(spearmanr(lam_sum, acc)[0]),
-    }
+    test = load_fashion_mnist(train=False)
+    lam = d["lambdas"] * d["active"]
+    payload = {"source": args.npz, **lambda_vs_class_accuracy(lam, d["labels"], teacher, test)}
     print(payload)
     write_json("dsv_lambda_vs_accuracy", payload)
 

@@ -16,12 +16,11 @@ import copy
 import time
 
 import torch
-from _common import RESULTS, write_json
-from scipy.stats import pearsonr, spearmanr
+from _common import RESULTS, lambda_vs_class_accuracy, write_json
 
 from kktexplain import DeepSupportVectors
 from kktexplain.datasets import load_fashion_mnist
-from kktexplain.models import load_reference_model, predict, train_classifier
+from kktexplain.models import load_reference_model, train_classifier
 
 
 def entropy(logits):
@@ -68,11 +67,6 @@ def main() -> None:
     # ranking is all zeros, so this is the informative "low-λ" group
     pos = order[lam[order] > 0]
     bottom_pos = torch.cat([pos[(y[pos] == c)][: args.k] for c in range(10)])
-    test_logits = predict(teacher, test.inputs)
-    per_class_acc = torch.stack(
-        [(test_logits.argmax(-1)[test.labels == c] == c).float().mean() for c in range(10)]
-    )
-    lam_sum = torch.stack([lam[y == c].sum() for c in range(10)])
     payload = {
         "n": args.n,
         "projection_dim": args.projection_dim,
@@ -91,12 +85,7 @@ def main() -> None:
             "support_lambda_gt_0": ent[support].mean().item() if support.any() else None,
             "non_support": ent[~support].mean().item() if (~support).any() else None,
         },
-        "per_class": {
-            "lambda_sum": lam_sum.tolist(),
-            "test_accuracy": per_class_acc.tolist(),
-            "pearson": float(pearsonr(lam_sum.numpy(), per_class_acc.numpy())[0]),
-            "spearman": float(spearmanr(lam_sum.numpy(), per_class_acc.numpy())[0]),
-        },
+        "per_class": lambda_vs_class_accuracy(lam, y, teacher, test),
         "teacher": card,
     }
     coreset = {

@@ -300,17 +300,6 @@ def sanity_check(
             primal_reduction="sum",
             name="svm_synthesis",
         )
-        settings = dict(
-            n_per_class=n_synthetic,
-            objective=synth_obj,
-            augmentation=None,
-            lambda_max=C,
-            lambda_scale=C,
-            optimizer=synth_optimizer,
-            init_scale=0.01,
-            seed=seed,
-            progress=progress,
-        )
         lr = synth_lr
         if lr is None:
             # the squared residual's curvature in x_i is 2 lambda_i^2 and lambda starts at C
@@ -318,10 +307,22 @@ def sanity_check(
         if synth_lr_lambda is None:
             synth_lr_lambda = lr if synth_optimizer == "sgd" else 0.05
         synthesis = DeepSupportVectors(
-            steps=synth_steps, lr=lr, lr_lambda=synth_lr_lambda, **settings
+            n_per_class=n_synthetic,
+            objective=synth_obj,
+            augmentation=None,
+            steps=synth_steps,
+            lr=lr,
+            lr_lambda=synth_lr_lambda,
+            optimizer=synth_optimizer,
+            lambda_max=C,
+            lambda_scale=C,
+            init_scale=0.01,
+            seed=seed,
+            progress=progress,
         ).attribute(model, reference=reference)
+        xs = synthesis.inputs.double()
         with torch.no_grad():
-            f = model.decision_function(synthesis.inputs.double()).numpy()
+            f = model.decision_function(xs).numpy()
         margin_dev = float(np.mean(np.abs(f) - 1))
         margin_abs = float(np.mean(np.abs(np.abs(f) - 1)))
         feas = synthesis.kkt.feasibility_rate
@@ -329,7 +330,7 @@ def sanity_check(
         active = ys * f < 1.0
         active_frac = float(active.mean())
         synth_lam = synthesis.lambdas.double().numpy() * active  # inactive DSVs have no gradient
-        synth_resid = _stationarity_residual(w, synth_lam, ys, synthesis.inputs.double().numpy())
+        synth_resid = _stationarity_residual(w, synth_lam, ys, xs.numpy())
     return SanityResult(
         precision=float(precision_score(theirs, ours, zero_division=0.0)),
         recall=float(recall_score(theirs, ours, zero_division=0.0)),
