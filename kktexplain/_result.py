@@ -174,6 +174,33 @@ class DSVResult:
             lam[c, : len(order)] = self.lambdas[order]
         return Coreset(idx, lam)
 
+    def explain(self, model, inputs: Tensor, target=None, k: int = 5, **kwargs):
+        """Explain decisions of ``model`` by this support set: which vectors push for and against.
+
+        The support-vector expansion of the logit ``f_c(x)`` of the explained class ``c``
+        (``<theta*, grad_theta f_c(x)> ~ sum_j -λ_j <grad L_j, grad f_c(x)>``), its top
+        supporting and opposing terms, and Integrated-Gradients feature maps of the expansion.
+        See :func:`kktexplain.attr.explain` for every option.
+
+        Parameters
+        ----------
+        model : nn.Module
+            The model this support set was computed for (not stored in the result).
+        inputs : Tensor of shape (n, *input_shape) or (*input_shape)
+        target : None, int, list of int or Tensor, optional
+            The class to explain; the model's prediction when omitted.
+        k : int, default=5
+        **kwargs
+            ``maps``, ``n_steps``, ``param_names``, ``reference``, ``class_names``, ``influence``.
+
+        Returns
+        -------
+        Explanation
+        """
+        from .attr import explain
+
+        return explain(self, model, inputs, target=target, k=k, **kwargs)
+
     def save(self, path: str | Path) -> None:
         """Write to ``path`` (``.npz`` of arrays with a JSON header; no pickle).
 

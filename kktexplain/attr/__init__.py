@@ -1,0 +1,24 @@
+"""Per-decision explanations from the support-vector expansion, with captum's conventions.
+
+* :class:`SupportVectorInfluence` (a ``captum.influence.DataInfluence``): which support vectors
+  push a decision for or against, and by how much;
+* :class:`SupportVectorAttribution` (a ``captum.attr.GradientAttribution``): which input
+  features carry that push;
+* :func:`explain` / :class:`Explanation`: both for one decision, with figures;
+* :class:`SupportExpansion`: the cached engine, and :class:`ExpansionFidelity`, how well the
+  expansion reproduces the model.
+"""
+
+from ._attribution import SupportVectorAttribution
+from ._expansion import ExpansionFidelity, SupportExpansion
+from ._explanation import Explanation, explain
+from ._influence import SupportVectorInfluence
+
+__all__ = [
+    "ExpansionFidelity",
+    "Explanation",
+    "SupportExpansion",
+    "SupportVectorAttribution",
+    "SupportVectorInfluence",
+    "explain",
+]

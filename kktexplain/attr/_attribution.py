@@ -1,0 +1,191 @@
+"""SupportVectorAttribution: which input features carry the support-vector expansion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from captum.attr import GradientAttribution, IntegratedGradients, Saliency
+from torch import Tensor, nn
+
+from .._model_state import eval_mode
+from ._expansion import SupportExpansion
+from ._influence import resolve_target
+
+__all__ = ["SupportVectorAttribution"]
+
+_METHODS = ("integrated_gradients", "saliency")
+
+
+class SupportVectorAttribution(GradientAttribution):
+    """Feature attributions of the support-vector expansion of a decision.
+
+    The expansion of the decision on ``x`` for class ``c`` is, summed over a set ``J`` of
+    support vectors (all of them, or one),
+
+        F_J(x) = sum_{j in J} -λ_j <grad_theta L_j, grad_theta f_c(x)> = <d_J, grad_theta f_c(x)>
+
+    a directional derivative of the logit along ``d_J = -sum_J λ_j grad L_j`` in parameter
+    space, computed exactly with one forward-mode product (:func:`torch.func.jvp`). Its
+    attributions to the features of ``x`` come from captum's own Integrated Gradients (default)
+    or Saliency, applied to ``F_J``: they say which features of ``x`` carry the push of the
+    support vectors ``J``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained classifier. Only read.
+    support : DSVResult
+        The support set (synthesised or selected).
+    method : {"integrated_gradients", "saliency"}, default="integrated_gradients"
+        The captum method applied to ``F_J``.
+    param_names, reference, loss_fn, chunk_size
+        The scope and loss, as for :class:`SupportVectorInfluence`.
+    support_forward_args : Any, optional
+        Extra arguments passed to the model with the support set's inputs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from kktexplain import DeepSupportVectors
+    >>> from kktexplain.attr import SupportVectorAttribution
+    >>> from kktexplain.models import MLP
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = MLP((4,), num_classes=3, hidden=(8,))
+    >>> x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
+    >>> sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    >>> attr = SupportVectorAttribution(model, sel).attribute(x[:2], target=0)
+    >>> attr.shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        support: Any,
+        method: str = "integrated_gradients",
+        param_names: Sequence[str] | None = None,
+        reference: nn.Module | Mapping[str, Tensor] | None = None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        support_forward_args: Any = None,
+        chunk_size: int = 256,
+    ) -> None:
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+        self.expansion = SupportExpansion(
+            model,
+            support,
+            param_names=param_names,
+            reference=reference,
+            additional_forward_args=support_forward_args,
+            loss_fn=loss_fn,
+            projection_dim=None,
+            chunk_size=chunk_size,
+        )
+        self.model = model
+        self.method = method
+        self._direction: Mapping[str, Tensor] | None = None
+        GradientAttribution.__init__(self, self._forward)
+
+    def _forward(self, *inputs_and_args: Any) -> Tensor:
+        """``F(x)`` for every class, shape ``(N, C)``: one jvp along the current direction."""
+        exp = self.expansion
+        theta = exp.fmodel.theta
+        direction = self._direction if self._direction is not None else exp.direction
+        tangent = {k: direction[k].to(theta[k].dtype) for k in theta}
+
+        def call(th: Mapping[str, Tensor]) -> Tensor:
+            params = {**exp.fmodel.fixed, **th}
+            return torch.func.functional_call(exp.fmodel.model, (params, exp.fmodel.buffers), inputs_and_args)
+
+        _, out = torch.func.jvp(call, (theta,), (tangent,))
+        return out
+
+    def has_convergence_delta(self) -> bool:
+        """Integrated Gradients has a completeness delta; Saliency has none."""
+        return self.method == "integrated_gradients"
+
+    def attribute(
+        self,
+        inputs: Tensor | tuple[Tensor, ...],
+        target: Any = None,
+        additional_forward_args: Any = None,
+        support_index: int | Sequence[int] | Tensor | None = None,
+        baselines: Any = None,
+        n_steps: int = 32,
+        internal_batch_size: int | None = None,
+        return_convergence_delta: bool = False,
+    ) -> Tensor | tuple[Tensor, ...] | tuple[Tensor | tuple[Tensor, ...], Tensor]:
+        """Attribute the expansion of each decision to the features of ``inputs``.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of Tensor
+            ``(N, *input_shape)``, or a tuple of such tensors for a model with several inputs.
+        target : None, int, list of int or Tensor of shape (N,)
+            The class whose logit is expanded. ``None`` takes the model's prediction.
+        additional_forward_args : Any, optional
+            Extra arguments passed to the model after the inputs (captum's convention).
+        support_index : int, sequence of int or Tensor, optional
+            Rows of the support set whose terms are attributed. ``None`` attributes the whole
+            expansion (every support vector).
+        baselines : scalar, Tensor or tuple, optional
+            Integrated Gradients' baselines (zero by default). Ignored by Saliency.
+        n_steps : int, default=32
+            Integrated Gradients' steps.
+        internal_batch_size : int, optional
+            Integrated Gradients' batch size over steps, to bound memory.
+        return_convergence_delta : bool, default=False
+            Also return Integrated Gradients' completeness delta
+            ``sum(attributions) - (F(x) - F(baseline))``, shape ``(N,)``.
+
+        Returns
+        -------
+        attributions : Tensor or tuple of Tensor
+            The inputs' structure: a tensor in gives a tensor out, a tuple in a tuple out.
+        delta : Tensor of shape (N,)
+            Only with ``return_convergence_delta=True``.
+        """
+        if return_convergence_delta and self.method != "integrated_gradients":
+            raise ValueError(
+                "return_convergence_delta needs method='integrated_gradients'; Saliency has no delta"
+            )
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+        is_tuple = isinstance(inputs, tuple)
+        first = inputs[0] if is_tuple else inputs
+        if not isinstance(first, Tensor):
+            raise TypeError(f"inputs must be a Tensor or a tuple of Tensors, got {type(first).__name__}")
+        args = () if additional_forward_args is None else additional_forward_args
+        args = args if isinstance(args, tuple) else (args,)
+        all_inputs = inputs if is_tuple else (inputs,)
+
+        def logits() -> Tensor:
+            with torch.no_grad(), eval_mode(self.model):
+                return self.model(*all_inputs, *args)
+
+        probe = logits() if target is None else None
+        num_classes = int(self.expansion.support.settings.get("num_classes", 0)) or (
+            probe.shape[1] if probe is not None else logits().shape[1]
+        )
+        t = resolve_target(target, first.shape[0], lambda: probe, num_classes).to(first.device)
+        self._direction = None if support_index is None else self.expansion.support_direction(support_index)
+        try:
+            with eval_mode(self.model):
+                if self.method == "saliency":
+                    return Saliency(self._forward).attribute(
+                        inputs, target=t, abs=False, additional_forward_args=additional_forward_args
+                    )
+                return IntegratedGradients(self._forward).attribute(
+                    inputs,
+                    baselines=baselines,
+                    target=t,
+                    additional_forward_args=additional_forward_args,
+                    n_steps=n_steps,
+                    internal_batch_size=internal_batch_size,
+                    return_convergence_delta=return_convergence_delta,
+                )
+        finally:
+            self._direction = None

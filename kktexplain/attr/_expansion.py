@@ -1,0 +1,361 @@
+"""The support-vector expansion of a decision.
+
+Stationarity says ``theta* ~ -sum_j lambda_j grad_theta L(x_j, y_j)``. Any quantity linear in
+``theta*`` therefore splits into one term per support vector. For a test input ``x`` and a
+class ``c`` the quantity we expand is ``<theta*, grad_theta f_c(x)>`` (the directional
+derivative of the logit along the parameters themselves):
+
+    <theta*, grad f_c(x)>  ~  sum_j  -lambda_j <grad L_j, grad f_c(x)>  =  sum_j contribution_j
+
+For a model that is linear in the chosen parameters (the last layer, with its bias) the left
+side *is* the logit ``f_c(x)``; for a positively homogeneous network of degree ``L`` in all its
+parameters (ReLU, no biases, no normalisation) it is ``L * f_c(x)``; elsewhere it is a
+first-order quantity of its own, and the docs say how far it is from the logit.
+
+Everything here works on a functional copy of the model (:class:`~kktexplain.kkt.FunctionalModel`)
+in eval mode, so the user's module is left exactly as found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import jvp
+from tqdm.auto import tqdm
+
+from .._model_state import eval_mode
+from .._validation import check_model
+from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
+
+__all__ = ["SupportExpansion", "ExpansionFidelity", "logit_of"]
+
+# Cache the support gradients exactly while they take at most this many floats (1 GiB in
+# float32); beyond it they are sketched with a CountSketch to ``projection_dim`` columns.
+_EXACT_MAX_ENTRIES = 2.5e8
+_DEFAULT_SKETCH = 8192
+
+
+def logit_of(logits: Tensor, target: Tensor) -> Tensor:
+    """``logits[i, target[i]]``: the "loss" whose parameter gradient is ``grad f_c(x)``.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (N, C)
+    target : Tensor of shape (N,), dtype long
+
+    Returns
+    -------
+    Tensor of shape (N,)
+    """
+    return logits.gather(-1, target[..., None]).squeeze(-1)
+
+
+def _as_args(additional_forward_args: Any) -> tuple:
+    if additional_forward_args is None:
+        return ()
+    if isinstance(additional_forward_args, tuple):
+        return additional_forward_args
+    return (additional_forward_args,)
+
+
+def _loss_from_settings(settings: Mapping) -> Callable[[Tensor, Tensor], Tensor]:
+    """The per-sample loss the support set's stationarity was solved with."""
+    objective = settings.get("objective")
+    if isinstance(objective, Mapping):
+        fields = {k: v for k, v in objective.items() if k in KKTObjective.__dataclass_fields__}
+        return KKTObjective(**fields).loss_fn()
+    return KKTObjective().loss_fn()
+
+
+@dataclass(frozen=True)
+class ExpansionFidelity:
+    """How well the expansion reproduces the model on a set of inputs.
+
+    Attributes
+    ----------
+    argmax_agreement : float
+        Fraction of inputs whose expanded logits ``sum_j contribution_j(x, c)`` (over every
+        class ``c``) have the same arg-max as the model's logits.
+    logit_pearson : float
+        Pearson correlation of expanded and actual logits, over all inputs and classes.
+    quantity_pearson : float
+        Pearson correlation of the expanded and the exact quantity ``<theta*, grad f_c(x)>``.
+    relative_residual : float
+        ``||exact - expanded|| / ||exact||`` over all inputs and classes (the completeness gap).
+    quantity_logit_pearson : float
+        Pearson correlation of the exact quantity with the logits: 1 for a scope in which the
+        model is linear (or positively homogeneous), lower elsewhere.
+    n : int
+        Number of inputs.
+    """
+
+    argmax_agreement: float
+    logit_pearson: float
+    quantity_pearson: float
+    relative_residual: float
+    quantity_logit_pearson: float
+    n: int
+
+    def to_dict(self) -> dict[str, float]:
+        """The fields as a plain dict."""
+        return dict(self.__dict__)
+
+
+def _pearson(a: Tensor, b: Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    a, b = a - a.mean(), b - b.mean()
+    den = (a.norm() * b.norm()).item()
+    return float((a @ b).item() / den) if den > 0 else float("nan")
+
+
+class SupportExpansion:
+    """The engine behind :mod:`kktexplain.attr`: cached support gradients and the expansion.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The classifier the support set was computed for. Only read.
+    support : DSVResult
+        Synthesised DSVs or a selection result: ``inputs``, ``labels`` and ``lambdas``.
+    param_names : sequence of str, optional
+        The scope: the parameters the expansion runs over. Default: the scope the support set's
+        stationarity was solved on (``support.settings["param_names"]``), else all.
+    reference : nn.Module or dict of str to Tensor, optional
+        ``theta_0``: expand ``<theta* - theta_0, grad f_c(x)>`` (the displacement form).
+    additional_forward_args : Any, optional
+        Extra arguments passed to the model after the support set's inputs.
+    loss_fn : callable, optional
+        ``(logits, labels) -> (N,)``. Default: the loss of the support set's objective.
+    projection_dim : int, "auto" or None, default="auto"
+        Columns of the cached support gradients. ``None`` keeps them exact; an int sketches them
+        with a :class:`~kktexplain.kkt.CountSketch` of that size; ``"auto"`` keeps them exact
+        while they fit in 1 GiB of float32 and sketches to 8192 columns otherwise. A sketch
+        changes the contributions (not the exact quantities), and its error shows in the
+        residual.
+    chunk_size : int, default=256
+        Samples per per-sample-gradient chunk (bounds memory to ``chunk_size * P`` floats).
+    seed : int, default=0
+        Seed of the sketch.
+    progress : bool, default=False
+        Show a progress bar while the support gradients are computed.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        support: Any,
+        param_names: Sequence[str] | None = None,
+        reference: nn.Module | Mapping[str, Tensor] | None = None,
+        additional_forward_args: Any = None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        projection_dim: int | str | None = "auto",
+        chunk_size: int = 256,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        from .._result import DSVResult
+
+        self.model = check_model(model)
+        if not isinstance(support, DSVResult):
+            raise TypeError(
+                "support must be a DSVResult (from DeepSupportVectors.attribute or DSVResult.load), "
+                f"got {type(support).__name__}"
+            )
+        if len(support) == 0:
+            raise ValueError("support must hold at least one sample")
+        if projection_dim not in (None, "auto") and (
+            isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim < 1
+        ):
+            raise ValueError(f"projection_dim must be a positive int, 'auto' or None, got {projection_dim!r}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        self.support = support
+        if param_names is None:
+            param_names = support.settings.get("param_names")
+        self.args = _as_args(additional_forward_args)
+        with eval_mode(model):
+            self.fmodel = FunctionalModel(
+                model, None if param_names is None else list(param_names), self.args, reference=reference
+            )
+        self.param_names = self.fmodel.names
+        self.loss_fn = loss_fn if loss_fn is not None else _loss_from_settings(support.settings)
+        self.projection_dim = projection_dim
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.progress = progress
+        self._cache: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters."""
+        return next(iter(self.fmodel.theta.values())).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the model's parameters."""
+        return next(iter(self.fmodel.theta.values())).dtype
+
+    @property
+    def rows(self) -> Tensor:
+        """Rows of the support set with a non-zero multiplier, shape ``(S,)``; only they contribute."""
+        return self.support.support.nonzero().flatten()
+
+    def logits(self, inputs: Tensor, args: tuple = ()) -> Tensor:
+        """The model's logits of ``inputs`` (eval mode, no grad), shape ``(N, C)``."""
+        with torch.no_grad(), eval_mode(self.model):
+            out = [
+                self._call(inputs[i : i + self.chunk_size].to(self.device, self.dtype), None, args)
+                for i in range(0, len(inputs), self.chunk_size)
+            ]
+        return torch.cat(out)
+
+    def _call(self, x: Tensor, theta: Mapping[str, Tensor] | None, args: tuple) -> Tensor:
+        fm = self.fmodel
+        params = {**fm.fixed, **(fm.theta if theta is None else theta)}
+        return torch.func.functional_call(fm.model, (params, fm.buffers), (x, *(args or self.args)))
+
+    # ------------------------------------------------------------------ the cache
+    def _build_cache(self) -> dict[str, Any]:
+        rows = self.rows
+        p = self.fmodel.num_params
+        dim = self.projection_dim
+        if dim == "auto":
+            dim = None if len(rows) * p <= _EXACT_MAX_ENTRIES else min(_DEFAULT_SKETCH, p)
+        sketch = None if dim is None or dim >= p else CountSketch(p, dim, seed=self.seed, device=self.device)
+        x = self.support.inputs[rows]
+        y = self.support.labels[rows]
+        lam = self.support.lambdas[rows].to(self.device, self.dtype)
+        scaled, sq_norms = [], []
+        direction = {k: torch.zeros_like(v) for k, v in self.fmodel.theta.items()}
+        with eval_mode(self.model):
+            chunks = iter_per_sample_grads(self.fmodel, x, y, self.chunk_size, self.loss_fn, None)
+            bar = tqdm(
+                chunks,
+                total=-(-len(rows) // self.chunk_size),
+                desc="support gradients",
+                disable=not self.progress,
+                leave=False,
+            )
+            for sl, g in bar:
+                sq_norms.append(g.pow(2).sum(1))
+                g = -lam[sl, None] * g
+                # the exact direction theta_hat = -sum_j lambda_j grad L_j, from the same rows
+                offset = 0
+                total = g.sum(0)
+                for k, v in direction.items():
+                    v += total[offset : offset + v.numel()].view_as(v)
+                    offset += v.numel()
+                scaled.append(g if sketch is None else sketch(g))
+        grads = torch.cat(scaled) if scaled else torch.zeros(0, p if sketch is None else dim)
+        return {
+            "grads": grads,
+            "sq_norms": torch.cat(sq_norms) if sq_norms else torch.zeros(0),
+            "direction": direction,
+            "sketch": sketch,
+        }
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """The λ-weighted support gradients ``-λ_j grad L_j`` (rows of :attr:`rows`), sketched or
+        exact, their exact squared norms before weighting, the exact direction
+        ``theta_hat = -sum_j λ_j grad L_j`` and the sketch (or ``None``). Built on first use."""
+        if self._cache is None:
+            self._cache = self._build_cache()
+        return self._cache
+
+    @property
+    def direction(self) -> dict[str, Tensor]:
+        """``theta_hat = -sum_j λ_j grad_theta L_j``, the parameters the support set represents."""
+        return self.cache["direction"]
+
+    def support_direction(self, index: int | Sequence[int] | Tensor) -> dict[str, Tensor]:
+        """``-sum_{j in index} λ_j grad L_j`` exactly, for rows ``index`` of the support set."""
+        idx = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        n = len(self.support)
+        if len(idx) == 0 or (idx < -n).any() or (idx >= n).any():
+            raise ValueError(f"support_index must name rows of the support set in [0, {n}), got {index!r}")
+        idx = idx % n
+        lam = self.support.lambdas[idx].to(self.device, self.dtype)
+        with eval_mode(self.model):
+            g, _ = weighted_loss_grad(
+                self.fmodel,
+                self.support.inputs[idx].to(self.device, self.dtype),
+                self.support.labels[idx].to(self.device),
+                lam,
+                self.loss_fn,
+                create_graph=False,
+            )
+        return {k: -v for k, v in g.items()}
+
+    # ------------------------------------------------------------------ test side
+    def _jvp(self, x: Tensor, direction: Mapping[str, Tensor], args: tuple) -> Tensor:
+        theta = self.fmodel.theta
+        tangent = {k: direction[k].to(theta[k].dtype) for k in theta}
+        _, out = jvp(lambda th: self._call(x, th, args), (theta,), (tangent,))
+        return out
+
+    def _batched(self, inputs: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        with eval_mode(self.model):
+            out = [
+                fn(inputs[i : i + self.chunk_size].to(self.device, self.dtype)).detach()
+                for i in range(0, len(inputs), self.chunk_size)
+            ]
+        return torch.cat(out)
+
+    def exact(self, inputs: Tensor, args: tuple = ()) -> Tensor:
+        """``<theta* (- theta_0), grad_theta f_c(x)>`` for every class, shape ``(N, C)`` (one jvp)."""
+        return self._batched(inputs, lambda x: self._jvp(x, self.fmodel.target, args))
+
+    def expanded(self, inputs: Tensor, args: tuple = ()) -> Tensor:
+        """``sum_j contribution_j(x, c)`` for every class, exactly (unsketched), shape ``(N, C)``."""
+        return self._batched(inputs, lambda x: self._jvp(x, self.direction, args))
+
+    def target_grads(self, inputs: Tensor, target: Tensor) -> Tensor:
+        """Per-sample ``grad_theta f_c(x)``, flattened (and sketched like the cache), ``(N, P')``."""
+        sketch = self.cache["sketch"]
+        with eval_mode(self.model):
+            chunks = iter_per_sample_grads(self.fmodel, inputs, target, self.chunk_size, logit_of, sketch)
+            return torch.cat([g for _, g in chunks])
+
+    def contributions(self, inputs: Tensor, target: Tensor) -> Tensor:
+        """``contribution_j(x_i, target_i) = -λ_j <grad L_j, grad f_c(x_i)>``, shape ``(N, len(support))``.
+
+        Rows of the support set with ``λ = 0`` contribute exactly zero.
+        """
+        rows = self.rows
+        out = torch.zeros(len(inputs), len(self.support), dtype=self.dtype)
+        if len(rows):
+            t = self.target_grads(inputs, target.to(self.device))
+            out[:, rows] = (t @ self.cache["grads"].T).cpu()
+        return out
+
+    def fidelity(self, inputs: Tensor, args: tuple = ()) -> ExpansionFidelity:
+        """Argmax agreement, logit correlation and completeness gap of the expansion on ``inputs``.
+
+        Parameters
+        ----------
+        inputs : Tensor of shape (N, *input_shape)
+
+        Returns
+        -------
+        ExpansionFidelity
+        """
+        logits = self.logits(inputs, args).cpu()
+        exact = self.exact(inputs, args).cpu()
+        expanded = self.expanded(inputs, args).cpu()
+        gap = (exact - expanded).norm() / exact.norm().clamp_min(1e-30)
+        return ExpansionFidelity(
+            argmax_agreement=float((expanded.argmax(1) == logits.argmax(1)).double().mean()),
+            logit_pearson=_pearson(expanded, logits),
+            quantity_pearson=_pearson(expanded, exact),
+            relative_residual=float(gap),
+            quantity_logit_pearson=_pearson(exact, logits),
+            n=len(inputs),
+        )

@@ -1,0 +1,360 @@
+"""Explanation: one decision, its supporting and opposing support vectors, and feature maps."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ._attribution import SupportVectorAttribution
+from ._influence import SupportVectorInfluence, resolve_target
+
+__all__ = ["Explanation", "explain"]
+
+
+@dataclass(repr=False)
+class Explanation:
+    """The support-vector explanation of ``n`` decisions (results hold no model).
+
+    Attributes
+    ----------
+    inputs : Tensor of shape (n, *input_shape)
+    logits : Tensor of shape (n, C)
+        The model's logits.
+    prediction : Tensor of shape (n,)
+        The model's arg-max class.
+    target : Tensor of shape (n,)
+        The class whose logit is explained (the prediction unless ``target`` was given).
+    supporting_indices, opposing_indices : Tensor of shape (n, k)
+        Rows of the support set with the largest positive / most negative contributions.
+    supporting_contributions, opposing_contributions : Tensor of shape (n, k)
+    supporting_inputs, opposing_inputs : Tensor of shape (n, k, *input_shape)
+    supporting_labels, opposing_labels : Tensor of shape (n, k)
+        Hard labels of those support vectors.
+    feature_map : Tensor of shape (n, *input_shape)
+        Integrated-Gradients attribution of the whole expansion to the features of ``inputs``.
+    supporting_maps, opposing_maps : Tensor of shape (n, k, *input_shape) or None
+        The same for each shown support vector alone (``None`` if not computed).
+    exact : Tensor of shape (n,)
+        ``<theta*, grad f_c(x)>`` for the target class.
+    expansion : Tensor of shape (n,)
+        Sum of all contributions.
+    residual : Tensor of shape (n,)
+        ``exact - expansion`` (captum's convergence delta).
+    class_names : list of str or None
+    """
+
+    inputs: Tensor
+    logits: Tensor
+    prediction: Tensor
+    target: Tensor
+    supporting_indices: Tensor
+    supporting_contributions: Tensor
+    supporting_inputs: Tensor
+    supporting_labels: Tensor
+    opposing_indices: Tensor
+    opposing_contributions: Tensor
+    opposing_inputs: Tensor
+    opposing_labels: Tensor
+    feature_map: Tensor
+    supporting_maps: Tensor | None
+    opposing_maps: Tensor | None
+    exact: Tensor
+    expansion: Tensor
+    residual: Tensor
+    class_names: list[str] | None = None
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"Explanation(n={len(self)}, k={self.supporting_indices.shape[1]}, "
+            f"prediction={self.prediction.tolist()[:8]}, "
+            f"mean |residual|={self.residual.abs().mean().item():.4g})"
+        )
+
+    def _name(self, c: int) -> str:
+        return self.class_names[c] if self.class_names else str(c)
+
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, int) or not -len(self) <= index < len(self):
+            raise ValueError(f"index must be an int in [0, {len(self)}), got {index!r}")
+        return index % len(self)
+
+    def plot(self, index: int = 0, ax: Any = None) -> Any:
+        """Bar chart of the top supporting (green) and opposing (red) contributions.
+
+        Parameters
+        ----------
+        index : int, default=0
+            Which decision.
+        ax : matplotlib Axes, optional
+
+        Returns
+        -------
+        matplotlib Axes
+        """
+        import matplotlib.pyplot as plt
+
+        i = self._check_index(index)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3))
+        sup, opp = self.supporting_contributions[i], self.opposing_contributions[i]
+        values = torch.cat([sup, opp.flip(0)]).tolist()
+        rows = torch.cat([self.supporting_indices[i], self.opposing_indices[i].flip(0)]).tolist()
+        labels = torch.cat([self.supporting_labels[i], self.opposing_labels[i].flip(0)]).tolist()
+        colors = ["tab:green" if v >= 0 else "tab:red" for v in values]
+        ax.bar(range(len(values)), values, color=colors)
+        ax.set_xticks(range(len(values)))
+        ax.set_xticklabels([f"#{r}\n{self._name(c)}" for r, c in zip(rows, labels)], fontsize=7)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylabel("contribution")
+        t = int(self.target[i])
+        ax.set_title(
+            f"logit of {self._name(t)}: exact {self.exact[i]:.3g}, expansion {self.expansion[i]:.3g}",
+            fontsize=9,
+        )
+        return ax
+
+    def plot_panel(self, index: int = 0, denormalize: Any = None) -> Any:
+        """Images of the decision, its feature map and the top supporting and opposing vectors.
+
+        Parameters
+        ----------
+        index : int, default=0
+        denormalize : callable, optional
+            Maps a normalised input back to pixel values for display.
+
+        Returns
+        -------
+        matplotlib Figure
+        """
+        import matplotlib.pyplot as plt
+
+        from ..viz import show_image
+
+        i = self._check_index(index)
+        k = self.supporting_indices.shape[1]
+        fig, axes = plt.subplots(3, k + 1, figsize=(1.6 * (k + 1), 5.2), squeeze=False)
+        show = denormalize if denormalize is not None else (lambda t: t)
+        show_image(show(self.inputs[i]), ax=axes[0, 0], title=f"pred {self._name(int(self.prediction[i]))}")
+        _heat(self.feature_map[i], axes[1, 0], "feature map")
+        axes[2, 0].axis("off")
+        for j in range(k):
+            for row, (idx, con, img, lab) in enumerate(
+                [
+                    (
+                        self.supporting_indices,
+                        self.supporting_contributions,
+                        self.supporting_inputs,
+                        self.supporting_labels,
+                    ),
+                    (
+                        self.opposing_indices,
+                        self.opposing_contributions,
+                        self.opposing_inputs,
+                        self.opposing_labels,
+                    ),
+                ]
+            ):
+                ax = axes[0 if row == 0 else 2, j + 1]
+                show_image(
+                    show(img[i, j]),
+                    ax=ax,
+                    title=f"{'+' if row == 0 else ''}{con[i, j]:.2g} {self._name(int(lab[i, j]))}",
+                )
+            if self.supporting_maps is not None:
+                _heat(self.supporting_maps[i, j], axes[1, j + 1], f"#{int(self.supporting_indices[i, j])}")
+            else:
+                axes[1, j + 1].axis("off")
+        fig.suptitle("supporting (top), feature maps (middle), opposing (bottom)", fontsize=9)
+        fig.tight_layout()
+        return fig
+
+    def to_html(self, index: int = 0, include_plotlyjs: bool | str = True) -> str:
+        """A self-contained HTML fragment (plotly) of one decision.
+
+        Parameters
+        ----------
+        index : int, default=0
+        include_plotlyjs : bool or str, default=True
+            ``True`` inlines plotly.js (the fragment opens offline); ``False`` leaves it to the
+            page that embeds several fragments.
+
+        Returns
+        -------
+        str
+        """
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
+
+        i = self._check_index(index)
+        k = self.supporting_indices.shape[1]
+        image_like = self.inputs.ndim >= 3
+        titles = ["input", "feature map"] + [f"+ #{int(r)}" for r in self.supporting_indices[i]]
+        titles += [f"- #{int(r)}" for r in self.opposing_indices[i]]
+        cols = max(k, 2)
+        fig = make_subplots(rows=3, cols=cols, subplot_titles=titles[: 2 + 2 * k] if image_like else None)
+        if image_like:
+            fig.add_trace(go.Heatmap(z=_plane(self.inputs[i]), colorscale="gray", showscale=False), 1, 1)
+            fig.add_trace(go.Heatmap(z=_plane(self.feature_map[i]), colorscale="RdBu", zmid=0), 1, 2)
+            for j in range(k):
+                fig.add_trace(
+                    go.Heatmap(z=_plane(self.supporting_inputs[i, j]), colorscale="gray", showscale=False),
+                    2,
+                    j + 1,
+                )
+                fig.add_trace(
+                    go.Heatmap(z=_plane(self.opposing_inputs[i, j]), colorscale="gray", showscale=False),
+                    3,
+                    j + 1,
+                )
+            for ax in fig.layout:
+                if ax.startswith("yaxis"):
+                    fig.layout[ax].autorange = "reversed"
+        else:
+            feats = self.feature_map[i].flatten().tolist()
+            fig.add_trace(go.Bar(y=feats, name="feature attribution"), 1, 1)
+            vals = torch.cat([self.supporting_contributions[i], self.opposing_contributions[i]]).tolist()
+            names = [f"#{int(r)}" for r in torch.cat([self.supporting_indices[i], self.opposing_indices[i]])]
+            fig.add_trace(go.Bar(x=names, y=vals, name="contribution"), 2, 1)
+        t = int(self.target[i])
+        fig.update_layout(
+            title=html.escape(
+                f"{self._name(t)}: exact {float(self.exact[i]):.3g}, expansion {float(self.expansion[i]):.3g}, "
+                f"residual {float(self.residual[i]):.3g}"
+            ),
+            height=600,
+            width=200 * cols + 100,
+        )
+        return fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs)
+
+
+def _plane(t: Tensor) -> list:
+    """A 2-D array for display: the channel mean of a (C, H, W) tensor."""
+    t = t.detach().float()
+    if t.ndim == 3:
+        t = t.mean(0)
+    return t.tolist()
+
+
+def _heat(t: Tensor, ax: Any, title: str) -> None:
+    plane = torch.tensor(_plane(t))
+    m = float(plane.abs().max()) or 1.0
+    ax.imshow(plane, cmap="RdBu_r", vmin=-m, vmax=m)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def explain(
+    support: Any,
+    model: nn.Module,
+    inputs: Tensor,
+    target: Any = None,
+    k: int = 5,
+    maps: str = "all",
+    n_steps: int = 16,
+    param_names: Any = None,
+    reference: Any = None,
+    class_names: list[str] | None = None,
+    influence: SupportVectorInfluence | None = None,
+) -> Explanation:
+    """Explain decisions of ``model`` by the support set ``support``; see :meth:`DSVResult.explain`.
+
+    Parameters
+    ----------
+    support : DSVResult
+    model : nn.Module
+    inputs : Tensor of shape (n, *input_shape) or (*input_shape)
+        One input or a batch.
+    target : None, int, list of int or Tensor, optional
+        Class to explain; the model's prediction when omitted.
+    k : int, default=5
+        Supporting and opposing vectors to return.
+    maps : {"all", "total", "none"}, default="all"
+        Feature maps of the whole expansion and of each shown support vector (``"all"``), of
+        the whole expansion only (``"total"``), or none (zeros).
+    n_steps : int, default=16
+        Integrated Gradients' steps per map.
+    param_names, reference
+        The scope, as for :class:`SupportVectorInfluence`.
+    class_names : list of str, optional
+    influence : SupportVectorInfluence, optional
+        A prepared influence object, to reuse its cached support gradients across calls.
+
+    Returns
+    -------
+    Explanation
+    """
+    if maps not in ("all", "total", "none"):
+        raise ValueError(f"maps must be 'all', 'total' or 'none', got {maps!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"inputs must be a Tensor, got {type(inputs).__name__}")
+    shape = tuple(support.inputs.shape[1:])
+    if tuple(inputs.shape) == shape:
+        inputs = inputs[None]
+    if tuple(inputs.shape[1:]) != shape:
+        raise ValueError(
+            f"inputs must have shape (n, {', '.join(map(str, shape))}) or {shape}, got {tuple(inputs.shape)}"
+        )
+    k = min(k, len(support))
+    svi = influence or SupportVectorInfluence(model, support, param_names=param_names, reference=reference)
+    exp = svi.expansion
+    logits = exp.logits(inputs).cpu()
+    t = resolve_target(target, len(inputs), lambda: logits, logits.shape[1])
+    scores = exp.contributions(inputs, t)
+    exact = exp.exact(inputs).cpu().gather(1, t[:, None]).squeeze(1).to(scores.dtype)
+    total = scores.sum(1)
+    sup_v, sup_i = torch.topk(scores, k, dim=1, largest=True)
+    opp_v, opp_i = torch.topk(scores, k, dim=1, largest=False)
+    hard = support.hard_labels
+    n = len(inputs)
+    fmap = torch.zeros_like(inputs, dtype=scores.dtype)
+    sup_maps = opp_maps = None
+    if maps != "none":
+        sva = SupportVectorAttribution(model, support, param_names=exp.param_names, reference=reference)
+        sva.expansion = exp  # share the scope and the cached direction
+        fmap = sva.attribute(inputs, target=t, n_steps=n_steps).detach().cpu()
+        if maps == "all":
+            sup_maps = torch.zeros(n, k, *shape, dtype=fmap.dtype)
+            opp_maps = torch.zeros_like(sup_maps)
+            for i in range(n):
+                for j in range(k):
+                    for idx, out in ((sup_i, sup_maps), (opp_i, opp_maps)):
+                        out[i, j] = (
+                            sva.attribute(
+                                inputs[i : i + 1],
+                                target=t[i : i + 1],
+                                support_index=int(idx[i, j]),
+                                n_steps=n_steps,
+                            )[0]
+                            .detach()
+                            .cpu()
+                        )
+    return Explanation(
+        inputs=inputs.detach().cpu(),
+        logits=logits,
+        prediction=logits.argmax(1),
+        target=t,
+        supporting_indices=sup_i,
+        supporting_contributions=sup_v,
+        supporting_inputs=support.inputs[sup_i],
+        supporting_labels=hard[sup_i],
+        opposing_indices=opp_i,
+        opposing_contributions=opp_v,
+        opposing_inputs=support.inputs[opp_i],
+        opposing_labels=hard[opp_i],
+        feature_map=fmap,
+        supporting_maps=sup_maps,
+        opposing_maps=opp_maps,
+        exact=exact,
+        expansion=total,
+        residual=exact - total,
+        class_names=class_names,
+    )

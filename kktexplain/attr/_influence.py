@@ -1,0 +1,251 @@
+"""SupportVectorInfluence: the support-vector expansion as a captum ``DataInfluence``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from captum.influence import DataInfluence
+from captum.influence._utils.common import KMostInfluentialResults
+from torch import Tensor, nn
+
+from ._expansion import SupportExpansion
+
+__all__ = ["SupportVectorInfluence", "resolve_target", "split_influence_inputs"]
+
+
+def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classes: int) -> Tensor:
+    """captum's ``target`` as a long tensor of shape ``(n,)``; ``None`` takes the model's arg-max.
+
+    Parameters
+    ----------
+    target : None, int, list of int or Tensor
+    n : int
+        Number of inputs.
+    logits : callable
+        Returns the model's logits ``(n, C)``, called only for ``target=None``.
+    num_classes : int
+
+    Returns
+    -------
+    Tensor of shape (n,), dtype long
+    """
+    if target is None:
+        return logits().argmax(-1).cpu()
+    if isinstance(target, bool):
+        raise TypeError("target must be an int, a list of ints or an integer tensor, got bool")
+    if isinstance(target, int):
+        t = torch.full((n,), target, dtype=torch.long)
+    elif isinstance(target, list | tuple) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in target
+    ):
+        t = torch.tensor(list(target), dtype=torch.long)
+    elif isinstance(target, Tensor) and not target.is_floating_point() and target.dtype != torch.bool:
+        t = target.detach().cpu().long().reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(n).clone()
+    else:
+        raise TypeError(
+            f"target must be None, an int, a list of ints or an integer tensor, got {type(target).__name__}"
+        )
+    if len(t) != n:
+        raise ValueError(f"target must give one class per input: {n} inputs, {len(t)} targets")
+    if len(t) and (t.min() < 0 or t.max() >= num_classes):
+        raise ValueError(
+            f"target must lie in [0, {num_classes}), got values in [{int(t.min())}, {int(t.max())}]"
+        )
+    return t
+
+
+def split_influence_inputs(inputs: Any) -> tuple[Tensor, Tensor | None]:
+    """captum's influence ``inputs``: an ``(x, y)`` batch (labels last) or a tensor ``x``."""
+    if isinstance(inputs, Tensor):
+        return inputs, None
+    if isinstance(inputs, tuple | list):
+        if len(inputs) == 2 and isinstance(inputs[0], Tensor):
+            return inputs[0], torch.as_tensor(inputs[1])
+        raise ValueError(
+            "inputs must be a tensor x or an (x, y) batch whose last element holds the labels; "
+            f"got a {type(inputs).__name__} of length {len(inputs)}"
+        )
+    raise TypeError(f"inputs must be a Tensor or an (x, y) tuple, got {type(inputs).__name__}")
+
+
+class SupportVectorInfluence(DataInfluence):
+    """Influence of each support vector on a decision, from the DeepKKT stationarity condition.
+
+    For a test input ``x`` and its class ``c`` the influence of support vector ``j`` is its term
+    in the expansion of ``<theta*, grad_theta f_c(x)>``:
+
+        influence_j(x, c) = -λ_j <grad_theta L(x_j, y_j), grad_theta f_c(x)>
+
+    Positive terms push the logit of ``c`` up (proponents), negative terms push it down
+    (opponents). They sum to the represented quantity; what is left over is reported by
+    :meth:`convergence_delta`. The λ-weighted support gradients are computed once (chunked,
+    sketched where large) and cached, so each query costs one batch of test gradients and one
+    matrix product.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained classifier. Only read; left exactly as found.
+    support : DSVResult
+        The support set: synthesised DSVs, or real samples scored by selection.
+    param_names : sequence of str, optional
+        The scope. Default: the scope the support set was solved on.
+    reference : nn.Module or dict of str to Tensor, optional
+        ``theta_0``; expand the displacement ``<theta* - theta_0, grad f_c(x)>``.
+    additional_forward_args : Any, optional
+        Extra arguments passed to the model after the inputs.
+    loss_fn : callable, optional
+        Per-sample loss of the stationarity sum. Default: the support set's.
+    projection_dim : int, "auto" or None, default="auto"
+        See :class:`~kktexplain.attr.SupportExpansion`.
+    chunk_size : int, default=256
+    seed : int, default=0
+    progress : bool, default=False
+
+    Examples
+    --------
+    >>> import torch
+    >>> from kktexplain import DeepSupportVectors
+    >>> from kktexplain.attr import SupportVectorInfluence
+    >>> from kktexplain.models import MLP
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = MLP((4,), num_classes=3, hidden=(8,))
+    >>> x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
+    >>> sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    >>> svi = SupportVectorInfluence(model, sel)
+    >>> svi.influence((x[:5], y[:5])).shape
+    torch.Size([5, 30])
+    >>> svi.influence((x[:5], y[:5]), k=3).indices.shape
+    torch.Size([5, 3])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        support: Any,
+        param_names: Sequence[str] | None = None,
+        reference: nn.Module | Mapping[str, Tensor] | None = None,
+        additional_forward_args: Any = None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        projection_dim: int | str | None = "auto",
+        chunk_size: int = 256,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        self.expansion = SupportExpansion(
+            model,
+            support,
+            param_names=param_names,
+            reference=reference,
+            additional_forward_args=additional_forward_args,
+            loss_fn=loss_fn,
+            projection_dim=projection_dim,
+            chunk_size=chunk_size,
+            seed=seed,
+            progress=progress,
+        )
+        self.model = model
+        self.train_dataset = support
+
+    def _prepare(self, inputs: Any) -> tuple[Tensor, Tensor]:
+        x, y = split_influence_inputs(inputs)
+        num_classes = int(self.train_dataset.settings.get("num_classes", 0)) or None
+        if num_classes is None:
+            num_classes = self.expansion.logits(x[:1]).shape[1]
+        if y is not None and y.ndim == 2:  # soft labels: explain the arg-max class
+            y = y.argmax(-1)
+        target = resolve_target(y, len(x), lambda: self.expansion.logits(x), num_classes)
+        return x, target
+
+    def influence(
+        self, inputs: Any, k: int | None = None, proponents: bool = True, show_progress: bool = False
+    ) -> Tensor | KMostInfluentialResults:
+        """Influence of every support vector on each test decision.
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of (Tensor, Tensor)
+            ``x`` of shape ``(n_test, *input_shape)``, whose decisions are the model's
+            predictions, or an ``(x, y)`` batch (captum's convention: labels last) explaining
+            the logit of class ``y``.
+        k : int, optional
+            Without it, the whole contribution matrix is returned.
+        proponents : bool, default=True
+            With ``k``: the ``k`` largest contributions (proponents) or the ``k`` most negative
+            (opponents, most negative first).
+        show_progress : bool, default=False
+            Show a progress bar while the support gradients are cached (first call only).
+
+        Returns
+        -------
+        Tensor of shape (n_test, n_support) or KMostInfluentialResults
+            ``indices`` (rows of the support set) and ``influence_scores``, both
+            ``(n_test, k)``.
+        """
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ValueError(f"k must be a positive int or None, got {k!r}")
+        if k is not None and k > len(self.train_dataset):
+            raise ValueError(f"k must be at most the support set's size {len(self.train_dataset)}, got {k}")
+        self.expansion.progress = self.expansion.progress or show_progress
+        x, target = self._prepare(inputs)
+        scores = self.expansion.contributions(x, target)
+        if k is None:
+            return scores
+        values, indices = torch.topk(scores, k, dim=1, largest=proponents)
+        return KMostInfluentialResults(indices, values)
+
+    def convergence_delta(self, inputs: Any) -> Tensor:
+        """The exact quantity minus the sum of the contributions, per input (captum's delta).
+
+        Parameters
+        ----------
+        inputs : Tensor or tuple of (Tensor, Tensor)
+            As for :meth:`influence`.
+
+        Returns
+        -------
+        Tensor of shape (n_test,)
+            ``<theta*, grad f_c(x)> - sum_j contribution_j(x, c)``. It gathers the stationarity
+            residual and, when the cache is sketched, the sketch's error.
+        """
+        x, target = self._prepare(inputs)
+        exact = self.expansion.exact(x).cpu().gather(1, target[:, None]).squeeze(1)
+        return exact - self.expansion.contributions(x, target).sum(1)
+
+    def self_influence(self, inputs: Any = None, show_progress: bool = False) -> Tensor:
+        """Each support vector's term in the expansion of its own loss: ``λ_j ||grad L_j||²``.
+
+        The expansion of the directional derivative ``<theta*, -grad L(x_j, y_j)>`` (how much
+        the represented parameters lower sample ``j``'s loss) has the term
+        ``λ_j <grad L_j, grad L_j>`` for ``j`` itself: the sample's multiplier times the size of
+        its own gradient. Samples with ``λ = 0`` (not in the support set) score zero. This is
+        the λ-weighted counterpart of TracIn's self-influence ``||grad L_j||²``; raw λ alone
+        ignores how large a sample's gradient is.
+
+        Parameters
+        ----------
+        inputs : None
+            Self-influence is defined on the support set only (λ is known only there).
+        show_progress : bool, default=False
+
+        Returns
+        -------
+        Tensor of shape (n_support,)
+        """
+        if inputs is not None:
+            raise ValueError(
+                "inputs must be None: self-influence needs λ, which is known only for the support "
+                "set; score new samples with DeepSupportVectors(...).attribute(model, candidates=...)"
+            )
+        self.expansion.progress = self.expansion.progress or show_progress
+        cache = self.expansion.cache
+        rows = self.expansion.rows
+        out = torch.zeros(len(self.train_dataset), dtype=self.expansion.dtype)
+        lam = self.train_dataset.lambdas[rows].to(out.dtype)
+        out[rows] = lam * cache["sq_norms"].cpu().to(out.dtype)
+        return out

@@ -1,0 +1,264 @@
+"""The support-vector expansion and its captum classes, against literal float64 loops."""
+
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+from captum.influence._utils.common import KMostInfluentialResults
+from conftest import TinyMLP, assert_same_snapshot, model_snapshot
+from torch import nn
+
+from kktexplain import DeepSupportVectors, DSVResult
+from kktexplain.attr import Explanation, SupportExpansion, SupportVectorAttribution, SupportVectorInfluence
+from kktexplain.kkt import cross_entropy
+
+
+@pytest.fixture
+def problem():
+    torch.manual_seed(0)
+    model = TinyMLP(d=3, h=5, c=3).double()
+    x = torch.randn(12, 3, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,))
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    xt = torch.randn(4, 3, dtype=torch.float64)
+    return model, sel, x, y, xt
+
+
+def brute_contributions(model, sel, xt, target, names=None):
+    """-λ_j <grad L_j, grad f_c(x_i)> with one autograd call per (i, j), in float64."""
+    params = dict(model.named_parameters())
+    names = names or list(params)
+    out = torch.zeros(len(xt), len(sel), dtype=torch.float64)
+    for i in range(len(xt)):
+        fc = model(xt[i : i + 1])[0, target[i]]
+        gf = torch.autograd.grad(fc, [params[k] for k in names])
+        for j in range(len(sel)):
+            lj = cross_entropy(model(sel.inputs[j : j + 1]), sel.labels[j : j + 1]).sum()
+            gl = torch.autograd.grad(lj, [params[k] for k in names])
+            out[i, j] = -sel.lambdas[j] * sum((a * b).sum() for a, b in zip(gl, gf))
+    return out
+
+
+def brute_exact(model, xt, target, names=None, theta0=None):
+    params = dict(model.named_parameters())
+    names = names or list(params)
+    vals = []
+    for i in range(len(xt)):
+        fc = model(xt[i : i + 1])[0, target[i]]
+        gf = torch.autograd.grad(fc, [params[k] for k in names])
+        d = [params[k] - (0 if theta0 is None else theta0[k]) for k in names]
+        vals.append(sum((a * b).sum() for a, b in zip(d, gf)))
+    return torch.stack(vals).detach()
+
+
+def test_contributions_match_a_float64_loop(problem):
+    model, sel, _, _, xt = problem
+    target = torch.tensor([0, 1, 2, 1])
+    svi = SupportVectorInfluence(model, sel)
+    got = svi.influence((xt, target))
+    want = brute_contributions(model, sel, xt, target)
+    assert got.shape == (4, len(sel))
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    # captum's delta: the exact quantity minus the sum of the contributions
+    delta = svi.convergence_delta((xt, target))
+    torch.testing.assert_close(delta, brute_exact(model, xt, target) - want.sum(1), rtol=1e-9, atol=1e-10)
+
+
+def test_scope_and_displacement_match_a_float64_loop(problem):
+    model, sel, _, _, xt = problem
+    names = ["fc2.weight", "fc2.bias"]
+    theta0 = {k: torch.randn_like(v) for k, v in model.named_parameters()}
+    target = torch.tensor([2, 2, 0, 1])
+    svi = SupportVectorInfluence(model, sel, param_names=names, reference=theta0)
+    torch.testing.assert_close(
+        svi.influence((xt, target)), brute_contributions(model, sel, xt, target, names)
+    )
+    exact = svi.expansion.exact(xt).gather(1, target[:, None]).squeeze(1)
+    torch.testing.assert_close(exact, brute_exact(model, xt, target, names, theta0))
+
+
+def test_last_layer_quantity_is_the_logit(problem):
+    """A model is linear in its last layer (with bias): <theta_L, grad_L f_c> = f_c exactly."""
+    model, sel, _, _, xt = problem
+    exp = SupportExpansion(model, sel, param_names=["fc2.weight", "fc2.bias"])
+    torch.testing.assert_close(exp.exact(xt), model(xt).detach())
+
+
+def test_homogeneous_network_quantity_is_degree_times_logit():
+    """ReLU, no biases: f(a theta) = a^L f(theta), so <theta, grad f> = L f (Euler)."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 6, bias=False), nn.ReLU(), nn.Linear(6, 6, bias=False), nn.ReLU())
+    model.append(nn.Linear(6, 3, bias=False))
+    model = model.double()
+    x = torch.randn(10, 3, dtype=torch.float64)
+    y = torch.randint(0, 3, (10,))
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    exp = SupportExpansion(model, sel)
+    torch.testing.assert_close(exp.exact(x), 3 * model(x).detach())
+    fid = exp.fidelity(x)
+    assert fid.quantity_logit_pearson == pytest.approx(1.0, abs=1e-12)
+
+
+def test_expanded_logits_equal_the_sum_of_contributions(problem):
+    model, sel, _, _, xt = problem
+    exp = SupportExpansion(model, sel)
+    expanded = exp.expanded(xt)
+    for c in range(3):
+        t = torch.full((len(xt),), c)
+        torch.testing.assert_close(expanded[:, c], exp.contributions(xt, t).sum(1))
+
+
+def test_exact_stationarity_gives_zero_residual_and_full_agreement():
+    """At a stationary point of sum λ_j L_j + ||theta_L||^2 / 2 the last layer is exactly
+    -sum λ_j grad L_j, so the expansion has no residual and reproduces the model."""
+    torch.manual_seed(2)
+    model = TinyMLP(d=3, h=4, c=3).double()
+    x = torch.randn(8, 3, dtype=torch.float64)
+    y = torch.randint(0, 3, (8,))
+    lam = torch.rand(8, dtype=torch.float64) + 0.5
+    last = [model.fc2.weight, model.fc2.bias]
+    opt = torch.optim.LBFGS(last, lr=1, max_iter=500, tolerance_grad=1e-14, tolerance_change=1e-16)
+
+    def closure():
+        opt.zero_grad()
+        loss = (lam * cross_entropy(model(x), y)).sum() + sum(p.pow(2).sum() for p in last) / 2
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    model.zero_grad(set_to_none=True)
+    base = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    settings = {"param_names": ["fc2.weight", "fc2.bias"], "num_classes": 3}
+    support = DSVResult(x, y, lam, base.kkt, {}, torch.ones(8, dtype=torch.bool), settings)
+    svi = SupportVectorInfluence(model, support)
+    xt = torch.randn(6, 3, dtype=torch.float64)
+    assert svi.convergence_delta(xt).abs().max() < 1e-6
+    assert svi.expansion.fidelity(xt).argmax_agreement == 1.0
+    assert svi.expansion.fidelity(xt).relative_residual < 1e-6
+
+
+def test_influence_conventions(problem):
+    model, sel, x, y, xt = problem
+    svi = SupportVectorInfluence(model, sel)
+    full = svi.influence(xt)  # tensor in: targets are the model's predictions
+    pred = model(xt).argmax(1)
+    torch.testing.assert_close(full, svi.influence((xt, pred)))
+    top = svi.influence((xt, pred), k=3)
+    assert isinstance(top, KMostInfluentialResults)
+    assert top.indices.shape == top.influence_scores.shape == (4, 3)
+    torch.testing.assert_close(top.influence_scores, full.gather(1, top.indices))
+    assert (top.influence_scores[:, :-1] >= top.influence_scores[:, 1:]).all()
+    opp = svi.influence((xt, pred), k=3, proponents=False)
+    assert (opp.influence_scores[:, :-1] <= opp.influence_scores[:, 1:]).all()
+    torch.testing.assert_close(opp.influence_scores[:, 0], full.min(1).values)
+    # self-influence: λ_j ||grad L_j||^2, zero outside the support
+    si = svi.self_influence()
+    params = list(model.parameters())
+    for j in range(len(sel)):
+        g = torch.autograd.grad(cross_entropy(model(x[j : j + 1]), y[j : j + 1]).sum(), params)
+        assert si[j].item() == pytest.approx(sel.lambdas[j].item() * sum(t.pow(2).sum().item() for t in g))
+    with pytest.raises(ValueError, match="inputs"):
+        svi.self_influence((x, y))
+    with pytest.raises(ValueError, match="k must"):
+        svi.influence(xt, k=0)
+    with pytest.raises(ValueError, match="k must"):
+        svi.influence(xt, k=len(sel) + 1)
+    with pytest.raises(TypeError, match="support"):
+        SupportVectorInfluence(model, (x, y))
+    with pytest.raises(ValueError, match="param_names"):
+        SupportVectorInfluence(model, sel, param_names=["nope"])
+    with pytest.raises(ValueError, match="target"):
+        svi.influence((xt, torch.tensor([0, 1])))
+
+
+def test_sketched_cache_approximates_exact_contributions(problem):
+    model, sel, _, _, xt = problem
+    exact = SupportVectorInfluence(model, sel, projection_dim=None).influence(xt)
+    lossless = SupportVectorInfluence(model, sel, projection_dim=10_000).influence(xt)  # K >= P: exact
+    torch.testing.assert_close(lossless, exact)
+    sketched = SupportVectorInfluence(model, sel, projection_dim=8, seed=3)
+    assert sketched.expansion.cache["grads"].shape[1] == 8
+    assert not torch.allclose(sketched.influence(xt), exact)
+    # the sketch's error goes to the delta; the exact quantity is untouched
+    d = sketched.convergence_delta(xt) + sketched.influence(xt).sum(1)
+    torch.testing.assert_close(d, SupportVectorInfluence(model, sel).convergence_delta(xt) + exact.sum(1))
+
+
+@pytest.mark.parametrize("target", [1, [0, 1, 2, 0], torch.tensor([2, 1, 0, 0]), None])
+def test_attribution_conventions(problem, target):
+    model, sel, _, _, xt = problem
+    sva = SupportVectorAttribution(model, sel)
+    a = sva.attribute(xt, target=target)
+    assert isinstance(a, torch.Tensor) and a.shape == xt.shape
+    (b,) = sva.attribute((xt,), target=target)
+    torch.testing.assert_close(a, b)
+    a2, delta = sva.attribute(xt, target=target, return_convergence_delta=True, n_steps=64)
+    assert delta.shape == (4,)
+    # IG's completeness: attributions sum to F(x) - F(0) up to the delta
+    t = sva.expansion.logits(xt).argmax(1) if target is None else torch.as_tensor(target).expand(4)
+    fx = sva.expansion.expanded(xt).gather(1, t[:, None]).squeeze(1)
+    f0 = sva.expansion.expanded(torch.zeros_like(xt)).gather(1, t[:, None]).squeeze(1)
+    torch.testing.assert_close(a2.sum(1) - delta, fx - f0, rtol=1e-6, atol=1e-8)
+    assert delta.abs().max() < 1e-2 * (fx - f0).abs().max()
+
+
+def test_attribution_of_one_support_vector_is_ig_of_its_term(problem):
+    """The map for support vector j is captum's IG of x -> -λ_j <grad L_j, grad f_c(x)>."""
+    model, sel, _, _, xt = problem
+    j = int(sel.lambdas.argmax())
+    params = dict(model.named_parameters())
+    lj = cross_entropy(model(sel.inputs[j : j + 1]), sel.labels[j : j + 1]).sum()
+    gl = [g.detach() for g in torch.autograd.grad(lj, list(params.values()))]
+
+    def term(x):
+        out = []
+        for i in range(len(x)):
+            gf = torch.autograd.grad(model(x[i : i + 1])[0, 1], list(params.values()), create_graph=True)
+            out.append(-sel.lambdas[j] * sum((a * b).sum() for a, b in zip(gl, gf)))
+        return torch.stack(out)
+
+    want = IntegratedGradients(term).attribute(xt, n_steps=8)
+    got = SupportVectorAttribution(model, sel).attribute(xt, target=1, support_index=j, n_steps=8)
+    torch.testing.assert_close(got, want)
+    sal = SupportVectorAttribution(model, sel, method="saliency").attribute(xt, target=1, support_index=j)
+    assert sal.shape == xt.shape
+    with pytest.raises(ValueError, match="convergence_delta"):
+        SupportVectorAttribution(model, sel, method="saliency").attribute(xt, return_convergence_delta=True)
+    with pytest.raises(ValueError, match="support_index"):
+        SupportVectorAttribution(model, sel).attribute(xt, support_index=len(sel))
+
+
+def test_model_left_unchanged(problem):
+    model, sel, x, y, xt = problem
+    model.train()
+    model.fc1.weight.requires_grad_(False)
+    model(xt).sum().backward()
+    model.fc2.register_forward_hook(lambda *a: None)
+    before = model_snapshot(model)
+    svi = SupportVectorInfluence(model, sel)
+    svi.influence(xt, k=2)
+    svi.self_influence()
+    SupportVectorAttribution(model, sel).attribute(xt, target=0, return_convergence_delta=True)
+    sel.explain(model, xt[:1], k=2, n_steps=4)
+    assert_same_snapshot(before, model_snapshot(model))
+
+
+def test_explain(problem, tmp_path):
+    model, sel, _, _, xt = problem
+    e = sel.explain(model, xt[0], k=3, n_steps=4, class_names=["a", "b", "c"])
+    assert isinstance(e, Explanation) and len(e) == 1
+    assert e.supporting_indices.shape == e.opposing_indices.shape == (1, 3)
+    assert e.supporting_inputs.shape == (1, 3, 3)
+    assert e.supporting_maps.shape == (1, 3, 3)
+    full = SupportVectorInfluence(model, sel).influence(xt[:1])
+    torch.testing.assert_close(e.supporting_contributions[0], full[0].sort(descending=True).values[:3])
+    torch.testing.assert_close(e.opposing_contributions[0], full[0].sort().values[:3])
+    torch.testing.assert_close(e.residual, e.exact - full.sum(1))
+    assert int(e.prediction[0]) == int(model(xt[:1]).argmax())
+    html = e.to_html()
+    assert "plotly" in html.lower() and "<div" in html
+    ax = e.plot()
+    assert len(ax.patches) == 6
+    with pytest.raises(ValueError, match="index"):
+        e.plot(index=3)
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        sel.explain(model, torch.randn(2, 5, dtype=torch.float64))
