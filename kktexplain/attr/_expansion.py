@@ -249,7 +249,7 @@ class SupportExpansion:
                 # the exact direction theta_hat = -sum_j lambda_j grad L_j, from the same rows
                 offset = 0
                 total = g.sum(0)
-                for k, v in direction.items():
+                for _k, v in direction.items():
                     v += total[offset : offset + v.numel()].view_as(v)
                     offset += v.numel()
                 scaled.append(g if sketch is None else sketch(g))

@@ -145,7 +145,7 @@ class Explanation:
         _heat(self.feature_map[i], axes[1, 0], "feature map")
         axes[2, 0].axis("off")
         for j in range(k):
-            for row, (idx, con, img, lab) in enumerate(
+            for row, (_idx, con, img, lab) in enumerate(
                 [
                     (
                         self.supporting_indices,
@@ -225,8 +225,8 @@ class Explanation:
         t = int(self.target[i])
         fig.update_layout(
             title=html.escape(
-                f"{self._name(t)}: exact {float(self.exact[i]):.3g}, expansion {float(self.expansion[i]):.3g}, "
-                f"residual {float(self.residual[i]):.3g}"
+                f"{self._name(t)}: exact {float(self.exact[i]):.3g}, "
+                f"expansion {float(self.expansion[i]):.3g}, residual {float(self.residual[i]):.3g}"
             ),
             height=600,
             width=200 * cols + 100,
