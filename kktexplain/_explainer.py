@@ -547,8 +547,13 @@ class DeepSupportVectors:
             opt.zero_grad(set_to_none=True)
             value.total.backward()
             x.grad[~active] = 0
+            frozen = None if bool(active.all()) else x.detach()[~active].clone()
             opt.step()
             with torch.no_grad():
+                if frozen is not None:
+                    # a zero gradient does not stop Adam (its momentum carries on): put the
+                    # pruned inputs back where they were frozen
+                    x[~active] = frozen
                 if self.dual == "clamp":
                     rho.clamp_(min=0)
                 elif self.dual == "prune":

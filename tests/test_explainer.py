@@ -109,14 +109,59 @@ def test_optimisation_improves_stationarity_and_satisfies_primal_with_margin():
     assert torch.isfinite(dsv.inputs).all()
 
 
-def test_prune_dual_removes_negative_multipliers():
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_pruned_candidates_are_removed_and_their_inputs_frozen(optimizer):
     model = _models()["mlp"]
-    dsv = DeepSupportVectors(
-        n_per_class=3, steps=30, dual="prune", objective="paper_eq9", lr_lambda=5.0, progress=False
-    ).attribute(model)
-    assert (dsv.lambdas[~dsv.active] == 0).all()
-    assert (dsv.lambdas >= 0).all()
-    assert dsv.history["n_active"][-1] == dsv.active.sum().item()
+    kw = dict(n_per_class=3, dual="prune", objective="paper_eq9", lr_lambda=5.0, progress=False)
+    kw.update(optimizer=optimizer, lr=0.05 if optimizer == "adam" else 2.0)
+    if optimizer == "sgd":
+        kw.update(lr_lambda=50.0)
+    early = DeepSupportVectors(steps=15, **kw).attribute(model)
+    late = DeepSupportVectors(steps=30, **kw).attribute(model)  # the same run, 15 steps further
+    pruned = ~early.active
+    assert pruned.any() and early.active.any()
+    assert (late.active <= early.active).all()  # once removed, never back
+    # a pruned input stays where it was when pruned, though its primal loss still has a gradient
+    torch.testing.assert_close(late.inputs[pruned], early.inputs[pruned], rtol=0, atol=0)
+    assert not torch.equal(late.inputs[late.active], early.inputs[late.active])
+    assert (early.lambdas[pruned] == 0).all() and (early.lambdas[early.active] > 0).all()
+    assert late.history["n_active"][-1] == late.active.sum().item()
+    assert late.history["n_active"][14] == early.active.sum().item()
+
+
+def test_lambda_scale_auto_matches_the_gradient_norm_to_the_target():
+    # "auto": ||sum_i s grad L_i(x0)|| = ||theta* - theta_0|| at the start (lambda = s exp(0))
+    model = _models()["mlp"]
+    torch.manual_seed(9)
+    init = MLP((6,), 3, hidden=(8,))
+    for loss, dual in (("ce", "exp"), ("hinge", "clamp"), ("ce", "prune")):
+        objective = KKTObjective.from_preset("paper_alg1", loss=loss, hinge_margin=50.0)
+        dsv = DeepSupportVectors(n_per_class=2, steps=0, objective=objective, dual=dual, progress=False)
+        out = dsv.attribute(model, reference=init)
+        x, y = out.inputs, out.labels
+        logits = model(x)
+        if loss == "ce":
+            total = nn.functional.cross_entropy(logits, y, reduction="sum")
+        else:
+            own = logits.gather(1, y[:, None])[:, 0]
+            other = logits.scatter(1, y[:, None], -float("inf")).max(1).values
+            total = (50.0 - own + other).clamp(min=0).sum()
+        grads = torch.autograd.grad(total, list(model.parameters()))
+        g_norm = torch.sqrt(sum(g.pow(2).sum() for g in grads)).item()
+        t_norm = torch.sqrt(
+            sum((p - q).pow(2).sum() for p, q in zip(model.parameters(), init.parameters()))
+        ).item()
+        scale = out.settings["lambda_scale_value"]
+        assert scale == pytest.approx(t_norm / g_norm, rel=1e-5)
+        torch.testing.assert_close(out.lambdas, torch.full((6,), scale), rtol=1e-6, atol=0)
+        assert out.kkt.stationarity["g_norm_ratio"] == pytest.approx(1.0, rel=1e-4)
+    # a scale-free distance needs no scale; a number is taken as given
+    free = DeepSupportVectors(n_per_class=2, steps=0, progress=False).attribute(model)
+    assert free.settings["lambda_scale_value"] == 1.0 and torch.equal(free.lambdas, torch.ones(6))
+    fixed = DeepSupportVectors(
+        n_per_class=2, steps=0, objective="paper_alg1", lambda_scale=0.3, progress=False
+    )
+    torch.testing.assert_close(fixed.attribute(model).lambdas, torch.full((6,), 0.3))
 
 
 def test_lambda_max_bounds_the_multipliers():
@@ -275,11 +320,20 @@ def test_reference_parameters_shift_the_stationarity_target():
     model = _models()["mlp"]
     torch.manual_seed(5)
     init = MLP((6,), 3, hidden=(8,))
-    a = DeepSupportVectors(n_per_class=2, steps=0, progress=False).attribute(model)
-    b = DeepSupportVectors(n_per_class=2, steps=0, progress=False).attribute(model, reference=init)
-    # same inputs and multipliers, different target: theta* vs theta* - theta_0
-    assert torch.equal(a.inputs, b.inputs)
-    assert a.kkt.stationarity["cosine"] != b.kkt.stationarity["cosine"]
+    for ref in (init, {k: v.detach() for k, v in init.named_parameters()}):
+        out = DeepSupportVectors(n_per_class=2, steps=0, progress=False).attribute(model, reference=ref)
+        # literal: target = theta* - theta_0, g = sum_i lambda_i grad CE_i with lambda = 1
+        loss = nn.functional.cross_entropy(model(out.inputs), out.labels, reduction="sum")
+        g = torch.cat([v.flatten() for v in torch.autograd.grad(loss, list(model.parameters()))])
+        theta = torch.cat([p.detach().flatten() for p in model.parameters()])
+        target = theta - torch.cat([p.detach().flatten() for p in init.parameters()])
+        cos = torch.nn.functional.cosine_similarity(target, -g, dim=0).item()
+        assert out.kkt.stationarity["cosine"] == pytest.approx(cos, abs=1e-6)
+        rel = ((target + g).norm() / target.norm()).item()
+        assert out.kkt.stationarity["rel_l2"] == pytest.approx(rel, rel=1e-5)
+        plain = DeepSupportVectors(n_per_class=2, steps=0, progress=False).attribute(model)
+        plain_cos = torch.nn.functional.cosine_similarity(theta, -g, dim=0).item()
+        assert plain.kkt.stationarity["cosine"] == pytest.approx(plain_cos, abs=1e-6)
     with pytest.raises(ValueError, match="reference must hold parameters"):
         DeepSupportVectors(steps=0, progress=False).attribute(model, reference=MLP((6,), 2, hidden=(8,)))
 
