@@ -8,7 +8,9 @@ import torch
 from kktexplain.kkt import (
     cross_entropy,
     dual_feasibility,
+    hard_labels,
     input_norm,
+    multiclass_hinge,
     primal_feasibility,
     primal_margin,
     stationarity,
@@ -112,6 +114,57 @@ def test_total_variation_literal(rng):
     assert total_variation(torch.ones(3, 5)).tolist() == [0.0, 0.0, 0.0]
 
 
-def test_input_norm(rng):
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_input_norm_literal(rng, p):
     x = torch.randn(3, 2, 2, generator=rng, dtype=torch.float64)
-    torch.testing.assert_close(input_norm(x), (x**2).flatten(1).mean(1))
+    for n in range(3):
+        values = [abs(v) ** p for v in x[n].flatten().tolist()]
+        assert input_norm(x, p)[n].item() == pytest.approx(sum(values) / len(values))
+    assert input_norm(x).tolist() == pytest.approx(input_norm(x, 2).tolist())
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.25, 1.0])
+def test_primal_epsilon_masks_only_margins_above_it(rng, epsilon):
+    z = 2 * _logits(rng, n=40)
+    y = torch.randint(4, (40,), generator=rng)
+    out = primal_feasibility(z, y, "masked_ce", epsilon=epsilon)
+    ce = cross_entropy(z, y)
+    seen_band = False
+    for i in range(40):
+        others = max(z[i, c].item() for c in range(4) if c != int(y[i]))
+        margin = z[i, int(y[i])].item() - others
+        seen_band |= 0 < margin <= epsilon
+        assert out[i].item() == pytest.approx(0.0 if margin > epsilon else ce[i].item())
+    assert seen_band or epsilon == 0.0  # the band (0, eps] is where eps matters
+    # soft labels take their arg-max
+    soft = torch.nn.functional.one_hot(y, 4).double() * 0.7 + 0.075
+    masked = out != 0
+    torch.testing.assert_close(primal_feasibility(z, soft, "masked_ce", epsilon) != 0, masked)
+
+
+@pytest.mark.parametrize("margin", [0.5, 1.0, 2.5])
+def test_multiclass_hinge_literal(rng, margin):
+    z = 2 * _logits(rng, n=30)
+    y = torch.randint(4, (30,), generator=rng)
+    out = multiclass_hinge(z, y, margin)
+    zero = 0
+    for i in range(30):
+        others = max(z[i, c].item() for c in range(4) if c != int(y[i]))
+        expected = max(0.0, margin - (z[i, int(y[i])].item() - others))
+        zero += expected == 0.0
+        assert out[i].item() == pytest.approx(expected)
+    assert 0 < zero < 30  # both sides of the hinge point are exercised
+    assert multiclass_hinge(z, y).tolist() == pytest.approx(multiclass_hinge(z, y, 1.0).tolist())
+    # two classes, logits (-f/2, f/2): the SVM's max(0, 1 - y f)
+    f = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    logits = torch.stack([-f / 2, f / 2], 1)
+    for label, sign in ((1, 1.0), (0, -1.0)):
+        hinge = multiclass_hinge(logits, torch.full((13,), label))
+        torch.testing.assert_close(hinge, torch.clamp(1 - sign * f, min=0))
+
+
+def test_hard_labels():
+    y = torch.tensor([2, 0, 1])
+    assert hard_labels(y) is y
+    soft = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2]])
+    assert hard_labels(soft).tolist() == [2, 0]

@@ -1,30 +1,81 @@
 """Selection (fixed inputs, solved multipliers) against literal references."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import nnls
+from scipy.optimize import lsq_linear, nnls
 
 from kktexplain import DeepSupportVectors
 from kktexplain.kkt import CountSketch, cross_entropy, solve_multipliers
 
 
-def test_solve_multipliers_matches_scipy_nnls(rng):
-    g = torch.randn(5, 12, generator=rng, dtype=torch.float64)  # overdetermined: unique optimum
-    t = torch.randn(12, generator=rng, dtype=torch.float64)
-    lam, info = solve_multipliers(g, t)
-    ref, _ = nnls(g.numpy().T, -t.numpy())
+def _box_lstsq_by_enumeration(a, b, upper=None):
+    """Literal reference: ``min_{0 <= x <= upper} ||a x - b||`` for a full-column-rank ``a``.
+
+    The optimum is the unconstrained minimiser on one face of the box (every coordinate at 0,
+    at ``upper``, or free); enumerate the faces and keep the best feasible minimiser.
+    """
+    n = a.shape[1]
+    states = (0, 1) if upper is None else (0, 1, 2)
+    best, best_val = None, np.inf
+    for face in itertools.product(states, repeat=n):
+        x = np.zeros(n)
+        x[[j for j in range(n) if face[j] == 2]] = upper
+        free = [j for j in range(n) if face[j] == 1]
+        if free:
+            x[free] = np.linalg.lstsq(a[:, free], b - a @ x, rcond=None)[0]
+        hi = np.inf if upper is None else upper
+        if (x[free] < 0).any() or (x[free] > hi).any():
+            continue
+        val = np.linalg.norm(a @ x - b)
+        if val < best_val - 1e-12:
+            best, best_val = x, val
+    return best
+
+
+@pytest.mark.parametrize("upper", [None, 0.4, 1.0])
+def test_solve_multipliers_matches_the_enumerated_optimum(rng, upper):
+    g = torch.randn(6, 12, generator=rng, dtype=torch.float64)  # overdetermined: unique optimum
+    t = -(torch.tensor([0.9, -0.5, 0.3, 1.6, 0.0, 0.7], dtype=torch.float64) @ g)
+    t = t + 0.3 * torch.randn(12, generator=rng, dtype=torch.float64)
+    lam, info = solve_multipliers(g, t, upper=upper)
+    ref = _box_lstsq_by_enumeration(g.numpy().T, -t.numpy(), upper)
     np.testing.assert_allclose(lam.numpy(), ref, atol=1e-8)
+    assert (ref == 0).any()  # the lower bound is active
+    if upper is not None:
+        assert (np.abs(ref - upper) < 1e-12).any() and lam.max() <= upper  # so is the upper one
     assert info["residual"] == pytest.approx(np.linalg.norm(g.numpy().T @ ref + t.numpy()) / t.norm().item())
+    assert info["n_zero_gradient"] == 0
 
 
-def test_solve_multipliers_box_and_zero_gradients(rng):
+def test_zero_gradients_get_zero_multipliers(rng):
     g = torch.randn(6, 3, generator=rng, dtype=torch.float64)
     g[2] = 0.0
-    t = -10 * g[:2].sum(0)
-    lam, info = solve_multipliers(g, t, upper=1.0)
-    assert lam.max() <= 1.0 and lam.min() >= 0.0 and lam[2] == 0.0
-    assert info["n_zero_gradient"] == 1
+    g[4] = 0.0
+    t = -(torch.tensor([0.5, 0.2, 0.0, 0.7, 0.0, 0.1], dtype=torch.float64) @ g)
+    for upper in (None, 1.0):
+        lam, info = solve_multipliers(g, t, upper=upper)
+        assert lam[2] == 0.0 and lam[4] == 0.0 and info["n_zero_gradient"] == 2
+        assert info["residual"] < 1e-8 and lam.min() >= 0.0
+    lam, info = solve_multipliers(torch.zeros(4, 3, dtype=torch.float64), t)
+    assert torch.equal(lam, torch.zeros(4, dtype=torch.float64))
+    assert info["residual"] == 1.0 and info["n_zero_gradient"] == 4
+
+
+@pytest.mark.parametrize("upper, expected", [(None, [2.0, 0.0, 1.0]), (1.5, [1.5, 0.25, 1.0])])
+def test_maximize_sum_picks_the_largest_sum_among_exact_solutions(upper, expected):
+    # columns 0 and 1 are parallel (g1 = 2 g0): theta = -(2 g0 + g2) is met by any
+    # lambda0 + 2 lambda1 = 2; the largest sum puts the weight on the shorter column
+    v, w = np.array([1.0, 2.0, -1.0, 0.5]), np.array([0.0, 1.0, 1.0, -2.0])
+    g = torch.tensor(np.stack([v, 2 * v, w]))
+    t = -torch.tensor(2 * v + w)
+    lam, info = solve_multipliers(g, t, upper=upper, maximize_sum=True)
+    np.testing.assert_allclose(lam.numpy(), expected, atol=1e-5)  # the LP's slack is 1e-6
+    assert info["solver"].endswith("+linprog[max sum]") and info["residual"] < 1e-5
+    plain, _ = solve_multipliers(g, t, upper=upper)
+    assert plain.sum() <= lam.sum() + 1e-9
 
 
 def test_count_sketch_is_a_signed_bucket_sum(rng):
@@ -57,11 +108,72 @@ def test_selection_solves_stationarity_literally(tiny64, rng):
     assert core.indices.shape == (3, 2)
 
 
-def test_selection_with_sketch_runs_and_needs_labels(tiny64, rng):
+def _literal_grads(model, x, y):
+    cols = []
+    for i in range(len(x)):
+        model.zero_grad()
+        cross_entropy(model(x[i : i + 1]), y[i : i + 1]).sum().backward()
+        cols.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    model.zero_grad(set_to_none=True)
+    return torch.stack(cols)  # (N, P)
+
+
+def _dense_sketch(p, k, seed):
+    s = CountSketch(p, k, seed=seed)
+    dense = torch.zeros(p, k, dtype=torch.float64)
+    dense[torch.arange(p), s.bucket] = s.sign.double()
+    return dense
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_sketched_selection_is_nnls_on_one_shared_sketch(tiny64, rng, seed):
     x = torch.randn(30, 3, generator=rng, dtype=torch.float64)
     y = torch.randint(3, (30,), generator=rng)
-    sel = DeepSupportVectors(progress=False, projection_dim=8).attribute(tiny64, candidates=x, labels=y)
-    assert sel.settings["sketch_dim"] == 8 and (sel.lambdas >= 0).all()
+    sel = DeepSupportVectors(progress=False, projection_dim=8, seed=seed, chunk_size=11).attribute(
+        tiny64, candidates=x, labels=y
+    )
+    assert sel.settings["sketch_dim"] == 8
+    g = _literal_grads(tiny64, x, y)
+    theta = torch.cat([p.detach().flatten() for p in tiny64.parameters()])
+    s = _dense_sketch(theta.numel(), 8, seed)  # the same sketch for theta* and every gradient
+    ref, rnorm = nnls((g @ s).T.numpy(), -(theta @ s).numpy())
+    np.testing.assert_allclose(sel.lambdas.numpy(), ref, atol=1e-7)
+    assert sel.settings["solver"]["residual"] == pytest.approx(rnorm / (theta @ s).norm().item(), rel=1e-6)
+    # the residuals reported are the exact (unsketched) ones
+    exact = np.linalg.norm(g.T.numpy() @ ref + theta.numpy()) / theta.norm().item()
+    assert sel.kkt.stationarity["rel_l2"] == pytest.approx(exact, rel=1e-6)
+
+
+def test_sketched_selection_recovers_exact_multipliers_when_the_sketch_loses_nothing(tiny64, rng):
+    # target = theta* - theta_0 = -sum_i lambda*_i g_i exactly (theta_0 chosen so), and 6 <= 16
+    # sketched dimensions keep the 6 gradients independent: every sketch returns lambda*
+    x = torch.randn(6, 3, generator=rng, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    star = torch.tensor([0.8, 0.0, 1.7, 0.3, 0.0, 2.2], dtype=torch.float64)
+    g = _literal_grads(tiny64, x, y)
+    shift = star @ g
+    ref, offset = {}, 0
+    for name, p in tiny64.named_parameters():
+        ref[name] = p.detach() + shift[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    exact = DeepSupportVectors(progress=False).attribute(tiny64, candidates=x, labels=y, reference=ref)
+    torch.testing.assert_close(exact.lambdas, star, atol=1e-9, rtol=0)
+    for seed in (0, 1, 2):
+        sk = DeepSupportVectors(progress=False, projection_dim=16, seed=seed).attribute(
+            tiny64, candidates=x, labels=y, reference=ref
+        )
+        assert sk.settings["sketch_dim"] == 16
+        torch.testing.assert_close(sk.lambdas, star, atol=1e-8, rtol=0)
+        assert sk.kkt.stationarity["rel_l2"] < 1e-8
+    # a sketch at least as wide as the model is no sketch
+    wide = DeepSupportVectors(progress=False, projection_dim=38).attribute(
+        tiny64, candidates=x, labels=y, reference=ref
+    )
+    assert wide.settings["sketch_dim"] is None
+
+
+def test_selection_needs_labels_and_the_right_shape(tiny64, rng):
+    x = torch.randn(30, 3, generator=rng, dtype=torch.float64)
     with pytest.raises(ValueError, match="selection needs labels"):
         DeepSupportVectors(progress=False).attribute(tiny64, candidates=x)
     with pytest.raises(ValueError, match="candidates must have shape"):
@@ -81,16 +193,23 @@ def test_selection_leaves_model_unchanged(tiny64, rng):
     assert_same_snapshot(before, model_snapshot(tiny64))
 
 
-def test_projected_fista_matches_nnls_and_box(rng):
+@pytest.mark.parametrize("upper", [None, 0.05, 0.2])
+def test_projected_fista_matches_bounded_least_squares(rng, upper):
     from kktexplain.kkt._selection import projected_fista
 
     a = torch.randn(40, 15, generator=rng, dtype=torch.float64)
-    b = torch.randn(40, generator=rng, dtype=torch.float64)
-    x, _ = projected_fista(a, b, max_iter=20000, tol=1e-14)
-    ref, _ = nnls(a.numpy(), b.numpy())
+    b = torch.randn(40, generator=rng, dtype=torch.float64) + a @ torch.full((15,), 0.1, dtype=torch.float64)
+    x, iters = projected_fista(a, b, upper=upper, max_iter=20000, tol=1e-14)
+    bounds = (0.0, np.inf if upper is None else upper)
+    ref = lsq_linear(a.numpy(), b.numpy(), bounds=bounds, method="bvls", tol=1e-14).x
     np.testing.assert_allclose(x.numpy(), ref, atol=1e-6)
-    boxed, _ = projected_fista(a, b, upper=0.05, max_iter=5000, tol=1e-14)
-    assert boxed.max() <= 0.05 and boxed.min() >= 0
+    assert (ref < 1e-9).any() and 1 < iters < 20000
+    if upper is not None:
+        assert (ref > upper - 1e-9).any()  # the box is active
+        assert x.max() <= upper and x.min() >= 0
+        # clipping the unbounded solution is not the bounded solution
+        free = np.clip(nnls(a.numpy(), b.numpy())[0], 0, upper)
+        assert np.abs(free - ref).max() > 1e-3
 
 
 def test_large_unbounded_problems_use_the_working_set(rng, monkeypatch):
@@ -109,15 +228,23 @@ def test_large_unbounded_problems_use_the_working_set(rng, monkeypatch):
     assert (g.numpy() @ r).min() > -1e-8  # KKT of NNLS: no sample would lower the residual
 
 
-def test_working_set_matches_nnls_when_unique(rng):
+@pytest.mark.parametrize("seeded", [False, True])
+def test_working_set_reaches_the_nnls_optimum_over_many_columns(rng, seeded):
     from kktexplain.kkt import working_set_nnls
+    from kktexplain.kkt._selection import projected_fista
 
-    a = torch.randn(60, 25, generator=rng, dtype=torch.float64)  # full column rank: unique
-    b = torch.randn(60, generator=rng, dtype=torch.float64)
-    x, info = working_set_nnls(a, b)
-    ref, _ = nnls(a.numpy(), b.numpy())
-    np.testing.assert_allclose(x.numpy(), ref, atol=1e-10)
-    assert info["converged"]
+    a = torch.randn(30, 400, generator=rng, dtype=torch.float64)  # 400 columns, 64 per round
+    b = torch.randn(30, generator=rng, dtype=torch.float64)
+    start = projected_fista(a, b, max_iter=5)[0] if seeded else None
+    x, info = working_set_nnls(a, b, start=start)
+    assert info["converged"] and info["n_violations"] == 0 and info["rounds"] > 1
+    # KKT of NNLS, written out: x >= 0, a^T r >= 0, and a^T r = 0 where x > 0
+    r = a.numpy() @ x.numpy() - b.numpy()
+    grad = a.numpy().T @ r
+    assert x.min() >= 0 and grad.min() > -1e-8
+    np.testing.assert_allclose(grad[x.numpy() > 0], 0.0, atol=1e-8)
+    assert (x > 0).sum() <= 30  # a basic solution
+    assert np.linalg.norm(r) == pytest.approx(nnls(a.numpy(), b.numpy())[1], rel=1e-9)
 
 
 def test_large_bounded_problems_use_fista(rng, monkeypatch):
@@ -125,15 +252,20 @@ def test_large_bounded_problems_use_fista(rng, monkeypatch):
 
     monkeypatch.setattr(sel, "_DIRECT_NNLS_MAX", 100)
     g = torch.randn(2500, 40, generator=rng, dtype=torch.float64)
-    t = -(0.5 * torch.rand(2500, generator=rng, dtype=torch.float64) @ g)
-    lam, info = solve_multipliers(g, t, upper=1.0)
-    assert info["solver"] == "projected_fista" and info["residual"] < 1e-3 and lam.max() <= 1.0
+    t = -(20.0 * torch.rand(2500, generator=rng, dtype=torch.float64) @ g)  # beyond the box
+    lam, info = solve_multipliers(g, t, upper=1.0, max_iter=3000)
+    assert info["solver"] == "projected_fista" and lam.max() <= 1.0 and lam.min() >= 0.0
+    ref = lsq_linear(g.numpy().T, -t.numpy(), bounds=(0.0, 1.0), method="trf", tol=1e-12, lsmr_tol="auto")
+    best = np.linalg.norm(g.numpy().T @ ref.x + t.numpy()) / t.norm().item()
+    assert best > 1e-3  # the bound binds: no multipliers in the box fit exactly
+    assert info["residual"] == pytest.approx(best, rel=1e-3)
+    assert (lam == 1.0).sum() > 100
 
 
 def test_support_and_ranking(tiny64, rng):
     x = torch.randn(15, 3, generator=rng, dtype=torch.float64)
     y = torch.randint(3, (15,), generator=rng)
     sel = DeepSupportVectors(progress=False).attribute(tiny64, candidates=x, labels=y)
-    assert torch.equal(sel.support, sel.lambdas > 0)
-    lam = sel.lambdas[sel.ranking]
-    assert (lam[:-1] >= lam[1:]).all()
+    sel.lambdas = torch.tensor([0.0, 2.0, 0.5, 0.0, 3.0] + [0.0] * 10, dtype=torch.float64)
+    assert sel.support.nonzero().flatten().tolist() == [1, 2, 4]
+    assert sel.ranking[:3].tolist() == [4, 1, 2]
