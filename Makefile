@@ -25,7 +25,7 @@ fashion-mnist:
 demo: $(STAMP) fashion-mnist
 	$(VENV)/bin/kktexplain demo --out kktexplain-demo
 
-test: $(STAMP)
+test: $(STAMP) fashion-mnist
 	$(PY) -m pytest
 
 lint: $(STAMP)

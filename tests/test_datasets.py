@@ -4,6 +4,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from conftest import skip_or_fail_in_ci
 
 from kktexplain.datasets import (
     find_fashion_mnist,
@@ -72,7 +73,7 @@ def test_real_fashion_mnist_if_installed():
     try:
         ds = load_fashion_mnist(train=False)
     except FileNotFoundError:
-        pytest.skip("Fashion-MNIST is not installed")
+        skip_or_fail_in_ci("Fashion-MNIST is not installed")
     assert ds.inputs.shape == (10000, 1, 28, 28)
     assert torch.bincount(ds.labels).tolist() == [1000] * 10
 
@@ -99,3 +100,12 @@ def test_per_class_and_subset():
     assert torch.equal(d.inputs[idx], x)
     assert torch.equal(d.per_class(3, seed=1)[2], idx)
     assert len(d.subset(idx)) == 30
+
+
+def test_missing_data_fails_under_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        skip_or_fail_in_ci("no data")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        skip_or_fail_in_ci("no data")
