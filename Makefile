@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint docs fashion-mnist clean
+.PHONY: demo test lint docs fashion-mnist mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ demo: $(STAMP) fashion-mnist
 test: $(STAMP) fashion-mnist
 	$(PY) -m pytest
 
+# mutation testing of kktexplain/kkt/ and the synthesis/selection loop (config: [tool.mutmut] in
+# pyproject.toml); MUTANTS='kktexplain.kkt._conditions*' limits the run. Score and survivors in
+# benchmarks/results/mutation.json; equivalent mutants are listed in docs/testing.md.
+mutate: $(STAMP)
+	nice -n 19 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) || true
+	$(PY) benchmarks/mutation_score.py $(MUTANTS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kktexplain tests benchmarks examples
 	$(VENV)/bin/ruff format --check kktexplain
@@ -37,4 +44,4 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) kktexplain-demo site
+	rm -rf $(VENV) kktexplain-demo site mutants
