@@ -135,6 +135,13 @@ class DeepSupportVectors:
         Selection only: among the multipliers of least stationarity residual take those of
         largest sum (the max-margin dual optimum; recovers an SVM's ``dual_coef_``). Solves a
         dense linear program: small problems only.
+    ridge : float, optional
+        Selection only: among multipliers that fit stationarity about equally well take the
+        ones of least norm, by adding ``ridge * ||G||_2^2 * ||λ||^2`` to the least-squares
+        problem (scale-free; solved by projected FISTA). With more samples than gradient
+        dimensions the exact solvers return a sparse vertex of the solution set, whose zeros
+        on interchangeable samples are arbitrary; ``1e-3`` spreads λ over them. ``None``: the
+        exact (sparse) solution.
     seed : int, default=0
         Seeds initialisation, sampling and augmentation; the same seed gives the same DSVs on
         the CPU.
@@ -171,6 +178,7 @@ class DeepSupportVectors:
         projection_dim: int | None = None,
         chunk_size: int = 256,
         maximize_sum: bool = False,
+        ridge: float | None = None,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
@@ -191,6 +199,7 @@ class DeepSupportVectors:
         self.projection_dim = projection_dim
         self.chunk_size = chunk_size
         self.maximize_sum = maximize_sum
+        self.ridge = ridge
         self.seed = seed
         self.progress = progress
 
@@ -217,6 +226,7 @@ class DeepSupportVectors:
                 "projection_dim",
                 "chunk_size",
                 "maximize_sum",
+                "ridge",
                 "seed",
                 "progress",
             )
@@ -240,6 +250,8 @@ class DeepSupportVectors:
             check_positive("lambda_scale", self.lambda_scale)
         if self.lambda_max is not None:
             check_positive("lambda_max", self.lambda_max)
+        if self.ridge is not None:
+            check_positive("ridge", self.ridge)
         if not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
         if self.input_range is not None and (
@@ -449,7 +461,7 @@ class DeepSupportVectors:
         grads = torch.cat(rows)
         grad_seconds = time.perf_counter() - start
         lam, info = solve_multipliers(
-            grads, target.cpu(), upper=self.lambda_max, maximize_sum=self.maximize_sum
+            grads, target.cpu(), upper=self.lambda_max, maximize_sum=self.maximize_sum, ridge=self.ridge
         )
         lam = lam.to(dtype)
         kkt = self.residuals(

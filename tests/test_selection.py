@@ -269,3 +269,23 @@ def test_support_and_ranking(tiny64, rng):
     sel.lambdas = torch.tensor([0.0, 2.0, 0.5, 0.0, 3.0] + [0.0] * 10, dtype=torch.float64)
     assert sel.support.nonzero().flatten().tolist() == [1, 2, 4]
     assert sel.ranking[:3].tolist() == [4, 1, 2]
+
+
+def test_ridge_picks_the_uniform_solution_among_exact_ones(rng):
+    """More samples than dimensions: many λ fit exactly. With theta* = -c G^T 1 the ridge towards
+    the best single multiplier c returns c * 1, where the exact solver returns a sparse vertex."""
+    g = torch.randn(40, 6, generator=rng, dtype=torch.float64)
+    target = -2.5 * g.sum(0)
+    lam, info = solve_multipliers(g, target, ridge=1e-3)
+    assert info["ridge_center"] == pytest.approx(2.5)
+    torch.testing.assert_close(lam, torch.full((40,), 2.5, dtype=torch.float64), atol=1e-6, rtol=0)
+    sparse, _ = solve_multipliers(g, target)
+    assert int((sparse > 0).sum()) <= 6
+    # off the exact case, the ridge trades residual for closeness to the centre
+    target2 = target + torch.randn(6, generator=rng, dtype=torch.float64)
+    lam2, info2 = solve_multipliers(g, target2, ridge=1e-2)
+    exact2, info_exact = solve_multipliers(g, target2)
+    c = info2["ridge_center"]
+    assert (lam2 >= 0).all()
+    assert (lam2 - c).norm() < (exact2 - c).norm()
+    assert info2["residual"] >= info_exact["residual"] - 1e-9

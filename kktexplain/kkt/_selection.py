@@ -20,11 +20,27 @@ __all__ = ["CountSketch", "solve_multipliers", "projected_fista", "working_set_n
 _DIRECT_NNLS_MAX = 2e7
 
 
+def _spectral_norm_sq(a: Tensor) -> float:
+    """``||a||_2^2`` by 30 power iterations (seeded)."""
+    gen = torch.Generator(device=a.device).manual_seed(0)
+    v = torch.randn(a.shape[1], generator=gen, device=a.device, dtype=a.dtype)
+    for _ in range(30):
+        v = a.T @ (a @ v)
+        v = v / v.norm().clamp_min(1e-300)
+    return (a @ v).norm().pow(2).item()
+
+
 def projected_fista(
-    a: Tensor, b: Tensor, upper: float | None = None, max_iter: int = 500, tol: float = 1e-7
+    a: Tensor,
+    b: Tensor,
+    upper: float | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+    ridge: float = 0.0,
+    center: float = 0.0,
 ) -> tuple[Tensor, int]:
-    """Box-constrained least squares ``min_{0 <= x <= upper} ||a x - b||^2`` by accelerated
-    projected gradient (FISTA with gradient-based restart, Beck & Teboulle 2009).
+    """Box-constrained least squares ``min_{0 <= x <= upper} ||a x - b||^2 + ridge ||x||^2`` by
+    accelerated projected gradient (FISTA with gradient-based restart, Beck & Teboulle 2009).
 
     Each iteration costs two products with ``a``; the step is ``1 / ||a||_2^2`` (power
     iteration). Suited to many variables and a dense ``a`` that fits in memory.
@@ -37,25 +53,24 @@ def projected_fista(
     max_iter : int, default=500
     tol : float, default=1e-7
         Stop when the relative change of ``x`` falls below it.
+    ridge : float, default=0.0
+        Weight of ``||x - center||^2`` (absolute).
+    center : float, default=0.0
+        The value the ridge pulls every entry towards.
 
     Returns
     -------
     x : Tensor of shape (N,)
     iterations : int
     """
-    gen = torch.Generator(device=a.device).manual_seed(0)
-    v = torch.randn(a.shape[1], generator=gen, device=a.device, dtype=a.dtype)
-    for _ in range(30):
-        v = a.T @ (a @ v)
-        v = v / v.norm().clamp_min(1e-300)
-    lipschitz = (a @ v).norm().pow(2).item() * 1.01 + 1e-300
+    lipschitz = _spectral_norm_sq(a) * 1.01 + ridge + 1e-300
     hi = float("inf") if upper is None else float(upper)
-    x = torch.zeros(a.shape[1], device=a.device, dtype=a.dtype)
+    x = torch.full((a.shape[1],), float(center), device=a.device, dtype=a.dtype).clamp(0.0, hi)
     z, t = x.clone(), 1.0
     iterations = 0
     for _ in range(max_iter):
         iterations += 1
-        grad = a.T @ (a @ z - b)
+        grad = a.T @ (a @ z - b) + ridge * (z - center)
         x_new = (z - grad / lipschitz).clamp(0.0, hi)
         if torch.dot(grad, x_new - x) > 0:  # restart the momentum when it points uphill
             t = 1.0
@@ -186,6 +201,7 @@ def solve_multipliers(
     maximize_sum: bool = False,
     tol: float = 1e-10,
     max_iter: int | None = None,
+    ridge: float | None = None,
 ) -> tuple[Tensor, dict]:
     """Solve ``min_{0 <= lambda <= upper} || target + grads^T lambda ||^2``.
 
@@ -205,6 +221,13 @@ def solve_multipliers(
         ``dual_coef_``. Dense LP: use on small problems only.
     tol : float, default=1e-10
         Tolerance of the least-squares solver.
+    ridge : float, optional
+        Tie-break by the least norm: add ``ridge * ||G||_2^2 * ||lambda||^2`` (relative to the
+        squared spectral norm of ``G``, so it is scale-free) and solve with projected FISTA.
+        When many multiplier vectors fit stationarity equally well (more samples than
+        dimensions), the exact solvers return a sparse vertex of that set, whose zeros on
+        interchangeable samples are arbitrary; the ridge spreads λ over them instead (at a
+        weight-decay stationary point, towards the equal λ that training reached).
     max_iter : int, optional
         Iteration cap of the chosen solver (Lawson-Hanson, BVLS or FISTA; their own defaults
         when omitted). The working-set path ignores it: its 200 seeding FISTA iterations are
@@ -245,7 +268,23 @@ def solve_multipliers(
             "residual": 1.0,
             "n_zero_gradient": a_full.shape[1],
         }
-    if upper is None and n * a.shape[0] <= _DIRECT_NNLS_MAX:
+    if ridge:
+        at, bt = _solver_tensors(a, b)
+        scale = _spectral_norm_sq(at)
+        ones = at.sum(1)  # G^T 1: the best single multiplier for every sample
+        center = max(float(ones @ bt) / max(float(ones @ ones), 1e-300), 0.0)
+        x, iters = projected_fista(
+            at, bt, upper, max_iter=max_iter or 5000, tol=1e-9, ridge=float(ridge) * scale, center=center
+        )
+        lam = np.clip(x.double().numpy(), 0.0, hi)
+        info = {
+            "solver": "projected_fista[ridge]",
+            "iterations": iters,
+            "status": 0,
+            "ridge": float(ridge),
+            "ridge_center": center,
+        }
+    elif upper is None and n * a.shape[0] <= _DIRECT_NNLS_MAX:
         lam, _ = nnls(a, b, maxiter=max_iter or max(50 * n, 1000))
         info = {"solver": "nnls", "status": 0}
     elif upper is None:
