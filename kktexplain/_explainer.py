@@ -1,19 +1,22 @@
-"""DeepSupportVectors: the optimisation loop that drives :mod:`kktexplain.kkt`."""
+"""DeepSupportVectors: the settings, their validation, and dispatch to synthesis or selection.
+
+The DeepKKT loop is in :mod:`kktexplain._synthesis`, selection in :mod:`kktexplain._select`, the
+residuals in :mod:`kktexplain.kkt._residuals`.
+"""
 
 from __future__ import annotations
 
-import math
-import time
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from ._model_state import eval_mode
-from ._result import DSVResult, KKTResiduals
+from ._result import DSVResult
+from ._select import select
+from ._synthesis import SynthesisConfig, initial_inputs, split_data, synthesise
 from ._validation import (
     check_choice,
     check_inputs,
@@ -25,51 +28,13 @@ from ._validation import (
     model_device,
     model_dtype,
 )
-from .kkt import (
-    Augmentation,
-    CountSketch,
-    FunctionalModel,
-    KKTObjective,
-    cross_entropy,
-    dual_feasibility,
-    input_norm,
-    iter_per_sample_grads,
-    primal_feasibility,
-    primal_margin,
-    solve_multipliers,
-    stationarity,
-    stationarity_per_layer,
-    total_variation,
-    weighted_loss_grad,
-)
+from .kkt import Augmentation, FunctionalModel, KKTObjective, kkt_residuals
 
 __all__ = ["DeepSupportVectors"]
 
 _INITS = ("noise", "real", "other")
 _DUALS = ("prune", "clamp", "exp")
 _OPTIMIZERS = ("adam", "sgd")
-
-
-def _entropy(logits: Tensor) -> Tensor:
-    logp = torch.log_softmax(logits, -1)
-    return -(logp.exp() * logp).sum(-1)
-
-
-def _split_data(data: Any) -> tuple[Tensor, Tensor | None]:
-    """(inputs, labels or None) from a tensor, a tuple, or a dataset."""
-    if isinstance(data, Tensor):
-        return data, None
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], Tensor):
-        return data[0], torch.as_tensor(data[1])
-    if isinstance(data, Dataset):
-        tensors = getattr(data, "tensors", None)
-        if tensors is not None and len(tensors) >= 2:
-            return tensors[0], tensors[1]
-        xs, ys = zip(*(data[i] for i in range(len(data))))
-        return torch.stack(list(xs)), torch.as_tensor(ys)
-    raise TypeError(
-        f"init_data must be a Tensor, an (inputs, labels) tuple or a torch Dataset, got {type(data).__name__}"
-    )
 
 
 class DeepSupportVectors:
@@ -205,32 +170,9 @@ class DeepSupportVectors:
 
     # ------------------------------------------------------------------ settings
     def get_params(self) -> dict[str, Any]:
-        """The constructor's settings, as given."""
-        return {
-            k: getattr(self, k)
-            for k in (
-                "n_per_class",
-                "init",
-                "objective",
-                "augmentation",
-                "steps",
-                "lr",
-                "lr_lambda",
-                "optimizer",
-                "dual",
-                "lambda_scale",
-                "lambda_max",
-                "param_names",
-                "input_range",
-                "init_scale",
-                "projection_dim",
-                "chunk_size",
-                "maximize_sum",
-                "ridge",
-                "seed",
-                "progress",
-            )
-        }
+        """The constructor's settings, as given (read from the constructor's signature)."""
+        names = [k for k in inspect.signature(type(self).__init__).parameters if k != "self"]
+        return {k: getattr(self, k) for k in names}
 
     def _validate(self) -> tuple[KKTObjective, Augmentation | None]:
         check_positive("n_per_class", self.n_per_class, integer=True)
@@ -277,59 +219,6 @@ class DeepSupportVectors:
                 f"{type(self.augmentation).__name__}"
             )
         return objective, augmentation
-
-    # ------------------------------------------------------------------ initialisation
-    def _initial(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        labels: Tensor | None,
-        init_data: Any,
-        gen: torch.Generator,
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(x0, labels, indices into init_data or None), on the CPU."""
-        if self.init == "noise":
-            if labels is None:
-                labels = torch.arange(num_classes).repeat_interleave(self.n_per_class)
-            x = torch.randn(len(labels), *input_shape, generator=gen) * self.init_scale
-            return x, labels, None
-        if init_data is None:
-            raise ValueError(f"init={self.init!r} needs init_data (real or other samples)")
-        data_x, data_y = _split_data(init_data)
-        check_inputs("init_data", data_x, input_shape)
-        if self.init == "other":
-            n = len(labels) if labels is not None else self.n_per_class * num_classes
-            if len(data_x) < n:
-                raise ValueError(f"init_data has {len(data_x)} samples, {n} are needed")
-            idx = torch.randperm(len(data_x), generator=gen)[:n]
-            if labels is None:
-                labels = torch.arange(num_classes).repeat_interleave(self.n_per_class)
-            return data_x[idx].clone(), labels, idx
-        # init == "real"
-        if labels is not None:
-            if len(labels) != len(data_x):
-                raise ValueError(
-                    "with init='real' and explicit labels, init_data must hold one input per "
-                    f"label: got {len(data_x)} inputs for {len(labels)} labels"
-                )
-            return data_x.clone(), labels, torch.arange(len(data_x))
-        if data_y is None:
-            raise ValueError(
-                "init='real' needs labelled init_data: an (inputs, labels) tuple "
-                "or a dataset, or pass labels="
-            )
-        data_y = check_labels(data_y, num_classes, len(data_x), name="init_data labels")
-        picks = []
-        for c in range(num_classes):
-            members = (data_y == c).nonzero().flatten()
-            if len(members) < self.n_per_class:
-                raise ValueError(
-                    f"init_data has {len(members)} samples of class {c}, fewer than "
-                    f"n_per_class={self.n_per_class}"
-                )
-            picks.append(members[torch.randperm(len(members), generator=gen)[: self.n_per_class]])
-        idx = torch.cat(picks)
-        return data_x[idx].clone(), data_y[idx], idx
 
     # ------------------------------------------------------------------ main verb
     def attribute(
@@ -397,7 +286,7 @@ class DeepSupportVectors:
             if isinstance(candidates, Tensor):  # last resort: the data's own shape
                 shape = tuple(candidates.shape[1:])
             elif init_data is not None:
-                shape = tuple(_split_data(init_data)[0].shape[1:])
+                shape = tuple(split_data(init_data)[0].shape[1:])
             else:
                 raise
         device, dtype = model_device(model), model_dtype(model)
@@ -417,76 +306,55 @@ class DeepSupportVectors:
                 if labels is None:
                     raise ValueError("selection needs labels: attribute(model, candidates=X, labels=y)")
                 labels = check_labels(labels, num_classes, len(candidates))
-                return self._select(fmodel, candidates, labels, objective, inferred)
+                return select(
+                    fmodel,
+                    candidates,
+                    labels,
+                    objective,
+                    projection_dim=self.projection_dim,
+                    chunk_size=self.chunk_size,
+                    lambda_max=self.lambda_max,
+                    maximize_sum=self.maximize_sum,
+                    ridge=self.ridge,
+                    seed=self.seed,
+                    progress=self.progress,
+                    settings=self._settings(inferred),
+                )
             gen = torch.Generator().manual_seed(self.seed)
-            x0, labels, indices = self._initial(shape, num_classes, labels, init_data, gen)
+            x0, labels, indices = initial_inputs(
+                self.init, self.n_per_class, self.init_scale, shape, num_classes, labels, init_data, gen
+            )
             labels = check_labels(labels, num_classes, len(x0))
-            return self._synthesise(
+            return synthesise(
                 fmodel,
                 x0.to(device, dtype),
                 labels.to(device),
                 objective,
                 augmentation,
+                self._synthesis_config(),
                 indices,
-                inferred,
+                self._settings(inferred),
             )
 
-    def _select(
-        self,
-        fmodel: FunctionalModel,
-        candidates: Tensor,
-        labels: Tensor,
-        objective: KKTObjective,
-        inferred: dict,
-    ) -> DSVResult:
-        start = time.perf_counter()
-        dtype = next(iter(fmodel.theta.values())).dtype
-        candidates = candidates.to(dtype)
-        p = fmodel.num_params
-        sketch = None
-        if self.projection_dim is not None and self.projection_dim < p:
-            device = next(iter(fmodel.theta.values())).device
-            sketch = CountSketch(p, self.projection_dim, seed=self.seed, device=device)
-        target = torch.cat([v.flatten() for v in fmodel.target.values()])
-        target = sketch(target[None])[0] if sketch is not None else target
-        rows = []
-        chunks = iter_per_sample_grads(
-            fmodel, candidates, labels, self.chunk_size, objective.loss_fn(), sketch
-        )
-        total = -(-len(candidates) // self.chunk_size)
-        for _, g in tqdm(
-            chunks, total=total, desc="per-sample grads", disable=not self.progress, leave=False
-        ):
-            rows.append(g.detach().cpu())
-        grads = torch.cat(rows)
-        grad_seconds = time.perf_counter() - start
-        lam, info = solve_multipliers(
-            grads, target.cpu(), upper=self.lambda_max, maximize_sum=self.maximize_sum, ridge=self.ridge
-        )
-        lam = lam.to(dtype)
-        kkt = self.residuals(
-            fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(self.chunk_size, 256)
-        )
+    def _settings(self, inferred: dict) -> dict[str, Any]:
+        """What a result records: the settings (objective and augmentation resolved later)."""
         settings = {k: v for k, v in self.get_params().items() if k not in ("objective", "augmentation")}
-        settings.update(
-            inferred,
-            objective=objective.to_dict(),
-            mode="selection",
-            param_names=fmodel.names,
-            solver=info,
-            sketch_dim=None if sketch is None else sketch.out_features,
-            gradient_seconds=grad_seconds,
-            seconds=time.perf_counter() - start,
-        )
-        return DSVResult(
-            candidates.detach().cpu(),
-            labels.cpu(),
-            lam.cpu(),
-            kkt,
-            {},
-            torch.ones(len(candidates), dtype=torch.bool),
-            settings,
-            torch.arange(len(candidates)),
+        settings.update(inferred)
+        return settings
+
+    def _synthesis_config(self) -> SynthesisConfig:
+        steps, lr = self.resolved_schedule()
+        return SynthesisConfig(
+            dual=self.dual,
+            lambda_scale=self.lambda_scale,
+            lambda_max=self.lambda_max,
+            steps=steps,
+            lr=lr,
+            lr_lambda=self.lr_lambda,
+            optimizer=self.optimizer,
+            input_range=None if self.input_range is None else tuple(self.input_range),
+            seed=self.seed,
+            progress=self.progress,
         )
 
     def resolved_schedule(self) -> tuple[int, float]:
@@ -501,182 +369,4 @@ class DeepSupportVectors:
         lr = self.lr if self.lr is not None else (0.01 if real else 0.05)
         return steps, lr
 
-    def _lambda_scale(self, fmodel: FunctionalModel, x: Tensor, y: Tensor, objective: KKTObjective) -> float:
-        if self.lambda_scale != "auto":
-            return float(self.lambda_scale)
-        if objective.scale_free:
-            return 1.0
-        g, _ = weighted_loss_grad(
-            fmodel,
-            x,
-            y,
-            torch.ones(len(x), device=x.device, dtype=x.dtype),
-            objective.loss_fn(),
-            create_graph=False,
-        )
-        g_norm = math.sqrt(sum(v.pow(2).sum().item() for v in g.values()))
-        t_norm = math.sqrt(sum(v.pow(2).sum().item() for v in fmodel.target.values()))
-        return t_norm / max(g_norm, 1e-12)
-
-    def _lambdas(self, rho: Tensor, scale: float) -> Tensor:
-        lam = scale * (rho.exp() if self.dual == "exp" else rho)
-        if self.lambda_max is not None:
-            # rho is projected after every step, so this only removes rounding; the excess is
-            # subtracted as a constant because clamp has a zero gradient *at* the bound, which
-            # would freeze a multiplier that starts (or lands) exactly at lambda_max
-            lam = lam - (lam - self.lambda_max).clamp(min=0).detach()
-        return lam
-
-    def _synthesise(
-        self,
-        fmodel: FunctionalModel,
-        x0: Tensor,
-        labels: Tensor,
-        objective: KKTObjective,
-        augmentation: Augmentation | None,
-        indices: Tensor | None,
-        inferred: dict,
-    ) -> DSVResult:
-        device = x0.device
-        aug_gen = torch.Generator(device).manual_seed(self.seed + 1)
-        x = x0.clone().requires_grad_(True)
-        scale = self._lambda_scale(fmodel, x0, labels, objective)
-        rho0 = 0.0 if self.dual == "exp" else 1.0
-        rho = torch.full((len(x0),), rho0, device=device, dtype=x0.dtype, requires_grad=True)
-        active = torch.ones(len(x0), dtype=torch.bool, device=device)
-        steps, lr = self.resolved_schedule()
-        rho_max = None
-        if self.lambda_max is not None:
-            bound = self.lambda_max / scale
-            rho_max = math.log(bound) if self.dual == "exp" else bound
-        groups = [{"params": [x], "lr": lr}, {"params": [rho], "lr": self.lr_lambda}]
-        opt = torch.optim.Adam(groups) if self.optimizer == "adam" else torch.optim.SGD(groups)
-        history: dict[str, list[float]] = {}
-        start = time.perf_counter()
-        for _ in tqdm(range(steps), desc="DeepKKT", disable=not self.progress, leave=False):
-            lam = self._lambdas(rho, scale) * active
-            value = objective(fmodel, x, labels, lam, augmentation, aug_gen)
-            opt.zero_grad(set_to_none=True)
-            value.total.backward()
-            x.grad[~active] = 0
-            frozen = None if bool(active.all()) else x.detach()[~active].clone()
-            opt.step()
-            with torch.no_grad():
-                if frozen is not None:
-                    # a zero gradient does not stop Adam (its momentum carries on): put the
-                    # pruned inputs back where they were frozen
-                    x[~active] = frozen
-                if self.dual == "clamp":
-                    rho.clamp_(min=0)
-                elif self.dual == "prune":
-                    active &= rho > 0
-                    rho[~active] = 0
-                if rho_max is not None:
-                    # project rho instead of relying on the clamp in _lambdas: a rho past the
-                    # bound gets no gradient through that clamp and would stay at C for good
-                    rho.clamp_(max=rho_max)
-                if self.input_range is not None:
-                    x.clamp_(*self.input_range)
-            self._record(history, value, labels, lam, active)
-        lam = (self._lambdas(rho, scale) * active).detach()
-        kkt = self.residuals(fmodel, x.detach(), labels, lam, objective.loss_fn())
-        settings = {k: v for k, v in self.get_params().items() if k not in ("objective", "augmentation")}
-        settings.update(
-            inferred,
-            steps=steps,
-            lr=lr,
-            objective=objective.to_dict(),
-            lambda_scale_value=scale,
-            augmentation=None if augmentation is None else vars(augmentation),
-            seconds=time.perf_counter() - start,
-            mode="synthesis",
-            param_names=fmodel.names,
-        )
-        return DSVResult(
-            x.detach().cpu(), labels.cpu(), lam.cpu(), kkt, history, active.cpu(), settings, indices
-        )
-
-    @staticmethod
-    def _record(history: dict[str, list[float]], value, labels: Tensor, lam: Tensor, active: Tensor) -> None:
-        y = labels if labels.ndim == 1 else labels.argmax(-1)
-        row = dict(value.terms)
-        row["entropy"] = _entropy(value.logits).mean().item()
-        row["feasibility"] = (value.logits.argmax(-1) == y).float().mean().item()
-        if value.augmented_logits is not None:
-            row["feasibility_aug"] = (value.augmented_logits.argmax(-1) == y).float().mean().item()
-        row["lambda_mean"] = lam.detach().mean().item()
-        row["n_active"] = float(active.sum().item())
-        for k, v in row.items():
-            history.setdefault(k, []).append(v)
-
-    @staticmethod
-    def residuals(
-        fmodel: FunctionalModel,
-        inputs: Tensor,
-        labels: Tensor,
-        lambdas: Tensor,
-        loss_fn=None,
-        chunk_size: int = 1024,
-    ) -> KKTResiduals:
-        """Every DeepKKT residual of given inputs, labels and multipliers (exact, chunked).
-
-        Parameters
-        ----------
-        fmodel : FunctionalModel
-        inputs : Tensor of shape (N, *input_shape)
-            May live on the CPU; chunks go to the model's device.
-        labels : Tensor of shape (N,) or (N, C)
-        lambdas : Tensor of shape (N,)
-        loss_fn : callable, optional
-            Per-sample loss of the stationarity sum; cross-entropy when omitted.
-        chunk_size : int, default=1024
-            Samples per forward/backward, to bound memory.
-
-        Returns
-        -------
-        KKTResiduals
-            Per-sample tensors on the CPU.
-        """
-        loss_fn = cross_entropy if loss_fn is None else loss_fn
-        device = next(iter(fmodel.theta.values())).device
-        g: dict[str, Tensor] = {k: torch.zeros_like(v) for k, v in fmodel.target.items()}
-        chunks = []
-        for start in range(0, len(inputs), chunk_size):
-            rows = slice(start, start + chunk_size)
-            gc, logits = weighted_loss_grad(
-                fmodel,
-                inputs[rows].to(device),
-                labels[rows].to(device),
-                lambdas[rows].to(device),
-                loss_fn,
-                create_graph=False,
-            )
-            for k in g:
-                g[k] += gc[k]
-            chunks.append(logits.detach().cpu())
-        logits = torch.cat(chunks)
-        labels, lambdas = labels.cpu(), lambdas.cpu()
-        theta = fmodel.target
-        t_norm = math.sqrt(sum(v.pow(2).sum().item() for v in theta.values()))
-        g_norm = math.sqrt(sum(v.pow(2).sum().item() for v in g.values()))
-        stat = {
-            "cosine": 1.0 - stationarity(theta, g, "cosine").item(),
-            "rel_l1": stationarity(theta, g, "rel_l1").item(),
-            "rel_l2": stationarity(theta, g, "rel_l2").item(),
-            "l1": stationarity(theta, g, "l1").item(),
-            "g_norm_ratio": g_norm / max(t_norm, 1e-12),
-        }
-        layer = 1.0 - stationarity_per_layer(theta, g, "cosine")
-        y = labels if labels.ndim == 1 else labels.argmax(-1)
-        inputs = inputs.detach().cpu()
-        return KKTResiduals(
-            margin=primal_margin(logits, labels),
-            feasible=logits.argmax(-1) == y,
-            primal_loss=primal_feasibility(logits, labels, "masked_ce"),
-            entropy=_entropy(logits),
-            dual_violation=dual_feasibility(lambdas),
-            tv=total_variation(inputs),
-            norm=input_norm(inputs),
-            stationarity=stat,
-            per_layer_cosine={k: v.item() for k, v in zip(theta, layer)},
-        )
+    residuals = staticmethod(kkt_residuals)

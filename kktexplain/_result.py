@@ -1,4 +1,7 @@
-"""Result objects: DSVResult, the KKT residuals, the coreset, and their persistence (no pickle)."""
+"""Result objects: DSVResult and the coreset, and their persistence (no pickle).
+
+:class:`KKTResiduals` lives in :mod:`kktexplain.kkt._residuals` and is re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .kkt import hard_labels
+from .kkt import KKTResiduals, hard_labels
 
 __all__ = ["DSVResult", "KKTResiduals", "Coreset"]
 
@@ -31,60 +34,6 @@ class Coreset(NamedTuple):
 
     indices: Tensor
     lambdas: Tensor
-
-
-@dataclass
-class KKTResiduals:
-    """How well each DeepKKT condition holds at the end of a run.
-
-    Per-sample attributes are tensors of shape ``(N,)``:
-
-    Attributes
-    ----------
-    margin : Tensor
-        ``Phi_y(x) - max_{c != y} Phi_c(x)``; positive means primal feasible.
-    feasible : Tensor of bool
-        Primal feasibility: classified as its (arg-max) label.
-    primal_loss : Tensor
-        The masked cross-entropy of Eq 7 (zero when feasible).
-    entropy : Tensor
-        Predictive entropy (nats); large near the decision boundary.
-    dual_violation : Tensor
-        ``max(0, -lambda)``.
-    tv, norm : Tensor
-        The manifold priors (total variation, mean squared value).
-    stationarity : dict of str to float
-        Set-level residuals between ``theta*`` and ``g = -sum_i lambda_i grad L_i``:
-        ``cosine`` (cos(theta*, g), 1 is perfect), ``rel_l1`` (``||theta* - g||_1 /
-        ||theta*||_1``, 0 is perfect), ``rel_l2``, ``l1`` (mean absolute residual, the paper's
-        Eq 8), ``g_norm_ratio`` (``||g|| / ||theta*||``).
-    per_layer_cosine : dict of str to float
-        ``cos(theta*_l, g_l)`` for every parameter tensor ``l``.
-    """
-
-    margin: Tensor
-    feasible: Tensor
-    primal_loss: Tensor
-    entropy: Tensor
-    dual_violation: Tensor
-    tv: Tensor
-    norm: Tensor
-    stationarity: dict[str, float] = field(default_factory=dict)
-    per_layer_cosine: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def feasibility_rate(self) -> float:
-        """Fraction of samples that are primal feasible."""
-        return self.feasible.float().mean().item()
-
-    def summary(self) -> dict[str, float]:
-        """Scalar summary: feasibility rate, mean entropy, stationarity residuals."""
-        return {
-            "feasibility_rate": self.feasibility_rate,
-            "mean_entropy": self.entropy.mean().item(),
-            "mean_margin": self.margin.mean().item(),
-            **{f"stationarity_{k}": v for k, v in self.stationarity.items()},
-        }
 
 
 @dataclass(repr=False)
@@ -250,12 +199,12 @@ class DSVResult:
             per_layer_cosine=meta["per_layer_cosine"],
         )
         return cls(
-            arrays["inputs"],
-            arrays["labels"],
-            arrays["lambdas"],
-            kkt,
-            meta["history"],
-            arrays["active"],
-            meta["settings"],
-            arrays.get("indices"),
+            inputs=arrays["inputs"],
+            labels=arrays["labels"],
+            lambdas=arrays["lambdas"],
+            kkt=kkt,
+            history=meta["history"],
+            active=arrays["active"],
+            settings=meta["settings"],
+            indices=arrays.get("indices"),
         )

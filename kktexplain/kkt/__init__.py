@@ -14,32 +14,39 @@ from ._conditions import (
     primal_feasibility,
     primal_margin,
     stationarity,
+    stationarity_cosine,
     stationarity_per_layer,
 )
 from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, weighted_loss_grad
 from ._objective import PRESETS, KKTObjective, ObjectiveValue
 from ._priors import input_norm, total_variation
-from ._selection import CountSketch, solve_multipliers, working_set_nnls
+from ._residuals import KKTResiduals, kkt_residuals, predictive_entropy
+from ._selection import CountSketch, collect_gradients, solve_multipliers, working_set_nnls
 
 __all__ = [
     "Augmentation",
     "CountSketch",
     "FunctionalModel",
     "KKTObjective",
+    "KKTResiduals",
     "ObjectiveValue",
     "PRESETS",
     "PRIMAL_KINDS",
     "STATIONARITY_DISTANCES",
+    "collect_gradients",
     "cross_entropy",
     "dual_feasibility",
     "hard_labels",
     "input_norm",
+    "kkt_residuals",
     "multiclass_hinge",
     "iter_per_sample_grads",
     "per_sample_grads",
+    "predictive_entropy",
     "primal_feasibility",
     "primal_margin",
     "stationarity",
+    "stationarity_cosine",
     "solve_multipliers",
     "working_set_nnls",
     "stationarity_per_layer",

@@ -22,6 +22,7 @@ __all__ = [
     "dual_feasibility",
     "stationarity_per_layer",
     "stationarity",
+    "stationarity_cosine",
     "STATIONARITY_DISTANCES",
     "PRIMAL_KINDS",
 ]
@@ -188,7 +189,9 @@ def stationarity_per_layer(
         With ``r = theta + g`` (zero when stationarity holds):
         ``"l1"`` is ``mean|r|`` (the paper's "l1 averaged per parameter"), ``"rel_l1"`` is
         ``sum|r| / sum|theta|``, ``"l2sq"`` is ``||r||^2`` (Algorithm 1), ``"rel_l2"`` is
-        ``||r|| / ||theta||``, ``"cosine"`` is ``1 - cos(theta, -g)`` and ``"cosine_norm"`` is
+        ``||r|| / ||theta||``, ``"cosine"`` is the cosine *distance* ``1 - cos(theta, -g)`` (0 is
+        perfect; the reported cosine, :func:`stationarity_cosine`, is the similarity) and
+        ``"cosine_norm"`` is
         ``1 - cos(theta, -g) + log(||g|| / ||theta||)^2``: direction and magnitude separately,
         so a poorly aligned ``g`` is not rewarded for shrinking (as ``"l1"``/``"l2sq"`` do).
 
@@ -229,3 +232,28 @@ def stationarity(
     flat_t = torch.cat([theta[k].flatten() for k in keys])
     flat_g = torch.cat([grad_sum[k].flatten() for k in keys])
     return _layer_value(flat_t, flat_g, distance)
+
+
+def stationarity_cosine(
+    theta: Mapping[str, Tensor], grad_sum: Mapping[str, Tensor], per_layer: bool = False
+) -> Tensor:
+    """Cosine *similarity* ``cos(theta*, -sum_i lambda_i grad L_i)``: 1 is perfect stationarity.
+
+    This is what every reported "cosine" means (``DSVResult.kkt.stationarity["cosine"]``,
+    ``kkt.per_layer_cosine``, ``history["cosine"]``). The objective's ``distance="cosine"`` is
+    the matching distance ``1 - stationarity_cosine`` (0 is perfect).
+
+    Parameters
+    ----------
+    theta, grad_sum : mapping of str to Tensor
+        See :func:`stationarity_per_layer`.
+    per_layer : bool, default=False
+        One value per parameter tensor instead of one for all parameters as a single vector.
+
+    Returns
+    -------
+    Tensor of shape () or (L,)
+    """
+    if per_layer:
+        return 1.0 - stationarity_per_layer(theta, grad_sum, "cosine")
+    return 1.0 - stationarity(theta, grad_sum, "cosine")

@@ -30,6 +30,7 @@ from ._conditions import (
     multiclass_hinge,
     primal_feasibility,
     stationarity,
+    stationarity_cosine,
 )
 from ._grads import FunctionalModel, weighted_loss_grad
 from ._priors import input_norm, total_variation
@@ -77,7 +78,10 @@ class KKTObjective:
     augmented : float, default=5.0
         ``eta``, weight of the KKT terms on the augmented inputs ``A(x)``.
     distance : {"l1", "rel_l1", "l2sq", "rel_l2", "cosine", "cosine_norm"}, default="cosine"
-        Stationarity distance, see :func:`kktexplain.kkt.stationarity_per_layer`.
+        Stationarity distance, see :func:`kktexplain.kkt.stationarity_per_layer`. ``"cosine"``
+        is the cosine distance ``1 - cos(theta*, -g)`` (0 is perfect); the ``"cosine"`` term
+        of the history is the similarity ``cos(theta*, -g)`` (1 is perfect), as everywhere in
+        the results.
     per_layer : bool, default=True
         Average the distance over parameter tensors rather than over all parameters.
     primal_kind : {"masked_ce", "ce"}, default="masked_ce"
@@ -167,8 +171,8 @@ class KKTObjective:
         stat = stationarity(fmodel.target, grads, self.distance, self.per_layer)
         primal = primal_feasibility(logits, labels, self.primal_kind, self.epsilon)
         primal = primal.mean() if self.primal_reduction == "mean" else primal.sum()
-        cos = stationarity(fmodel.target, {k: g.detach() for k, g in grads.items()}, "cosine")
-        return stat, primal, logits, 1.0 - cos.detach()
+        cos = stationarity_cosine(fmodel.target, {k: g.detach() for k, g in grads.items()})
+        return stat, primal, logits, cos.detach()
 
     def __call__(
         self,

@@ -13,8 +13,11 @@ import numpy as np
 import torch
 from scipy.optimize import linprog, lsq_linear, nnls
 from torch import Tensor
+from tqdm.auto import tqdm
 
-__all__ = ["CountSketch", "solve_multipliers", "projected_fista", "working_set_nnls"]
+from ._grads import FunctionalModel, LossFn, iter_per_sample_grads
+
+__all__ = ["CountSketch", "collect_gradients", "solve_multipliers", "projected_fista", "working_set_nnls"]
 
 # Problems with at most this many entries (P x N) go to scipy's Lawson-Hanson NNLS directly.
 _DIRECT_NNLS_MAX = 2e7
@@ -183,6 +186,59 @@ class CountSketch:
         out = flat.new_zeros(flat.shape[0], self.out_features)
         out.index_add_(1, self.bucket.to(x.device), flat * self.sign.to(x.device, x.dtype))
         return out.reshape(*x.shape[:-1], self.out_features)
+
+
+def collect_gradients(
+    fmodel: FunctionalModel,
+    inputs: Tensor,
+    labels: Tensor,
+    loss_fn: LossFn,
+    chunk_size: int = 256,
+    sketch: CountSketch | None = None,
+    rows: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """The flattened (optionally sketched) per-sample gradients of a range of rows, on the CPU.
+
+    This is the unit of work of selection: one process computes the rows ``[start, stop)``
+    and the solve needs only the stacked result. Every process must use a sketch built with the
+    same seed.
+
+    Parameters
+    ----------
+    fmodel : FunctionalModel
+    inputs : Tensor of shape (N, *input_shape)
+        May live on the CPU; chunks go to the model's device.
+    labels : Tensor of shape (N,) or (N, C)
+    loss_fn : callable
+        Per-sample loss ``(logits, labels) -> (n,)``.
+    chunk_size : int, default=256
+        Samples per vmapped per-sample-gradient call (bounds memory).
+    sketch : CountSketch, optional
+        Projects every chunk from ``P`` to ``K`` dimensions.
+    rows : (int, int), optional
+        ``(start, stop)``: the rows to compute. Default: all.
+    progress : bool, default=False
+        Show a progress bar.
+
+    Returns
+    -------
+    Tensor of shape (stop - start, P) or (stop - start, K)
+    """
+    start, stop = (0, len(inputs)) if rows is None else rows
+    if not 0 <= start <= stop <= len(inputs):
+        raise ValueError(f"rows must satisfy 0 <= start <= stop <= {len(inputs)}, got {rows!r}")
+    x, y = inputs[start:stop], labels[start:stop]
+    chunks = iter_per_sample_grads(fmodel, x, y, chunk_size, loss_fn, sketch)
+    total = -(-len(x) // chunk_size)
+    out = [
+        g.detach().cpu()
+        for _, g in tqdm(chunks, total=total, desc="per-sample grads", disable=not progress, leave=False)
+    ]
+    if not out:
+        width = fmodel.num_params if sketch is None else sketch.out_features
+        return torch.zeros(0, width, dtype=next(iter(fmodel.theta.values())).dtype)
+    return torch.cat(out)
 
 
 def _solver_tensors(a: np.ndarray, b: np.ndarray) -> tuple[Tensor, Tensor]:
