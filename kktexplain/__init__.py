@@ -5,7 +5,8 @@ Lee, Lee, Hwang, Kwak. "Deep Support Vectors". NeurIPS 2024. arXiv:2403.17329.
 
 from ._explainer import DeepSupportVectors
 from ._result import Coreset, DSVResult, KKTResiduals
+from ._synthesis import NonFiniteError
 
 __version__ = "0.1.0"
 
-__all__ = ["Coreset", "DSVResult", "DeepSupportVectors", "KKTResiduals", "__version__"]
+__all__ = ["Coreset", "DSVResult", "DeepSupportVectors", "KKTResiduals", "NonFiniteError", "__version__"]

@@ -7,16 +7,20 @@ residuals in :mod:`kktexplain.kkt._residuals`.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ._initial import initial_inputs, split_data
+from ._io import check_writable
 from ._model_state import eval_mode
 from ._result import DSVResult
 from ._select import select
-from ._synthesis import SynthesisConfig, initial_inputs, split_data, synthesise
+from ._synthesis import SynthesisConfig, synthesise
 from ._validation import (
     check_choice,
     check_inputs,
@@ -231,6 +235,9 @@ class DeepSupportVectors:
         input_shape: Sequence[int] | None = None,
         additional_forward_args: Any = None,
         reference: nn.Module | dict | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        callback: Callable[[int, dict[str, float]], None] | None = None,
     ) -> DSVResult:
         """Synthesise the deep support vectors of ``model``, or score real samples by λ.
 
@@ -263,14 +270,37 @@ class DeepSupportVectors:
             model was trained from. Stationarity then matches ``theta* - theta_0`` (the training
             displacement) instead of ``theta*``. Not in the paper; see the docs page on
             defaults for why it helps.
+        checkpoint : str or PathLike, optional
+            Synthesis only. A file (``.npz`` appended if missing) to resume from if it exists and
+            to save the run's state to: every ``checkpoint_every`` steps, on ``KeyboardInterrupt``,
+            on a non-finite value, and at the end. Saves are atomic (temporary file, then
+            :func:`os.replace`) and pickle-free. A resumed run equals an uninterrupted one, bit
+            for bit on the CPU; it must have the same settings (except ``steps``, which may grow,
+            and ``progress``), labels, initial inputs and model, or a ``ValueError`` names the
+            first that differs.
+        checkpoint_every : int, optional
+            Steps between saves (needs ``checkpoint``). Default: only when stopped and at the end.
+        callback : callable, optional
+            Synthesis only. ``callback(step, row)`` after every step, with the 0-based step and
+            its row of ``history``. A ``KeyboardInterrupt`` raised in it (or by Ctrl-C) stops
+            the run like Ctrl-C does.
 
         Returns
         -------
         DSVResult
             ``inputs (N, *input_shape)``, ``labels``, ``lambdas (N,)``, ``kkt``, ``history``.
+            After a ``KeyboardInterrupt``, the state at the last completed step with
+            ``settings["partial"] = True`` and ``settings["stopped"] = {"reason", "step"}``.
+
+        Raises
+        ------
+        NonFiniteError
+            A loss term or gradient became NaN or inf at some step: ``.step``, ``.term``, and
+            ``.result`` (the partial result of the last good state, also in ``checkpoint``).
         """
         objective, augmentation = self._validate()
         model = check_model(model)
+        checkpoint_path = self._check_run_options(candidates, checkpoint, checkpoint_every, callback)
         args = (
             ()
             if additional_forward_args is None
@@ -334,7 +364,24 @@ class DeepSupportVectors:
                 self._synthesis_config(),
                 indices,
                 self._settings(inferred),
+                checkpoint=checkpoint_path,
+                checkpoint_every=checkpoint_every,
+                callback=callback,
             )
+
+    @staticmethod
+    def _check_run_options(candidates, checkpoint, checkpoint_every, callback) -> Path | None:
+        if checkpoint_every is not None:
+            check_positive("checkpoint_every", checkpoint_every, integer=True)
+            if checkpoint is None:
+                raise ValueError("checkpoint_every needs checkpoint= (a file path)")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        if candidates is not None and (checkpoint is not None or callback is not None):
+            raise ValueError(
+                "checkpoint and callback are for synthesis; selection (candidates=) has no steps"
+            )
+        return None if checkpoint is None else check_writable(checkpoint, "checkpoint")
 
     def _settings(self, inferred: dict) -> dict[str, Any]:
         """What a result records: the settings (objective and augmentation resolved later)."""

@@ -5,15 +5,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from ._io import read_npz, write_npz
 from .kkt import KKTResiduals, hard_labels
 
 __all__ = ["DSVResult", "KKTResiduals", "Coreset"]
@@ -150,12 +149,26 @@ class DSVResult:
 
         return explain(self, model, inputs, target=target, k=k, **kwargs)
 
-    def save(self, path: str | Path) -> None:
-        """Write to ``path`` (``.npz`` of arrays with a JSON header; no pickle).
+    @property
+    def partial(self) -> bool:
+        """Whether the run stopped early (interrupted, or a non-finite value); see ``settings``."""
+        return bool(self.settings.get("partial", False))
+
+    def save(self, path: str | Path) -> Path:
+        """Write to ``path`` atomically (``.npz`` of arrays with a JSON header; no pickle).
+
+        ``".npz"`` is appended unless ``path`` ends with it, as numpy does, and :meth:`load`
+        accepts the same ``path``. The file is written under a temporary name and moved into
+        place, so an interrupted save leaves the previous file intact.
 
         Parameters
         ----------
         path : str or Path
+
+        Returns
+        -------
+        Path
+            The file written.
         """
         arrays = {
             "inputs": self.inputs,
@@ -172,11 +185,7 @@ class DSVResult:
             "stationarity": self.kkt.stationarity,
             "per_layer_cosine": self.kkt.per_layer_cosine,
         }
-        np.savez_compressed(
-            Path(path),
-            meta=np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8),
-            **{k: v.detach().cpu().numpy() for k, v in arrays.items()},
-        )
+        return write_npz(path, "result", arrays, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> DSVResult:
@@ -185,14 +194,22 @@ class DSVResult:
         Parameters
         ----------
         path : str or Path
+            With or without the ``.npz`` suffix.
 
         Returns
         -------
         DSVResult
+
+        Raises
+        ------
+        ValueError
+            The file is truncated, foreign, not a result, or from a newer kktexplain.
         """
-        with np.load(Path(path), allow_pickle=False) as f:
-            arrays = {k: torch.from_numpy(f[k].copy()) for k in f.files if k != "meta"}
-            meta = json.loads(bytes(f["meta"]).decode())
+        arrays, meta = read_npz(path, "result")
+        missing = {"inputs", "labels", "lambdas", "active", *(f"kkt_{k}" for k in _PER_SAMPLE)} - set(arrays)
+        missing |= {"history", "settings", "stationarity", "per_layer_cosine"} - set(meta)
+        if missing:
+            raise ValueError(f"{str(path)!r} is not a complete DSVResult: missing {sorted(missing)}")
         kkt = KKTResiduals(
             **{k: arrays.pop(f"kkt_{k}") for k in _PER_SAMPLE},
             stationarity=meta["stationarity"],

@@ -11,16 +11,17 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ._checkpoint import check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
 from ._result import DSVResult
-from ._validation import check_inputs, check_labels
 from .kkt import (
     Augmentation,
     FunctionalModel,
@@ -33,104 +34,35 @@ from .kkt import (
 
 __all__ = [
     "Multipliers",
+    "NonFiniteError",
     "SynthesisConfig",
     "SynthesisState",
-    "initial_inputs",
     "lambda_scale",
-    "split_data",
     "synthesis_step",
     "synthesise",
 ]
 
 
-def split_data(data: Any) -> tuple[Tensor, Tensor | None]:
-    """``(inputs, labels or None)`` from a tensor, an ``(inputs, labels)`` pair or a dataset."""
-    if isinstance(data, Tensor):
-        return data, None
-    if isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], Tensor):
-        return data[0], torch.as_tensor(data[1])
-    if isinstance(data, Dataset):
-        tensors = getattr(data, "tensors", None)
-        if tensors is not None and len(tensors) >= 2:
-            return tensors[0], tensors[1]
-        xs, ys = zip(*(data[i] for i in range(len(data))))
-        return torch.stack(list(xs)), torch.as_tensor(ys)
-    raise TypeError(
-        f"init_data must be a Tensor, an (inputs, labels) tuple or a torch Dataset, got {type(data).__name__}"
-    )
+class NonFiniteError(FloatingPointError):
+    """A NaN or inf stopped synthesis.
 
-
-def initial_inputs(
-    init: str,
-    n_per_class: int,
-    init_scale: float,
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    labels: Tensor | None,
-    init_data: Any,
-    gen: torch.Generator,
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The starting inputs of synthesis, on the CPU.
-
-    Parameters
+    Attributes
     ----------
-    init : {"noise", "real", "other"}
-    n_per_class, init_scale
-        See :class:`~kktexplain.DeepSupportVectors`.
-    input_shape : tuple of int
-    num_classes : int
-    labels : Tensor of shape (N,) or (N, C), optional
-    init_data : Tensor, (Tensor, Tensor) or Dataset, optional
-    gen : torch.Generator
-        CPU generator; consumed in a fixed order so a seed fixes the result.
-
-    Returns
-    -------
-    x0 : Tensor of shape (N, *input_shape)
-    labels : Tensor of shape (N,) or (N, C)
-    indices : Tensor of shape (N,) or None
-        Rows of ``init_data`` the inputs came from.
+    step : int
+        The step (0-based) whose evaluation produced it; no update of that step was applied.
+    term : str
+        The loss term (a key of ``history``) or the gradient that was not finite.
+    result : DSVResult or None
+        The partial result of the last good state (after ``step`` steps), marked
+        ``settings["partial"] = True``; that state is also in the checkpoint, if one was given.
     """
-    if init == "noise":
-        if labels is None:
-            labels = torch.arange(num_classes).repeat_interleave(n_per_class)
-        x = torch.randn(len(labels), *input_shape, generator=gen) * init_scale
-        return x, labels, None
-    if init_data is None:
-        raise ValueError(f"init={init!r} needs init_data (real or other samples)")
-    data_x, data_y = split_data(init_data)
-    check_inputs("init_data", data_x, input_shape)
-    if init == "other":
-        n = len(labels) if labels is not None else n_per_class * num_classes
-        if len(data_x) < n:
-            raise ValueError(f"init_data has {len(data_x)} samples, {n} are needed")
-        idx = torch.randperm(len(data_x), generator=gen)[:n]
-        if labels is None:
-            labels = torch.arange(num_classes).repeat_interleave(n_per_class)
-        return data_x[idx].clone(), labels, idx
-    # init == "real"
-    if labels is not None:
-        if len(labels) != len(data_x):
-            raise ValueError(
-                "with init='real' and explicit labels, init_data must hold one input per "
-                f"label: got {len(data_x)} inputs for {len(labels)} labels"
-            )
-        return data_x.clone(), labels, torch.arange(len(data_x))
-    if data_y is None:
-        raise ValueError(
-            "init='real' needs labelled init_data: an (inputs, labels) tuple or a dataset, or pass labels="
+
+    def __init__(self, step: int, term: str, result: DSVResult | None = None) -> None:
+        super().__init__(
+            f"non-finite value (NaN or inf) in {term!r} at step {step}: synthesis stopped; "
+            f"the error's .result holds the state after the last good step ({step} steps done)"
         )
-    data_y = check_labels(data_y, num_classes, len(data_x), name="init_data labels")
-    picks = []
-    for c in range(num_classes):
-        members = (data_y == c).nonzero().flatten()
-        if len(members) < n_per_class:
-            raise ValueError(
-                f"init_data has {len(members)} samples of class {c}, fewer than n_per_class={n_per_class}"
-            )
-        picks.append(members[torch.randperm(len(members), generator=gen)[:n_per_class]])
-    idx = torch.cat(picks)
-    return data_x[idx].clone(), data_y[idx], idx
+        self.step, self.term, self.result = step, term, result
 
 
 def lambda_scale(
@@ -257,25 +189,44 @@ class SynthesisState:
     step: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
 
-    def state_dict(self) -> dict[str, Any]:
-        """A copy of the state: tensors (on the CPU), the optimiser's per-parameter state, numbers."""
+    def state_dict(self, history: bool = True) -> dict[str, Any]:
+        """A copy of the state: tensors (on their device), the optimiser's per-parameter state, numbers.
+
+        Parameters
+        ----------
+        history : bool, default=True
+            Include (a copy of) the history. Without it, :meth:`load_state_dict` truncates the
+            history it has to the step of the state (a cheap snapshot within a run).
+
+        Returns
+        -------
+        dict
+            ``inputs``, ``rho``, ``active``, ``optimizer`` (``{param index: {name: value}}``),
+            ``aug_generator``, ``scale``, ``step`` and ``history``.
+        """
         opt = self.optimizer.state_dict()["state"]
         return {
-            "inputs": self.inputs.detach().cpu().clone(),
-            "rho": self.rho.detach().cpu().clone(),
-            "active": self.active.cpu().clone(),
+            "inputs": self.inputs.detach().clone(),
+            "rho": self.rho.detach().clone(),
+            "active": self.active.clone(),
             "optimizer": {
-                int(i): {k: v.detach().cpu().clone() if isinstance(v, Tensor) else v for k, v in s.items()}
+                int(i): {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in s.items()}
                 for i, s in opt.items()
             },
             "aug_generator": self.aug_generator.get_state().clone(),
             "scale": float(self.scale),
             "step": int(self.step),
-            "history": copy.deepcopy(self.history),
+            **({"history": copy.deepcopy(self.history)} if history else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict` (shapes must match: same candidates, same model)."""
+        """Restore a :meth:`state_dict` (shapes must match: same candidates, same model).
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`state_dict`.
+        """
         for name in ("inputs", "rho", "active"):
             mine, theirs = getattr(self, name), state[name]
             if tuple(theirs.shape) != tuple(mine.shape):
@@ -292,7 +243,10 @@ class SynthesisState:
         self.aug_generator.set_state(state["aug_generator"])
         self.scale = float(state["scale"])
         self.step = int(state["step"])
-        self.history = copy.deepcopy(state["history"])
+        if "history" in state:
+            self.history = copy.deepcopy(state["history"])
+        else:
+            self.history = {k: v[: self.step] for k, v in self.history.items() if v[: self.step]}
 
 
 def init_state(x0: Tensor, multipliers: Multipliers, config: SynthesisConfig, scale: float) -> SynthesisState:
@@ -316,13 +270,23 @@ def synthesis_step(
     multipliers: Multipliers,
     input_range: tuple[float, float] | None,
 ) -> ObjectiveValue:
-    """One DeepKKT step on ``state`` (in place): objective, backward, optimiser step, projections."""
+    """One DeepKKT step on ``state`` (in place): objective, backward, optimiser step, projections.
+
+    Raises :class:`NonFiniteError` before the optimiser step if a loss term or a gradient is
+    not finite (the inputs, ``rho`` and the optimiser are then untouched).
+    """
     x, rho, active, opt = state.inputs, state.rho, state.active, state.optimizer
     lam = multipliers(rho, active)
     value = objective(fmodel, x, labels, lam, augmentation, state.aug_generator)
+    for term, number in value.terms.items():
+        if not math.isfinite(number):
+            raise NonFiniteError(state.step, term)
     opt.zero_grad(set_to_none=True)
     value.total.backward()
     x.grad[~active] = 0
+    for term, grad in (("gradient of the inputs", x.grad), ("gradient of rho", rho.grad)):
+        if grad is not None and not bool(torch.isfinite(grad).all()):
+            raise NonFiniteError(state.step, term)
     frozen = None if bool(active.all()) else x.detach()[~active].clone()
     opt.step()
     with torch.no_grad():
@@ -360,8 +324,11 @@ def synthesise(
     config: SynthesisConfig,
     indices: Tensor | None,
     settings: dict[str, Any],
+    checkpoint: Path | None = None,
+    checkpoint_every: int | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> DSVResult:
-    """Run synthesis from ``x0`` and return the DSVs.
+    """Run synthesis from ``x0`` (or resume it from ``checkpoint``) and return the DSVs.
 
     Parameters
     ----------
@@ -376,37 +343,120 @@ def synthesise(
         Rows of the initialisation data, stored in the result.
     settings : dict
         The explainer's settings and what was inferred; completed and stored in the result.
+    checkpoint : Path, optional
+        Resume from this file if it exists (its run must have the same settings, labels,
+        initial inputs and model); write the state to it every ``checkpoint_every`` steps, when
+        interrupted, when stopped by a non-finite value, and at the end.
+    checkpoint_every : int, optional
+    callback : callable, optional
+        ``callback(step, row)`` after every step, with the 0-based step and its history row.
 
     Returns
     -------
     DSVResult
+        ``settings["partial"]`` is True when a ``KeyboardInterrupt`` stopped the run
+        (``settings["stopped"]`` says at which step); the checkpoint then holds that state.
+
+    Raises
+    ------
+    NonFiniteError
+        A loss term or gradient was not finite; ``.result`` holds the last good state.
     """
     scale = lambda_scale(config.lambda_scale, fmodel, x0, labels, objective)
     multipliers = Multipliers(config.dual, scale, config.lambda_max)
     state = init_state(x0, multipliers, config, scale)
+    resolved = {
+        "lr": config.lr,
+        "objective": objective.to_dict(),
+        "augmentation": None if augmentation is None else vars(augmentation),
+        "lambda_scale_value": scale,
+    }
+    settings = dict(settings)
+    settings.update(
+        steps=config.steps,
+        lr=config.lr,
+        objective=resolved["objective"],
+        lambda_scale_value=scale,
+        augmentation=resolved["augmentation"],
+    )
+    run_id = fingerprint(settings, resolved, labels, x0, fmodel.target) if checkpoint else None
+    if checkpoint is not None and checkpoint.exists():
+        try:
+            saved, saved_id = load_checkpoint(checkpoint)
+        except ValueError as e:
+            raise ValueError(f"checkpoint: {e}") from e
+        check_fingerprint(saved_id, run_id, checkpoint)
+        if saved["step"] > config.steps:
+            raise ValueError(
+                f"steps={config.steps} is fewer than the {saved['step']} steps already in checkpoint "
+                f"{str(checkpoint)!r}"
+            )
+        state.load_state_dict(saved)
+        settings["resumed_from_step"] = state.step
     start = time.perf_counter()
-    for _ in tqdm(range(config.steps), desc="DeepKKT", disable=not config.progress, leave=False):
-        synthesis_step(state, fmodel, labels, objective, augmentation, multipliers, config.input_range)
+    stopped: dict[str, Any] | None = None
+    bar = tqdm(
+        total=config.steps, initial=state.step, desc="DeepKKT", disable=not config.progress, leave=False
+    )
+    try:
+        while state.step < config.steps:
+            before = state.state_dict(history=False)  # the last good state, if this step fails
+            try:
+                synthesis_step(
+                    state, fmodel, labels, objective, augmentation, multipliers, config.input_range
+                )
+            except BaseException:
+                state.load_state_dict(before)
+                raise
+            bar.update(1)
+            if callback is not None:
+                callback(state.step - 1, {k: v[-1] for k, v in state.history.items()})
+            if checkpoint is not None and checkpoint_every and state.step % checkpoint_every == 0:
+                save_checkpoint(checkpoint, state.state_dict(), run_id)
+    except KeyboardInterrupt:
+        stopped = {"reason": "interrupted", "step": state.step}
+    except NonFiniteError as e:
+        stopped = {"reason": "non-finite", "step": e.step, "term": e.term}
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, state.state_dict(), run_id)
+        e.result = _result(fmodel, state, multipliers, labels, objective, indices, settings, start, stopped)
+        raise
+    finally:
+        bar.close()
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, state.state_dict(), run_id)
+    return _result(fmodel, state, multipliers, labels, objective, indices, settings, start, stopped)
+
+
+def _result(
+    fmodel: FunctionalModel,
+    state: SynthesisState,
+    multipliers: Multipliers,
+    labels: Tensor,
+    objective: KKTObjective,
+    indices: Tensor | None,
+    settings: dict[str, Any],
+    start: float,
+    stopped: dict[str, Any] | None,
+) -> DSVResult:
     lam = multipliers(state.rho, state.active).detach()
     x = state.inputs.detach()
     kkt = kkt_residuals(fmodel, x, labels, lam, objective.loss_fn())
     settings = dict(settings)
     settings.update(
-        steps=config.steps,
-        lr=config.lr,
-        objective=objective.to_dict(),
-        lambda_scale_value=scale,
-        augmentation=None if augmentation is None else vars(augmentation),
         seconds=time.perf_counter() - start,
         mode="synthesis",
         param_names=fmodel.names,
+        partial=stopped is not None,
     )
+    if stopped is not None:
+        settings["stopped"] = stopped
     return DSVResult(
         inputs=x.cpu(),
         labels=labels.cpu(),
         lambdas=lam.cpu(),
         kkt=kkt,
-        history=state.history,
+        history=copy.deepcopy(state.history),
         active=state.active.cpu(),
         settings=settings,
         indices=indices,

@@ -1,0 +1,156 @@
+"""Checkpoint files of a synthesis run: the state, and what the run was started with.
+
+A checkpoint holds a :meth:`SynthesisState.state_dict` as plain arrays (through
+:mod:`kktexplain._io`: atomic, versioned, no pickle) and a *fingerprint* of the run: the
+settings that change its numbers, the labels, the initial inputs and the model's parameters.
+A run resumes from a checkpoint only when every entry of the fingerprint agrees; otherwise a
+``ValueError`` names the first that differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from ._io import read_npz, write_npz
+
+__all__ = ["fingerprint", "save_checkpoint", "load_checkpoint", "check_fingerprint"]
+
+# settings that do not change a synthesis run's numbers
+_IGNORED = ("progress", "steps", "chunk_size", "projection_dim", "maximize_sum", "ridge")
+
+
+def _digest(tensors: list[Tensor]) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _json(value: Any) -> Any:
+    """As it reads back from JSON (tuples become lists, odd objects strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def fingerprint(
+    settings: dict[str, Any], resolved: dict[str, Any], labels: Tensor, x0: Tensor, target: dict[str, Tensor]
+) -> dict[str, Any]:
+    """What a run must share with a checkpoint to resume from it.
+
+    Parameters
+    ----------
+    settings : dict
+        The explainer's settings and what was inferred.
+    resolved : dict
+        Settings after resolution: ``lr``, ``objective`` (a dict), ``augmentation`` (a dict or
+        None), ``lambda_scale_value``.
+    labels : Tensor of shape (N,) or (N, C)
+    x0 : Tensor of shape (N, *input_shape)
+        The initial inputs (they follow from ``init``, ``seed`` and ``init_data``).
+    target : dict of str to Tensor
+        The stationarity target ``theta*`` (or ``theta* - theta_0``).
+
+    Returns
+    -------
+    dict
+        JSON-serialisable; the ``model`` entry is a digest of ``target``.
+    """
+    out = {k: v for k, v in settings.items() if k not in _IGNORED}
+    out.update(resolved)
+    out["labels"] = _digest([labels])
+    out["init_data"] = _digest([x0])
+    out["model"] = _digest(list(target.values()))
+    return _json(out)
+
+
+def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    """Raise ``ValueError`` naming the first setting in which ``saved`` and ``current`` differ.
+
+    Parameters
+    ----------
+    saved, current : dict
+        From :func:`fingerprint`.
+    path : Path
+        The checkpoint (for the message).
+    """
+    for key in list(current) + [k for k in saved if k not in current]:
+        if saved.get(key) != current.get(key):
+            what = "the same data" if key in ("labels", "init_data", "model") else repr(current.get(key))
+            was = "other data" if key in ("labels", "init_data", "model") else repr(saved.get(key))
+            raise ValueError(
+                f"checkpoint {str(path)!r} was written by a run with {key}={was}, this run has "
+                f"{key}={what}: {key} must match to resume (or pass another checkpoint path)"
+            )
+
+
+def save_checkpoint(path: Path, state: dict[str, Any], fingerprint: dict[str, Any]) -> Path:
+    """Write a :meth:`SynthesisState.state_dict` and its run's fingerprint, atomically.
+
+    Parameters
+    ----------
+    path : Path
+    state : dict
+        From :meth:`SynthesisState.state_dict`.
+    fingerprint : dict
+        From :func:`fingerprint`.
+
+    Returns
+    -------
+    Path
+    """
+    arrays = {k: state[k] for k in ("inputs", "rho", "active", "aug_generator")}
+    other = []
+    for i, entries in state["optimizer"].items():
+        for k, v in entries.items():
+            if isinstance(v, Tensor):
+                arrays[f"optimizer/{i}/{k}"] = v
+            else:
+                other.append([int(i), k, v])
+    meta = {
+        "step": state["step"],
+        "scale": state["scale"],
+        "history": state["history"],
+        "optimizer_other": other,
+        "fingerprint": fingerprint,
+    }
+    return write_npz(path, "checkpoint", arrays, meta)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : Path
+
+    Returns
+    -------
+    state : dict
+        For :meth:`SynthesisState.load_state_dict`.
+    fingerprint : dict
+
+    Raises
+    ------
+    ValueError
+        Truncated, foreign, or not a checkpoint.
+    """
+    arrays, meta = read_npz(path, "checkpoint")
+    needed = {"inputs", "rho", "active", "aug_generator"}
+    if needed - set(arrays) or {"step", "scale", "history", "fingerprint"} - set(meta):
+        raise ValueError(f"checkpoint {str(path)!r} is incomplete")
+    optimizer: dict[int, dict[str, Any]] = {}
+    for key, value in arrays.items():
+        if key.startswith("optimizer/"):
+            _, i, name = key.split("/", 2)
+            optimizer.setdefault(int(i), {})[name] = value
+    for i, name, value in meta.get("optimizer_other", []):
+        optimizer.setdefault(int(i), {})[name] = value
+    state = {k: arrays[k] for k in needed}
+    state.update(optimizer=optimizer, step=meta["step"], scale=meta["scale"], history=meta["history"])
+    return state, meta["fingerprint"]

@@ -1,0 +1,183 @@
+"""The one way kktexplain writes files: atomic, versioned, pickle-free ``.npz``.
+
+Results, checkpoints and gradient shards are ``.npz`` archives of plain arrays plus one
+``__header__`` array holding JSON: ``{"format": "kktexplain", "version": 1, "kind": ...,
+"meta": ...}``. A file is written to a temporary name in the same folder and moved into place
+with :func:`os.replace`, so a crash leaves the previous file intact, never a half-written one.
+Reading never unpickles, and refuses truncated, foreign or newer files with a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["FORMAT", "VERSION", "KINDS", "npz_path", "check_writable", "write_npz", "read_npz"]
+
+FORMAT = "kktexplain"
+VERSION = 1
+KINDS = ("result", "checkpoint", "gradients")
+_HEADER = "__header__"
+
+
+def npz_path(path: str | os.PathLike) -> Path:
+    """``path`` with the ``.npz`` suffix that numpy would add (``"x"`` and ``"x.npz"`` agree).
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    Path
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or a PathLike, got {type(path).__name__}")
+    p = Path(path)
+    return p if p.suffix == ".npz" else p.with_name(p.name + ".npz")
+
+
+def check_writable(path: str | os.PathLike, name: str = "path") -> Path:
+    """The ``.npz`` path, after checking that it can be written (``ValueError`` naming ``name``).
+
+    Parameters
+    ----------
+    path : str or PathLike
+    name : str, default="path"
+        The parameter named in errors.
+
+    Returns
+    -------
+    Path
+    """
+    if not isinstance(path, str | os.PathLike) or str(path) == "":
+        raise TypeError(f"{name} must be a non-empty str or PathLike, got {type(path).__name__} {path!r}")
+    p = npz_path(path)
+    for candidate in (Path(path), p):
+        if candidate.is_dir():
+            raise ValueError(f"{name} {str(candidate)!r} is a directory, not a file")
+    if not p.parent.is_dir():
+        raise ValueError(f"{name} {str(p)!r}: the folder {str(p.parent)!r} does not exist")
+    if not os.access(p.parent, os.W_OK):
+        raise ValueError(f"{name} {str(p)!r}: the folder {str(p.parent)!r} is not writable")
+    return p
+
+
+def _numpy(value: Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(value, Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def write_npz(
+    path: str | os.PathLike, kind: str, arrays: dict[str, Tensor | np.ndarray], meta: dict[str, Any]
+) -> Path:
+    """Write ``arrays`` and JSON ``meta`` to ``path`` (``.npz`` appended if missing), atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    kind : {"result", "checkpoint", "gradients"}
+    arrays : dict of str to Tensor or ndarray
+        Plain (non-object) arrays.
+    meta : dict
+        JSON-serialisable; other objects are written as ``str``.
+
+    Returns
+    -------
+    Path
+        Where the file is.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if _HEADER in arrays:
+        raise ValueError(f"{_HEADER!r} is a reserved array name")
+    p = npz_path(path)
+    header = {"format": FORMAT, "version": VERSION, "kind": kind, "meta": meta}
+    payload = {k: _numpy(v) for k, v in arrays.items()}
+    payload[_HEADER] = np.frombuffer(json.dumps(header, default=str).encode(), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def _legacy_header(files: list[str]) -> bool:
+    """A result written before the format was versioned (a ``meta`` array, no header)."""
+    return "meta" in files and {"inputs", "labels", "lambdas", "active"} <= set(files)
+
+
+def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a file written by :func:`write_npz`.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        With or without the ``.npz`` suffix.
+    kind : {"result", "checkpoint", "gradients"}
+        What the file must hold.
+
+    Returns
+    -------
+    arrays : dict of str to Tensor
+    meta : dict
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither ``path`` nor ``path + ".npz"`` exists.
+    ValueError
+        The file is truncated, not a kktexplain file, of another kind, or from a newer version.
+    """
+    p = Path(path)
+    if not p.is_file():
+        p = npz_path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {str(path)!r} (nor {str(npz_path(path))!r})")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"{str(p)!r} is a single array, not a kktexplain file")
+        with loaded as f:
+            files = list(f.files)
+            if _HEADER in files:
+                header = json.loads(bytes(f[_HEADER]).decode())
+            elif kind == "result" and _legacy_header(files):
+                header = {"format": FORMAT, "version": 0, "kind": "result"}
+                header["meta"] = json.loads(bytes(f["meta"]).decode())
+                files.remove("meta")
+            else:
+                raise ValueError(f"{str(p)!r} is not a kktexplain file (no {_HEADER!r} entry)")
+            if not isinstance(header, dict) or header.get("format") != FORMAT:
+                raise ValueError(f"{str(p)!r} is not a kktexplain file")
+            if not isinstance(header.get("version"), int) or header["version"] > VERSION:
+                raise ValueError(
+                    f"{str(p)!r} has format version {header.get('version')!r}; this kktexplain "
+                    f"reads versions up to {VERSION}"
+                )
+            if header.get("kind") != kind:
+                raise ValueError(f"{str(p)!r} holds a {header.get('kind')!r}, not a {kind!r}")
+            arrays = {k: torch.from_numpy(f[k].copy()) for k in files if k != _HEADER}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{str(p)!r} is truncated or not a kktexplain file: {e}") from e
+    except ValueError as e:
+        if str(p) in str(e):
+            raise
+        raise ValueError(f"{str(p)!r} is truncated or not a kktexplain file: {e}") from e
+    return arrays, header.get("meta", {})
