@@ -23,7 +23,51 @@ from .kkt import (
     solve_multipliers,
 )
 
-__all__ = ["select"]
+__all__ = ["gather_gradients", "select"]
+
+
+def gather_gradients(
+    fmodel: FunctionalModel,
+    candidates: Tensor,
+    labels: Tensor,
+    loss_fn,
+    chunk_size: int,
+    sketch: CountSketch | None,
+    progress: bool,
+) -> Tensor:
+    """All candidates' (sketched) per-sample gradients, sharded over processes if running distributed.
+
+    Inside an initialised :mod:`torch.distributed` process group (e.g. under ``torchrun``;
+    gloo on the CPU, nccl on GPUs), process ``r`` of ``W`` computes the rows
+    ``[r * ceil(N / W), (r + 1) * ceil(N / W))`` with :func:`collect_gradients` and the rows are
+    all-gathered, so every process holds the same ``(N, K)`` matrix and solves the same
+    problem. Every process must pass the same candidates and settings (the sketch seed).
+
+    Parameters
+    ----------
+    fmodel, candidates, labels, loss_fn, chunk_size, sketch, progress
+        See :func:`kktexplain.kkt.collect_gradients`.
+
+    Returns
+    -------
+    Tensor of shape (N, P) or (N, K), on the CPU
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return collect_gradients(fmodel, candidates, labels, loss_fn, chunk_size, sketch, progress=progress)
+    rank, world, n = dist.get_rank(), dist.get_world_size(), len(candidates)
+    per = -(-n // world)
+    start, stop = min(rank * per, n), min((rank + 1) * per, n)
+    mine = collect_gradients(
+        fmodel, candidates, labels, loss_fn, chunk_size, sketch, rows=(start, stop), progress=progress
+    )
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    padded = torch.zeros(per, mine.shape[1], dtype=mine.dtype, device=device)
+    padded[: len(mine)] = mine.to(device)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: max(0, min(per, n - r * per))].cpu() for r, part in enumerate(parts)])
 
 
 def select(
@@ -71,9 +115,7 @@ def select(
         sketch = CountSketch(p, projection_dim, seed=seed, device=device)
     target = torch.cat([v.flatten() for v in fmodel.target.values()])
     target = sketch(target[None])[0] if sketch is not None else target
-    grads = collect_gradients(
-        fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress=progress
-    )
+    grads = gather_gradients(fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress)
     grad_seconds = time.perf_counter() - start
     lam, info = solve_multipliers(
         grads, target.cpu(), upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge
@@ -88,6 +130,7 @@ def select(
         solver=info,
         sketch_dim=None if sketch is None else sketch.out_features,
         gradient_seconds=grad_seconds,
+        world_size=_world_size(),
         seconds=time.perf_counter() - start,
     )
     return DSVResult(
@@ -100,3 +143,9 @@ def select(
         settings=settings,
         indices=torch.arange(len(candidates)),
     )
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
