@@ -8,6 +8,8 @@ import sys
 
 __all__ = ["main"]
 
+_PARTS = ("mislabels", "identical_class", "removal", "randomization", "fidelity", "timing")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``kktexplain <verb>``.
@@ -39,7 +41,53 @@ def main(argv: list[str] | None = None) -> int:
         "--synth-lr", type=float, default=None, help="step on the DSVs (default: scaled to each problem)"
     )
     check.add_argument("--synth-optimizer", choices=("sgd", "adam"), default="sgd")
+    ev = sub.add_parser(
+        "evaluate",
+        help="faithfulness of the per-decision explanations, beside captum's TracInCP",
+        description=(
+            "Mislabel detection and the identical-class test on a Fashion-MNIST ConvNet trained "
+            "with flipped labels, removal faithfulness on a digits MLP retrained many times, the "
+            "randomization sanity check, and how well the expansion reproduces the reference models."
+        ),
+    )
+    ev.add_argument("--json", required=True, help="where to write the results (JSON)")
+    ev.add_argument("--out", default=None, help="folder for the figures (default: next to --json)")
+    ev.add_argument("--parts", nargs="+", default=None, help="subset of: " + " ".join(_PARTS))
+    ev.add_argument("--n-train", type=int, default=10_000, help="Fashion-MNIST training subset")
+    ev.add_argument("--flip", type=float, default=0.1, help="fraction of flipped labels")
+    ev.add_argument("--n-identical", type=int, default=1000, help="test inputs of the identical-class test")
+    ev.add_argument("--removal-tests", type=int, default=50, help="test inputs of the removal test")
+    ev.add_argument("--removal-k", type=int, default=20, help="proponents removed per test input")
+    ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.verb == "evaluate":
+        import shutil
+        from pathlib import Path
+
+        from .attr._protocol import run_evaluation
+
+        out = Path(args.out) if args.out else Path(args.json).resolve().parent / "evaluation"
+        try:
+            run_evaluation(
+                out,
+                parts=args.parts or _PARTS,
+                n_train=args.n_train,
+                flip=args.flip,
+                n_identical=args.n_identical,
+                removal_tests=args.removal_tests,
+                removal_k=args.removal_k,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
+        except (FileNotFoundError, ValueError) as e:
+            print(f"kktexplain evaluate: {e}", file=sys.stderr)
+            return 2
+        shutil.copyfile(out / "evaluation.json", args.json)
+        print(f"wrote {args.json} and figures in {out}")
+        return 0
     if args.verb == "sanity-check":
         from .svm import run_sanity_suite
 

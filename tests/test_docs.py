@@ -18,6 +18,7 @@ PUBLIC = [
     "kktexplain.models",
     "kktexplain.svm",
     "kktexplain.viz",
+    "kktexplain.attr",
 ]
 
 

@@ -6,10 +6,18 @@
   features carry that push;
 * :func:`explain` / :class:`Explanation`: both for one decision, with figures;
 * :class:`SupportExpansion`: the cached engine, and :class:`ExpansionFidelity`, how well the
-  expansion reproduces the model.
+  expansion reproduces the model;
+* ``evaluate_*``: the faithfulness evaluations, each beside captum's TracInCP (:func:`tracin`).
 """
 
 from ._attribution import SupportVectorAttribution
+from ._evaluate import (
+    evaluate_identical_class,
+    evaluate_mislabels,
+    evaluate_randomization,
+    evaluate_removal,
+    tracin,
+)
 from ._expansion import ExpansionFidelity, SupportExpansion
 from ._explanation import Explanation, explain
 from ._influence import SupportVectorInfluence
@@ -20,5 +28,10 @@ __all__ = [
     "SupportExpansion",
     "SupportVectorAttribution",
     "SupportVectorInfluence",
+    "evaluate_identical_class",
+    "evaluate_mislabels",
+    "evaluate_randomization",
+    "evaluate_removal",
     "explain",
+    "tracin",
 ]

@@ -1,0 +1,462 @@
+"""Evaluations that show whether the explanations are faithful, each beside captum's TracInCP.
+
+* :func:`evaluate_mislabels`: rank training samples by self-influence and see where the flipped
+  labels land (ROC-AUC, the flipped fraction in the top 10%);
+* :func:`evaluate_identical_class`: does the top-1 proponent have the predicted class (Hanawa
+  et al. 2021)?
+* :func:`evaluate_removal`: retrain without the top-k proponents of a test input and measure
+  how far its margin falls; retrain without the half of lowest λ;
+* :func:`evaluate_randomization`: re-initialise layers from the top and measure how much the
+  feature maps change (Adebayo et al. 2018).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from .._model_state import eval_mode
+from ..kkt import cross_entropy
+from ._attribution import SupportVectorAttribution
+from ._influence import SupportVectorInfluence
+
+__all__ = [
+    "tracin",
+    "last_linear",
+    "evaluate_mislabels",
+    "evaluate_identical_class",
+    "evaluate_removal",
+    "evaluate_randomization",
+]
+
+
+def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The name and module of the model's last ``nn.Linear`` (the representer points' layer)."""
+    found = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise ValueError("model must contain an nn.Linear layer")
+    return found[-1]
+
+
+def tracin(
+    model: nn.Module, inputs: Tensor, labels: Tensor, batch_size: int = 256, folder: str | None = None
+):
+    """captum's ``TracInCP`` on one checkpoint (the model as it is), all Linear/Conv2d layers.
+
+    ``sample_wise_grads_per_batch=True`` is captum's fast path; it supports ``Linear`` and
+    ``Conv2d`` layers, so normalisation parameters are left out of TracIn's gradients.
+
+    Parameters
+    ----------
+    model : nn.Module
+    inputs : Tensor of shape (N, *input_shape)
+    labels : Tensor of shape (N,)
+    batch_size : int, default=256
+    folder : str, optional
+        Where to write the checkpoint (a temporary folder when omitted).
+
+    Returns
+    -------
+    captum.influence.TracInCP
+    """
+    from captum.influence import TracInCP
+
+    folder = folder or tempfile.mkdtemp(prefix="kktexplain-tracin-")
+    path = Path(folder) / "checkpoint.pt"
+    torch.save(model.state_dict(), path)
+    layers = [k for k, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+    def load(m: nn.Module, p: str) -> float:
+        m.load_state_dict(torch.load(p, weights_only=True))
+        return 1.0
+
+    return TracInCP(
+        model,
+        TensorDataset(inputs, labels),
+        checkpoints=[str(path)],
+        checkpoints_load_func=load,
+        layers=layers,
+        loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+        batch_size=batch_size,
+        sample_wise_grads_per_batch=True,
+    )
+
+
+def _rank_metrics(scores: Tensor, flipped: Tensor) -> dict[str, float]:
+    s = scores.double().numpy()
+    f = flipped.numpy().astype(bool)
+    top = np.argsort(-s, kind="stable")[: max(1, int(round(0.1 * len(s))))]
+    return {"roc_auc": float(roc_auc_score(f, s)), "flipped_in_top10": float(f[top].mean())}
+
+
+def evaluate_mislabels(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    flipped: Tensor,
+    explainer: Any = None,
+    batch_size: int = 256,
+    compare_tracin: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Rank training samples by self-influence and score how well it finds flipped labels.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained on ``(inputs, labels)``.
+    inputs : Tensor of shape (N, *input_shape)
+    labels : Tensor of shape (N,)
+        The (noisy) labels the model was trained with.
+    flipped : Tensor of shape (N,), dtype bool
+        Which labels were flipped.
+    explainer : DeepSupportVectors, optional
+        Settings of the selection that gives λ. Default: the last layer, exact NNLS.
+    batch_size : int, default=256
+        Chunk size of every method (ours and TracInCP alike).
+    compare_tracin : bool, default=True
+
+    Returns
+    -------
+    dict
+        For each ranking (``self_influence``, ``lambda``, ``loss``, ``tracin``, and the
+        combination ``self_influence_then_loss``): ``roc_auc``, ``flipped_in_top10`` and
+        ``seconds`` (wall time, measured in this call).
+    """
+    from .._explainer import DeepSupportVectors
+
+    flipped = torch.as_tensor(flipped).bool()
+    if len(flipped) != len(inputs) or len(labels) != len(inputs):
+        raise ValueError("inputs, labels and flipped must have the same length")
+    if explainer is None:
+        name, _ = last_linear(model)
+        explainer = DeepSupportVectors(
+            param_names=[f"{name}.weight", f"{name}.bias"], chunk_size=batch_size, progress=False
+        )
+    out: dict[str, dict[str, float]] = {}
+    start = time.perf_counter()
+    sel = explainer.attribute(model, candidates=inputs, labels=labels)
+    lam_seconds = time.perf_counter() - start
+    svi = SupportVectorInfluence(model, sel, chunk_size=batch_size)
+    si = svi.self_influence()
+    ours_seconds = time.perf_counter() - start
+    out["self_influence"] = {**_rank_metrics(si, flipped), "seconds": ours_seconds}
+    out["lambda"] = {**_rank_metrics(sel.lambdas, flipped), "seconds": lam_seconds}
+    start = time.perf_counter()
+    loss = torch.cat(
+        [
+            cross_entropy(svi.expansion.logits(inputs[i : i + batch_size]).cpu(), labels[i : i + batch_size])
+            for i in range(0, len(inputs), batch_size)
+        ]
+    ).double()
+    out["loss"] = {**_rank_metrics(loss, flipped), "seconds": time.perf_counter() - start}
+    # lexicographic: the support set first (by self-influence), then the rest by their loss
+    combo = torch.where(si > 0, si.double() + loss.max() + 1, loss)
+    out["self_influence_then_loss"] = {
+        **_rank_metrics(combo, flipped),
+        "seconds": ours_seconds + out["loss"]["seconds"],
+    }
+    out["support_size"] = {"n_support": int(sel.support.sum()), "n": len(inputs)}
+    if compare_tracin:
+        start = time.perf_counter()
+        with eval_mode(model):
+            tr = tracin(model, inputs, labels, batch_size).self_influence(show_progress=False)
+        out["tracin"] = {**_rank_metrics(tr.detach().cpu(), flipped), "seconds": time.perf_counter() - start}
+    return out
+
+
+def _features(model: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:
+    """Inputs of the last linear layer (the representer points' features)."""
+    _, layer = last_linear(model)
+    store: list[Tensor] = []
+    handle = layer.register_forward_pre_hook(lambda m, a: store.append(a[0].detach().flatten(1).cpu()))
+    try:
+        with torch.no_grad(), eval_mode(model):
+            for i in range(0, len(inputs), batch_size):
+                model(inputs[i : i + batch_size])
+    finally:
+        handle.remove()
+    return torch.cat(store)
+
+
+def evaluate_identical_class(
+    model: nn.Module,
+    support: Any,
+    test_inputs: Tensor,
+    batch_size: int = 256,
+    compare_tracin: bool = True,
+    influence: SupportVectorInfluence | None = None,
+) -> dict[str, dict[str, float]]:
+    """Fraction of test inputs whose top-1 proponent has the class the model predicts.
+
+    Parameters
+    ----------
+    model : nn.Module
+    support : DSVResult
+        A selection over the training set (its labels are the training labels).
+    test_inputs : Tensor of shape (n, *input_shape)
+    batch_size : int, default=256
+    compare_tracin : bool, default=True
+    influence : SupportVectorInfluence, optional
+        Reuse a prepared object (and its cache).
+
+    Returns
+    -------
+    dict
+        ``ours``, ``representer`` (Yeh et al. 2018 on the model's last layer, without their
+        L2 refit), ``grad_cosine`` (cosine of last-layer loss gradients) and ``tracin``: each
+        with ``identical_class`` and ``seconds``.
+    """
+    svi = influence or SupportVectorInfluence(model, support, chunk_size=batch_size)
+    labels = support.hard_labels
+    out: dict[str, dict[str, float]] = {}
+    start = time.perf_counter()
+    pred = svi.expansion.logits(test_inputs).argmax(1).cpu()
+    top = torch.cat(
+        [
+            svi.influence((test_inputs[i : i + batch_size], pred[i : i + batch_size]), k=1).indices[:, 0]
+            for i in range(0, len(test_inputs), batch_size)
+        ]
+    )
+    out["ours"] = {
+        "identical_class": float((labels[top] == pred).double().mean()),
+        "seconds": time.perf_counter() - start,
+    }
+    start = time.perf_counter()
+    h_train = _features(model, support.inputs, batch_size)
+    h_test = _features(model, test_inputs, batch_size)
+    with torch.no_grad():
+        p = torch.cat(
+            [
+                torch.softmax(svi.expansion.logits(support.inputs[i : i + batch_size]).cpu(), -1)
+                for i in range(0, len(support), batch_size)
+            ]
+        )
+    onehot = torch.nn.functional.one_hot(labels, p.shape[1]).to(p.dtype)
+    alpha = (onehot - p).to(h_train.dtype)  # -dL/df, the representer weights up to 1/(2 lambda n)
+    kernel = h_test @ h_train.T
+    rep = kernel * alpha[:, pred].T  # value of each train point for the predicted class
+    out["representer"] = {
+        "identical_class": float((labels[rep.argmax(1)] == pred).double().mean()),
+        "seconds": time.perf_counter() - start,
+    }
+    start = time.perf_counter()
+    pt = torch.softmax(svi.expansion.logits(test_inputs).cpu(), -1)
+    rt = (pt - torch.nn.functional.one_hot(pred, pt.shape[1]).to(pt.dtype)).to(h_train.dtype)
+    ones_tr = torch.ones(len(h_train), 1, dtype=h_train.dtype)
+    ones_te = torch.ones(len(h_test), 1, dtype=h_train.dtype)
+    ha, hb = torch.cat([h_train, ones_tr], 1), torch.cat([h_test, ones_te], 1)
+    # last-layer gradients (p - y) (x) [h, 1]: inner products factorise
+    dot = (rt @ (-alpha).T) * (hb @ ha.T)
+    norms = (rt.norm(dim=1)[:, None] * hb.norm(dim=1)[:, None]) * (alpha.norm(dim=1) * ha.norm(dim=1))[None]
+    cos = dot / norms.clamp_min(1e-30)
+    out["grad_cosine"] = {
+        "identical_class": float((labels[cos.argmax(1)] == pred).double().mean()),
+        "seconds": time.perf_counter() - start,
+    }
+    if compare_tracin:
+        start = time.perf_counter()
+        with eval_mode(model):
+            tr = tracin(model, support.inputs, labels, batch_size)
+            idx = tr.influence((test_inputs, pred), k=1).indices[:, 0]
+        out["tracin"] = {
+            "identical_class": float((labels[idx.cpu()] == pred).double().mean()),
+            "seconds": time.perf_counter() - start,
+        }
+    return out
+
+
+def _margin(model: nn.Module, x: Tensor, c: Tensor) -> Tensor:
+    with torch.no_grad(), eval_mode(model):
+        logits = model(x)
+    own = logits.gather(1, c[:, None]).squeeze(1)
+    other = logits.scatter(1, c[:, None], float("-inf")).max(1).values
+    return own - other
+
+
+def evaluate_removal(
+    train_fn: Callable[[Tensor, Tensor], nn.Module],
+    train_inputs: Tensor,
+    train_labels: Tensor,
+    test_inputs: Tensor,
+    explainer: Any = None,
+    k: int = 20,
+    n_test: int = 50,
+    fraction: float = 0.5,
+    seed: int = 0,
+    compare_tracin: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Retrain without the top-k proponents of a test decision, and without the lowest-λ half.
+
+    Parameters
+    ----------
+    train_fn : callable
+        ``(inputs, labels) -> trained model``, deterministic (the same seed every call), so that
+        differences come from the removed samples only.
+    train_inputs, train_labels : Tensor
+    test_inputs : Tensor of shape (n, *input_shape)
+    explainer : DeepSupportVectors, optional
+        Settings of the selection over the training set (default: all parameters, exact).
+    k : int, default=20
+        Proponents removed per test input.
+    n_test : int, default=50
+        Test inputs (the first ``n_test``).
+    fraction : float, default=0.5
+        Fraction removed in the global test.
+    seed : int, default=0
+        Seeds the random removals.
+    compare_tracin : bool, default=True
+    progress : bool, default=False
+
+    Returns
+    -------
+    dict
+        ``margin_drop``: mean (and standard error) of ``margin_before - margin_after`` of each
+        test input's predicted class, for ``ours``, ``tracin`` and ``random`` removals;
+        ``prediction_change``: fraction of test predictions changed by removing the
+        ``fraction`` of lowest λ, and a random ``fraction``.
+    """
+    from tqdm.auto import tqdm
+
+    from .._explainer import DeepSupportVectors
+
+    gen = torch.Generator().manual_seed(seed)
+    model = train_fn(train_inputs, train_labels)
+    explainer = explainer or DeepSupportVectors(progress=False)
+    sel = explainer.attribute(model, candidates=train_inputs, labels=train_labels)
+    xt = test_inputs[:n_test]
+    with torch.no_grad(), eval_mode(model):
+        pred = model(xt).argmax(1)
+    before = _margin(model, xt, pred)
+    svi = SupportVectorInfluence(model, sel)
+    removals = {"ours": svi.influence((xt, pred), k=k).indices}
+    if compare_tracin:
+        with eval_mode(model):
+            removals["tracin"] = tracin(model, train_inputs, train_labels).influence((xt, pred), k=k).indices
+    n = len(train_inputs)
+    removals["random"] = torch.stack([torch.randperm(n, generator=gen)[:k] for _ in range(len(xt))])
+    drops: dict[str, list[float]] = {m: [] for m in removals}
+    total = len(xt) * len(removals)
+    bar = tqdm(total=total, desc="retraining", disable=not progress, leave=False)
+    for i in range(len(xt)):
+        for method, idx in removals.items():
+            keep = torch.ones(n, dtype=torch.bool)
+            keep[idx[i]] = False
+            m = train_fn(train_inputs[keep], train_labels[keep])
+            drops[method].append(float(before[i] - _margin(m, xt[i : i + 1], pred[i : i + 1])[0]))
+            bar.update()
+    bar.close()
+    out: dict[str, Any] = {
+        "margin_drop": {
+            m: {"mean": float(np.mean(v)), "sem": float(np.std(v, ddof=1) / np.sqrt(len(v)))}
+            for m, v in drops.items()
+        },
+        "k": k,
+        "n_test": len(xt),
+        "n_train": n,
+        "support_size": int(sel.support.sum()),
+        "stationarity_cosine": sel.kkt.stationarity.get("cosine"),
+    }
+    with torch.no_grad(), eval_mode(model):
+        full_pred = model(test_inputs).argmax(1)
+    n_drop = int(round(fraction * n))
+    order = sel.lambdas.double() + 1e-12 * torch.rand(n, generator=gen, dtype=torch.float64)  # random ties
+    low = order.argsort()[:n_drop]
+    rand = torch.randperm(n, generator=gen)[:n_drop]
+    change = {}
+    for name, drop in (("lowest_lambda", low), ("random", rand)):
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[drop] = False
+        m = train_fn(train_inputs[keep], train_labels[keep])
+        with torch.no_grad(), eval_mode(m):
+            change[name] = float((m(test_inputs).argmax(1) != full_pred).double().mean())
+    out["prediction_change"] = change
+    out["fraction_removed"] = fraction
+    out["lambda_zero_fraction"] = float((sel.lambdas == 0).double().mean())
+    return out
+
+
+def _spearman(a: Tensor, b: Tensor) -> float:
+    rho = spearmanr(a.flatten().double().numpy(), b.flatten().double().numpy()).statistic
+    return float(rho) if np.isfinite(rho) else 0.0
+
+
+def evaluate_randomization(
+    model: nn.Module,
+    support: Any,
+    inputs: Tensor,
+    n_steps: int = 16,
+    seed: int = 0,
+    layers: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Cascading parameter randomisation (Adebayo et al. 2018) of the feature maps.
+
+    Layers are re-initialised (``reset_parameters`` under ``seed``) from the top down; after
+    each, the maps of :class:`SupportVectorAttribution` (λ kept, gradients recomputed on the
+    randomised model) are compared with the original ones by Spearman's rank correlation,
+    averaged over the inputs. captum's plain Integrated Gradients of the logit is measured
+    beside it. A faithful explainer's maps must decorrelate.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Only read: randomisation happens on a deep copy.
+    support : DSVResult
+    inputs : Tensor of shape (n, *input_shape)
+    n_steps : int, default=16
+    seed : int, default=0
+    layers : sequence of str, optional
+        Modules to randomise, top first. Default: every module with its own parameters, in
+        reverse order of registration.
+
+    Returns
+    -------
+    list of dict
+        One row per cascade stage: ``layer``, ``spearman`` (ours) and ``spearman_ig``.
+    """
+    import copy
+
+    from captum.attr import IntegratedGradients
+
+    work = copy.deepcopy(model).eval()
+    if layers is None:
+        layers = [k for k, m in work.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]
+    mods = dict(work.named_modules())
+    missing = [k for k in layers if k not in mods]
+    if missing:
+        raise ValueError(f"layers must name modules of the model; not found: {missing}")
+    with torch.no_grad():
+        pred = work(inputs).argmax(1)
+
+    def maps(m: nn.Module) -> tuple[Tensor, Tensor]:
+        ours = SupportVectorAttribution(m, support).attribute(inputs, target=pred, n_steps=n_steps)
+        ig = IntegratedGradients(m).attribute(inputs, target=pred, n_steps=n_steps)
+        return ours.detach(), ig.detach()
+
+    ref_ours, ref_ig = maps(work)
+    rows = []
+    torch.manual_seed(seed)
+    for name in layers:
+        mod = mods[name]
+        if not hasattr(mod, "reset_parameters"):
+            raise ValueError(f"layer {name!r} has no reset_parameters()")
+        mod.reset_parameters()
+        ours, ig = maps(work)
+        rows.append(
+            {
+                "layer": name,
+                "spearman": float(np.mean([_spearman(a, b) for a, b in zip(ref_ours, ours)])),
+                "spearman_ig": float(np.mean([_spearman(a, b) for a, b in zip(ref_ig, ig)])),
+            }
+        )
+    return rows
