@@ -93,3 +93,18 @@ def test_randomization_degrades_the_maps(blobs):
     assert rows[-1]["spearman"] < 0.9
     with pytest.raises(ValueError, match="layers"):
         evaluate_randomization(model, sel, xt[:2], layers=["nope"])
+
+
+def test_cli_evaluate_removal_part(tmp_path):
+    import json
+
+    from kktexplain.cli import main
+
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--json", str(out), "--parts", "removal", "--removal-tests", "2", "--removal-k", "3"]
+    assert main([*args, "--no-progress"]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["removal"]["margin_drop"]) == {"ours", "tracin", "random"}
+    assert res["removal"]["n_test"] == 2 and res["removal"]["k"] == 3
+    assert (tmp_path / "evaluation" / "removal.png").is_file()
+    assert main(["evaluate", "--json", str(out), "--parts", "nope", "--no-progress"]) == 2

@@ -333,12 +333,12 @@ def run_evaluation(
         init = reference_init("fashion_mnist_convnet")
         train = load_fashion_mnist(train=True)
         gen = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(train), generator=gen)[:5000]
+        idx = torch.randperm(len(train), generator=gen)[:2000]
         tst = load_fashion_mnist(train=False).inputs[:1000]
         scopes = {
-            "all": (None, None, 4096),
-            "last_layer": (["classifier.weight", "classifier.bias"], None, 4096),
-            "displacement": (None, init, 4096),
+            "all": (None, None, 2048),
+            "last_layer": (["classifier.weight", "classifier.bias"], None, 2048),
+            "displacement": (None, init, 2048),
         }
         rows += _fidelity_rows(
             "fashion_mnist_convnet_reference", conv, train.inputs[idx], train.labels[idx], tst, scopes
