@@ -1,0 +1,662 @@
+"""One self-contained HTML page (plotly inlined) that audits a model through its support vectors."""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .._result import DSVResult
+from ..viz._audit import (
+    FEASIBILITY_THRESHOLDS,
+    STATIONARITY_THRESHOLDS,
+    _class_list,
+    _mosaic,
+    _num_classes,
+    _score_order,
+    _top_bottom,
+    class_lambda_sums,
+    feasibility_verdict,
+    stationarity_verdict,
+)
+
+__all__ = ["write_html", "per_class_accuracy"]
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .5em 0; font-size: .9em; }
+td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
+th { background: #f4f4f4; }
+.good { color: #1a7f37; } .fair { color: #8a6d00; } .weak { color: #b35900; }
+.poor, .fails { color: #c62828; }
+.pager { margin: .5em 0; } .pager button { margin: 0 .3em; }
+.note { color: #555; font-size: .9em; }
+nav a { margin-right: 1em; }
+"""
+
+_JS = """
+function kkxShowPage(pager, page) {
+  var pages = document.querySelectorAll('.page[data-pager="' + pager + '"]');
+  var n = pages.length;
+  page = Math.max(0, Math.min(n - 1, page));
+  pages.forEach(function (el) {
+    var on = Number(el.dataset.page) === page;
+    el.style.display = on ? '' : 'none';
+    if (on && window.Plotly) {
+      el.querySelectorAll('.js-plotly-plot').forEach(function (gd) { Plotly.Plots.resize(gd); });
+    }
+  });
+  var bar = document.querySelector('.pager[data-pager="' + pager + '"]');
+  bar.dataset.current = page;
+  bar.querySelector('select').value = String(page);
+  bar.querySelector('.page-label').textContent = 'page ' + (page + 1) + ' of ' + n;
+}
+document.addEventListener('DOMContentLoaded', function () {
+  document.querySelectorAll('.pager').forEach(function (bar) {
+    var name = bar.dataset.pager;
+    bar.querySelector('.prev').addEventListener('click', function () {
+      kkxShowPage(name, Number(bar.dataset.current) - 1);
+    });
+    bar.querySelector('.next').addEventListener('click', function () {
+      kkxShowPage(name, Number(bar.dataset.current) + 1);
+    });
+    bar.querySelector('select').addEventListener('change', function (ev) {
+      kkxShowPage(name, Number(ev.target.value));
+    });
+    kkxShowPage(name, 0);
+  });
+});
+"""
+
+
+def per_class_accuracy(
+    model: nn.Module, inputs: Tensor, labels: Tensor, num_classes: int, batch_size: int = 256
+) -> Tensor:
+    """Accuracy of ``model`` on every class of a labelled test set.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns logits ``(n, C)``.
+    inputs : Tensor of shape (n, *input_shape)
+    labels : Tensor of shape (n,)
+        Hard labels.
+    num_classes : int
+    batch_size : int, default=256
+
+    Returns
+    -------
+    Tensor of shape (C,)
+        ``nan`` for classes absent from ``labels``.
+    """
+    if not isinstance(inputs, Tensor) or not isinstance(labels, Tensor):
+        raise TypeError("test_data must be a pair of Tensors (inputs (n, ...), labels (n,))")
+    if labels.ndim != 1 or len(labels) != len(inputs):
+        raise ValueError(f"test_data labels must have shape ({len(inputs)},), got {tuple(labels.shape)}")
+    p = next(model.parameters(), None)
+    device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
+    was_training = model.training
+    model.eval()
+    preds = []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(inputs), batch_size):
+                preds.append(model(inputs[i : i + batch_size].to(device, dtype)).argmax(-1).cpu())
+    finally:
+        model.train(was_training)
+    correct = (torch.cat(preds) == labels.long()).double() if preds else torch.zeros(0, dtype=torch.float64)
+    y = labels.long()
+    total = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, torch.ones_like(correct))
+    hits = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, correct)
+    return hits / total  # nan where total == 0
+
+
+def _verdict_class(text: str) -> str:
+    return text.split(":")[0].split(",")[0].strip()
+
+
+def _verdict_td(text: str) -> str:
+    return f'<td class="{_verdict_class(text)}">{html.escape(text)}</td>'
+
+
+def _fig_html(fig: Any) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+def _name(c: int, class_names: Sequence[str] | None) -> str:
+    return str(class_names[c]) if class_names is not None and c < len(class_names) else f"class {c}"
+
+
+def _mosaic_figure(tiles, labels, row_names, denormalize, title, height_per_row=110):
+    """A plotly heatmap of a tiled mosaic with one annotation per tile."""
+    import plotly.graph_objects as go
+
+    img, dh, dw = _mosaic(tiles, denormalize)
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.where(np.isnan(img), None, img).tolist(),
+            colorscale="gray",
+            showscale=False,
+            zmin=0,
+            zmax=1,
+            hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>",
+        )
+    )
+    for r, row in enumerate(labels):
+        for j, text in enumerate(row):
+            if text:
+                fig.add_annotation(
+                    x=j * dw - 0.5,
+                    y=r * dh - 0.5,
+                    text=text,
+                    showarrow=False,
+                    xanchor="left",
+                    yanchor="bottom",
+                    font={"size": 9},
+                )
+    cols = max(len(r) for r in tiles)
+    fig.update_yaxes(
+        autorange="reversed",
+        scaleanchor="x",
+        tickvals=[r * dh + dh / 2 for r in range(len(tiles))],
+        ticktext=[html.escape(n) for n in row_names],
+        showgrid=False,
+        zeroline=False,
+    )
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_layout(
+        title=html.escape(title),
+        width=min(1150, 110 * cols + 160),
+        height=height_per_row * len(tiles) + 120,
+        margin={"t": 60, "b": 10},
+        plot_bgcolor="white",
+    )
+    return fig
+
+
+def _pager(name: str, pages: list[str], labels: list[str]) -> str:
+    if len(pages) == 1:
+        return f'<div class="page" data-pager="{name}" data-page="0">{pages[0]}</div>'
+    opts = "".join(f'<option value="{i}">{html.escape(t)}</option>' for i, t in enumerate(labels))
+    bar = (
+        f'<div class="pager" data-pager="{name}" data-current="0"><button class="prev">◀ previous</button>'
+        f'<select aria-label="page">{opts}</select><button class="next">next ▶</button>'
+        f'<span class="page-label">page 1 of {len(pages)}</span></div>'
+    )
+    body = "".join(
+        f'<div class="page" data-pager="{name}" data-page="{i}">{p}</div>' for i, p in enumerate(pages)
+    )
+    return bar + body
+
+
+def _gallery(result, classes, per_page, per_class, class_names, denormalize) -> str:
+    y = result.hard_labels
+    cls = [c for c in classes if int((y == c).sum()) > 0]
+    if not cls:
+        return '<p class="note">No DSVs in the chosen classes.</p>'
+    k = per_class or max(1, int(max((y == c).sum() for c in cls)))
+    core = result.top_k_per_class(int(k))
+    pages, labels = [], []
+    for start in range(0, len(cls), per_page):
+        rows = cls[start : start + per_page]
+        tiles = [[result.inputs[int(i)] if i >= 0 else None for i in core.indices[c]] for c in rows]
+        texts = [
+            [f"λ={float(core.lambdas[c, j]):.3g}" if core.indices[c, j] >= 0 else "" for j in range(k)]
+            for c in rows
+        ]
+        fig = _mosaic_figure(
+            tiles,
+            texts,
+            [_name(c, class_names) for c in rows],
+            denormalize,
+            f"DSVs of {len(rows)} classes, best λ first",
+        )
+        pages.append(_fig_html(fig))
+        labels.append(f"{_name(rows[0], class_names)} … {_name(rows[-1], class_names)}")
+    return _pager("gallery", pages, labels)
+
+
+def _kkt_section(result: DSVResult, tag: str) -> str:
+    import plotly.graph_objects as go
+
+    kkt = result.kkt
+    st = kkt.stationarity
+    cos = st.get("cosine", float("nan"))
+    fv, sv = feasibility_verdict(kkt.feasibility_rate), stationarity_verdict(cos)
+    dual = float(kkt.dual_violation.max()) if len(result) else 0.0
+    rows = [
+        ("primal feasibility rate", f"{kkt.feasibility_rate:.3f}", fv),
+        ("mean margin Φ_y − max_{c≠y} Φ_c", f"{float(kkt.margin.mean()):.3g}", "positive is feasible"),
+        ("mean predictive entropy (nats)", f"{float(kkt.entropy.mean()):.3g}", "large near the boundary"),
+        (
+            "dual feasibility: max(0, −λ)",
+            f"{dual:.3g}",
+            "good: every λ ≥ 0" if dual == 0 else "poor: negative λ",
+        ),
+        ("stationarity cosine cos(θ*, −Σλ∇L)", f"{cos:.3f}", sv),
+    ]
+    for key in ("rel_l1", "rel_l2", "l1", "g_norm_ratio"):
+        if key in st:
+            rows.append(
+                (
+                    f"stationarity {key}",
+                    f"{st[key]:.3g}",
+                    "0 is exact" if key != "g_norm_ratio" else "‖Σλ∇L‖ / ‖θ*‖; 1 matches the scale",
+                )
+            )
+    table = (
+        "<table><tr><th>condition</th><th>value</th><th>verdict</th></tr>"
+        + "".join(f"<tr><td>{html.escape(a)}</td><td>{b}</td>{_verdict_td(c)}</tr>" for a, b, c in rows)
+        + "</table>"
+    )
+    layers = kkt.per_layer_cosine
+    out = f"<h3>{html.escape(tag)}: {len(result)} samples</h3>{table}"
+    if layers:
+        names, vals = list(layers), [float(v) for v in layers.values()]
+        colors = [
+            "#1a7f37" if v >= 0.9 else "#8a6d00" if v >= 0.3 else "#b35900" if v >= 0.03 else "#c62828"
+            for v in vals
+        ]
+        fig = go.Figure(
+            go.Bar(
+                x=vals,
+                y=names,
+                orientation="h",
+                marker_color=colors,
+                hovertext=[stationarity_verdict(v) for v in vals],
+                hovertemplate="%{y}: %{x:.3f}<br>%{hovertext}<extra></extra>",
+            )
+        )
+        for bound, _ in STATIONARITY_THRESHOLDS[:3]:
+            fig.add_vline(x=bound, line_dash="dash", line_color="grey")
+        fig.update_layout(
+            title="per-layer stationarity cosine (dashed: 0.03, 0.3, 0.9)",
+            xaxis={"range": [-1, 1]},
+            yaxis={"autorange": "reversed"},
+            height=min(1200, 22 * len(names) + 140),
+            width=900,
+            margin={"l": 220},
+        )
+        out += _fig_html(fig)
+        table2 = (
+            "<table><tr><th>parameter tensor</th><th>cosine</th><th>verdict</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(n)}</td><td>{v:.3f}</td>{_verdict_td(stationarity_verdict(v))}</tr>"
+                for n, v in zip(names, vals)
+            )
+            + "</table>"
+        )
+        out += f"<details><summary>per-layer table</summary>{table2}</details>"
+    return out
+
+
+def _history_section(result: DSVResult, tag: str) -> str:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    h = {k: v for k, v in result.history.items() if isinstance(v, list) and v}
+    if not h:
+        return f'<p class="note">{html.escape(tag)}: no history recorded.</p>'
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=["loss terms (unweighted, log)", "mean predictive entropy", "primal feasibility rate"],
+    )
+    for key, vals in h.items():
+        if key in ("entropy", "feasibility", "feasibility_aug", "lambda_mean", "n_active"):
+            continue
+        v = [max(float(x), 1e-12) for x in vals]
+        if any(x > 1e-12 for x in v):
+            fig.add_trace(go.Scatter(y=v, name=key, mode="lines"), 1, 1)
+    if "entropy" in h:
+        fig.add_trace(go.Scatter(y=h["entropy"], name="entropy", mode="lines"), 1, 2)
+    for key in ("feasibility", "feasibility_aug"):
+        if key in h:
+            fig.add_trace(go.Scatter(y=h[key], name=key, mode="lines"), 1, 3)
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(range=[-0.05, 1.05], row=1, col=3)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(
+        title=html.escape(f"{tag}: synthesis history ({len(next(iter(h.values())))} steps)"),
+        height=380,
+        width=1150,
+    )
+    return _fig_html(fig)
+
+
+def _lambda_accuracy_section(results, accuracy, classes, class_names) -> str:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for tag, res in results:
+        sums = class_lambda_sums(res)
+        names = [_name(c, class_names) for c in classes]
+        if accuracy is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=[float(accuracy[c]) for c in classes],
+                    y=[float(sums[c]) for c in classes],
+                    mode="markers+text" if len(classes) <= 30 else "markers",
+                    text=names,
+                    textposition="top center",
+                    name=f"Σλ ({tag})",
+                    hovertemplate="%{text}: accuracy %{x:.3f}, Σλ %{y:.3g}<extra></extra>",
+                )
+            )
+        else:
+            fig.add_trace(go.Bar(x=names, y=[float(sums[c]) for c in classes], name=f"Σλ ({tag})"))
+    if accuracy is not None:
+        fig.update_layout(xaxis_title="per-class accuracy", yaxis_title="Σλ of the class")
+    else:
+        fig.update_layout(yaxis_title="Σλ of the class")
+    fig.update_layout(
+        title="per-class Σλ" + (" against per-class accuracy" if accuracy is not None else ""),
+        height=450,
+        width=900,
+    )
+    note = (
+        ""
+        if accuracy is not None
+        else '<p class="note">No accuracy given (pass <code>accuracy=</code>, or a model with '
+        "<code>test_data=</code>): Σλ per class only.</p>"
+    )
+    return note + _fig_html(fig)
+
+
+def _sample_labels(res, rows, values, value_name, class_names, preds=None):
+    y = res.hard_labels
+    out = []
+    for i in rows.tolist():
+        idx = i if res.indices is None else int(res.indices[i])
+        t = f"#{idx} {html.escape(_name(int(y[i]), class_names))}"
+        if preds is not None:
+            t += f" (pred {html.escape(_name(int(preds[i]), class_names))})"
+        out.append(t + f"<br>{value_name}={float(values[i]):.3g}")
+    return out
+
+
+def _predict(model, inputs, batch_size=256):
+    p = next(model.parameters(), None)
+    device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    model(inputs[i : i + batch_size].to(device, dtype)).argmax(-1).cpu()
+                    for i in range(0, len(inputs), batch_size)
+                ]
+            )
+    finally:
+        model.train(was)
+
+
+def _check_int(value, name, low=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def write_html(
+    path: str | Path,
+    synthesis: DSVResult | None = None,
+    selection: DSVResult | None = None,
+    *,
+    model: nn.Module | None = None,
+    accuracy: Sequence[float] | Tensor | None = None,
+    test_data: tuple[Tensor, Tensor] | None = None,
+    explain_inputs: Tensor | None = None,
+    explanations: Any = None,
+    k: int = 5,
+    explain_kwargs: Mapping[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
+    classes: Sequence[int] | None = None,
+    per_page: int = 10,
+    per_class: int | None = None,
+    n_top: int = 8,
+    n_mislabels: int = 10,
+    denormalize: Callable[[Tensor], Tensor] | None = None,
+    title: str = "kktexplain audit report",
+) -> Path:
+    """Write one self-contained HTML audit page (plotly.js inlined once; opens offline).
+
+    Sections, each present when its inputs are: the DSV gallery per class with λ
+    (``synthesis``); the KKT residuals, per condition and per layer, with plain-words verdicts
+    and the thresholds they use; the synthesis history; per-class Σλ against per-class
+    accuracy; the top- and bottom-λ real samples and the likely mislabels (``selection``); the
+    per-decision explanations of ``explain_inputs`` (or of prepared ``explanations``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.html`` file to write (parent folders are created).
+    synthesis : DSVResult, optional
+        A synthesis result (the model's DSVs), e.g. ``DSVResult.load(path)``.
+    selection : DSVResult, optional
+        A selection result (real samples with λ). At least one of the two is needed.
+    model : nn.Module, optional
+        The model both results were computed for. Enables self-influence for mislabels,
+        accuracy from ``test_data`` and explanations of ``explain_inputs``.
+    accuracy : sequence of float or Tensor of shape (C,), optional
+        Per-class accuracy in ``[0, 1]``; computed from ``test_data`` when omitted.
+    test_data : (Tensor of shape (n, *input_shape), Tensor of shape (n,)), optional
+        A labelled test set for the per-class accuracy (needs ``model``).
+    explain_inputs : Tensor of shape (m, *input_shape), optional
+        Test inputs whose decisions are explained by the selection (else the synthesis)
+        with ``result.explain(model, explain_inputs, k=k, **explain_kwargs)``; needs ``model``.
+    explanations : Explanation or sequence of Explanation, optional
+        Prepared explanations, embedded instead of computing them.
+    k : int, default=5
+        Supporting and opposing support vectors per decision.
+    explain_kwargs : mapping, optional
+        Further arguments of :meth:`DSVResult.explain` (e.g. ``maps="total"``, ``n_steps=8``).
+    class_names : sequence of str, optional
+    classes : sequence of int, optional
+        Classes shown in the per-class sections (default all).
+    per_page : int, default=10
+        Classes per page of the gallery (a selector and previous/next buttons page through).
+    per_class : int, optional
+        DSVs per class in the gallery; default the largest class size.
+    n_top : int, default=8
+        Samples in each of the top- and bottom-λ rows.
+    n_mislabels : int, default=10
+    denormalize : callable, optional
+        Maps a batch of inputs back to pixel units before display.
+    title : str, default="kktexplain audit report"
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Examples
+    --------
+    >>> write_html("report.html", synthesis=dsv, selection=sel, model=model,
+    ...            test_data=(x_test, y_test), explain_inputs=x_test[:3])  # doctest: +SKIP
+    """
+    from plotly.offline import get_plotlyjs
+
+    if synthesis is None and selection is None:
+        raise ValueError("synthesis and selection are both None: pass at least one DSVResult")
+    for name, res in (("synthesis", synthesis), ("selection", selection)):
+        if res is not None and not isinstance(res, DSVResult):
+            raise TypeError(f"{name} must be a DSVResult, got {type(res).__name__}")
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    per_page = _check_int(per_page, "per_page")
+    n_top = _check_int(n_top, "n_top")
+    n_mislabels = _check_int(n_mislabels, "n_mislabels")
+    k = _check_int(k, "k")
+    if per_class is not None:
+        per_class = _check_int(per_class, "per_class")
+    results = [(t, r) for t, r in (("synthesis", synthesis), ("selection", selection)) if r is not None]
+    num_classes = max(_num_classes(r) for _, r in results)
+    cls = _class_list(classes, num_classes)
+    if class_names is not None and len(class_names) < num_classes:
+        raise ValueError(f"class_names must name all {num_classes} classes, got {len(class_names)}")
+
+    if accuracy is None and test_data is not None:
+        if model is None:
+            raise ValueError("test_data needs model= to compute the per-class accuracy")
+        if not isinstance(test_data, (tuple, list)) or len(test_data) != 2:
+            raise TypeError("test_data must be a pair (inputs, labels)")
+        accuracy = per_class_accuracy(model, test_data[0], test_data[1], num_classes)
+    if accuracy is not None:
+        accuracy = torch.as_tensor(accuracy, dtype=torch.float64).flatten()
+        if len(accuracy) != num_classes:
+            raise ValueError(f"accuracy must have one value per class ({num_classes}), got {len(accuracy)}")
+
+    sections: list[tuple[str, str, str]] = []  # (anchor, heading, html)
+    if synthesis is not None:
+        sections.append(
+            (
+                "gallery",
+                "DSV gallery per class",
+                '<p class="note">Each row is one class; tiles are its DSVs, largest λ first '
+                "(channel mean, each tile scaled to its own range).</p>"
+                + _gallery(synthesis, cls, per_page, per_class, class_names, denormalize),
+            )
+        )
+    thresholds = "".join(
+        f"<li>≥ {b:g}: {html.escape(t)}</li>" if np.isfinite(b) else f"<li>below: {html.escape(t)}</li>"
+        for b, t in STATIONARITY_THRESHOLDS
+    )
+    fthr = "".join(
+        f"<li>≥ {b:g}: {html.escape(t)}</li>" if np.isfinite(b) else f"<li>below: {html.escape(t)}</li>"
+        for b, t in FEASIBILITY_THRESHOLDS
+    )
+    kkt_html = (
+        '<p class="note">How a verdict is read. The <b>stationarity cosine</b> '
+        "cos(θ*, −Σλ∇θL) is 1 when the parameters are exactly the λ-weighted sum of the support "
+        "vectors' loss gradients (a linear SVM). A deep network trained with Adam is not a KKT "
+        "point: on the reference Fashion-MNIST ConvNet, 2,000 real training images with λ = 1 "
+        "reach 0.010 and synthesized DSVs 0.03 to 0.10. Thresholds:</p>"
+        f'<ul>{thresholds}</ul><p class="note">Primal feasibility rate:</p><ul>{fthr}</ul>'
+    ) + "".join(_kkt_section(r, t) for t, r in results)
+    sections.append(("kkt", "KKT residuals", kkt_html))
+    hist = [(t, r) for t, r in results if any(isinstance(v, list) and v for v in r.history.values())]
+    if hist:
+        sections.append(("history", "Synthesis history", "".join(_history_section(r, t) for t, r in hist)))
+    sections.append(
+        (
+            "lambda-accuracy",
+            "Σλ per class against accuracy",
+            _lambda_accuracy_section(results, accuracy, cls, class_names),
+        )
+    )
+
+    if selection is not None:
+        top, bottom = _top_bottom(selection, n_top, cls)
+        preds = _predict(model, selection.inputs) if model is not None else None
+        fig = _mosaic_figure(
+            [[selection.inputs[i] for i in top], [selection.inputs[i] for i in bottom]],
+            [
+                _sample_labels(selection, top, selection.lambdas, "λ", class_names, preds),
+                _sample_labels(selection, bottom, selection.lambdas, "λ", class_names, preds),
+            ],
+            ["top λ", "bottom λ"],
+            denormalize,
+            "real samples with the largest and smallest λ",
+            150,
+        )
+        sections.append(
+            (
+                "top-bottom",
+                "Top- and bottom-λ real samples",
+                '<p class="note">#: the sample\'s index in the data the selection was run on.</p>'
+                + _fig_html(fig),
+            )
+        )
+        if model is not None:
+            from ..attr import SupportVectorInfluence
+
+            scores = SupportVectorInfluence(model, selection).self_influence()
+            how = (
+                "ranked by self-influence λ_j‖∇θL_j‖² "
+                "(<code>SupportVectorInfluence(model, selection).self_influence()</code>)"
+            )
+            name = "self-influence"
+        else:
+            scores, name = None, "λ"
+            how = "ranked by λ (no model given; pass one to rank by self-influence)"
+        rows = _score_order(selection, scores, n_mislabels, cls)
+        vals = selection.lambdas if scores is None else scores
+        fig = _mosaic_figure(
+            [[selection.inputs[i] for i in rows]],
+            [_sample_labels(selection, rows, vals, name, class_names, preds)],
+            ["suspects"],
+            denormalize,
+            "likely mislabels",
+            150,
+        )
+        table = (
+            "<table><tr><th>rank</th><th>sample</th><th>label</th>"
+            + ("<th>prediction</th>" if preds is not None else "")
+            + f"<th>{name}</th><th>λ</th></tr>"
+        )
+        for r, i in enumerate(rows.tolist()):
+            idx = i if selection.indices is None else int(selection.indices[i])
+            table += (
+                f"<tr><td>{r + 1}</td><td>{idx}</td>"
+                f"<td>{html.escape(_name(int(selection.hard_labels[i]), class_names))}</td>"
+                + (f"<td>{html.escape(_name(int(preds[i]), class_names))}</td>" if preds is not None else "")
+                + f"<td>{float(vals[i]):.3g}</td><td>{float(selection.lambdas[i]):.3g}</td></tr>"
+            )
+        table += "</table>"
+        sections.append(
+            ("mislabels", "Likely mislabels", f'<p class="note">{how}.</p>' + _fig_html(fig) + table)
+        )
+
+    if explanations is None and explain_inputs is not None:
+        if model is None:
+            raise ValueError("explain_inputs needs model= to explain the decisions")
+        support = selection if selection is not None else synthesis
+        kw = dict(explain_kwargs or {})
+        kw.setdefault("class_names", list(class_names) if class_names is not None else None)
+        explanations = support.explain(model, explain_inputs, k=k, **kw)
+    if explanations is not None:
+        items = explanations if isinstance(explanations, (list, tuple)) else [explanations]
+        parts = []
+        for e in items:
+            if not hasattr(e, "to_html"):
+                raise TypeError(f"explanations must be Explanation objects, got {type(e).__name__}")
+            for i in range(len(e)):
+                parts.append(f'<div class="explanation">{e.to_html(i, include_plotlyjs=False)}</div>')
+        sections.append(
+            (
+                "explanations",
+                "Per-decision explanations",
+                '<p class="note">For each input: its feature map, the support vectors that push '
+                "the explained logit up (+, middle row) and down (−, bottom row), and the residual "
+                "between the exact logit term and its support-vector expansion.</p>" + "".join(parts),
+            )
+        )
+
+    meta = {t: {"n": len(r), "mode": r.settings.get("mode", t)} for t, r in results}
+    nav = "".join(f'<a href="#{a}">{html.escape(h)}</a>' for a, h, _ in sections)
+    body = "".join(f'<section id="{a}"><h2>{html.escape(h)}</h2>{s}</section>' for a, h, s in sections)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
+        f'<script type="text/javascript">{get_plotlyjs()}</script><script>{_JS}</script></head><body>'
+        f"<h1>{html.escape(title)}</h1>"
+        f'<p class="note">Written by kktexplain on {now:%Y-%m-%d %H:%M} UTC; '
+        f"{num_classes} classes; {html.escape(json.dumps(meta))}. Self-contained: opens offline.</p>"
+        f"<nav>{nav}</nav>{body}</body></html>"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path

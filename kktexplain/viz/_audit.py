@@ -1,0 +1,437 @@
+"""Matplotlib figures of an audit: the figures of :func:`kktexplain.report.write_html`.
+
+Every function takes ``ax=`` and returns the Axes it drew on. Image grids are drawn as one
+mosaic (a single ``imshow``), so they stay cheap for many classes; ``classes=`` picks the
+classes shown and ``page=`` / ``per_page=`` pages through the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from torch import Tensor
+
+from .._result import DSVResult
+
+__all__ = [
+    "FEASIBILITY_THRESHOLDS",
+    "STATIONARITY_THRESHOLDS",
+    "class_lambda_sums",
+    "feasibility_verdict",
+    "plot_dsv_gallery",
+    "plot_kkt_residuals",
+    "plot_lambda_vs_accuracy",
+    "plot_likely_mislabels",
+    "plot_top_bottom_lambda",
+    "stationarity_verdict",
+]
+
+#: Lower bounds of the stationarity cosine ``cos(theta*, -sum_i lambda_i grad L_i)`` and their
+#: verdicts, best first. 1 is exact stationarity (a linear SVM gets there); on the reference
+#: Fashion-MNIST ConvNet 2,000 real training images with λ = 1 reach 0.010 and synthesized DSVs
+#: 0.03 to 0.10 (docs/defaults.md), because an Adam-trained network is not a KKT point.
+STATIONARITY_THRESHOLDS: tuple[tuple[float, str], ...] = (
+    (0.9, "good: stationarity holds closely (SVM-like); the expansion explains θ*"),
+    (0.3, "fair: the support set explains a real share of θ*"),
+    (0.03, "weak, but typical of a trained deep network (reference ConvNet DSVs: 0.03 to 0.10)"),
+    (0.0, "poor: no better than real images with λ = 1 (0.010 on the reference ConvNet)"),
+    (-np.inf, "fails: −Σλ∇L points away from θ*"),
+)
+
+#: Lower bounds of the primal feasibility rate (share of samples classified as their label).
+FEASIBILITY_THRESHOLDS: tuple[tuple[float, str], ...] = (
+    (0.95, "good: nearly every sample is classified as its label"),
+    (0.8, "fair: some samples are not classified as their label"),
+    (-np.inf, "poor: many samples are not classified as their label; do not read them as support vectors"),
+)
+
+
+def _verdict(value: float, thresholds: Sequence[tuple[float, str]]) -> str:
+    if not np.isfinite(value):
+        return "not measured"
+    for bound, text in thresholds:
+        if value >= bound:
+            return text
+    return thresholds[-1][1]
+
+
+def stationarity_verdict(cosine: float) -> str:
+    """Plain words for a stationarity cosine (global or per layer); see ``STATIONARITY_THRESHOLDS``.
+
+    Parameters
+    ----------
+    cosine : float
+        ``cos(theta*, -sum_i lambda_i grad L_i)``, in ``[-1, 1]``.
+
+    Returns
+    -------
+    str
+    """
+    return _verdict(float(cosine), STATIONARITY_THRESHOLDS)
+
+
+def feasibility_verdict(rate: float) -> str:
+    """Plain words for a primal feasibility rate; see ``FEASIBILITY_THRESHOLDS``.
+
+    Parameters
+    ----------
+    rate : float
+        In ``[0, 1]``.
+
+    Returns
+    -------
+    str
+    """
+    return _verdict(float(rate), FEASIBILITY_THRESHOLDS)
+
+
+def _num_classes(result: DSVResult) -> int:
+    y = result.hard_labels
+    return int(result.settings.get("num_classes", int(y.max()) + 1 if len(y) else 0))
+
+
+def _check_result(result: DSVResult, name: str = "result") -> None:
+    if not isinstance(result, DSVResult):
+        raise TypeError(f"{name} must be a DSVResult, got {type(result).__name__}")
+
+
+def _class_list(classes: Sequence[int] | None, num_classes: int, name: str = "classes") -> list[int]:
+    """Validated class indices (all classes when ``None``)."""
+    if classes is None:
+        return list(range(num_classes))
+    if isinstance(classes, (int, np.integer)):
+        classes = [int(classes)]
+    try:
+        out = [int(c) for c in classes]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of int class indices, got {classes!r}") from None
+    bad = [c for c in out if not 0 <= c < num_classes]
+    if bad or not out:
+        raise ValueError(f"{name} must be non-empty class indices in [0, {num_classes}), got {out}")
+    return out
+
+
+def _page(items: list[int], page: int, per_page: int) -> list[int]:
+    if isinstance(per_page, bool) or not isinstance(per_page, (int, np.integer)) or per_page < 1:
+        raise ValueError(f"per_page must be a positive int, got {per_page!r}")
+    pages = max(1, -(-len(items) // per_page))
+    if isinstance(page, bool) or not isinstance(page, (int, np.integer)) or not 0 <= page < pages:
+        raise ValueError(f"page must be an int in [0, {pages}), got {page!r}")
+    return items[page * per_page : (page + 1) * per_page]
+
+
+def _name(c: int, class_names: Sequence[str] | None) -> str:
+    return str(class_names[c]) if class_names is not None and c < len(class_names) else str(c)
+
+
+def _plane(x: Tensor) -> np.ndarray:
+    """A 2-D array to show one input: channel mean of ``(C, H, W)``, a strip ``(1, D)`` for vectors."""
+    x = x.detach().float().cpu()
+    if x.ndim == 3:
+        x = x.mean(0)
+    elif x.ndim != 2:
+        x = x.reshape(1, -1)
+    return x.numpy()
+
+
+def class_lambda_sums(result: DSVResult, num_classes: int | None = None) -> Tensor:
+    """Σλ of every class (over the active samples of that hard label).
+
+    Parameters
+    ----------
+    result : DSVResult
+    num_classes : int, optional
+        Default: ``result.settings["num_classes"]``, else the largest label plus one.
+
+    Returns
+    -------
+    Tensor of shape (C,)
+    """
+    _check_result(result)
+    c = int(num_classes) if num_classes is not None else _num_classes(result)
+    lam = torch.where(result.active, result.lambdas, torch.zeros_like(result.lambdas)).double()
+    return torch.zeros(c, dtype=torch.float64).index_add_(0, result.hard_labels.long(), lam)
+
+
+def _mosaic(
+    rows: list[list[Tensor | None]], denormalize: Callable[[Tensor], Tensor] | None, pad: int = 1
+) -> tuple[np.ndarray, int, int]:
+    """Tile rows of inputs (each scaled to [0, 1]) into one array with NaN gutters."""
+    first = next(x for row in rows for x in row if x is not None)
+    h, w = _plane(first).shape
+    cols = max(len(r) for r in rows)
+    out = np.full((len(rows) * (h + pad), cols * (w + pad)), np.nan)
+    for i, row in enumerate(rows):
+        for j, x in enumerate(row):
+            if x is None:
+                continue
+            img = _plane(denormalize(x[None])[0] if denormalize is not None else x)
+            lo, hi = np.nanmin(img), np.nanmax(img)
+            out[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = (img - lo) / max(
+                hi - lo, 1e-12
+            )
+    return out, h + pad, w + pad
+
+
+def plot_dsv_gallery(
+    result: DSVResult,
+    classes: Sequence[int] | None = None,
+    page: int = 0,
+    per_page: int = 10,
+    per_class: int | None = None,
+    class_names: Sequence[str] | None = None,
+    denormalize: Callable[[Tensor], Tensor] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """DSVs per class, best λ first, as one mosaic: one row per class of the page.
+
+    Parameters
+    ----------
+    result : DSVResult
+        Inputs of shape ``(N, C, H, W)``, ``(N, H, W)`` or ``(N, D)`` (shown as strips).
+    classes : sequence of int, optional
+        Class indices to show (default all), paged by ``page`` and ``per_page``.
+    page : int, default=0
+    per_page : int, default=10
+        Classes (rows) per page.
+    per_class : int, optional
+        Columns; default the largest class size.
+    class_names : sequence of str, optional
+    denormalize : callable, optional
+        Maps a batch of inputs back to pixel units.
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+        Each tile is annotated with its λ.
+    """
+    _check_result(result)
+    rows = _page(_class_list(classes, _num_classes(result)), page, per_page)
+    y = result.hard_labels
+    k = per_class or max(1, int(max((y == c).sum() for c in rows)))
+    core = result.top_k_per_class(int(k))
+    tiles = [[result.inputs[int(i)] if i >= 0 else None for i in core.indices[c]] for c in rows]
+    if all(t is None for row in tiles for t in row):
+        raise ValueError(f"classes {rows} have no samples in result")
+    ax = ax if ax is not None else plt.figure(figsize=(1.0 * k + 1, 1.0 * len(rows) + 0.5)).gca()
+    img, dh, dw = _mosaic(tiles, denormalize)
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    for r, c in enumerate(rows):
+        for j in range(k):
+            lam = float(core.lambdas[c, j])
+            if np.isfinite(lam):
+                ax.text(j * dw, r * dh, f"λ={lam:.2g}", color="yellow", fontsize=6, va="top")
+    ax.set_yticks([r * dh + dh / 2 for r in range(len(rows))], [_name(c, class_names) for c in rows])
+    ax.set_xticks([])
+    ax.set_title(f"DSVs per class (best λ first), page {page + 1}", fontsize=9)
+    return ax
+
+
+def plot_kkt_residuals(result: DSVResult, ax: Axes | None = None, max_layers: int = 40) -> Axes:
+    """Per-layer stationarity cosine as bars against the verdict thresholds; the other residuals in the title.
+
+    Parameters
+    ----------
+    result : DSVResult
+    ax : Axes, optional
+    max_layers : int, default=40
+        Show at most this many parameter tensors (the largest by ``|cosine|`` deviation are not
+        chosen: the first ``max_layers`` in model order).
+
+    Returns
+    -------
+    Axes
+    """
+    _check_result(result)
+    if isinstance(max_layers, bool) or not isinstance(max_layers, int) or max_layers < 1:
+        raise ValueError(f"max_layers must be a positive int, got {max_layers!r}")
+    layers = list(result.kkt.per_layer_cosine.items())[:max_layers]
+    ax = ax if ax is not None else plt.figure(figsize=(7, 0.25 * len(layers) + 1.5)).gca()
+    names = [k for k, _ in layers] or ["(none)"]
+    vals = [v for _, v in layers] or [0.0]
+    colors = [
+        "tab:green" if v >= 0.9 else "tab:olive" if v >= 0.3 else "tab:orange" if v >= 0.03 else "tab:red"
+        for v in vals
+    ]
+    ax.barh(range(len(vals)), vals, color=colors)
+    ax.set_yticks(range(len(vals)), names, fontsize=7)
+    ax.invert_yaxis()
+    for bound, _ in STATIONARITY_THRESHOLDS[:3]:
+        ax.axvline(bound, color="grey", lw=0.8, ls="--")
+    ax.set_xlim(-1, 1)
+    st = result.kkt.stationarity
+    ax.set_xlabel("per-layer stationarity cosine cos(θ*_l, −Σλ∇_l L)  (1 is exact)")
+    ax.set_title(
+        f"cosine {st.get('cosine', float('nan')):.3f}, rel. l1 {st.get('rel_l1', float('nan')):.3g}, "
+        f"feasibility {result.kkt.feasibility_rate:.2f}, max dual violation "
+        f"{float(result.kkt.dual_violation.max()) if len(result) else 0.0:.2g}",
+        fontsize=8,
+    )
+    return ax
+
+
+def plot_lambda_vs_accuracy(
+    result: DSVResult,
+    accuracy: Sequence[float] | Tensor | None = None,
+    classes: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Per-class Σλ against per-class accuracy (a bar chart of Σλ when no accuracy is given).
+
+    Parameters
+    ----------
+    result : DSVResult
+    accuracy : sequence of float or Tensor of shape (C,), optional
+        Per-class accuracy in ``[0, 1]``.
+    classes : sequence of int, optional
+        Classes shown (default all).
+    class_names : sequence of str, optional
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    _check_result(result)
+    sums = class_lambda_sums(result)
+    cls = _class_list(classes, len(sums))
+    ax = ax if ax is not None else plt.figure(figsize=(5, 4)).gca()
+    if accuracy is None:
+        ax.bar(range(len(cls)), sums[cls].numpy())
+        ax.set_xticks(range(len(cls)), [_name(c, class_names) for c in cls], rotation=90, fontsize=7)
+        ax.set(ylabel="Σλ", title="Σλ per class")
+        return ax
+    acc = torch.as_tensor(accuracy, dtype=torch.float64).flatten()
+    if len(acc) != len(sums):
+        raise ValueError(f"accuracy must have one value per class ({len(sums)}), got {len(acc)}")
+    ax.scatter(acc[cls].numpy(), sums[cls].numpy())
+    if len(cls) <= 30:
+        for c in cls:
+            ax.annotate(_name(c, class_names), (float(acc[c]), float(sums[c])), fontsize=7)
+    ax.set(xlabel="per-class accuracy", ylabel="Σλ", title="Σλ against accuracy, per class")
+    return ax
+
+
+def _top_bottom(result: DSVResult, n: int, classes: Sequence[int] | None) -> tuple[Tensor, Tensor]:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    cls = torch.tensor(_class_list(classes, _num_classes(result)))
+    rows = torch.isin(result.hard_labels, cls).nonzero().flatten()
+    if len(rows) == 0:
+        raise ValueError(f"classes {cls.tolist()} have no samples in result")
+    order = rows[result.lambdas[rows].argsort(descending=True, stable=True)]
+    return order[:n], order.flip(0)[:n]
+
+
+def _score_order(result: DSVResult, scores: Tensor | None, n: int, classes: Sequence[int] | None) -> Tensor:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    s = result.lambdas if scores is None else torch.as_tensor(scores).flatten()
+    if len(s) != len(result):
+        raise ValueError(f"scores must have one value per sample ({len(result)}), got {len(s)}")
+    cls = torch.tensor(_class_list(classes, _num_classes(result)))
+    rows = torch.isin(result.hard_labels, cls).nonzero().flatten()
+    return rows[s[rows].double().argsort(descending=True, stable=True)][:n]
+
+
+def plot_top_bottom_lambda(
+    result: DSVResult,
+    n: int = 8,
+    classes: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    denormalize: Callable[[Tensor], Tensor] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """The ``n`` samples of largest λ (top row) and smallest λ (bottom row) of a selection.
+
+    Parameters
+    ----------
+    result : DSVResult
+        A selection (real samples with their λ) or a synthesis.
+    n : int, default=8
+    classes : sequence of int, optional
+        Restrict to samples of these (hard) labels.
+    class_names : sequence of str, optional
+    denormalize : callable, optional
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+        Tiles annotated with the row index, the label and λ.
+    """
+    _check_result(result)
+    top, bottom = _top_bottom(result, n, classes)
+    ax = ax if ax is not None else plt.figure(figsize=(1.1 * n + 1, 3)).gca()
+    img, dh, dw = _mosaic([[result.inputs[i] for i in top], [result.inputs[i] for i in bottom]], denormalize)
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    y = result.hard_labels
+    for r, rows in enumerate((top, bottom)):
+        for j, i in enumerate(rows.tolist()):
+            ax.text(
+                j * dw,
+                r * dh,
+                f"#{i} {_name(int(y[i]), class_names)}\nλ={float(result.lambdas[i]):.2g}",
+                color="yellow",
+                fontsize=5,
+                va="top",
+            )
+    ax.set_yticks([dh / 2, dh * 1.5], ["top λ", "bottom λ"])
+    ax.set_xticks([])
+    ax.set_title("largest and smallest λ", fontsize=9)
+    return ax
+
+
+def plot_likely_mislabels(
+    result: DSVResult,
+    scores: Tensor | None = None,
+    n: int = 8,
+    classes: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
+    denormalize: Callable[[Tensor], Tensor] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """The ``n`` samples most likely mislabelled: highest self-influence (or λ when ``scores`` is None).
+
+    Parameters
+    ----------
+    result : DSVResult
+        A selection over (possibly noisy) labelled data.
+    scores : Tensor of shape (N,), optional
+        E.g. ``SupportVectorInfluence(model, result).self_influence()``; default ``result.lambdas``.
+    n : int, default=8
+    classes : sequence of int, optional
+    class_names : sequence of str, optional
+    denormalize : callable, optional
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    _check_result(result)
+    rows = _score_order(result, scores, n, classes)
+    s = result.lambdas if scores is None else torch.as_tensor(scores).flatten()
+    ax = ax if ax is not None else plt.figure(figsize=(1.1 * n + 1, 1.8)).gca()
+    img, dh, dw = _mosaic([[result.inputs[i] for i in rows]], denormalize)
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    y = result.hard_labels
+    for j, i in enumerate(rows.tolist()):
+        ax.text(
+            j * dw,
+            0,
+            f"#{i} {_name(int(y[i]), class_names)}\n{float(s[i]):.2g}",
+            color="yellow",
+            fontsize=5,
+            va="top",
+        )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("likely mislabels (" + ("λ" if scores is None else "self-influence") + ")", fontsize=9)
+    return ax
