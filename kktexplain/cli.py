@@ -61,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-progress", action="store_true")
+    from .report import _cli as report_cli
+
+    report_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.verb == "report":
+        return report_cli.run(args)
     if args.verb == "evaluate":
         import shutil
         from pathlib import Path
