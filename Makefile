@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint docs fashion-mnist mutate clean
+.PHONY: demo test lint docs fashion-mnist chromium mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,20 @@ fashion-mnist:
 		(sudo apt-get update -q && sudo apt-get install -y -q dataset-fashion-mnist); \
 	fi
 
+# Debian's chromium drives the report's browser test (tests/test_report.py, via Playwright);
+# Playwright's own browser download is not used. Tolerant of failure: the test then skips.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing Debian's chromium"; \
+		(apt-get update -q && apt-get install -y -q chromium) || \
+		(sudo apt-get update -q && sudo apt-get install -y -q chromium) || \
+		echo "chromium not installed: the browser test of the report will be skipped"; \
+	fi
+
 demo: $(STAMP) fashion-mnist
 	$(VENV)/bin/kktexplain demo --out kktexplain-demo
 
-test: $(STAMP) fashion-mnist
+test: $(STAMP) fashion-mnist chromium
 	$(PY) -m pytest
 
 # mutation testing of kktexplain/kkt/ and the synthesis/selection loop (config: [tool.mutmut] in
