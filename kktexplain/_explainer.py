@@ -6,22 +6,26 @@ residuals in :mod:`kktexplain.kkt._residuals`.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._initial import initial_inputs, split_data
+from ._initial import initial_inputs
 from ._io import check_writable
 from ._model_state import eval_mode
 from ._result import DSVResult
 from ._select import select
 from ._synthesis import SynthesisConfig, synthesise
 from ._validation import (
+    as_data,
     check_choice,
     check_inputs,
     check_labels,
@@ -31,6 +35,8 @@ from ._validation import (
     infer_num_classes,
     model_device,
     model_dtype,
+    resolve_seed,
+    to_python,
 )
 from .kkt import Augmentation, FunctionalModel, KKTObjective, kkt_residuals
 
@@ -111,11 +117,32 @@ class DeepSupportVectors:
         dimensions the exact solvers return a sparse vertex of the solution set, whose zeros
         on interchangeable samples are arbitrary; ``1e-3`` spreads λ over them. ``None``: the
         exact (sparse) solution.
-    seed : int, default=0
-        Seeds initialisation, sampling and augmentation; the same seed gives the same DSVs on
-        the CPU.
+    batch_size : int, optional
+        Synthesis only: candidates per chunk of a step. The stationarity residual depends on
+        the sum ``sum_i lambda_i grad L_i`` over *all* candidates, so a chunked step first
+        accumulates that sum chunk by chunk (no graph), takes the residual's gradient with
+        respect to it, then backpropagates ``<that gradient, chunk's sum>`` chunk by chunk
+        (with the double backward); the step is the full-batch step, up to the order of the
+        floating-point sums, with the memory of one chunk. ``None`` or ``batch_size >= N``:
+        one batch (bit for bit the unchunked run).
+    classes : sequence of int, optional
+        Synthesis only, without ``labels``: synthesise ``n_per_class`` candidates of these
+        classes only (e.g. a few classes of a 1,000-class model). ``None``: every class.
+    seed : None, int, numpy integer, numpy.random.Generator or torch.Generator, default=0
+        Seeds initialisation, sampling and augmentation; the same int seed gives the same DSVs
+        on the CPU. ``None`` draws a fresh seed from the operating system when
+        :meth:`attribute` runs, and a Generator gives one draw from it; the int used is
+        recorded in ``result.settings["seed"]``.
     progress : bool, default=True
         Show a progress bar.
+
+    Notes
+    -----
+    The constructor only stores its arguments (scikit-learn's manners: :meth:`get_params`,
+    :meth:`set_params`, ``sklearn.base.clone`` and the repr work); they are checked when
+    :meth:`attribute` runs, and numpy scalars are accepted wherever a number is. One check is
+    made at once: a model passed as the first argument (captum's habit) raises a
+    ``TypeError`` that points to ``attribute(model)``, since it can never be a setting.
 
     Examples
     --------
@@ -148,9 +175,17 @@ class DeepSupportVectors:
         chunk_size: int = 256,
         maximize_sum: bool = False,
         ridge: float | None = None,
-        seed: int = 0,
+        batch_size: int | None = None,
+        classes: Sequence[int] | None = None,
+        seed: Any = 0,
         progress: bool = True,
     ) -> None:
+        if isinstance(n_per_class, nn.Module):
+            raise TypeError(
+                f"DeepSupportVectors takes settings, not the model (got a {type(n_per_class).__name__} "
+                "as n_per_class): pass the model to attribute, as in "
+                "DeepSupportVectors(n_per_class=10).attribute(model)"
+            )
         self.n_per_class = n_per_class
         self.init = init
         self.objective = objective
@@ -169,14 +204,102 @@ class DeepSupportVectors:
         self.chunk_size = chunk_size
         self.maximize_sum = maximize_sum
         self.ridge = ridge
+        self.batch_size = batch_size
+        self.classes = classes
         self.seed = seed
         self.progress = progress
 
     # ------------------------------------------------------------------ settings
-    def get_params(self) -> dict[str, Any]:
-        """The constructor's settings, as given (read from the constructor's signature)."""
-        names = [k for k in inspect.signature(type(self).__init__).parameters if k != "self"]
-        return {k: getattr(self, k) for k in names}
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's settings, as given (scikit-learn's ``get_params``).
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also list the parameters of settings that have ``get_params`` (as
+            ``"name__param"``), as scikit-learn does.
+
+        Returns
+        -------
+        dict of str to Any
+        """
+        params = {k: getattr(self, k) for k in self._param_names()}
+        if deep:
+            for k, v in list(params.items()):
+                if hasattr(v, "get_params") and not isinstance(v, type):
+                    params.update({f"{k}__{sub}": sv for sub, sv in v.get_params().items()})
+        return params
+
+    def set_params(self, **params: Any) -> DeepSupportVectors:
+        """Set settings by name (scikit-learn's ``set_params``); nothing is checked until attribute.
+
+        Parameters
+        ----------
+        **params
+            Constructor arguments, or ``"name__param"`` for a setting that has ``set_params``.
+
+        Returns
+        -------
+        DeepSupportVectors
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a parameter of the constructor.
+        """
+        valid = self._param_names()
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(
+                    f"invalid parameter {name!r} for DeepSupportVectors; valid parameters are {valid}"
+                )
+            if sub:
+                inner = getattr(self, name)
+                if not hasattr(inner, "set_params"):
+                    raise ValueError(f"invalid parameter {key!r}: {name} has no set_params")
+                inner.set_params(**{sub: value})
+            else:
+                if name == "n_per_class" and isinstance(value, nn.Module):
+                    raise TypeError("n_per_class cannot be a model: pass the model to attribute(model)")
+                setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        """``DeepSupportVectors(name=value, ...)`` with the settings that differ from the defaults."""
+        defaults = {
+            k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items() if k != "self"
+        }
+        shown = []
+        for k, default in defaults.items():
+            v = getattr(self, k)
+            try:
+                same = v is default or bool(v == default)
+            except Exception:  # tensors, arrays: always shown
+                same = False
+            if not same:
+                shown.append(f"{k}={v!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def _normalized(self) -> DeepSupportVectors:
+        """A copy with numpy scalars as Python numbers and ``seed`` resolved to an int."""
+        out = copy.copy(self)
+        for k in self._param_names():
+            setattr(out, k, to_python(getattr(self, k)))
+        if isinstance(out.input_range, tuple | list):
+            out.input_range = tuple(to_python(v) for v in out.input_range)
+        if out.classes is not None and not isinstance(out.classes, str):
+            try:
+                out.classes = [to_python(c) for c in out.classes]
+            except TypeError:
+                pass  # not iterable: reported by _validate
+        out.seed = resolve_seed(self.seed)
+        return out
 
     def _validate(self) -> tuple[KKTObjective, Augmentation | None]:
         check_positive("n_per_class", self.n_per_class, integer=True)
@@ -198,8 +321,18 @@ class DeepSupportVectors:
             check_positive("lambda_max", self.lambda_max)
         if self.ridge is not None:
             check_positive("ridge", self.ridge)
-        if not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+        if self.batch_size is not None:
+            check_positive("batch_size", self.batch_size, integer=True)
+        if self.classes is not None:
+            if isinstance(self.classes, str) or not isinstance(self.classes, Sequence):
+                raise TypeError(f"classes must be a sequence of ints, got {type(self.classes).__name__}")
+            if len(self.classes) == 0:
+                raise ValueError("classes must name at least one class, got an empty sequence")
+            for c in self.classes:
+                if isinstance(c, bool) or not isinstance(c, int):
+                    raise TypeError(f"classes must be a sequence of ints, got {c!r}")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"classes must not repeat a class, got {list(self.classes)}")
         if self.input_range is not None and (
             len(self.input_range) != 2 or self.input_range[0] >= self.input_range[1]
         ):
@@ -252,17 +385,24 @@ class DeepSupportVectors:
         model : nn.Module
             A trained classifier mapping ``(N, *input_shape)`` to logits ``(N, C)``. It is left
             exactly as found (parameters, ``requires_grad``, train/eval mode, hooks, ``.grad``);
-            it is evaluated in eval mode.
+            it is evaluated in eval mode. Outputs that look like probabilities (a final
+            Softmax) raise a warning. A float16/bfloat16 model is computed in float32 on a copy
+            (``settings["compute_dtype"]``).
         labels : Tensor of shape (N,) or (N, C), optional
-            Hard or soft (probability rows) labels of the candidates. Default: ``n_per_class``
-            of every class. Required with ``candidates``.
-        candidates : Tensor of shape (N, *input_shape), optional
-            Real samples to score (selection mode). May live on the CPU.
-        init_data : Tensor, (Tensor, Tensor) or Dataset, optional
+            Hard or soft (probability rows) labels of the candidates; a tensor, array or list.
+            Default: ``n_per_class`` of every class (or of ``classes``). Required with
+            ``candidates`` unless they carry labels. Must not be empty.
+        candidates : Tensor, array, (inputs, labels), Dataset or DataLoader, optional
+            Real samples ``(N, *input_shape)`` to score (selection mode). May live on the CPU.
+            A numpy array is converted; a Dataset or DataLoader is read once, and its labels
+            are used when ``labels`` is not given.
+        init_data : Tensor, array, (inputs, labels), Dataset or DataLoader, optional
             Source of the initial inputs for ``init="real"`` or ``"other"``.
         input_shape : tuple of int, optional
             Shape of one input; inferred from ``model.input_shape``, a leading ``nn.Linear``
-            or ``init_data`` when omitted.
+            or the data (``candidates``, ``init_data``) when omitted. A model that starts with
+            ``nn.Flatten`` takes the data's shape if it has one, else the flat width with a
+            warning that suggests ``input_shape``.
         additional_forward_args : Any, optional
             Extra arguments passed to the model after the inputs (captum's convention).
         reference : nn.Module or dict of str to Tensor, optional
@@ -298,9 +438,12 @@ class DeepSupportVectors:
             A loss term or gradient became NaN or inf at some step: ``.step``, ``.term``, and
             ``.result`` (the partial result of the last good state, also in ``checkpoint``).
         """
-        objective, augmentation = self._validate()
+        est = self._normalized()
+        objective, augmentation = est._validate()
         model = check_model(model)
-        checkpoint_path = self._check_run_options(candidates, checkpoint, checkpoint_every, callback)
+        checkpoint_path = est._check_run_options(candidates, checkpoint, checkpoint_every, callback)
+        if est.classes is not None and (labels is not None or candidates is not None):
+            raise ValueError("classes= picks the classes to synthesise; it cannot be combined with labels=")
         args = (
             ()
             if additional_forward_args is None
@@ -310,15 +453,25 @@ class DeepSupportVectors:
                 else (additional_forward_args,)
             )
         )
-        try:
-            shape = infer_input_shape(model, input_shape)
-        except ValueError:
-            if isinstance(candidates, Tensor):  # last resort: the data's own shape
-                shape = tuple(candidates.shape[1:])
-            elif init_data is not None:
-                shape = tuple(split_data(init_data)[0].shape[1:])
-            else:
-                raise
+        data_x = data_y = None
+        if candidates is not None:
+            candidates, candidate_labels = as_data(candidates, "candidates")
+            _check_finite("candidates", candidates)
+            if labels is None:
+                labels = candidate_labels
+        if init_data is not None:
+            data_x, data_y = as_data(init_data, "init_data")
+            _check_finite("init_data", data_x)
+        if labels is not None:
+            labels = labels if isinstance(labels, Tensor) else torch.as_tensor(np.asarray(labels))
+            if labels.ndim >= 1 and len(labels) == 0:
+                raise ValueError(
+                    "labels is empty: give at least one label, or omit labels= to synthesise "
+                    "n_per_class candidates of every class"
+                )
+        model, inferred = _computable(model)
+        data = candidates if candidates is not None else data_x
+        shape = _input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
         device, dtype = model_device(model), model_dtype(model)
         with eval_mode(model):
             num_classes = infer_num_classes(model, shape, args)
@@ -326,33 +479,52 @@ class DeepSupportVectors:
                 labels = check_labels(labels, num_classes)
             fmodel = FunctionalModel(
                 model,
-                None if self.param_names is None else list(self.param_names),
+                None if est.param_names is None else list(est.param_names),
                 args,
                 reference=reference,
             )
-            inferred = {"input_shape": list(shape), "num_classes": num_classes}
+            inferred.update(input_shape=list(shape), num_classes=num_classes)
             if candidates is not None:
                 check_inputs("candidates", candidates, shape)
                 if labels is None:
-                    raise ValueError("selection needs labels: attribute(model, candidates=X, labels=y)")
+                    raise ValueError(
+                        "selection needs labels: attribute(model, candidates=X, labels=y), or "
+                        "candidates that carry them ((X, y), a Dataset or a DataLoader of pairs)"
+                    )
                 labels = check_labels(labels, num_classes, len(candidates))
                 return select(
                     fmodel,
                     candidates,
                     labels,
                     objective,
-                    projection_dim=self.projection_dim,
-                    chunk_size=self.chunk_size,
-                    lambda_max=self.lambda_max,
-                    maximize_sum=self.maximize_sum,
-                    ridge=self.ridge,
-                    seed=self.seed,
-                    progress=self.progress,
-                    settings=self._settings(inferred),
+                    projection_dim=est.projection_dim,
+                    chunk_size=est.chunk_size,
+                    lambda_max=est.lambda_max,
+                    maximize_sum=est.maximize_sum,
+                    ridge=est.ridge,
+                    seed=est.seed,
+                    progress=est.progress,
+                    settings=est._settings(inferred),
                 )
-            gen = torch.Generator().manual_seed(self.seed)
+            if est.classes is not None:
+                bad = [c for c in est.classes if not 0 <= c < num_classes]
+                if bad:
+                    raise ValueError(
+                        f"classes must lie in [0, {num_classes}) for a model with {num_classes} "
+                        f"classes, got {bad}"
+                    )
+            gen = torch.Generator().manual_seed(est.seed)
+            init_source = None if data_x is None else (data_x if data_y is None else (data_x, data_y))
             x0, labels, indices = initial_inputs(
-                self.init, self.n_per_class, self.init_scale, shape, num_classes, labels, init_data, gen
+                est.init,
+                est.n_per_class,
+                est.init_scale,
+                shape,
+                num_classes,
+                labels,
+                init_source,
+                gen,
+                classes=est.classes,
             )
             labels = check_labels(labels, num_classes, len(x0))
             return synthesise(
@@ -361,9 +533,9 @@ class DeepSupportVectors:
                 labels.to(device),
                 objective,
                 augmentation,
-                self._synthesis_config(),
+                est._synthesis_config(),
                 indices,
-                self._settings(inferred),
+                est._settings(inferred),
                 checkpoint=checkpoint_path,
                 checkpoint_every=checkpoint_every,
                 callback=callback,
@@ -385,7 +557,9 @@ class DeepSupportVectors:
 
     def _settings(self, inferred: dict) -> dict[str, Any]:
         """What a result records: the settings (objective and augmentation resolved later)."""
-        settings = {k: v for k, v in self.get_params().items() if k not in ("objective", "augmentation")}
+        settings = {
+            k: v for k, v in self.get_params(deep=False).items() if k not in ("objective", "augmentation")
+        }
         settings.update(inferred)
         return settings
 
@@ -402,6 +576,7 @@ class DeepSupportVectors:
             input_range=None if self.input_range is None else tuple(self.input_range),
             seed=self.seed,
             progress=self.progress,
+            batch_size=self.batch_size,
         )
 
     def resolved_schedule(self) -> tuple[int, float]:
@@ -417,3 +592,49 @@ class DeepSupportVectors:
         return steps, lr
 
     residuals = staticmethod(kkt_residuals)
+
+
+def _check_finite(name: str, x: Tensor) -> None:
+    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()[:5].tolist()
+        more = ", ..." if int(bad.sum()) > 5 else ""
+        raise ValueError(f"{name} holds NaN or inf values (rows {rows}{more})")
+
+
+def _computable(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    """The model to compute with: a float32 copy of a float16/bfloat16 model, else the model.
+
+    Half-precision gradients of gradients overflow and underflow (all-NaN DSVs); the copy
+    leaves the user's model untouched. The result records ``settings["model_dtype"]`` and
+    ``settings["compute_dtype"]``.
+    """
+    dtype = model_dtype(model)
+    if dtype in (torch.float16, torch.bfloat16):
+        return copy.deepcopy(model).float(), {"model_dtype": str(dtype), "compute_dtype": "torch.float32"}
+    return model, {}
+
+
+def _input_shape(
+    model: nn.Module, input_shape: Sequence[int] | None, data_shape: tuple[int, ...] | None
+) -> tuple[int, ...]:
+    """The shape of one input: given, the model's, or the data's.
+
+    A flat width read off a leading ``nn.Linear`` (e.g. after ``nn.Flatten``) gives way to the
+    data's shape when that has as many elements (images for an image model that flattens).
+    """
+    try:
+        shape = infer_input_shape(model, input_shape, warn_flatten=data_shape is None)
+    except ValueError:
+        if data_shape is None:
+            raise
+        return data_shape
+    if (
+        input_shape is None
+        and getattr(model, "input_shape", None) is None
+        and data_shape is not None
+        and data_shape != shape
+        and math.prod(data_shape) == math.prod(shape)
+    ):
+        return data_shape
+    return shape

@@ -39,6 +39,7 @@ def initial_inputs(
     labels: Tensor | None,
     init_data: Any,
     gen: torch.Generator,
+    classes: list[int] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """The starting inputs of synthesis, on the CPU.
 
@@ -53,6 +54,8 @@ def initial_inputs(
     init_data : Tensor, (Tensor, Tensor) or Dataset, optional
     gen : torch.Generator
         CPU generator; consumed in a fixed order so a seed fixes the result.
+    classes : list of int, optional
+        Without ``labels``: the classes to draw ``n_per_class`` candidates of (default: all).
 
     Returns
     -------
@@ -61,9 +64,10 @@ def initial_inputs(
     indices : Tensor of shape (N,) or None
         Rows of ``init_data`` the inputs came from.
     """
+    wanted = torch.arange(num_classes) if classes is None else torch.tensor(list(classes), dtype=torch.long)
     if init == "noise":
         if labels is None:
-            labels = torch.arange(num_classes).repeat_interleave(n_per_class)
+            labels = wanted.repeat_interleave(n_per_class)
         x = torch.randn(len(labels), *input_shape, generator=gen) * init_scale
         return x, labels, None
     if init_data is None:
@@ -71,12 +75,12 @@ def initial_inputs(
     data_x, data_y = split_data(init_data)
     check_inputs("init_data", data_x, input_shape)
     if init == "other":
-        n = len(labels) if labels is not None else n_per_class * num_classes
+        n = len(labels) if labels is not None else n_per_class * len(wanted)
         if len(data_x) < n:
             raise ValueError(f"init_data has {len(data_x)} samples, {n} are needed")
         idx = torch.randperm(len(data_x), generator=gen)[:n]
         if labels is None:
-            labels = torch.arange(num_classes).repeat_interleave(n_per_class)
+            labels = wanted.repeat_interleave(n_per_class)
         return data_x[idx].clone(), labels, idx
     # init == "real"
     if labels is not None:
@@ -92,7 +96,7 @@ def initial_inputs(
         )
     data_y = check_labels(data_y, num_classes, len(data_x), name="init_data labels")
     picks = []
-    for c in range(num_classes):
+    for c in wanted.tolist():
         members = (data_y == c).nonzero().flatten()
         if len(members) < n_per_class:
             raise ValueError(
