@@ -19,6 +19,7 @@ PUBLIC = [
     "kktexplain.svm",
     "kktexplain.viz",
     "kktexplain.attr",
+    "kktexplain.report",
 ]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import html
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -135,11 +134,13 @@ def _name(c: int, class_names: Sequence[str] | None) -> str:
     return str(class_names[c]) if class_names is not None and c < len(class_names) else f"class {c}"
 
 
-def _mosaic_figure(tiles, labels, row_names, denormalize, title, height_per_row=110):
+def _mosaic_figure(tiles, labels, row_names, denormalize, title, height_per_row=110, label_lines=1):
     """A plotly heatmap of a tiled mosaic with one annotation per tile."""
     import plotly.graph_objects as go
 
-    img, dh, dw = _mosaic(tiles, denormalize)
+    first = next(x for row in tiles for x in row if x is not None)
+    h = first.shape[-2] if first.ndim >= 2 else 1
+    img, dh, dw = _mosaic(tiles, denormalize, vpad=1 + int(np.ceil(0.2 * label_lines * h)))
     fig = go.Figure(
         go.Heatmap(
             z=np.where(np.isnan(img), None, img).tolist(),
@@ -231,7 +232,7 @@ def _kkt_section(result: DSVResult, tag: str) -> str:
     st = kkt.stationarity
     cos = st.get("cosine", float("nan"))
     fv, sv = feasibility_verdict(kkt.feasibility_rate), stationarity_verdict(cos)
-    dual = float(kkt.dual_violation.max()) if len(result) else 0.0
+    dual = float(kkt.dual_violation.max()) + 0.0 if len(result) else 0.0
     rows = [
         ("primal feasibility rate", f"{kkt.feasibility_rate:.3f}", fv),
         ("mean margin Φ_y − max_{c≠y} Φ_c", f"{float(kkt.margin.mean()):.3g}", "positive is feasible"),
@@ -281,7 +282,7 @@ def _kkt_section(result: DSVResult, tag: str) -> str:
             title="per-layer stationarity cosine (dashed: 0.03, 0.3, 0.9)",
             xaxis={"range": [-1, 1]},
             yaxis={"autorange": "reversed"},
-            height=min(1200, 22 * len(names) + 140),
+            height=min(1200, 24 * len(names) + 200),
             width=900,
             margin={"l": 220},
         )
@@ -567,12 +568,14 @@ def write_html(
             denormalize,
             "real samples with the largest and smallest λ",
             150,
+            label_lines=2,
         )
         sections.append(
             (
                 "top-bottom",
                 "Top- and bottom-λ real samples",
-                '<p class="note">#: the sample\'s index in the data the selection was run on.</p>'
+                '<p class="note">#: the sample\'s index in the data the selection was run on. Samples with '
+                "λ = 0 are outside the support set: the model's parameters do not lean on them.</p>"
                 + _fig_html(fig),
             )
         )
@@ -597,6 +600,7 @@ def write_html(
             denormalize,
             "likely mislabels",
             150,
+            label_lines=2,
         )
         table = (
             "<table><tr><th>rank</th><th>sample</th><th>label</th>"
@@ -641,7 +645,7 @@ def write_html(
             )
         )
 
-    meta = {t: {"n": len(r), "mode": r.settings.get("mode", t)} for t, r in results}
+    what = "; ".join(f"{t}: {len(r)} samples" for t, r in results)
     nav = "".join(f'<a href="#{a}">{html.escape(h)}</a>' for a, h, _ in sections)
     body = "".join(f'<section id="{a}"><h2>{html.escape(h)}</h2>{s}</section>' for a, h, s in sections)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -651,7 +655,7 @@ def write_html(
         f'<script type="text/javascript">{get_plotlyjs()}</script><script>{_JS}</script></head><body>'
         f"<h1>{html.escape(title)}</h1>"
         f'<p class="note">Written by kktexplain on {now:%Y-%m-%d %H:%M} UTC; '
-        f"{num_classes} classes; {html.escape(json.dumps(meta))}. Self-contained: opens offline.</p>"
+        f"{num_classes} classes; {what}. Self-contained: opens offline.</p>"
         f"<nav>{nav}</nav>{body}</body></html>"
     )
     path = Path(path)

@@ -158,23 +158,30 @@ def class_lambda_sums(result: DSVResult, num_classes: int | None = None) -> Tens
 
 
 def _mosaic(
-    rows: list[list[Tensor | None]], denormalize: Callable[[Tensor], Tensor] | None, pad: int = 1
+    rows: list[list[Tensor | None]],
+    denormalize: Callable[[Tensor], Tensor] | None,
+    pad: int = 1,
+    vpad: int | None = None,
 ) -> tuple[np.ndarray, int, int]:
-    """Tile rows of inputs (each scaled to [0, 1]) into one array with NaN gutters."""
+    """Tile rows of inputs (each scaled to [0, 1]) into one array with NaN gutters.
+
+    ``pad`` columns separate tiles, ``vpad`` (default ``pad``) rows separate the rows of tiles
+    (room for labels). Returns the array and the row and column strides.
+    """
+    vpad = pad if vpad is None else vpad
     first = next(x for row in rows for x in row if x is not None)
     h, w = _plane(first).shape
     cols = max(len(r) for r in rows)
-    out = np.full((len(rows) * (h + pad), cols * (w + pad)), np.nan)
+    out = np.full((len(rows) * (h + vpad), cols * (w + pad)), np.nan)
     for i, row in enumerate(rows):
         for j, x in enumerate(row):
             if x is None:
                 continue
             img = _plane(denormalize(x[None])[0] if denormalize is not None else x)
             lo, hi = np.nanmin(img), np.nanmax(img)
-            out[i * (h + pad) : i * (h + pad) + h, j * (w + pad) : j * (w + pad) + w] = (img - lo) / max(
-                hi - lo, 1e-12
-            )
-    return out, h + pad, w + pad
+            r0, c0 = i * (h + vpad), j * (w + pad)
+            out[r0 : r0 + h, c0 : c0 + w] = (img - lo) / max(hi - lo, 1e-12)
+    return out, h + vpad, w + pad
 
 
 def plot_dsv_gallery(
