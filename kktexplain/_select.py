@@ -117,6 +117,11 @@ def select(
     target = sketch(target[None])[0] if sketch is not None else target
     grads = gather_gradients(fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress)
     grad_seconds = time.perf_counter() - start
+    for term, value in (("theta* (the model's parameters)", target), ("per-sample gradients", grads)):
+        if not bool(torch.isfinite(value).all()):
+            from ._synthesis import NonFiniteError
+
+            raise NonFiniteError(0, term, stage="selection")
     lam, info = solve_multipliers(
         grads, target.cpu(), upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge
     )

@@ -62,11 +62,15 @@ class NonFiniteError(FloatingPointError):
         ``settings["partial"] = True``; that state is also in the checkpoint, if one was given.
     """
 
-    def __init__(self, step: int, term: str, result: DSVResult | None = None) -> None:
-        super().__init__(
-            f"non-finite value (NaN or inf) in {term!r} at step {step}: synthesis stopped; "
+    def __init__(
+        self, step: int, term: str, result: DSVResult | None = None, stage: str = "synthesis"
+    ) -> None:
+        tail = (
             f"the error's .result holds the state after the last good step ({step} steps done)"
+            if stage == "synthesis"
+            else "check the model's parameters and the inputs for NaN or inf"
         )
+        super().__init__(f"non-finite value (NaN or inf) in {term!r} at step {step}: {stage} stopped; {tail}")
         self.step, self.term, self.result = step, term, result
 
 
