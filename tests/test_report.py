@@ -25,6 +25,7 @@ from kktexplain.viz import (  # noqa: E402
     plot_kkt_residuals,
     plot_lambda_vs_accuracy,
     plot_likely_mislabels,
+    plot_synthesis_history,
     plot_top_bottom_lambda,
     stationarity_verdict,
 )
@@ -149,6 +150,13 @@ def test_matplotlib_twins_take_ax_and_page(audit):
     assert plot_top_bottom_lambda(sel, n=4, classes=[0, 1], ax=ax[4]) is ax[4]
     assert plot_likely_mislabels(sel, scores=torch.rand(len(sel)), n=3, ax=ax[5]) is ax[5]
     assert isinstance(plot_likely_mislabels(sel, n=2), Axes)  # ranked by λ, new figure
+    for panel in ("loss", "entropy", "feasibility"):
+        a = plot_synthesis_history(dsv, panel)
+        assert a.lines and len(a.lines[0].get_xdata()) == len(dsv.history["entropy"])
+    with pytest.raises(ValueError, match="panel must be"):
+        plot_synthesis_history(dsv, "lambda")
+    with pytest.raises(TypeError, match="result must be"):
+        plot_synthesis_history([1.0])
     tab = DeepSupportVectors(n_per_class=2, steps=2, progress=False).attribute(MLP((5,), 3, hidden=(4,)))
     assert isinstance(plot_dsv_gallery(tab), Axes)  # vectors drawn as strips
     with pytest.raises(ValueError, match="page must be"):

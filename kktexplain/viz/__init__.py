@@ -9,6 +9,7 @@ from ._audit import (
     plot_kkt_residuals,
     plot_lambda_vs_accuracy,
     plot_likely_mislabels,
+    plot_synthesis_history,
     plot_top_bottom_lambda,
     stationarity_verdict,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "plot_lambda_vs_accuracy",
     "plot_likely_mislabels",
     "plot_svm_2d",
+    "plot_synthesis_history",
     "plot_top_bottom_lambda",
     "show_image",
     "stationarity_verdict",

@@ -26,6 +26,7 @@ __all__ = [
     "plot_kkt_residuals",
     "plot_lambda_vs_accuracy",
     "plot_likely_mislabels",
+    "plot_synthesis_history",
     "plot_top_bottom_lambda",
     "stationarity_verdict",
 ]
@@ -441,4 +442,63 @@ def plot_likely_mislabels(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title("likely mislabels (" + ("λ" if scores is None else "self-influence") + ")", fontsize=9)
+    return ax
+
+
+_HISTORY_PANELS = {
+    "loss": None,
+    "entropy": ("entropy",),
+    "feasibility": ("feasibility", "feasibility_aug"),
+}
+_NOT_LOSS = ("entropy", "feasibility", "feasibility_aug", "lambda_mean", "n_active")
+
+
+def plot_synthesis_history(result: DSVResult | dict, panel: str = "loss", ax: Axes | None = None) -> Axes:
+    """One panel of a run's history over the steps: loss terms (log), mean entropy or feasibility.
+
+    :func:`kktexplain.viz.plot_history` draws all three on a new figure; this draws one on ``ax``.
+
+    Parameters
+    ----------
+    result : DSVResult or dict
+        A result, or its ``history`` (dict of str to list of float, one value per step).
+    panel : {"loss", "entropy", "feasibility"}, default="loss"
+        ``"loss"`` draws every recorded loss term (unweighted, log scale).
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    if panel not in _HISTORY_PANELS:
+        raise ValueError(f"panel must be 'loss', 'entropy' or 'feasibility', got {panel!r}")
+    if isinstance(result, DSVResult):
+        h = result.history
+    elif isinstance(result, dict):
+        h = result
+    else:
+        raise TypeError(f"result must be a DSVResult or its history dict, got {type(result).__name__}")
+    ax = ax if ax is not None else plt.figure(figsize=(5, 3.2)).gca()
+    keys = _HISTORY_PANELS[panel] or tuple(k for k in h if k not in _NOT_LOSS)
+    for key in keys:
+        vals = h.get(key)
+        if not isinstance(vals, list) or not vals:
+            continue
+        if panel == "loss":
+            if not any(v > 0 for v in vals):
+                continue
+            vals = [max(float(v), 1e-12) for v in vals]
+        ax.plot(vals, label=key)
+    if panel == "loss":
+        ax.set_yscale("log")
+    elif panel == "feasibility":
+        ax.set_ylim(-0.05, 1.05)
+    titles = {
+        "loss": "loss terms (unweighted)",
+        "entropy": "mean predictive entropy (nats)",
+        "feasibility": "primal feasibility rate",
+    }
+    ax.set(title=titles[panel], xlabel="step")
+    if ax.lines:
+        ax.legend(fontsize=7)
     return ax
