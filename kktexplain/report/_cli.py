@@ -55,14 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _load_model(spec: str, weights: str | None) -> torch.nn.Module:
-    """``module:factory`` and optional weights (safetensors, or a state dict with weights_only)."""
-    try:
-        from .. import _cli_io  # another verb's loader, when present
+    """``module:factory`` and optional weights (safetensors, or a state dict with weights_only).
 
-        if hasattr(_cli_io, "load_model"):
-            return _cli_io.load_model(spec, weights)
-    except ImportError:
-        pass
+    A stopgap: when the shared loader of the other verbs (``kktexplain._cli_io``) lands, this
+    should call it instead (TorchScript files, data specs).
+    """
     if ":" not in spec:
         raise ValueError(f"--model must be module:factory, got {spec!r}")
     mod_name, attr = spec.split(":", 1)
