@@ -158,6 +158,67 @@ def claims() -> list[tuple[str, str]]:
     return out
 
 
+def explain_claims() -> list[tuple[str, str]]:
+    """docs/explain.md against the evaluate_*.json files of ``kktexplain evaluate``."""
+    page = "docs/explain.md"
+    out = []
+    fm = load("evaluate_fmnist.json")
+    mis = fm["mislabels"]
+    rows = {
+        "self-influence λ_j ‖∇L_j‖² (ours)": ("self_influence", True),
+        "raw λ": ("lambda", False),
+        "support by self-influence, then the rest by loss": ("self_influence_then_loss", False),
+        "plain loss": ("loss", True),
+        "`TracInCP.self_influence`": ("tracin", True),
+    }
+    for label, (key, timed) in rows.items():
+        r = mis[key]
+        secs = f"{r['seconds']:.0f}" if timed else ""
+        out.append((page, f"| {label} | {r['roc_auc']:.3f} | {r['flipped_in_top10']:.3f} | {secs} |"))
+    ic = fm["identical_class"]
+    for key in ("ours", "representer", "grad_cosine", "tracin"):
+        out.append((page, f"| {ic[key]['identical_class']:.3f} | {ic[key]['seconds']:.0f} |"))
+    out.append((page, f"support gradients: {fm['support_seconds']:.0f} s"))
+    out.append((page, f"test accuracy {fm['noisy_model']['test_accuracy_first_2000']:.3f}"))
+    screen = load("mislabel_ridge_screen.json")
+
+    def auc(seed: int, method: str) -> float:
+        return next(r["roc_auc"] for r in screen if r["seed"] == seed and r["method"] == method)
+
+    none = "self_influence[last_layer, ridge=None]"
+    out.append((page, f"{auc(0, none):.3f} and {auc(1, none):.3f} without a ridge"))
+    means = [
+        (auc(0, f"self_influence[last_layer, ridge={r}]") + auc(1, f"self_influence[last_layer, ridge={r}]"))
+        / 2
+        for r in ("0.0001", "0.001", "0.01")
+    ]
+    out.append((page, f"{means[0]:.2f}, {means[1]:.2f} and {means[2]:.2f} on average"))
+    out.append((page, f"{auc(0, 'loss'):.3f}/{auc(1, 'loss'):.3f} for the"))
+    out.append((page, f"{auc(0, 'tracin'):.3f}/{auc(1, 'tracin'):.3f} for TracInCP"))
+    t = fm["timing"]
+    out.append((page, f"{t['explain_one_image_seconds_median']:.1f} s"))
+    out.append((page, f"{t['ours_influence_one_query_seconds_median']:.3f} s"))
+    out.append((page, f"{t['tracin_influence_one_query_seconds']:.0f} s"))
+    for r in fm.get("randomization", []):
+        out.append((page, f"| `{r['layer']}` | {r['spearman']:.2f} | {r['spearman_ig']:.2f} |"))
+    rm = load("evaluate_removal.json")["removal"]
+    for key, label in (("ours", "our top-20 proponents"), ("tracin", "TracInCP's top-20 proponents")):
+        d = rm["margin_drop"][key]
+        out.append((page, f"| {label} | {d['mean']:.2f} ± {d['sem']:.2f} |"))
+    out.append((page, f"| the 50% of lowest λ | {rm['prediction_change']['lowest_lambda']:.3f} |"))
+    out.append((page, f"| a random 50% | {rm['prediction_change']['random']:.3f} |"))
+    if (RESULTS / "evaluate_fidelity.json").is_file():
+        for r in load("evaluate_fidelity.json")["fidelity"]:
+            out.append(
+                (
+                    page,
+                    f"| {r['model']} | {r['scope']} | {r['stationarity_cosine']:.3f} | "
+                    f"{r['argmax_agreement']:.3f} | {r['logit_pearson']:.3f} | {r['relative_residual']:.3f} |",
+                )
+            )
+    return out
+
+
 def svm_table_errors() -> list[str]:
     """Every row of the table in docs/svm.md against sanity_check.json."""
     text = (ROOT / "docs" / "svm.md").read_text()
@@ -191,7 +252,7 @@ def svm_table_errors() -> list[str]:
 def check() -> list[str]:
     errors = []
     pages: dict[str, str] = {}
-    for page, text in claims():
+    for page, text in claims() + explain_claims():
         body = pages.setdefault(page, re.sub(r"\s*\n\s*", " ", (ROOT / page).read_text()))
         if re.sub(r"\s+", " ", text) not in body:
             errors.append(f"{page}: expected {text!r} (from benchmarks/results/)")
@@ -202,7 +263,7 @@ def main() -> int:
     errors = check()
     for e in errors:
         print("MISMATCH", e)
-    n = len(claims())
+    n = len(claims()) + len(explain_claims())
     print(f"{n} claims + the SVM table checked, {len(errors)} mismatches")
     return 1 if errors else 0
 
