@@ -41,8 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--weights", help="the model's weights: .safetensors or a state dict (weights_only)")
     p.add_argument(
         "--inputs",
-        help="an .npz of test data: inputs under 'x' (or 'inputs'), optional labels under 'y' (or "
-        "'labels'); used for per-class accuracy and the explained decisions (needs --model)",
+        help="test data: an .npz with inputs under 'x' (or 'inputs') and optional labels under 'y' "
+        "(or 'labels'), or any data spec the other verbs' --data accepts; used for the per-class "
+        "accuracy and the explained decisions (needs --model)",
     )
     p.add_argument("--explain", type=int, default=3, help="explain the first N test inputs (default 3)")
     p.add_argument("--k", type=int, default=5, help="supporting and opposing vectors per decision")
@@ -54,12 +55,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
+def _shared_io():
+    """The loaders shared by the other verbs (``kktexplain._cli_io``), or None where absent."""
+    try:
+        from .. import _cli_io
+    except ImportError:
+        return None
+    return _cli_io if hasattr(_cli_io, "load_model") and hasattr(_cli_io, "load_data") else None
+
+
+def _load_data(spec: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Test inputs and optional labels: the shared loader, else an ``.npz`` with ``x`` and ``y``."""
+    io = _shared_io()
+    if io is not None:
+        return io.load_data(spec)
+    with np.load(spec, allow_pickle=False) as z:
+        x_key = next((k for k in ("x", "inputs") if k in z), None)
+        if x_key is None:
+            raise ValueError(f"--inputs {spec!r} must hold the inputs as 'x' (or 'inputs'), has {list(z)}")
+        x = torch.from_numpy(z[x_key]).float()
+        y_key = next((k for k in ("y", "labels") if k in z), None)
+        return x, (torch.from_numpy(z[y_key]).long() if y_key else None)
+
+
 def _load_model(spec: str, weights: str | None) -> torch.nn.Module:
     """``module:factory`` and optional weights (safetensors, or a state dict with weights_only).
 
-    A stopgap: when the shared loader of the other verbs (``kktexplain._cli_io``) lands, this
-    should call it instead (TorchScript files, data specs).
+    Uses the shared loader of the other verbs when present (it also reads TorchScript files).
     """
+    io = _shared_io()
+    if io is not None:
+        return io.load_model(spec, weights)
     if ":" not in spec:
         raise ValueError(f"--model must be module:factory, got {spec!r}")
     mod_name, attr = spec.split(":", 1)
@@ -110,12 +136,9 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             else:
-                with np.load(args.inputs, allow_pickle=False) as z:
-                    x = torch.from_numpy(z["x"] if "x" in z else z["inputs"]).float()
-                    y_key = "y" if "y" in z else "labels" if "labels" in z else None
-                    y = torch.from_numpy(z[y_key]).long() if y_key else None
-                if y is not None:
-                    test_data = (x, y)
+                x, y = _load_data(args.inputs)
+                if y is not None and y.ndim == 1:
+                    test_data = (x, y.long())
                 if args.explain > 0:
                     explain_inputs = x[: args.explain]
         elif model is None:
