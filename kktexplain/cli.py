@@ -5,10 +5,46 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 __all__ = ["main"]
 
 _PARTS = ("mislabels", "identical_class", "removal", "randomization", "fidelity", "timing")
+
+
+def _verbs() -> dict[str, tuple[Callable, Callable]]:
+    """Verb name to ``(add_parser(subparsers), run(args) -> exit status)``, in ``--help`` order.
+
+    Adding a verb is one entry here (and its two functions wherever they live).
+    """
+    from ._cli_verbs import VERBS
+    from .report import _cli as report_cli
+
+    return {
+        **VERBS,  # synthesize, select, explain on the user's own model and data
+        "evaluate": (_evaluate_parser, _evaluate),
+        "report": (report_cli.add_parser, report_cli.run),
+        "demo": (_demo_parser, _demo),
+        "sanity-check": (_check_parser, _check),
+    }
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable]]:
+    """The console script's parser and each verb's ``run``."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="kktexplain",
+        description="Deep support vectors (DeepKKT) of a trained PyTorch classifier. "
+        "Run `kktexplain VERB --help` for a verb's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"kktexplain {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    runs = {}
+    for name, (add, run) in _verbs().items():
+        add(sub)
+        runs[name] = run
+    return parser, runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,23 +60,83 @@ def main(argv: list[str] | None = None) -> int:
     int
         The exit status.
     """
-    parser = argparse.ArgumentParser(prog="kktexplain", description="Deep support vectors.")
-    sub = parser.add_subparsers(dest="verb", required=True)
+    parser, runs = build_parser()
+    args = parser.parse_args(argv)
+    return runs[args.verb](args)
+
+
+def _demo_parser(sub) -> None:
     demo = sub.add_parser("demo", help="DSVs of a Fashion-MNIST ConvNet, with figures")
-    demo.add_argument("--out", default="kktexplain-demo")
-    demo.add_argument("--n-per-class", type=int, default=10)
-    demo.add_argument("--steps", type=int, default=None)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--out", default="kktexplain-demo", help="output folder (default kktexplain-demo)")
+    demo.add_argument("--n-per-class", type=int, default=10, help="DSVs per class (default 10)")
+    demo.add_argument("--steps", type=int, default=None, help="synthesis steps (default: the demo's)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run_demo
+
+    try:
+        summary = run_demo(args.out, args.n_per_class, args.steps, args.seed, not args.no_progress)
+    except FileNotFoundError as e:
+        print(f"kktexplain demo: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "objective"}, indent=2))
+    print(f"wrote {args.out}/dsv_grid.png, history.png, summary.json, dsv.npz")
+    return 0
+
+
+def _check_parser(sub) -> None:
     check = sub.add_parser("sanity-check", help="DeepKKT vs sklearn's linear SVC on built-in datasets")
     check.add_argument("--json", required=True, help="where to write one row per dataset and C")
-    check.add_argument("--C", type=float, nargs="+", default=[0.1, 1.0, 10.0])
-    check.add_argument("--weights", choices=["svc", "torch"], default="svc")
-    check.add_argument("--synth-steps", type=int, default=3000)
+    check.add_argument(
+        "--C",
+        type=float,
+        nargs="+",
+        default=[0.1, 1.0, 10.0],
+        help="SVC regularisation values (default 0.1 1 10)",
+    )
+    check.add_argument(
+        "--weights",
+        choices=["svc", "torch"],
+        default="svc",
+        help="linear model weights from sklearn's SVC or trained in torch (default svc)",
+    )
+    check.add_argument("--synth-steps", type=int, default=3000, help="synthesis steps (default 3000)")
     check.add_argument(
         "--synth-lr", type=float, default=None, help="step on the DSVs (default: scaled to each problem)"
     )
-    check.add_argument("--synth-optimizer", choices=("sgd", "adam"), default="sgd")
+    check.add_argument(
+        "--synth-optimizer", choices=("sgd", "adam"), default="sgd", help="synthesis optimiser (default sgd)"
+    )
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .svm import run_sanity_suite
+
+    rows = run_sanity_suite(
+        args.C,
+        weights=args.weights,
+        synth_steps=args.synth_steps,
+        synth_lr=args.synth_lr,
+        synth_optimizer=args.synth_optimizer,
+    )
+    with open(args.json, "w") as f:
+        json.dump(rows, f, indent=2)
+    for row in rows:
+        print(
+            f"{row['dataset']:>24s} C={row['C']:<5g} F1={row['f1']:.4f} "
+            f"pearson={row['pearson']:.4f} stat={row['stationarity_residual']:.2e} "
+            f"margin_dev={row['margin_deviation']:.3f} "
+            f"synth_active={row['synth_active_fraction']:.2f} "
+            f"synth_stat={row['synth_stationarity_residual']:.3f}"
+        )
+    print(f"wrote {args.json}")
+    return 0
+
+
+def _evaluate_parser(sub) -> None:
     ev = sub.add_parser(
         "evaluate",
         help="faithfulness of the per-decision explanations, beside captum's TracInCP",
@@ -58,73 +154,36 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--n-identical", type=int, default=1000, help="test inputs of the identical-class test")
     ev.add_argument("--removal-tests", type=int, default=50, help="test inputs of the removal test")
     ev.add_argument("--removal-k", type=int, default=20, help="proponents removed per test input")
-    ev.add_argument("--batch-size", type=int, default=256)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--no-progress", action="store_true")
-    from .report import _cli as report_cli
+    ev.add_argument("--batch-size", type=int, default=256, help="training batch size (default 256)")
+    ev.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ev.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
-    report_cli.add_parser(sub)
-    args = parser.parse_args(argv)
-    if args.verb == "report":
-        return report_cli.run(args)
-    if args.verb == "evaluate":
-        import shutil
-        from pathlib import Path
 
-        from .attr._protocol import run_evaluation
+def _evaluate(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
 
-        out = Path(args.out) if args.out else Path(args.json).resolve().parent / "evaluation"
-        try:
-            run_evaluation(
-                out,
-                parts=args.parts or _PARTS,
-                n_train=args.n_train,
-                flip=args.flip,
-                n_identical=args.n_identical,
-                removal_tests=args.removal_tests,
-                removal_k=args.removal_k,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                progress=not args.no_progress,
-            )
-        except (FileNotFoundError, ValueError) as e:
-            print(f"kktexplain evaluate: {e}", file=sys.stderr)
-            return 2
-        shutil.copyfile(out / "evaluation.json", args.json)
-        print(f"wrote {args.json} and figures in {out}")
-        return 0
-    if args.verb == "sanity-check":
-        from .svm import run_sanity_suite
+    from .attr._protocol import run_evaluation
 
-        rows = run_sanity_suite(
-            args.C,
-            weights=args.weights,
-            synth_steps=args.synth_steps,
-            synth_lr=args.synth_lr,
-            synth_optimizer=args.synth_optimizer,
+    out = Path(args.out) if args.out else Path(args.json).resolve().parent / "evaluation"
+    try:
+        run_evaluation(
+            out,
+            parts=args.parts or _PARTS,
+            n_train=args.n_train,
+            flip=args.flip,
+            n_identical=args.n_identical,
+            removal_tests=args.removal_tests,
+            removal_k=args.removal_k,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=not args.no_progress,
         )
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
-        for row in rows:
-            print(
-                f"{row['dataset']:>24s} C={row['C']:<5g} F1={row['f1']:.4f} "
-                f"pearson={row['pearson']:.4f} stat={row['stationarity_residual']:.2e} "
-                f"margin_dev={row['margin_deviation']:.3f} "
-                f"synth_active={row['synth_active_fraction']:.2f} "
-                f"synth_stat={row['synth_stationarity_residual']:.3f}"
-            )
-        print(f"wrote {args.json}")
-        return 0
-    if args.verb == "demo":
-        from ._demo import run_demo
-
-        try:
-            summary = run_demo(args.out, args.n_per_class, args.steps, args.seed, not args.no_progress)
-        except FileNotFoundError as e:
-            print(f"kktexplain demo: {e}", file=sys.stderr)
-            return 2
-        print(json.dumps({k: v for k, v in summary.items() if k != "objective"}, indent=2))
-        print(f"wrote {args.out}/dsv_grid.png, history.png, summary.json, dsv.npz")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"kktexplain evaluate: {e}", file=sys.stderr)
+        return 2
+    shutil.copyfile(out / "evaluation.json", args.json)
+    print(f"wrote {args.json} and figures in {out}")
     return 0
 
 

@@ -1,0 +1,269 @@
+"""Loading the user's model and data for the console script (``kktexplain synthesize|select|explain``).
+
+A model is ``module:factory`` (a module importable from the current directory, or a path to a
+``.py`` file, and a callable returning an ``nn.Module``, or an ``nn.Module`` attribute) with
+optional ``--weights``, or a TorchScript file. Data is an ``.npz`` (arrays ``x``, ``y``), an
+IDX file (with an IDX labels file), an ``.npy`` array, an image folder (torchvision
+``ImageFolder``), or ``module:function`` returning a dataset, a DataLoader, ``(x, y)`` or ``x``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._validation import as_data
+
+__all__ = ["ScriptedModel", "load_data", "load_model", "load_weights", "resolve_object"]
+
+_TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".jit", ".torchscript")
+
+
+def resolve_object(spec: str, option: str = "--model") -> Any:
+    """The object named by ``module:name`` (a dotted module or a path to a ``.py`` file).
+
+    The current directory is put on ``sys.path`` first, so a module next to the user resolves.
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is not ``module:name``, the module cannot be imported or has no ``name``.
+    """
+    module_name, sep, attr = spec.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{option} must be module:name (e.g. mymodel:build), got {spec!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+            path = Path(module_name)
+            if not path.is_file():
+                raise ValueError(f"{option}: no such file {str(path)!r}")
+            spec_obj = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec_obj is not None and spec_obj.loader is not None
+            module = importlib.util.module_from_spec(spec_obj)
+            sys.path.insert(0, str(path.resolve().parent))
+            spec_obj.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(
+            f"{option}: cannot import {module_name!r} ({e}); run from its folder or give a path"
+        ) from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"{option}: module {module_name!r} has no attribute {attr!r}") from None
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
+    """A state dict from a ``.safetensors`` file or a ``torch.save`` file (``weights_only=True``).
+
+    A checkpoint dict with a ``"state_dict"`` or ``"model"`` entry gives that entry.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or holds no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--weights: no such file {str(path)!r}")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:
+            raise ValueError("--weights: reading .safetensors needs the 'safetensors' package") from e
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors of all kinds
+        raise ValueError(
+            f"--weights: {str(path)!r} is not a state dict torch.load can read safely ({e})"
+        ) from e
+    if isinstance(state, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"--weights: {str(path)!r} does not hold a state dict (names to tensors)")
+    return state
+
+
+def load_model(spec: str, weights: str | os.PathLike | None = None) -> nn.Module:
+    """The user's model, in eval mode, on the CPU.
+
+    Parameters
+    ----------
+    spec : str
+        ``module:factory`` (``factory()`` returns the ``nn.Module``, or ``factory`` is one), or a
+        TorchScript file (``torch.jit.save``; loaded with :func:`torch.jit.load` and wrapped
+        in :class:`ScriptedModel`, so its parameter names start with ``scripted.``).
+    weights : path-like, optional
+        A ``.safetensors`` file or a state dict saved with ``torch.save``, loaded strictly
+        into the factory's model.
+
+    Returns
+    -------
+    nn.Module
+
+    Raises
+    ------
+    ValueError
+        For a missing file, an import error, weights that do not fit the model.
+    TypeError
+        If the factory does not give an ``nn.Module``.
+    """
+    path = Path(spec)
+    if path.suffix in _TORCHSCRIPT_SUFFIXES or (path.is_file() and path.suffix != ".py"):
+        if not path.is_file():
+            raise ValueError(f"--model: no such TorchScript file {spec!r}")
+        if weights is not None:
+            raise ValueError("--weights is for module:factory models; a TorchScript file holds its weights")
+        try:
+            scripted = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as e:
+            raise ValueError(f"--model: {spec!r} is not a TorchScript file ({e})") from e
+        return ScriptedModel(scripted).eval()
+    obj = resolve_object(spec, "--model")
+    model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"--model {spec} must give a torch.nn.Module, got {type(model).__name__}")
+    if weights is not None:
+        state = load_weights(weights)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"--weights do not fit the model of --model {spec}: {e}") from e
+    return model.eval()
+
+
+class ScriptedModel(nn.Module):
+    """A TorchScript module behind a Python ``nn.Module``.
+
+    ``torch.func.functional_call`` (which stationarity's gradients need) refuses a
+    ``ScriptModule`` itself but substitutes the parameters of one held as a submodule. The
+    parameter names get the prefix ``scripted.`` (for ``--param-names``).
+
+    Parameters
+    ----------
+    scripted : torch.jit.ScriptModule
+    """
+
+    def __init__(self, scripted: nn.Module) -> None:
+        super().__init__()
+        self.scripted = scripted
+
+    def forward(self, x: Tensor, *args: Any) -> Tensor:
+        """``scripted(x, *args)``: logits of shape (N, C) for inputs of shape (N, *input_shape)."""
+        return self.scripted(x, *args)
+
+
+def _npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    with np.load(path, allow_pickle=False) as z:
+        x_key = next((k for k in ("x", "inputs", "X") if k in z), None)
+        if x_key is None:
+            raise ValueError(f"--data {str(path)!r} must hold the inputs as 'x' (or 'inputs'), has {list(z)}")
+        y_key = next((k for k in ("y", "labels") if k in z), None)
+        return z[x_key], (z[y_key] if y_key else None)
+
+
+def _scale_integers(x: np.ndarray) -> np.ndarray:
+    """8-bit images to floats in [0, 1] (as torchvision's ToTensor); floats unchanged."""
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float32) / 255.0
+    return x
+
+
+def load_data(
+    spec: str, labels: str | None = None, limit: int | None = None, grayscale: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """Inputs and labels from a file, an image folder or ``module:function``.
+
+    Parameters
+    ----------
+    spec : str
+        ``*.npz`` with arrays ``x`` (``inputs``) and optionally ``y`` (``labels``); ``*.npy``;
+        an IDX file (``*-ubyte``, ``*.idx``, optionally ``.gz``; 8-bit values become
+        ``[0, 1]`` floats, ``(N, H, W)`` becomes ``(N, 1, H, W)``); a folder of class
+        sub-folders (torchvision ``ImageFolder``, images as RGB ``[0, 1]`` tensors, all of one
+        size); or ``module:function`` whose call returns a Dataset, DataLoader, ``(x, y)`` or
+        ``x``.
+    labels : str, optional
+        A labels file (IDX, ``.npy``) for inputs that carry none.
+    limit : int, optional
+        Keep the first ``limit`` samples.
+    grayscale : bool, default=False
+        Read an image folder as one channel instead of RGB.
+
+    Returns
+    -------
+    x : Tensor of shape (N, *input_shape)
+    y : Tensor of shape (N,) or (N, C), or None
+    """
+    path = Path(spec)
+    y: Any = None
+    if path.is_dir():
+        from torchvision import datasets, transforms
+
+        steps = [transforms.Grayscale(1)] if grayscale else []
+        folder = datasets.ImageFolder(
+            str(path), transform=transforms.Compose([*steps, transforms.ToTensor()])
+        )
+        if len(folder) == 0:
+            raise ValueError(f"--data {spec!r}: the image folder holds no images")
+        x, y = as_data(folder, "--data")
+    elif path.is_file():
+        name = path.name.removesuffix(".gz")
+        if name.endswith(".npz"):
+            xa, ya = _npz(path)
+        elif name.endswith(".npy"):
+            xa, ya = np.load(path, allow_pickle=False), None
+        elif "ubyte" in name or name.endswith(".idx"):
+            from .datasets import read_idx
+
+            xa, ya = _scale_integers(read_idx(path)), None
+            if xa.ndim == 3:
+                xa = xa[:, None]
+        else:
+            raise ValueError(
+                f"--data {spec!r}: unknown file type; use .npz (x, y), .npy, an IDX file, an image "
+                "folder or module:function"
+            )
+        x, y = as_data(
+            (np.ascontiguousarray(xa), ya) if ya is not None else np.ascontiguousarray(xa), "--data"
+        )
+    elif ":" in spec:
+        obj = resolve_object(spec, "--data")
+        data = obj() if callable(obj) else obj
+        x, y = as_data(data, f"--data {spec}")
+    else:
+        raise ValueError(f"--data {spec!r}: no such file or folder, and not module:function")
+    if labels is not None:
+        lpath = Path(labels)
+        if not lpath.is_file():
+            raise ValueError(f"--labels: no such file {labels!r}")
+        if lpath.name.removesuffix(".gz").endswith(".npy"):
+            ya = np.load(lpath, allow_pickle=False)
+        else:
+            from .datasets import read_idx
+
+            ya = read_idx(lpath)
+        y = torch.from_numpy(np.ascontiguousarray(ya)).long()
+        if len(y) != len(x):
+            raise ValueError(f"--labels has {len(y)} labels for {len(x)} inputs")
+    if limit is not None:
+        x = x[:limit]
+        y = None if y is None else y[:limit]
+    if y is not None and not y.is_floating_point():
+        y = y.long()
+    return x, y

@@ -1,0 +1,300 @@
+"""``kktexplain synthesize | select | explain`` on the user's own model and data.
+
+Each verb is a pair ``add_parser(subparsers)`` / ``run(args) -> int``, registered in
+:mod:`kktexplain.cli`. Loading is in :mod:`kktexplain._cli_io`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["VERBS"]
+
+_MODEL_HELP = (
+    "the model: module:factory (a module importable from the current directory, or a path to a "
+    ".py file, and a callable returning the nn.Module) or a TorchScript file (.pt)"
+)
+_DATA_HELP = (
+    "data: an .npz with arrays x (inputs) and y (labels), an .npy, an IDX file (8-bit values "
+    "scaled to [0, 1]), a folder of class sub-folders of images (torchvision ImageFolder), or "
+    "module:function returning a Dataset, a DataLoader, (x, y) or x"
+)
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights for a module:factory model: a .safetensors file, or a state dict saved with "
+        "torch.save (read with torch.load(weights_only=True))",
+    )
+    p.add_argument(
+        "--device", default="cpu", help="torch device to compute on, e.g. cpu or cuda (default cpu)"
+    )
+
+
+def _data_options(p: argparse.ArgumentParser, required: bool, what: str) -> None:
+    p.add_argument("--data", required=required, help=f"{what}; {_DATA_HELP}")
+    p.add_argument(
+        "--labels", default=None, help="a labels file (IDX or .npy) for --data that carries no labels"
+    )
+    p.add_argument("--limit", type=int, default=None, help="use only the first N samples of --data")
+    p.add_argument(
+        "--grayscale", action="store_true", help="read an image folder as one channel (default RGB)"
+    )
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        default=None,
+        help="shape of one input, e.g. 1 28 28 (default: read from the model or the data)",
+    )
+    p.add_argument(
+        "--param-names",
+        nargs="+",
+        default=None,
+        help="parameters stationarity is measured on, e.g. fc.weight fc.bias (default: all)",
+    )
+    p.add_argument(
+        "--objective",
+        default="default",
+        choices=("default", "paper_eq9", "paper_alg1"),
+        help="preset of the DeepKKT objective (default: default)",
+    )
+    p.add_argument(
+        "--lambda-max", type=float, default=None, help="upper bound C on every multiplier (default none)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--out", required=True, help="result file to write with DSVResult.save (.npz)")
+
+
+def _prepare(args: argparse.Namespace):
+    from ._cli_io import load_data, load_model
+
+    model = load_model(args.model, args.weights).to(args.device)
+    data = None
+    if getattr(args, "data", None):
+        data = load_data(args.data, args.labels, args.limit, args.grayscale)
+    return model, data
+
+
+def _write(result, out: str) -> int:
+    path = result.save(out)
+    summary = {
+        "file": str(path),
+        "mode": result.settings.get("mode"),
+        "n": len(result.lambdas),
+        "input_shape": result.settings.get("input_shape"),
+        "stationarity_cosine": result.kkt.stationarity.get("cosine"),
+        "feasibility": float(result.kkt.feasible.float().mean()),
+        "lambda_sum": float(result.lambdas.sum()),
+    }
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------------------- synthesize
+def _synthesize_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synthesize",
+        help="synthesise the deep support vectors of your model (DeepKKT)",
+        description="Optimise inputs and multipliers under the DeepKKT conditions and save the DSVs.",
+    )
+    _model_options(p)
+    _data_options(p, False, "samples to start from with --init real or other")
+    p.add_argument("--n-per-class", type=int, default=10, help="candidates per class (default 10)")
+    p.add_argument("--classes", type=int, nargs="+", default=None, help="synthesise only these class indices")
+    p.add_argument(
+        "--init",
+        choices=("noise", "real", "other"),
+        default="noise",
+        help="start from noise, real samples of every class, or other data (needs --data)",
+    )
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 300; 60 for real)")
+    p.add_argument("--lr", type=float, default=None, help="step on the inputs (default 0.05; 0.01 for real)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="candidates per chunk of a step (exact; bounds memory; default all at once)",
+    )
+    p.add_argument(
+        "--input-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="clamp the inputs into [LOW, HIGH] after every step",
+    )
+    p.add_argument("--no-augmentation", action="store_true", help="no augmented view (default: the paper's)")
+    p.add_argument(
+        "--checkpoint", default=None, help="a file to resume from and save the run's state to (.npz)"
+    )
+    _common_options(p)
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from . import DeepSupportVectors
+
+    model, data = _prepare(args)
+    explainer = DeepSupportVectors(
+        n_per_class=args.n_per_class,
+        init=args.init,
+        objective=args.objective,
+        augmentation=None if args.no_augmentation else "default",
+        steps=args.steps,
+        lr=args.lr,
+        lambda_max=args.lambda_max,
+        param_names=args.param_names,
+        input_range=None if args.input_range is None else tuple(args.input_range),
+        batch_size=args.batch_size,
+        classes=args.classes,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    result = explainer.attribute(
+        model,
+        init_data=data if args.init != "noise" else None,
+        input_shape=args.input_shape,
+        checkpoint=args.checkpoint,
+    )
+    return _write(result, args.out)
+
+
+# ---------------------------------------------------------------------------- select
+def _select_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "select",
+        help="score real samples by their multiplier λ (which training samples support the model)",
+        description="Solve the multipliers λ >= 0 of fixed samples from the stationarity condition.",
+    )
+    _model_options(p)
+    _data_options(p, True, "the samples to score, with labels")
+    p.add_argument(
+        "--projection-dim",
+        type=int,
+        default=None,
+        help="sketch per-sample gradients to this many dimensions (default exact)",
+    )
+    p.add_argument("--chunk-size", type=int, default=256, help="samples per gradient chunk (default 256)")
+    p.add_argument("--ridge", type=float, default=None, help="spread λ over similar samples (e.g. 1e-3)")
+    _common_options(p)
+
+
+def _select(args: argparse.Namespace) -> int:
+    from . import DeepSupportVectors
+
+    model, (x, y) = _prepare(args)
+    if y is None:
+        raise ValueError("select needs labels: --data with labels (y in the .npz, a dataset) or --labels")
+    explainer = DeepSupportVectors(
+        objective=args.objective,
+        lambda_max=args.lambda_max,
+        param_names=args.param_names,
+        projection_dim=args.projection_dim,
+        chunk_size=args.chunk_size,
+        ridge=args.ridge,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    result = explainer.attribute(model, candidates=x, labels=y, input_shape=args.input_shape)
+    return _write(result, args.out)
+
+
+# ---------------------------------------------------------------------------- explain
+def _explain_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="explain decisions by the support vectors that push for and against them",
+        description=(
+            "Read a result of synthesize or select and explain the model's decisions on inputs: "
+            "writes explanation.html (plotly, self-contained), one PNG panel per decision and "
+            "explanation.json."
+        ),
+    )
+    _model_options(p)
+    p.add_argument("--result", required=True, help="a result file of synthesize or select (.npz)")
+    _data_options(p, True, "the inputs whose decisions are explained")
+    p.add_argument(
+        "--index", type=int, nargs="+", default=None, help="rows of --data to explain (default 0 1 2)"
+    )
+    p.add_argument("--k", type=int, default=5, help="supporting and opposing vectors shown (default 5)")
+    p.add_argument("--target", type=int, default=None, help="class to explain (default: the prediction)")
+    p.add_argument("--no-maps", action="store_true", help="skip the feature maps (faster)")
+    p.add_argument("--out", required=True, help="folder to write explanation.html, PNGs and JSON into")
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import DSVResult
+
+    result = DSVResult.load(args.result)
+    model, (x, _) = _prepare(args)
+    rows = args.index if args.index is not None else list(range(min(3, len(x))))
+    bad = [r for r in rows if not 0 <= r < len(x)]
+    if bad:
+        raise ValueError(f"--index {bad} out of range for {len(x)} inputs in --data")
+    inputs = x[rows].to(args.device)
+    kwargs = {"maps": "none"} if args.no_maps else {}
+    explanation = result.explain(model, inputs, target=args.target, k=args.k, **kwargs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = [explanation.to_html(i, include_plotlyjs=(i == 0)) for i in range(len(rows))]
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>kktexplain explanation</title></head><body>"
+    )
+    page += "".join(f"<section><h2>input {r}</h2>{part}</section>" for r, part in zip(rows, parts))
+    (out / "explanation.html").write_text(page + "</body></html>", encoding="utf-8")
+    for i, r in enumerate(rows):
+        fig = explanation.plot_panel(i)
+        fig.savefig(out / f"explanation_{r}.png", dpi=100)
+        plt.close(fig)
+    summary = [
+        {
+            "row": r,
+            "prediction": int(explanation.prediction[i]),
+            "target": int(explanation.target[i]),
+            "supporting": explanation.supporting_indices[i].tolist(),
+            "supporting_contributions": explanation.supporting_contributions[i].tolist(),
+            "opposing": explanation.opposing_indices[i].tolist(),
+            "opposing_contributions": explanation.opposing_contributions[i].tolist(),
+            "residual": float(explanation.residual[i]),
+        }
+        for i, r in enumerate(rows)
+    ]
+    (out / "explanation.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    print(f"wrote {out / 'explanation.html'}, {len(rows)} PNG panels and explanation.json")
+    return 0
+
+
+def _guarded(verb: str, fn):
+    """Run ``fn(args)``; input and usage errors become a message on stderr and exit status 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (ValueError, TypeError, FileNotFoundError) as e:
+            print(f"kktexplain {verb}: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+VERBS = {
+    "synthesize": (_synthesize_parser, _guarded("synthesize", _synthesize)),
+    "select": (_select_parser, _guarded("select", _select)),
+    "explain": (_explain_parser, _guarded("explain", _explain)),
+}
+"""Verb name to ``(add_parser(subparsers), run(args) -> exit status)``."""
