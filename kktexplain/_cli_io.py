@@ -208,6 +208,7 @@ def load_data(
     Returns
     -------
     x : Tensor of shape (N, *input_shape)
+        float32.
     y : Tensor of shape (N,) or (N, C), or None
     """
     path = Path(spec)
@@ -266,4 +267,4 @@ def load_data(
         y = None if y is None else y[:limit]
     if y is not None and not y.is_floating_point():
         y = y.long()
-    return x, y
+    return x.float(), y
