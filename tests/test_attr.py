@@ -262,3 +262,23 @@ def test_explain(problem, tmp_path):
         e.plot(index=3)
     with pytest.raises(ValueError, match="inputs must have shape"):
         sel.explain(model, torch.randn(2, 5, dtype=torch.float64))
+
+
+def test_explanation_html_titles_sit_over_their_tiles():
+    """Titles of the image grid: row 1 input and map, row 2 supporting, row 3 opposing."""
+    torch.manual_seed(0)
+    from kktexplain.models import ConvNet
+
+    model = ConvNet((1, 6, 6), 3, width=2, depth=1).double()
+    x = torch.randn(9, 1, 6, 6, dtype=torch.float64)
+    y = torch.arange(3).repeat(3)
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    e = sel.explain(model, x[0], k=3, maps="none")
+    ann = {a.text: (a.x, a.y) for a in e.figure().layout.annotations if a.text}
+    sup = [f"+ #{int(r)}" for r in e.supporting_indices[0]]
+    opp = [f"- #{int(r)}" for r in e.opposing_indices[0]]
+    assert set(ann) == {"input", "feature map", *sup, *opp}
+    assert ann[sup[0]][0] == pytest.approx(ann["input"][0])  # first column
+    assert ann[opp[0]][0] == pytest.approx(ann["input"][0])
+    assert ann["input"][1] > ann[sup[0]][1] > ann[opp[0]][1]  # rows from the top
+    assert len({ann[t][1] for t in sup}) == 1 and len({ann[t][1] for t in opp}) == 1

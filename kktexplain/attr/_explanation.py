@@ -189,16 +189,33 @@ class Explanation:
         -------
         str
         """
+        return self.figure(index).to_html(full_html=False, include_plotlyjs=include_plotlyjs)
+
+    def figure(self, index: int = 0) -> Any:
+        """The plotly figure behind :meth:`to_html`.
+
+        Parameters
+        ----------
+        index : int, default=0
+
+        Returns
+        -------
+        plotly.graph_objects.Figure
+        """
         import plotly.graph_objects as go
         from plotly.subplots import make_subplots
 
         i = self._check_index(index)
         k = self.supporting_indices.shape[1]
         image_like = self.inputs.ndim >= 3
-        titles = ["input", "feature map"] + [f"+ #{int(r)}" for r in self.supporting_indices[i]]
-        titles += [f"- #{int(r)}" for r in self.opposing_indices[i]]
         cols = max(k, 2)
-        fig = make_subplots(rows=3, cols=cols, subplot_titles=titles[: 2 + 2 * k] if image_like else None)
+        # make_subplots fills titles row by row over every cell: pad each row to `cols`
+        sup = [f"+ #{int(r)}" for r in self.supporting_indices[i]]
+        opp = [f"- #{int(r)}" for r in self.opposing_indices[i]]
+        titles = (
+            ["input", "feature map"] + [""] * (cols - 2) + sup + [""] * (cols - k) + opp + [""] * (cols - k)
+        )
+        fig = make_subplots(rows=3, cols=cols, subplot_titles=titles if image_like else None)
         if image_like:
             fig.add_trace(go.Heatmap(z=_plane(self.inputs[i]), colorscale="gray", showscale=False), 1, 1)
             fig.add_trace(go.Heatmap(z=_plane(self.feature_map[i]), colorscale="RdBu", zmid=0), 1, 2)
@@ -231,7 +248,7 @@ class Explanation:
             height=600,
             width=200 * cols + 100,
         )
-        return fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs)
+        return fig
 
 
 def _plane(t: Tensor) -> list:
