@@ -259,7 +259,7 @@ def load_data(
             from .datasets import read_idx
 
             ya = read_idx(lpath)
-        y = torch.from_numpy(np.ascontiguousarray(ya)).long()
+        y = torch.from_numpy(np.array(ya)).long()
         if len(y) != len(x):
             raise ValueError(f"--labels has {len(y)} labels for {len(x)} inputs")
     if limit is not None:

@@ -246,11 +246,17 @@ def resolve_seed(seed: Any) -> int:
     )
 
 
+def _writable(a: np.ndarray) -> np.ndarray:
+    """A contiguous, writable array (a copy only where needed) that torch.from_numpy accepts."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
 def _as_float_tensor(x: Any, name: str) -> Tensor:
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise TypeError(f"{name} must be a numeric array, got a numpy array of dtype object")
-        x = torch.from_numpy(np.ascontiguousarray(x))
+        x = torch.from_numpy(_writable(x))
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must hold tensors or numpy arrays, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -263,7 +269,7 @@ def _as_float_tensor(x: Any, name: str) -> Tensor:
 
 def _labels_tensor(y: Any, name: str) -> Tensor:
     if isinstance(y, np.ndarray):
-        y = torch.from_numpy(np.ascontiguousarray(y))
+        y = torch.from_numpy(_writable(y))
     return y if isinstance(y, Tensor) else torch.as_tensor(y)
 
 
