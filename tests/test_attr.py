@@ -168,6 +168,8 @@ def test_influence_conventions(problem):
         SupportVectorInfluence(model, sel, param_names=["nope"])
     with pytest.raises(ValueError, match="target"):
         svi.influence((xt, torch.tensor([0, 1])))
+    with pytest.raises(TypeError, match="float32"):
+        SupportVectorInfluence(TinyMLP().half(), sel)
 
 
 def test_sketched_cache_approximates_exact_contributions(problem):

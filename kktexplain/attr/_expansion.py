@@ -175,6 +175,13 @@ class SupportExpansion:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+        if dtypes & {torch.float16, torch.bfloat16}:
+            raise TypeError(
+                f"model must have float32 or float64 parameters, got {sorted(map(str, dtypes))}: the "
+                "expansion's inner products overflow in half precision; pass a float32 copy "
+                "(copy.deepcopy(model).float())"
+            )
         self.support = support
         if param_names is None:
             param_names = support.settings.get("param_names")
