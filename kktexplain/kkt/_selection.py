@@ -278,8 +278,9 @@ def solve_multipliers(
     tol : float, default=1e-10
         Tolerance of the least-squares solver.
     ridge : float, optional
-        Tie-break by the least norm: add ``ridge * ||G||_2^2 * ||lambda||^2`` (relative to the
-        squared spectral norm of ``G``, so it is scale-free) and solve with projected FISTA.
+        Tie-break towards equal multipliers: add ``ridge * ||G||_2^2 * ||lambda - c||^2``, with
+        ``c >= 0`` the least-squares fit of one multiplier shared by every sample (relative to
+        the squared spectral norm of ``G``, so it is scale-free), and solve with projected FISTA.
         When many multiplier vectors fit stationarity equally well (more samples than
         dimensions), the exact solvers return a sparse vertex of that set, whose zeros on
         interchangeable samples are arbitrary; the ridge spreads λ over them instead (at a
