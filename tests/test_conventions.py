@@ -45,6 +45,20 @@ def test_get_params_set_params_clone_and_repr():
     assert repr(DeepSupportVectors()) == "DeepSupportVectors()"
 
 
+def test_set_params_reaches_a_nested_setting_by_name__param():
+    from sklearn.preprocessing import StandardScaler
+
+    inner = StandardScaler()  # any setting object with get_params/set_params
+    est = DeepSupportVectors(augmentation=inner)
+    assert est.get_params(deep=True)["augmentation__with_mean"] is True
+    assert est.set_params(augmentation__with_mean=False) is est
+    assert est.augmentation is inner and inner.with_mean is False
+    with pytest.raises(ValueError, match="invalid parameter 'steps__x': steps has no set_params"):
+        est.set_params(steps__x=1)
+    with pytest.raises(ValueError, match="invalid parameter 'n_steps'"):
+        est.set_params(n_steps__x=1)
+
+
 def test_constructor_only_stores_and_attribute_validates():
     est = DeepSupportVectors(n_per_class=-1, dual="nope")  # no error yet (scikit-learn manners)
     with pytest.raises(ValueError, match="n_per_class must be > 0"):
@@ -150,6 +164,19 @@ def test_input_errors_name_the_real_cause():
         est.attribute(model, candidates=bad, labels=y)
     with pytest.raises(ValueError, match="candidates must have shape"):
         est.attribute(model, candidates=torch.randn(4, 5), labels=y[:4])
+
+
+def test_non_finite_rows_are_named_up_to_five():
+    model, (x, y) = _mlp(), _data()
+    est = DeepSupportVectors(progress=False)
+    bad = x.clone()
+    bad[[1, 3, 4, 6, 8, 9], 0] = float("inf")
+    with pytest.raises(
+        ValueError, match=r"candidates holds NaN or inf values \(rows \[1, 3, 4, 6, 8\], \.\.\.\)"
+    ):
+        est.attribute(model, candidates=bad, labels=y)
+    with pytest.raises(ValueError, match=r"candidates holds NaN or inf values \(rows \[1, 3, 4, 6, 8\]\)"):
+        est.attribute(model, candidates=bad[:9], labels=y[:9])
 
 
 def test_empty_labels_raise_a_clear_error():

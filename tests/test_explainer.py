@@ -292,6 +292,25 @@ def test_error_model_not_returning_logits():
         ({"augmentation": "strong"}, ValueError, "augmentation must be one of"),
         ({"lr": -1.0}, ValueError, "lr must be > 0"),
         ({"input_range": (1.0, 0.0)}, ValueError, "input_range"),
+        ({"steps": 1.5}, TypeError, "steps must be an int"),
+        ({"steps": -1}, ValueError, "steps must be >= 0"),
+        ({"lr_lambda": -1.0}, ValueError, "lr_lambda must be >= 0"),
+        ({"init_scale": -0.1}, ValueError, "init_scale must be >= 0"),
+        ({"init_scale": "big"}, TypeError, "init_scale must be a float"),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be > 0"),
+        ({"chunk_size": 2.0}, TypeError, "chunk_size must be an int"),
+        ({"projection_dim": 0}, ValueError, "projection_dim must be > 0"),
+        ({"projection_dim": 8.0}, TypeError, "projection_dim must be an int"),
+        ({"lambda_scale": 0.0}, ValueError, "lambda_scale must be > 0"),
+        ({"lambda_max": -1.0}, ValueError, "lambda_max must be > 0"),
+        ({"ridge": -1.0}, ValueError, "ridge must be > 0"),
+        ({"batch_size": 0}, ValueError, "batch_size must be > 0"),
+        ({"batch_size": 1.5}, TypeError, "batch_size must be an int"),
+        ({"classes": "01"}, TypeError, "classes must be a sequence of ints, got str"),
+        ({"classes": 3}, TypeError, "classes must be a sequence of ints, got int"),
+        ({"classes": []}, ValueError, "classes must name at least one class"),
+        ({"classes": [0, 0]}, ValueError, "classes must not repeat"),
+        ({"classes": [0.5]}, TypeError, "classes must be a sequence of ints, got 0.5"),
     ],
 )
 def test_bad_settings_raise_at_attribute_not_init(kwargs, exc, match):
@@ -300,6 +319,13 @@ def test_bad_settings_raise_at_attribute_not_init(kwargs, exc, match):
         assert getattr(explainer, k) == v
     with pytest.raises(exc, match=match):
         explainer.attribute(_models()["mlp"])
+
+
+def test_zero_steps_lr_lambda_and_init_scale_are_allowed():
+    settings = {"steps": 0, "lr_lambda": 0.0, "init_scale": 0.0, "classes": (0, 2), "progress": False}
+    dsv = DeepSupportVectors(n_per_class=1, **settings).attribute(_models()["mlp"])
+    assert dsv.labels.tolist() == [0, 2]
+    assert not dsv.inputs.abs().any()  # init_scale 0 and no steps: the inputs stay where they start
 
 
 def test_init_real_needs_data():

@@ -73,6 +73,11 @@ def test_maximize_sum_picks_the_largest_sum_among_exact_solutions(upper, expecte
     t = -torch.tensor(2 * v + w)
     lam, info = solve_multipliers(g, t, upper=upper, maximize_sum=True)
     np.testing.assert_allclose(lam.numpy(), expected, atol=1e-5)  # the LP's slack is 1e-6
+    # the slack is relative to ||theta||: the same problem 1000 times smaller, the same answer
+    small, _ = solve_multipliers(
+        g, t / 1000, upper=None if upper is None else upper / 1000, maximize_sum=True
+    )
+    np.testing.assert_allclose(1000 * small.numpy(), expected, atol=1e-5)
     assert info["solver"].endswith("+linprog[max sum]") and info["residual"] < 1e-5
     plain, _ = solve_multipliers(g, t, upper=upper)
     assert plain.sum() <= lam.sum() + 1e-9
@@ -86,6 +91,9 @@ def test_count_sketch_is_a_signed_bucket_sum(rng):
     torch.testing.assert_close(sketch(x), x @ dense)
     with pytest.raises(ValueError, match="expected 10 features"):
         sketch(torch.zeros(3))
+    # the documented default seed is 0: a sketch built without one is reproducible as seed=0
+    default, zero = CountSketch(10, 4), CountSketch(10, 4, seed=0)
+    assert torch.equal(default.bucket, zero.bucket) and torch.equal(default.sign, zero.sign)
 
 
 def test_selection_solves_stationarity_literally(tiny64, rng):
@@ -220,6 +228,7 @@ def test_large_unbounded_problems_use_the_working_set(rng, monkeypatch):
     t = torch.randn(40, generator=rng, dtype=torch.float64)  # generic target: residual > 0
     lam, info = solve_multipliers(g, t)
     assert info["solver"] == "projected_fista+working_set_nnls" and info["converged"]
+    assert info["status"] == 0  # as nnls and FISTA report it; convergence is in converged, n_violations
     ref, rnorm = nnls(g.numpy().T, -t.numpy())
     # the optimal residual is unique even where the multipliers are not
     assert info["residual"] == pytest.approx(rnorm / t.norm().item(), rel=1e-6)
@@ -245,6 +254,22 @@ def test_working_set_reaches_the_nnls_optimum_over_many_columns(rng, seeded):
     np.testing.assert_allclose(grad[x.numpy() > 0], 0.0, atol=1e-8)
     assert (x > 0).sum() <= 30  # a basic solution
     assert np.linalg.norm(r) == pytest.approx(nnls(a.numpy(), b.numpy())[1], rel=1e-9)
+
+
+def test_working_set_starts_from_the_columns_of_most_negative_gradient(rng):
+    from kktexplain.kkt import working_set_nnls
+
+    # b is a positive combination of the 5 columns most aligned with it: those have the most
+    # negative gradient at x = 0, so the first working set (64 of 400 columns) already holds
+    # the optimum and one round suffices
+    a = torch.randn(30, 400, generator=rng, dtype=torch.float64)
+    b = a[:, :5] @ torch.tensor([1.0, 2.0, 0.5, 1.5, 1.0], dtype=torch.float64)
+    a[:, 5:] -= torch.outer(b, (b @ a[:, 5:]) / (b @ b) + 0.1)  # the other columns point away from b
+    g0 = -(a.T @ b)
+    assert (g0[:5] < 0).all() and (g0[5:] > 0).all()
+    x, info = working_set_nnls(a, b)
+    assert info == {"rounds": 1, "converged": True, "n_violations": 0}
+    assert x.min() >= 0 and (a @ x - b).norm() <= 1e-9 * b.norm()
 
 
 def test_large_bounded_problems_use_fista(rng, monkeypatch):
@@ -289,3 +314,89 @@ def test_ridge_picks_the_uniform_solution_among_exact_ones(rng):
     assert (lam2 >= 0).all()
     assert (lam2 - c).norm() < (exact2 - c).norm()
     assert info2["residual"] >= info_exact["residual"] - 1e-9
+    # with a box: the bounded ridge problem, written out as box-constrained least squares
+    from kktexplain.kkt._selection import _spectral_norm_sq
+
+    upper = float(lam2.median())
+    lam3, info3 = solve_multipliers(g, target2, ridge=1e-2, upper=upper)
+    a, b = g.numpy().T, -target2.numpy()
+    w = np.sqrt(1e-2 * _spectral_norm_sq(torch.from_numpy(a)))
+    aug = np.vstack([a, w * np.eye(40)])
+    ref = lsq_linear(aug, np.concatenate([b, w * np.full(40, info3["ridge_center"])]), bounds=(0, upper))
+    assert (ref.x > upper - 1e-9).sum() >= 5 and (ref.x < upper - 1e-3).sum() >= 5  # the box is active
+    np.testing.assert_allclose(lam3.numpy(), ref.x, atol=1e-5)
+
+
+@pytest.mark.parametrize("world", [2, 3, 8])  # 7 rows: uneven shards; 8 processes leave one empty
+def test_sharded_gradients_are_every_process_rows_gathered_in_order(tiny64, rng, monkeypatch, world):
+    # one process of a `world`-process group, faked: the others' shards (padded with NaN) come
+    # from the unsharded reference, this process's shard from gather_gradients itself
+    import torch.distributed as dist
+
+    from kktexplain._select import _world_size, gather_gradients
+    from kktexplain.kkt import FunctionalModel, KKTObjective, collect_gradients
+
+    fmodel = FunctionalModel(tiny64)
+    x = torch.randn(7, 3, generator=rng, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    loss_fn = KKTObjective().loss_fn()
+    sketch = CountSketch(fmodel.num_params, 8, seed=1)
+    ref = collect_gradients(fmodel, x, y, loss_fn, 2, sketch)
+    per = -(-7 // world)
+    assert _world_size() == 1
+    for rank in range(world):
+        gathered = []
+
+        def all_gather(parts, padded, rank=rank, gathered=gathered):
+            assert len(parts) == world and padded.shape == (per, 8) and padded.device.type == "cpu"
+            for r, part in enumerate(parts):
+                part.fill_(float("nan"))
+                if r == rank:
+                    part.copy_(padded)
+                else:
+                    rows = ref[r * per : (r + 1) * per]
+                    part[: len(rows)] = rows
+            gathered.append(padded.clone())
+
+        for name, value in {
+            "is_initialized": lambda: True,
+            "get_world_size": lambda: world,
+            "get_rank": lambda rank=rank: rank,
+            "get_backend": lambda: "gloo",
+            "all_gather": all_gather,
+        }.items():
+            monkeypatch.setattr(dist, name, value, raising=False)
+        assert _world_size() == world
+        out = gather_gradients(fmodel, x, y, loss_fn, 2, sketch, False)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        mine = ref[rank * per : (rank + 1) * per]
+        torch.testing.assert_close(gathered[0][: len(mine)], mine, rtol=0, atol=1e-12)
+        assert not gathered[0][len(mine) :].any()  # the padding of a short shard is zeros
+
+
+def test_selection_with_maximize_sum_takes_the_largest_sum_of_the_exact_solutions(tiny64, rng, capsys):
+    # 60 candidates, 38 parameters: the exact solutions in the box form a polytope;
+    # maximize_sum=True takes the one of largest sum (at least the planted one's)
+    x = torch.randn(60, 3, generator=rng, dtype=torch.float64)
+    y = torch.arange(60) % 3
+    star = torch.rand(60, generator=rng, dtype=torch.float64) + 0.5
+    shift = star @ _literal_grads(tiny64, x, y)
+    ref, offset = {}, 0
+    for name, p in tiny64.named_parameters():
+        ref[name] = p.detach() + shift[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    settings = {"lambda_max": 2.0}  # the box keeps the largest sum finite
+    plain = DeepSupportVectors(progress=False, **settings).attribute(
+        tiny64, candidates=x, labels=y, reference=ref
+    )
+    wide = DeepSupportVectors(progress=True, maximize_sum=True, **settings).attribute(
+        tiny64, candidates=x, labels=y, reference=ref
+    )
+    assert "per-sample grads" in capsys.readouterr().err  # progress=True shows the bar
+    assert wide.settings["solver"]["solver"].endswith("+linprog[max sum]")
+    assert "linprog" not in plain.settings["solver"]["solver"]
+    assert wide.kkt.stationarity["rel_l2"] < 1e-5 and plain.kkt.stationarity["rel_l2"] < 1e-5
+    assert wide.lambdas.max() <= 2.0 and wide.lambdas.sum() >= star.sum() - 1e-4
+    assert wide.lambdas.sum() > plain.lambdas.sum() + 1.0
+    names = [n for n, _ in tiny64.named_parameters()]
+    assert wide.settings["param_names"] == plain.settings["param_names"] == names
