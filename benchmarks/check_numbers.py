@@ -213,8 +213,8 @@ def explain_claims() -> list[tuple[str, str]]:
                 (
                     page,
                     f"| {r['model']} | {r['scope']} | {r['stationarity_cosine']:.3f} | "
-                    f"{r['argmax_agreement']:.3f} | {r['logit_pearson']:.3f} | {r['relative_residual']:.3f} | "
-                    f"{r['quantity_logit_pearson']:.3f} |",
+                    f"{r['argmax_agreement']:.3f} | {r['logit_pearson']:.3f} | "
+                    f"{r['relative_residual']:.3f} | {r['quantity_logit_pearson']:.3f} |",
                 )
             )
     return out
