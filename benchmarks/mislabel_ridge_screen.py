@@ -16,7 +16,8 @@ import torch
 
 from kktexplain import DeepSupportVectors
 from kktexplain.attr import SupportVectorInfluence
-from kktexplain.attr._evaluate import _rank_metrics, tracin
+from kktexplain.attr._baselines import tracin
+from kktexplain.attr._evaluate import _rank_metrics
 from kktexplain.datasets import load_digits
 from kktexplain.kkt import cross_entropy
 from kktexplain.models import MLP, train_classifier

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from kktexplain import DeepSupportVectors
+from kktexplain.attr._baselines import last_linear
 from kktexplain.attr._evaluate import (
     evaluate_identical_class,
     evaluate_mislabels,
     evaluate_randomization,
     evaluate_removal,
-    last_linear,
 )
 from kktexplain.attr._protocol import fit_full_batch
 

@@ -11,12 +11,12 @@
 """
 
 from ._attribution import SupportVectorAttribution
+from ._baselines import tracin
 from ._evaluate import (
     evaluate_identical_class,
     evaluate_mislabels,
     evaluate_randomization,
     evaluate_removal,
-    tracin,
 )
 from ._expansion import ExpansionFidelity, SupportExpansion
 from ._explanation import Explanation, explain

@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +21,11 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
-from torch.utils.data import TensorDataset
 
 from .._model_state import eval_mode
 from ..kkt import cross_entropy
 from ._attribution import SupportVectorAttribution
+from ._baselines import features, last_linear, tracin
 from ._influence import SupportVectorInfluence
 
 __all__ = [
@@ -38,58 +36,6 @@ __all__ = [
     "evaluate_removal",
     "evaluate_randomization",
 ]
-
-
-def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
-    """The name and module of the model's last ``nn.Linear`` (the representer points' layer)."""
-    found = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not found:
-        raise ValueError("model must contain an nn.Linear layer")
-    return found[-1]
-
-
-def tracin(
-    model: nn.Module, inputs: Tensor, labels: Tensor, batch_size: int = 256, folder: str | None = None
-):
-    """captum's ``TracInCP`` on one checkpoint (the model as it is), all Linear/Conv2d layers.
-
-    ``sample_wise_grads_per_batch=True`` is captum's fast path; it supports ``Linear`` and
-    ``Conv2d`` layers, so normalisation parameters are left out of TracIn's gradients.
-
-    Parameters
-    ----------
-    model : nn.Module
-    inputs : Tensor of shape (N, *input_shape)
-    labels : Tensor of shape (N,)
-    batch_size : int, default=256
-    folder : str, optional
-        Where to write the checkpoint (a temporary folder when omitted).
-
-    Returns
-    -------
-    captum.influence.TracInCP
-    """
-    from captum.influence import TracInCP
-
-    folder = folder or tempfile.mkdtemp(prefix="kktexplain-tracin-")
-    path = Path(folder) / "checkpoint.pt"
-    torch.save(model.state_dict(), path)
-    layers = [k for k, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
-
-    def load(m: nn.Module, p: str) -> float:
-        m.load_state_dict(torch.load(p, weights_only=True))
-        return 1.0
-
-    return TracInCP(
-        model,
-        TensorDataset(inputs, labels),
-        checkpoints=[str(path)],
-        checkpoints_load_func=load,
-        layers=layers,
-        loss_fn=nn.CrossEntropyLoss(reduction="sum"),
-        batch_size=batch_size,
-        sample_wise_grads_per_batch=True,
-    )
 
 
 def _rank_metrics(scores: Tensor, flipped: Tensor) -> dict[str, float]:
@@ -152,12 +98,8 @@ def evaluate_mislabels(
     out["self_influence"] = {**_rank_metrics(si, flipped), "seconds": ours_seconds}
     out["lambda"] = {**_rank_metrics(sel.lambdas, flipped), "seconds": lam_seconds}
     start = time.perf_counter()
-    loss = torch.cat(
-        [
-            cross_entropy(svi.expansion.logits(inputs[i : i + batch_size]).cpu(), labels[i : i + batch_size])
-            for i in range(0, len(inputs), batch_size)
-        ]
-    ).double()
+    # SupportExpansion.logits already chunks by batch_size
+    loss = cross_entropy(svi.expansion.logits(inputs).cpu(), labels).double()
     out["loss"] = {**_rank_metrics(loss, flipped), "seconds": time.perf_counter() - start}
     # lexicographic: the support set first (by self-influence), then the rest by their loss
     combo = torch.where(si > 0, si.double() + loss.max() + 1, loss)
@@ -172,20 +114,6 @@ def evaluate_mislabels(
             tr = tracin(model, inputs, labels, batch_size).self_influence(show_progress=False)
         out["tracin"] = {**_rank_metrics(tr.detach().cpu(), flipped), "seconds": time.perf_counter() - start}
     return out
-
-
-def _features(model: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:
-    """Inputs of the last linear layer (the representer points' features)."""
-    _, layer = last_linear(model)
-    store: list[Tensor] = []
-    handle = layer.register_forward_pre_hook(lambda m, a: store.append(a[0].detach().flatten(1).cpu()))
-    try:
-        with torch.no_grad(), eval_mode(model):
-            for i in range(0, len(inputs), batch_size):
-                model(inputs[i : i + batch_size])
-    finally:
-        handle.remove()
-    return torch.cat(store)
 
 
 def evaluate_identical_class(
@@ -232,15 +160,10 @@ def evaluate_identical_class(
         "seconds": time.perf_counter() - start,
     }
     start = time.perf_counter()
-    h_train = _features(model, support.inputs, batch_size)
-    h_test = _features(model, test_inputs, batch_size)
+    h_train = features(model, support.inputs, batch_size)
+    h_test = features(model, test_inputs, batch_size)
     with torch.no_grad():
-        p = torch.cat(
-            [
-                torch.softmax(svi.expansion.logits(support.inputs[i : i + batch_size]).cpu(), -1)
-                for i in range(0, len(support), batch_size)
-            ]
-        )
+        p = torch.softmax(svi.expansion.logits(support.inputs).cpu(), -1)
     onehot = torch.nn.functional.one_hot(labels, p.shape[1]).to(p.dtype)
     alpha = (onehot - p).to(h_train.dtype)  # -dL/df, the representer weights up to 1/(2 lambda n)
     kernel = h_test @ h_train.T

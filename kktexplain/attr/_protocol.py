@@ -185,13 +185,12 @@ def run_evaluation(
     """
     from .._explainer import DeepSupportVectors
     from ..datasets import load_fashion_mnist
+    from ._baselines import last_linear, tracin
     from ._evaluate import (
         evaluate_identical_class,
         evaluate_mislabels,
         evaluate_randomization,
         evaluate_removal,
-        last_linear,
-        tracin,
     )
     from ._influence import SupportVectorInfluence
 

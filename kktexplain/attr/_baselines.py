@@ -1,0 +1,80 @@
+"""The baselines the evaluations compare with: captum's TracInCP and last-layer features."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from .._model_state import eval_mode
+
+__all__ = ["features", "last_linear", "tracin"]
+
+
+def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The name and module of the model's last ``nn.Linear`` (the representer points' layer)."""
+    found = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise ValueError("model must contain an nn.Linear layer")
+    return found[-1]
+
+
+def tracin(
+    model: nn.Module, inputs: Tensor, labels: Tensor, batch_size: int = 256, folder: str | None = None
+):
+    """captum's ``TracInCP`` on one checkpoint (the model as it is), all Linear/Conv2d layers.
+
+    ``sample_wise_grads_per_batch=True`` is captum's fast path; it supports ``Linear`` and
+    ``Conv2d`` layers, so normalisation parameters are left out of TracIn's gradients.
+
+    Parameters
+    ----------
+    model : nn.Module
+    inputs : Tensor of shape (N, *input_shape)
+    labels : Tensor of shape (N,)
+    batch_size : int, default=256
+    folder : str, optional
+        Where to write the checkpoint (a temporary folder when omitted).
+
+    Returns
+    -------
+    captum.influence.TracInCP
+    """
+    from captum.influence import TracInCP
+
+    folder = folder or tempfile.mkdtemp(prefix="kktexplain-tracin-")
+    path = Path(folder) / "checkpoint.pt"
+    torch.save(model.state_dict(), path)
+    layers = [k for k, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+    def load(m: nn.Module, p: str) -> float:
+        m.load_state_dict(torch.load(p, weights_only=True))
+        return 1.0
+
+    return TracInCP(
+        model,
+        TensorDataset(inputs, labels),
+        checkpoints=[str(path)],
+        checkpoints_load_func=load,
+        layers=layers,
+        loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+        batch_size=batch_size,
+        sample_wise_grads_per_batch=True,
+    )
+
+
+def features(model: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:
+    """Inputs of the last linear layer (the representer points' features)."""
+    _, layer = last_linear(model)
+    store: list[Tensor] = []
+    handle = layer.register_forward_pre_hook(lambda m, a: store.append(a[0].detach().flatten(1).cpu()))
+    try:
+        with torch.no_grad(), eval_mode(model):
+            for i in range(0, len(inputs), batch_size):
+                model(inputs[i : i + batch_size])
+    finally:
+        handle.remove()
+    return torch.cat(store)
