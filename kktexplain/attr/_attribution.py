@@ -74,7 +74,7 @@ class SupportVectorAttribution(GradientAttribution):
     ) -> None:
         if method not in _METHODS:
             raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-        self.expansion = SupportExpansion(
+        expansion = SupportExpansion(
             model,
             support,
             param_names=param_names,
@@ -84,10 +84,21 @@ class SupportVectorAttribution(GradientAttribution):
             projection_dim=None,
             chunk_size=chunk_size,
         )
-        self.model = model
+        self._setup(expansion, method)
+
+    def _setup(self, expansion: SupportExpansion, method: str) -> None:
+        self.expansion = expansion
+        self.model = expansion.model
         self.method = method
         self._direction: Mapping[str, Tensor] | None = None
         GradientAttribution.__init__(self, self._forward)
+
+    @classmethod
+    def _from_expansion(cls, expansion: SupportExpansion, method: str = "integrated_gradients"):
+        """An attribution that shares a prepared expansion (its scope and cached direction)."""
+        self = cls.__new__(cls)
+        self._setup(expansion, method)
+        return self
 
     def _forward(self, *inputs_and_args: Any) -> Tensor:
         """``F(x)`` for every class, shape ``(N, C)``: one jvp along the current direction."""

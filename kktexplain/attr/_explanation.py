@@ -335,8 +335,7 @@ def explain(
     fmap = torch.zeros_like(inputs, dtype=scores.dtype)
     sup_maps = opp_maps = None
     if maps != "none":
-        sva = SupportVectorAttribution(model, support, param_names=exp.param_names, reference=reference)
-        sva.expansion = exp  # share the scope and the cached direction
+        sva = SupportVectorAttribution._from_expansion(exp)  # same scope, same cached direction
         fmap = sva.attribute(inputs, target=t, n_steps=n_steps).detach().cpu()
         if maps == "all":
             sup_maps = torch.zeros(n, k, *shape, dtype=fmap.dtype)
