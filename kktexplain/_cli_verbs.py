@@ -87,7 +87,10 @@ def _prepare(args: argparse.Namespace):
 
 
 def _write(result, out: str) -> int:
-    path = result.save(out)
+    return _summary(result, result.save(out))
+
+
+def _summary(result, path) -> int:
     summary = {
         "file": str(path),
         "mode": result.settings.get("mode"),
@@ -186,10 +189,19 @@ def _select_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--chunk-size", type=int, default=256, help="samples per gradient chunk (default 256)")
     p.add_argument("--ridge", type=float, default=None, help="spread λ over similar samples (e.g. 1e-3)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="local processes to shard the per-sample gradients over (torch.distributed, gloo; "
+        "each loads the model and data, computes its share of the rows, and the rows are "
+        "gathered before one solve; default 1). Across machines, run this verb under torchrun",
+    )
     _common_options(p)
 
 
-def _select(args: argparse.Namespace) -> int:
+def _select_result(args: argparse.Namespace, progress: bool):
+    """Load the model and data named by ``args`` and run selection (in this process's group)."""
     from . import DeepSupportVectors
 
     model, (x, y) = _prepare(args)
@@ -203,10 +215,69 @@ def _select(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         ridge=args.ridge,
         seed=args.seed,
-        progress=not args.no_progress,
+        progress=progress,
     )
-    result = explainer.attribute(model, candidates=x, labels=y, input_shape=args.input_shape)
-    return _write(result, args.out)
+    return explainer.attribute(model, candidates=x, labels=y, input_shape=args.input_shape)
+
+
+def _select(args: argparse.Namespace) -> int:
+    nproc = args.nproc
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"--nproc must be an int >= 1, got {nproc!r}")
+    if nproc == 1:
+        return _write(_select_result(args, not args.no_progress), args.out)
+    return _select_sharded(args, nproc)
+
+
+def _select_sharded(args: argparse.Namespace, nproc: int) -> int:
+    """Selection in ``nproc`` local processes started by :func:`torch.multiprocessing.spawn`.
+
+    The processes meet through a file in a temporary folder (``file://`` rendezvous, no port)
+    and form a gloo group; :func:`kktexplain._select.gather_gradients` shards the rows over
+    it. Every process solves the same gathered problem; rank 0 writes ``--out``. gloo also
+    serves a CUDA ``--device``: the gradients are gathered on the CPU.
+    """
+    import tempfile
+
+    import torch
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import ProcessException
+
+    from . import DSVResult
+    from ._io import check_writable
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        raise ValueError("--nproc > 1 needs torch.distributed with the gloo backend, not in this torch")
+    out = check_writable(args.out, "--out")
+    threads = max(1, torch.get_num_threads() // nproc)
+    with tempfile.TemporaryDirectory(prefix="kktexplain-select-") as tmp:
+        try:
+            mp.spawn(_select_worker, args=(nproc, tmp, threads, args), nprocs=nproc, join=True)
+        except ProcessException as e:
+            errors = sorted(Path(tmp).glob("error.*"))
+            if errors:  # an input error in a worker: the message, not the traceback
+                raise ValueError(errors[0].read_text(encoding="utf-8")) from None
+            raise RuntimeError(f"a selection process failed: {e}") from e
+    return _summary(DSVResult.load(out), out)
+
+
+def _select_worker(rank: int, world: int, tmp: str, threads: int, args: argparse.Namespace) -> None:
+    """One process of :func:`_select_sharded` (module level, for :func:`torch.multiprocessing.spawn`)."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
+    try:
+        result = _select_result(args, progress=rank == 0 and not args.no_progress)
+        if rank == 0:
+            result.save(args.out)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        Path(tmp, f"error.{rank}").write_text(str(e), encoding="utf-8")
+        raise
+    finally:
+        dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------- explain
