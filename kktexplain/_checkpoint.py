@@ -140,7 +140,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     ValueError
         Truncated, foreign, or not a checkpoint.
     """
-    arrays, meta = read_npz(path, "checkpoint")
+    arrays, meta = read_npz(path, "checkpoint", name="checkpoint")
     needed = {"inputs", "rho", "active", "aug_generator"}
     if needed - set(arrays) or {"step", "scale", "history", "fingerprint"} - set(meta):
         raise ValueError(f"checkpoint {str(path)!r} is incomplete")

@@ -123,7 +123,9 @@ def _legacy_header(files: list[str]) -> bool:
     return "meta" in files and {"inputs", "labels", "lambdas", "active"} <= set(files)
 
 
-def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def read_npz(
+    path: str | os.PathLike, kind: str, name: str = "path"
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read a file written by :func:`write_npz`.
 
     Parameters
@@ -132,6 +134,8 @@ def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, Tensor], dic
         With or without the ``.npz`` suffix.
     kind : {"result", "checkpoint", "gradients"}
         What the file must hold.
+    name : str, default="path"
+        The parameter named in errors (e.g. ``"checkpoint"``).
 
     Returns
     -------
@@ -140,20 +144,25 @@ def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, Tensor], dic
 
     Raises
     ------
+    TypeError
+        ``path`` is not a str or PathLike.
     FileNotFoundError
         Neither ``path`` nor ``path + ".npz"`` exists.
     ValueError
         The file is truncated, not a kktexplain file, of another kind, or from a newer version.
     """
+    if not isinstance(path, str | os.PathLike) or str(path) == "":
+        raise TypeError(f"{name} must be a non-empty str or PathLike, got {type(path).__name__} {path!r}")
     p = Path(path)
     if not p.is_file():
         p = npz_path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"no such file: {str(path)!r} (nor {str(npz_path(path))!r})")
+        raise FileNotFoundError(f"{name}: no such file: {str(path)!r} (nor {str(npz_path(path))!r})")
+    where = f"{name} {str(p)!r}"
     try:
         loaded = np.load(p, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError(f"{str(p)!r} is a single array, not a kktexplain file")
+            raise ValueError(f"{where} is a single array, not a kktexplain file")
         with loaded as f:
             files = list(f.files)
             if _HEADER in files:
@@ -163,21 +172,21 @@ def read_npz(path: str | os.PathLike, kind: str) -> tuple[dict[str, Tensor], dic
                 header["meta"] = json.loads(bytes(f["meta"]).decode())
                 files.remove("meta")
             else:
-                raise ValueError(f"{str(p)!r} is not a kktexplain file (no {_HEADER!r} entry)")
+                raise ValueError(f"{where} is not a kktexplain file (no {_HEADER!r} entry)")
             if not isinstance(header, dict) or header.get("format") != FORMAT:
-                raise ValueError(f"{str(p)!r} is not a kktexplain file")
+                raise ValueError(f"{where} is not a kktexplain file")
             if not isinstance(header.get("version"), int) or header["version"] > VERSION:
                 raise ValueError(
-                    f"{str(p)!r} has format version {header.get('version')!r}; this kktexplain "
+                    f"{where} has format version {header.get('version')!r}; this kktexplain "
                     f"reads versions up to {VERSION}"
                 )
             if header.get("kind") != kind:
-                raise ValueError(f"{str(p)!r} holds a {header.get('kind')!r}, not a {kind!r}")
+                raise ValueError(f"{where} holds a {header.get('kind')!r}, not a {kind!r}")
             arrays = {k: torch.from_numpy(f[k].copy()) for k in files if k != _HEADER}
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{str(p)!r} is truncated or not a kktexplain file: {e}") from e
+        raise ValueError(f"{where} is truncated or not a kktexplain file: {e}") from e
     except ValueError as e:
-        if str(p) in str(e):
+        if str(e).startswith(where):
             raise
-        raise ValueError(f"{str(p)!r} is truncated or not a kktexplain file: {e}") from e
+        raise ValueError(f"{where} is truncated or not a kktexplain file: {e}") from e
     return arrays, header.get("meta", {})

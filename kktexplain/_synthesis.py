@@ -553,10 +553,7 @@ def synthesise(
     )
     run_id = fingerprint(settings, resolved, labels, x0, fmodel.target) if checkpoint else None
     if checkpoint is not None and checkpoint.exists():
-        try:
-            saved, saved_id = load_checkpoint(checkpoint)
-        except ValueError as e:
-            raise ValueError(f"checkpoint: {e}") from e
+        saved, saved_id = load_checkpoint(checkpoint)
         check_fingerprint(saved_id, run_id, checkpoint)
         if saved["step"] > config.steps:
             raise ValueError(

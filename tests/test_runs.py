@@ -206,7 +206,7 @@ def test_results_written_before_the_header_still_load(tmp_path):
         ({"checkpoint": ""}, TypeError, "checkpoint must be"),
         ({"checkpoint": "{tmp}"}, ValueError, "checkpoint .* is a directory"),
         ({"checkpoint": "{tmp}/no/such/folder/ck"}, ValueError, "checkpoint .* does not exist"),
-        ({"checkpoint": "{tmp}/foreign.npz"}, ValueError, "checkpoint: .*not a kktexplain file"),
+        ({"checkpoint": "{tmp}/foreign.npz"}, ValueError, "checkpoint .*not a kktexplain file"),
         ({"checkpoint_every": 0}, ValueError, "checkpoint_every must be > 0"),
         ({"checkpoint_every": 2.5}, TypeError, "checkpoint_every must be an int"),
         ({"checkpoint_every": 2}, ValueError, "checkpoint_every needs checkpoint"),
