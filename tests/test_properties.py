@@ -2,6 +2,7 @@
 
 import time
 
+import pytest
 import torch
 
 from kktexplain import DeepSupportVectors
@@ -52,3 +53,64 @@ def test_selection_records_its_wall_time_and_the_gradient_part_of_it():
     seconds, grad_seconds = dsv.settings["seconds"], dsv.settings["gradient_seconds"]
     assert model.calls >= 1
     assert PAUSE <= grad_seconds <= seconds <= wall
+
+
+def test_the_result_records_the_schedule_it_ran():
+    # settings hold the steps and lr actually used: the documented defaults per init, or the
+    # user's; the history has one row per step
+    x0 = torch.randn(6, 6)
+    y0 = torch.arange(6) % 3
+    cases = [
+        ({"init": "noise", "steps": 3}, {}, 0.05),
+        ({"init": "real", "steps": 2}, {"init_data": (x0, y0)}, 0.01),
+        ({"init": "noise", "steps": 2, "lr": 0.02}, {}, 0.02),
+    ]
+    for settings, kwargs, lr in cases:
+        est = DeepSupportVectors(n_per_class=2, progress=False, seed=0, **settings)
+        dsv = est.attribute(_mlp(), **kwargs)
+        assert est.resolved_schedule() == (settings["steps"], lr)
+        assert dsv.settings["steps"] == settings["steps"] and dsv.settings["lr"] == lr
+        assert len(dsv.history["total"]) == settings["steps"]
+
+
+def test_without_checkpoint_every_the_checkpoint_is_written_only_at_the_end(tmp_path):
+    def crash_at(k):
+        def callback(step, row):
+            if step == k:
+                raise RuntimeError("crash")
+
+        return callback
+
+    est = DeepSupportVectors(n_per_class=2, steps=4, progress=False, seed=0)
+    ck = tmp_path / "run.npz"
+    with pytest.raises(RuntimeError, match="crash"):
+        est.attribute(_mlp(), checkpoint=ck, callback=crash_at(2))
+    assert not ck.exists()  # no periodic saves were asked for
+    with pytest.raises(RuntimeError, match="crash"):
+        est.attribute(_mlp(), checkpoint=ck, checkpoint_every=2, callback=crash_at(2))
+    assert est.attribute(_mlp(), checkpoint=ck).settings["resumed_from_step"] == 2
+    ck2 = tmp_path / "full.npz"
+    est.attribute(_mlp(), checkpoint=ck2)
+    assert ck2.exists()
+    assert est.attribute(_mlp(), checkpoint=ck2).settings["resumed_from_step"] == 4
+
+
+def test_the_progress_bar_advances_one_per_step(monkeypatch):
+    import kktexplain._synthesis as synthesis
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total=None, initial=0, **kwargs):
+            self.total, self.n = total, initial
+            bars.append(self)
+
+        def update(self, k=1):
+            self.n += k
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(synthesis, "tqdm", Bar)
+    DeepSupportVectors(n_per_class=2, steps=3, progress=True, seed=0).attribute(_mlp())
+    assert [(b.total, b.n) for b in bars] == [(3, 3)]
