@@ -2,6 +2,7 @@
 
 from ._architectures import MLP, ConvNet, ResNet
 from ._cache import REFERENCE_MODELS, ReferenceSpec, cache_dir, load_reference_model, reference_init
+from ._shipped import load_shipped_model
 from ._train import accuracy, predict, train_classifier
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "ReferenceSpec",
     "cache_dir",
     "load_reference_model",
+    "load_shipped_model",
     "reference_init",
     "accuracy",
     "predict",

@@ -57,6 +57,14 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
         {"width": 128, "norm": "instancenorm"},
         {"epochs": 3, "lr": 1e-3, "weight_decay": 5e-4, "batch_size": 256, "lr_decay_at": 2 / 3},
     ),
+    # small enough to ship inside the package (models/weights/, 41,872 bytes of safetensors), so that
+    # `kktexplain demo` needs no training; python -m kktexplain.models.train_shipped remakes it
+    "fashion_mnist_small": ReferenceSpec(
+        "fashion_mnist",
+        "convnet",
+        {"width": 16, "depth": 2, "norm": "none", "pooling": "max"},
+        {"epochs": 4, "lr": 3e-3, "batch_size": 128, "lr_decay_at": 2 / 3},
+    ),
     "digits_mlp": ReferenceSpec(
         "digits",
         "mlp",
@@ -118,14 +126,17 @@ def load_reference_model(
     progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict]:
-    """A trained reference model, trained on first use and cached afterwards.
+    """A trained reference model: shipped in the package, or trained on first use and cached.
+
+    Models whose weights ship inside the package (``fashion_mnist_small``) load from there;
+    the others are trained on first use and cached in :func:`cache_dir`.
 
     Parameters
     ----------
     name : str, default="fashion_mnist_convnet"
         A key of ``REFERENCE_MODELS``.
     retrain : bool, default=False
-        Ignore the cache and train again.
+        Ignore the shipped weights and the cache, and train again (the result is cached).
     progress : bool, default=True
     device : str or torch.device, default="cpu"
 
@@ -139,6 +150,12 @@ def load_reference_model(
     if name not in REFERENCE_MODELS:
         raise ValueError(f"name must be one of {sorted(REFERENCE_MODELS)}, got {name!r}")
     spec = REFERENCE_MODELS[name]
+    if not retrain:
+        from ._shipped import load_shipped_model
+
+        shipped = load_shipped_model(name)
+        if shipped is not None:
+            return shipped[0].to(device), shipped[1]
     train = _data(spec.dataset, True)
     model = _build(spec, train.input_shape, train.num_classes)
     folder = cache_dir() / "models"
