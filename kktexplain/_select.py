@@ -123,7 +123,7 @@ def select(
 
             raise NonFiniteError(0, term, stage="selection")
     lam, info = solve_multipliers(
-        grads, target.cpu(), upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge
+        grads, target.cpu(), upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge, progress=progress
     )
     lam = lam.to(dtype)
     kkt = kkt_residuals(fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(chunk_size, 256))

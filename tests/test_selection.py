@@ -272,19 +272,64 @@ def test_working_set_starts_from_the_columns_of_most_negative_gradient(rng):
     assert x.min() >= 0 and (a @ x - b).norm() <= 1e-9 * b.norm()
 
 
-def test_large_bounded_problems_use_fista(rng, monkeypatch):
-    import kktexplain.kkt._selection as sel
-
-    monkeypatch.setattr(sel, "_DIRECT_NNLS_MAX", 100)
+def test_bounded_problems_use_the_working_set_and_reach_bvls_optimum(rng):
+    # 2500 samples, 40 coordinates, a target beyond the box: many λ end at C, some at 0
     g = torch.randn(2500, 40, generator=rng, dtype=torch.float64)
-    t = -(20.0 * torch.rand(2500, generator=rng, dtype=torch.float64) @ g)  # beyond the box
-    lam, info = solve_multipliers(g, t, upper=1.0, max_iter=3000)
-    assert info["solver"] == "projected_fista" and lam.max() <= 1.0 and lam.min() >= 0.0
-    ref = lsq_linear(g.numpy().T, -t.numpy(), bounds=(0.0, 1.0), method="trf", tol=1e-12, lsmr_tol="auto")
-    best = np.linalg.norm(g.numpy().T @ ref.x + t.numpy()) / t.norm().item()
+    t = -(20.0 * torch.rand(2500, generator=rng, dtype=torch.float64) @ g)
+    lam, info = solve_multipliers(g, t, upper=1.0)
+    assert info["solver"] == "working_set_bvls" and info["converged"] and info["rounds"] > 1
+    assert lam.max() <= 1.0 and lam.min() >= 0.0
+    a, b = g.numpy().T, -t.numpy()
+    ref = lsq_linear(a, b, bounds=(0.0, 1.0), method="bvls", tol=1e-12)
+    best = np.linalg.norm(a @ ref.x - b) / t.norm().item()
     assert best > 1e-3  # the bound binds: no multipliers in the box fit exactly
-    assert info["residual"] == pytest.approx(best, rel=1e-3)
-    assert (lam == 1.0).sum() > 100
+    assert info["residual"] == pytest.approx(best, rel=1e-9)
+    assert (lam == 1.0).sum() > 100 and (lam == 0.0).sum() > 100  # both bounds are active
+    # the optimality conditions of the box, written out: no sample would lower the residual
+    r = a @ lam.numpy() - b
+    grad = a.T @ r
+    scale = 1e-7 * np.linalg.norm(a, axis=0) * np.linalg.norm(r)
+    lo, hi = lam.numpy() == 0.0, lam.numpy() == 1.0
+    free = ~lo & ~hi
+    assert (grad[lo] >= -scale[lo]).all() and (grad[hi] <= scale[hi]).all()
+    np.testing.assert_allclose(grad[free], 0.0, atol=1e-7 * np.linalg.norm(r) * np.abs(a).max())
+
+
+@pytest.mark.parametrize("upper", [0.05, 0.3, 3.0])
+def test_working_set_bvls_matches_lsq_linear_with_many_columns(rng, upper):
+    from kktexplain.kkt import working_set_bvls
+
+    # more columns than rows (the sketched case) and a sparse optimum; add=8 forces many rounds
+    a = torch.randn(30, 300, generator=rng, dtype=torch.float64)
+    b = a[:, :20] @ torch.rand(20, generator=rng, dtype=torch.float64) * 2 + 0.5 * torch.randn(
+        30, generator=rng, dtype=torch.float64
+    )
+    x, info = working_set_bvls(a, b, upper, add=8)
+    assert info["converged"] and info["n_violations"] == 0 and info["rounds"] > 2
+    ref = lsq_linear(a.numpy(), b.numpy(), bounds=(0.0, upper), method="bvls", tol=1e-12)
+    r_ours = np.linalg.norm(a.numpy() @ x.numpy() - b.numpy())
+    assert r_ours == pytest.approx(np.linalg.norm(ref.fun), rel=1e-9)
+    assert x.min() >= 0.0 and x.max() <= upper
+    assert (x.numpy() == upper).any() or upper == 3.0  # small boxes are active
+    # fewer columns than rows (the unsketched case): the optimum is unique, so x itself matches
+    tall = torch.randn(120, 60, generator=rng, dtype=torch.float64)
+    tb = tall @ (2 * torch.rand(60, generator=rng, dtype=torch.float64) - 0.5)
+    x2, info2 = working_set_bvls(tall, tb, upper, add=8)
+    ref2 = lsq_linear(tall.numpy(), tb.numpy(), bounds=(0.0, upper), method="bvls", tol=1e-12)
+    assert info2["converged"]
+    np.testing.assert_allclose(x2.numpy(), ref2.x, atol=1e-8)
+    with pytest.raises(ValueError, match="upper must be positive"):
+        working_set_bvls(a, b, 0.0)
+
+
+def test_bounded_solve_shows_a_progress_bar_only_when_asked(rng, capsys):
+    g = torch.randn(200, 10, generator=rng, dtype=torch.float64)
+    t = -(3.0 * torch.rand(200, generator=rng, dtype=torch.float64) @ g)
+    quiet, _ = solve_multipliers(g, t, upper=0.5)
+    assert "bounded least squares" not in capsys.readouterr().err
+    shown, _ = solve_multipliers(g, t, upper=0.5, progress=True)
+    assert "bounded least squares" in capsys.readouterr().err
+    assert torch.equal(quiet, shown)
 
 
 def test_support_and_ranking(tiny64, rng):
@@ -392,7 +437,9 @@ def test_selection_with_maximize_sum_takes_the_largest_sum_of_the_exact_solution
     wide = DeepSupportVectors(progress=True, maximize_sum=True, **settings).attribute(
         tiny64, candidates=x, labels=y, reference=ref
     )
-    assert "per-sample grads" in capsys.readouterr().err  # progress=True shows the bar
+    err = capsys.readouterr().err
+    assert "per-sample grads" in err  # progress=True shows the bars
+    assert "bounded least squares" in err  # the explainer's progress reaches the bounded solver
     assert wide.settings["solver"]["solver"].endswith("+linprog[max sum]")
     assert "linprog" not in plain.settings["solver"]["solver"]
     assert wide.kkt.stationarity["rel_l2"] < 1e-5 and plain.kkt.stationarity["rel_l2"] < 1e-5

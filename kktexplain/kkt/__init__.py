@@ -21,7 +21,13 @@ from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, we
 from ._objective import PRESETS, KKTObjective, ObjectiveValue
 from ._priors import input_norm, total_variation
 from ._residuals import KKTResiduals, kkt_residuals, predictive_entropy
-from ._selection import CountSketch, collect_gradients, solve_multipliers, working_set_nnls
+from ._selection import (
+    CountSketch,
+    collect_gradients,
+    solve_multipliers,
+    working_set_bvls,
+    working_set_nnls,
+)
 
 __all__ = [
     "Augmentation",
@@ -48,6 +54,7 @@ __all__ = [
     "stationarity",
     "stationarity_cosine",
     "solve_multipliers",
+    "working_set_bvls",
     "working_set_nnls",
     "stationarity_per_layer",
     "total_variation",

@@ -17,7 +17,14 @@ from tqdm.auto import tqdm
 
 from ._grads import FunctionalModel, LossFn, iter_per_sample_grads
 
-__all__ = ["CountSketch", "collect_gradients", "solve_multipliers", "projected_fista", "working_set_nnls"]
+__all__ = [
+    "CountSketch",
+    "collect_gradients",
+    "solve_multipliers",
+    "projected_fista",
+    "working_set_bvls",
+    "working_set_nnls",
+]
 
 # Problems with at most this many entries (P x N) go to scipy's Lawson-Hanson NNLS directly.
 _DIRECT_NNLS_MAX = 2e7
@@ -153,6 +160,124 @@ def working_set_nnls(
     return torch.from_numpy(x), {"rounds": rounds, "converged": converged, "n_violations": n_viol}
 
 
+def working_set_bvls(
+    a: Tensor,
+    b: Tensor,
+    upper: float,
+    add: int = 64,
+    max_rounds: int = 1000,
+    rtol: float = 1e-5,
+    tol: float = 1e-10,
+    progress: bool = False,
+) -> tuple[Tensor, dict]:
+    """Exact box-constrained least squares ``min_{0 <= x <= upper} ||a x - b||`` for many columns.
+
+    The bounded counterpart of :func:`working_set_nnls`. Every column is in one of three
+    states: fixed at 0, fixed at ``upper``, or in the working set ``S``. Each round solves the
+    problem restricted to ``S`` (the fixed columns moved to the right-hand side) with scipy's
+    bounded-variable least squares (:func:`scipy.optimize.lsq_linear`, ``method="bvls"``), on the
+    ``|S| x |S|`` triangular factor of ``a[:, S]`` when ``a`` has more rows (the same minimiser,
+    a smaller problem). Columns of ``S`` that end on a bound are fixed there; then every column
+    is checked against the optimality conditions of the whole problem, on both sides of the
+    box: a column at 0 whose gradient ``a_j^T r`` is negative (it would lower the residual by
+    growing) and a column at ``upper`` whose gradient is positive (it would lower it by
+    shrinking) violate them, and the ``add`` worst violators join ``S``. The residual falls
+    strictly every round, so no set repeats, and the loop ends when no column violates: the
+    solution is then optimal for all columns.
+
+    It starts from ``x = 0`` and the ``add`` columns of most negative gradient. Selection's
+    solutions are sparse (most λ are 0, some sit at the bound), so ``S`` stays far smaller than
+    the number of columns, which is what makes this fast: BVLS on all columns at once starts
+    from the unconstrained least-squares solution and frees or fixes one column per iteration.
+
+    Parameters
+    ----------
+    a : Tensor of shape (M, N)
+    b : Tensor of shape (M,)
+    upper : float
+        The upper bound (``> 0``).
+    add : int, default=64
+        Violating columns added per round.
+    max_rounds : int, default=1000
+    rtol : float, default=1e-5
+        A column violates optimality when ``|a_j^T r| > rtol * ||a_j|| * ||r||`` with the wrong
+        sign for its bound.
+    tol : float, default=1e-10
+        BVLS's tolerance.
+    progress : bool, default=False
+        Show a progress bar over the rounds (violations left, working-set size, residual).
+
+    Returns
+    -------
+    x : Tensor of shape (N,), float64
+    info : dict
+        ``rounds``, ``converged``, ``n_violations`` (columns still violating at the end),
+        ``bvls_iterations`` (summed over rounds) and ``working_set`` (the last round's size).
+    """
+    hi = float(upper)
+    if not hi > 0:
+        raise ValueError(f"upper must be positive, got {upper!r}")
+    m, n = a.shape
+    col_norm = a.norm(dim=0).double().numpy()
+    b64 = b.double().numpy()
+    b_norm = max(float(np.linalg.norm(b64)), 1e-300)
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        return (a @ torch.from_numpy(x).to(a.dtype)).double().numpy() - b64
+
+    def grad(r: np.ndarray) -> np.ndarray:
+        return (a.T @ torch.from_numpy(r).to(a.dtype)).double().numpy()
+
+    x = np.zeros(n)
+    work = np.sort(np.argsort(grad(-b64))[: min(add, n)])
+    rounds, converged, n_viol, bvls_iterations = 0, False, 0, 0
+    bar = tqdm(desc="bounded least squares", unit="round", disable=not progress, leave=False)
+    try:
+        while rounds < max_rounds:
+            rounds += 1
+            x[work] = 0.0
+            at_upper = np.flatnonzero(x >= hi)
+            rhs = b64.copy()
+            if at_upper.size:  # the columns fixed at the bound move to the right-hand side
+                rhs -= hi * a[:, torch.from_numpy(at_upper)].double().sum(1).numpy()
+            a_s = a[:, torch.from_numpy(work)].double().numpy()
+            if m > a_s.shape[1] and work.size < n:  # the triangular factor: same minimiser, k x k
+                q, a_s = np.linalg.qr(a_s)
+                rhs = q.T @ rhs
+            res = lsq_linear(a_s, rhs, bounds=(0.0, hi), method="bvls", tol=tol)
+            bvls_iterations += int(res.nit)
+            xs = np.clip(res.x, 0.0, hi)
+            x[work] = xs
+            r = residual(x)
+            r_norm = float(np.linalg.norm(r))
+            if r_norm <= 1e-10 * b_norm:  # exact fit: optimal
+                converged, n_viol = True, 0
+                break
+            g = grad(r)
+            limit = rtol * col_norm * r_norm
+            viol = np.flatnonzero(((x <= 0.0) & (g < -limit)) | ((x >= hi) & (g > limit)))
+            n_viol = int(viol.size)
+            bar.update(1)
+            bar.set_postfix(violations=n_viol, working_set=int(work.size), residual=f"{r_norm / b_norm:.4g}")
+            if n_viol == 0:
+                converged = True
+                break
+            pick = viol[np.argsort(-np.abs(g[viol]))[:add]]
+            if np.isin(pick, work).all():  # BVLS left its own columns unsolved: no progress possible
+                break
+            work = np.union1d(work[(xs > 0.0) & (xs < hi)], pick)
+    finally:
+        bar.close()
+    info = {
+        "rounds": rounds,
+        "converged": converged,
+        "n_violations": n_viol,
+        "bvls_iterations": bvls_iterations,
+        "working_set": int(work.size),
+    }
+    return torch.from_numpy(x), info
+
+
 class CountSketch:
     """Sparse random projection ``R^P -> R^K``: coordinate ``p`` goes to bucket ``h(p)`` with sign ``s(p)``.
 
@@ -258,6 +383,7 @@ def solve_multipliers(
     tol: float = 1e-10,
     max_iter: int | None = None,
     ridge: float | None = None,
+    progress: bool = False,
 ) -> tuple[Tensor, dict]:
     """Solve ``min_{0 <= lambda <= upper} || target + grads^T lambda ||^2``.
 
@@ -286,9 +412,13 @@ def solve_multipliers(
         interchangeable samples are arbitrary; the ridge spreads λ over them instead (at a
         weight-decay stationary point, towards the equal λ that training reached).
     max_iter : int, optional
-        Iteration cap of the chosen solver (Lawson-Hanson, BVLS or FISTA; their own defaults
-        when omitted). The working-set path ignores it: its 200 seeding FISTA iterations are
-        fixed and it runs until no column violates optimality (at most 50 rounds).
+        Iteration cap of the chosen solver: Lawson-Hanson's iterations, FISTA's (with
+        ``ridge``) or, with ``upper``, the rounds of :func:`working_set_bvls` (default 1000);
+        their own defaults when omitted. The unbounded working-set path ignores it: its 200
+        seeding FISTA iterations are fixed and it runs until no column violates optimality (at
+        most 50 rounds).
+    progress : bool, default=False
+        Show a progress bar over the rounds of the bounded solver.
 
     Returns
     -------
@@ -307,9 +437,11 @@ def solve_multipliers(
       non-zero multipliers. When ``N > P`` (e.g. 60,000 samples sketched to 2,048 dimensions)
       and the fit is exact, many multipliers reach the same residual; the one returned is a
       sparse vertex of that set, and the support size is then bounded by ``P``, not by the model.
-    * ``upper`` given, ``N <= 2000``: bounded-variable least squares (:func:`scipy.optimize.lsq_linear`).
-    * ``upper`` given, larger: :func:`projected_fista`, 2000 iterations. Stopped early, it leaves
-      many multipliers slightly above zero; threshold them before reading a support set.
+    * ``upper`` given: :func:`working_set_bvls`, exact: scipy's bounded-variable least squares
+      (:func:`scipy.optimize.lsq_linear`, BVLS) on a working set of samples, grown by the
+      samples that violate optimality at either bound until none is left (BVLS on all samples
+      at once is exact too, but far slower: docs/selection.md).
+    * ``ridge`` given: :func:`projected_fista` (with the box when ``upper`` is given).
     """
     a_full = grads.detach().double().cpu().numpy().T  # (P, N)
     b = -target.detach().double().cpu().numpy()
@@ -350,15 +482,11 @@ def solve_multipliers(
         x, ws = working_set_nnls(at, bt, start=x0)
         lam = x.numpy()
         info = {"solver": "projected_fista+working_set_nnls", "fista_iterations": iters, "status": 0, **ws}
-    elif n <= 2000 and a.shape[0] <= 5000:
-        res = lsq_linear(a, b, bounds=(0.0, hi), method="bvls", tol=tol, max_iter=max_iter)
-        lam = np.clip(res.x, 0.0, hi)
-        info = {"solver": "lsq_linear[bvls]", "iterations": int(res.nit), "status": int(res.status)}
     else:
         at, bt = _solver_tensors(a, b)
-        x, iters = projected_fista(at, bt, upper, max_iter=max_iter or 2000)
-        lam = np.clip(x.double().numpy(), 0.0, hi)
-        info = {"solver": "projected_fista", "iterations": iters, "status": 0}
+        x, ws = working_set_bvls(at, bt, hi, max_rounds=max_iter or 1000, tol=tol, progress=progress)
+        lam = x.numpy()
+        info = {"solver": "working_set_bvls", "status": 0, **ws}
     if maximize_sum:
         r = a @ lam - b
         slack = np.abs(r) + 1e-6 * max(np.linalg.norm(b), 1e-12) + 1e-9
