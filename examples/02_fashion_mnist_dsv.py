@@ -23,4 +23,4 @@ explainer = DeepSupportVectors(n_per_class=2, init="real", steps=50, input_range
 dsv = explainer.attribute(model, init_data=(x, y))
 print(dsv.kkt.summary())
 plot_dsv_grid(dsv, classes=train.classes, denormalize=train.denormalize).savefig("dsv_real.png")
-plot_history(dsv).savefig("dsv_real_history.png")
+plot_history(dsv)[0].figure.savefig("dsv_real_history.png")

@@ -66,7 +66,7 @@ def run_demo(
     fig = plot_dsv_grid(dsv, classes=train.classes, denormalize=train.denormalize)
     fig.savefig(out / "dsv_grid.png", dpi=110)
     plt.close(fig)
-    fig = plot_history(dsv)
+    fig = plot_history(dsv)[0].figure
     fig.savefig(out / "history.png", dpi=110)
     plt.close(fig)
     h = dsv.history

@@ -50,7 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--classes", type=int, nargs="+", default=None, help="class indices shown (default all)")
     p.add_argument("--class-names", nargs="+", default=None, help="one name per class")
     p.add_argument("--per-page", type=int, default=10, help="classes per gallery page")
-    p.add_argument("--title", default="kktexplain audit report")
+    p.add_argument(
+        "--title",
+        default="kktexplain audit report",
+        help="the page's title, shown in the browser tab and as its heading (default: %(default)s)",
+    )
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     return p
 

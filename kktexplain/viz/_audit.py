@@ -456,7 +456,7 @@ _NOT_LOSS = ("entropy", "feasibility", "feasibility_aug", "lambda_mean", "n_acti
 def plot_synthesis_history(result: DSVResult | dict, panel: str = "loss", ax: Axes | None = None) -> Axes:
     """One panel of a run's history over the steps: loss terms (log), mean entropy or feasibility.
 
-    :func:`kktexplain.viz.plot_history` draws all three on a new figure; this draws one on ``ax``.
+    :func:`kktexplain.viz.plot_history` draws all three (on three Axes); this draws one on ``ax``.
 
     Parameters
     ----------

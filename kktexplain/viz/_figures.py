@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -89,22 +91,43 @@ def plot_dsv_grid(
     return fig
 
 
-def plot_history(result: DSVResult | dict, fig: Figure | None = None) -> Figure:
+def plot_history(
+    result: DSVResult | dict, ax: Sequence[Axes] | None = None, fig: Figure | None = None
+) -> np.ndarray | Figure:
     """Three panels over the steps: mean entropy, primal feasibility, loss terms (log scale).
 
     Parameters
     ----------
     result : DSVResult or dict
         A result, or its ``history``.
+    ax : sequence of 3 Axes, optional
+        The panels to draw on, in the order entropy, feasibility, loss terms. Default: a new
+        figure of one row of three.
     fig : Figure, optional
+        Deprecated: draw on three new panels of ``fig`` and return ``fig``. Pass ``ax`` instead.
 
     Returns
     -------
-    Figure
+    ndarray of Axes, shape (3,)
+        The three panels (``fig`` itself when the deprecated ``fig`` is given).
     """
     h = result.history if isinstance(result, DSVResult) else result
-    fig = fig if fig is not None else plt.figure(figsize=(12, 3.2))
-    ax1, ax2, ax3 = fig.subplots(1, 3)
+    if fig is not None:
+        if ax is not None:
+            raise ValueError("pass ax or the deprecated fig, not both")
+        warnings.warn(
+            "plot_history(fig=...) is deprecated; pass ax=fig.subplots(1, 3) and use the returned Axes",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        axes = np.asarray(fig.subplots(1, 3))
+    elif ax is None:
+        axes = np.asarray(plt.figure(figsize=(12, 3.2)).subplots(1, 3))
+    else:
+        axes = np.asarray(ax, dtype=object).ravel()
+        if axes.size != 3:
+            raise ValueError(f"ax must hold 3 Axes (entropy, feasibility, loss terms), got {axes.size}")
+    ax1, ax2, ax3 = axes
     ax1.plot(h["entropy"])
     ax1.set(title="mean predictive entropy of the candidates", xlabel="step", ylabel="nats")
     ax2.plot(h["feasibility"], label="clean")
@@ -117,8 +140,12 @@ def plot_history(result: DSVResult | dict, fig: Figure | None = None) -> Figure:
             ax3.plot([max(v, 1e-12) for v in h[key]], label=key)
     ax3.set(title="loss terms (unweighted)", xlabel="step", yscale="log")
     ax3.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    if fig is not None:
+        fig.tight_layout()
+        return fig
+    if ax is None:
+        axes[0].figure.tight_layout()
+    return axes
 
 
 def plot_svm_2d(result, ax: Axes | None = None, grid: int = 200) -> Axes:
@@ -139,7 +166,6 @@ def plot_svm_2d(result, ax: Axes | None = None, grid: int = 200) -> Axes:
         the SVC's support vectors circled, our selected support vectors (``λ > 0``) as crosses
         sized by λ, and the synthesised DSVs as stars.
     """
-    import numpy as np
     import torch
 
     x = result.selection.inputs.double().numpy()
