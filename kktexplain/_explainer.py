@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +17,6 @@ import torch
 from torch import Tensor, nn
 
 from ._initial import initial_inputs
-from ._io import check_writable
 from ._model_state import eval_mode
 from ._result import DSVResult
 from ._select import select
@@ -27,14 +24,17 @@ from ._synthesis import SynthesisConfig, synthesise
 from ._validation import (
     as_data,
     check_choice,
+    check_finite,
     check_inputs,
     check_labels,
     check_model,
     check_positive,
-    infer_input_shape,
+    check_run_options,
+    computable_model,
     infer_num_classes,
     model_device,
     model_dtype,
+    resolve_input_shape,
     resolve_seed,
     to_python,
 )
@@ -443,7 +443,7 @@ class DeepSupportVectors:
         est = self._normalized()
         objective, augmentation = est._validate()
         model = check_model(model)
-        checkpoint_path = est._check_run_options(candidates, checkpoint, checkpoint_every, callback)
+        checkpoint_path = check_run_options(candidates, checkpoint, checkpoint_every, callback)
         if est.classes is not None and (labels is not None or candidates is not None):
             raise ValueError("classes= picks the classes to synthesise; it cannot be combined with labels=")
         args = (
@@ -458,12 +458,12 @@ class DeepSupportVectors:
         data_x = data_y = None
         if candidates is not None:
             candidates, candidate_labels = as_data(candidates, "candidates")
-            _check_finite("candidates", candidates)
+            check_finite("candidates", candidates)
             if labels is None:
                 labels = candidate_labels
         if init_data is not None:
             data_x, data_y = as_data(init_data, "init_data")
-            _check_finite("init_data", data_x)
+            check_finite("init_data", data_x)
         if labels is not None:
             labels = labels if isinstance(labels, Tensor) else torch.as_tensor(np.asarray(labels))
             if labels.ndim >= 1 and len(labels) == 0:
@@ -471,9 +471,9 @@ class DeepSupportVectors:
                     "labels is empty: give at least one label, or omit labels= to synthesise "
                     "n_per_class candidates of every class"
                 )
-        model, inferred = _computable(model)
+        model, inferred = computable_model(model)
         data = candidates if candidates is not None else data_x
-        shape = _input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
+        shape = resolve_input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
         device, dtype = model_device(model), model_dtype(model)
         with eval_mode(model):
             num_classes = infer_num_classes(model, shape, args)
@@ -543,20 +543,6 @@ class DeepSupportVectors:
                 callback=callback,
             )
 
-    @staticmethod
-    def _check_run_options(candidates, checkpoint, checkpoint_every, callback) -> Path | None:
-        if checkpoint_every is not None:
-            check_positive("checkpoint_every", checkpoint_every, integer=True)
-            if checkpoint is None:
-                raise ValueError("checkpoint_every needs checkpoint= (a file path)")
-        if callback is not None and not callable(callback):
-            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
-        if candidates is not None and (checkpoint is not None or callback is not None):
-            raise ValueError(
-                "checkpoint and callback are for synthesis; selection (candidates=) has no steps"
-            )
-        return None if checkpoint is None else check_writable(checkpoint, "checkpoint")
-
     def _settings(self, inferred: dict) -> dict[str, Any]:
         """What a result records: the settings (objective and augmentation resolved later)."""
         settings = {
@@ -594,49 +580,3 @@ class DeepSupportVectors:
         return steps, lr
 
     residuals = staticmethod(kkt_residuals)
-
-
-def _check_finite(name: str, x: Tensor) -> None:
-    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
-    if bool(bad.any()):
-        rows = bad.nonzero().flatten()[:5].tolist()
-        more = ", ..." if int(bad.sum()) > 5 else ""
-        raise ValueError(f"{name} holds NaN or inf values (rows {rows}{more})")
-
-
-def _computable(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
-    """The model to compute with: a float32 copy of a float16/bfloat16 model, else the model.
-
-    Half-precision gradients of gradients overflow and underflow (all-NaN DSVs); the copy
-    leaves the user's model untouched. The result records ``settings["model_dtype"]`` and
-    ``settings["compute_dtype"]``.
-    """
-    dtype = model_dtype(model)
-    if dtype in (torch.float16, torch.bfloat16):
-        return copy.deepcopy(model).float(), {"model_dtype": str(dtype), "compute_dtype": "torch.float32"}
-    return model, {}
-
-
-def _input_shape(
-    model: nn.Module, input_shape: Sequence[int] | None, data_shape: tuple[int, ...] | None
-) -> tuple[int, ...]:
-    """The shape of one input: given, the model's, or the data's.
-
-    A flat width read off a leading ``nn.Linear`` (e.g. after ``nn.Flatten``) gives way to the
-    data's shape when that has as many elements (images for an image model that flattens).
-    """
-    try:
-        shape = infer_input_shape(model, input_shape, warn_flatten=data_shape is None)
-    except ValueError:
-        if data_shape is None:
-            raise
-        return data_shape
-    if (
-        input_shape is None
-        and getattr(model, "input_shape", None) is None
-        and data_shape is not None
-        and data_shape != shape
-        and math.prod(data_shape) == math.prod(shape)
-    ):
-        return data_shape
-    return shape

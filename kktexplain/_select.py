@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._errors import NonFiniteError
 from ._result import DSVResult
 from .kkt import (
     CountSketch,
@@ -119,8 +120,6 @@ def select(
     grad_seconds = time.perf_counter() - start
     for term, value in (("theta* (the model's parameters)", target), ("per-sample gradients", grads)):
         if not bool(torch.isfinite(value).all()):
-            from ._synthesis import NonFiniteError
-
             raise NonFiniteError(0, term, stage="selection")
     lam, info = solve_multipliers(
         grads, target.cpu(), upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge, progress=progress

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import numbers
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._io import check_writable
+
 __all__ = [
+    "check_finite",
+    "check_run_options",
+    "computable_model",
+    "resolve_input_shape",
     "check_model",
     "check_labels",
     "check_inputs",
@@ -359,3 +368,72 @@ def _split_item(item: Any, where: str) -> tuple[Any, Any]:
     if isinstance(item, tuple | list) and len(item) == 1:
         return item[0], None
     raise TypeError(f"{where} is a {type(item).__name__}; expected an input tensor or an (input, label) pair")
+
+
+def check_run_options(candidates: Any, checkpoint: Any, checkpoint_every: Any, callback: Any) -> Path | None:
+    """Check ``attribute``'s run options; return the checkpoint's ``.npz`` path (or ``None``).
+
+    Raises
+    ------
+    TypeError
+        ``checkpoint_every`` not an int, ``callback`` not callable, ``checkpoint`` not a path.
+    ValueError
+        ``checkpoint_every`` not positive or without ``checkpoint``; ``checkpoint`` or
+        ``callback`` with ``candidates`` (selection has no steps); an unwritable ``checkpoint``.
+    """
+    if checkpoint_every is not None:
+        check_positive("checkpoint_every", checkpoint_every, integer=True)
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs checkpoint= (a file path)")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    if candidates is not None and (checkpoint is not None or callback is not None):
+        raise ValueError("checkpoint and callback are for synthesis; selection (candidates=) has no steps")
+    return None if checkpoint is None else check_writable(checkpoint, "checkpoint")
+
+
+def check_finite(name: str, x: Tensor) -> None:
+    """Raise ``ValueError`` naming ``name`` and the first rows of ``x (N, ...)`` that hold NaN or inf."""
+    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()[:5].tolist()
+        more = ", ..." if int(bad.sum()) > 5 else ""
+        raise ValueError(f"{name} holds NaN or inf values (rows {rows}{more})")
+
+
+def computable_model(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    """The model to compute with: a float32 copy of a float16/bfloat16 model, else the model.
+
+    Half-precision gradients of gradients overflow and underflow (all-NaN DSVs); the copy
+    leaves the user's model untouched. The result records ``settings["model_dtype"]`` and
+    ``settings["compute_dtype"]``.
+    """
+    dtype = model_dtype(model)
+    if dtype in (torch.float16, torch.bfloat16):
+        return copy.deepcopy(model).float(), {"model_dtype": str(dtype), "compute_dtype": "torch.float32"}
+    return model, {}
+
+
+def resolve_input_shape(
+    model: nn.Module, input_shape: Sequence[int] | None, data_shape: tuple[int, ...] | None
+) -> tuple[int, ...]:
+    """The shape of one input: given, the model's, or the data's.
+
+    A flat width read off a leading ``nn.Linear`` (e.g. after ``nn.Flatten``) gives way to the
+    data's shape when that has as many elements (images for an image model that flattens).
+    """
+    try:
+        shape = infer_input_shape(model, input_shape, warn_flatten=data_shape is None)
+    except ValueError:
+        if data_shape is None:
+            raise
+        return data_shape
+    if (
+        input_shape is None
+        and getattr(model, "input_shape", None) is None
+        and data_shape is not None
+        and data_shape != shape
+        and math.prod(data_shape) == math.prod(shape)
+    ):
+        return data_shape
+    return shape
