@@ -1,0 +1,216 @@
+"""How close a trained model is to a KKT point: how much any support-vector expansion can explain.
+
+Stationarity ``theta* = -sum_i lambda_i grad L_i`` is what training reaches at a stationary point
+of a regularised loss. With weight decay ``wd`` on the mean loss over ``n`` samples,
+
+    (1/n) sum_i grad L_i + wd * theta* = 0   =>   theta* = -(1 / (n wd)) sum_i grad L_i,
+
+so every multiplier equals ``1 / (n wd)`` there. :func:`kkt_readiness` measures how far the
+model is from that point on a sample of its training data: the cosine between ``theta*`` and
+``-sum_i grad L_i``, overall and per parameter tensor, the best single multiplier, and the
+weight decay that this multiplier implies. It costs one forward and one backward per chunk
+(the sum of gradients is the gradient of the summed loss; no per-sample gradients).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._model_state import eval_mode
+from ._validation import (
+    as_data,
+    check_labels,
+    check_model,
+    check_positive,
+    computable_model,
+    infer_num_classes,
+    model_device,
+    model_dtype,
+)
+from .kkt import FunctionalModel, cross_entropy, weighted_loss_grad
+
+__all__ = ["KKTReadiness", "kkt_readiness"]
+
+# Verdict bands of the equal-multiplier cosine (benchmarks/readiness.py). The digits MLP trained
+# full-batch with weight decay reaches 0.93 (all parameters) and its expansion reproduces every
+# test prediction; the digits reference MLP (Adam, minibatches) 0.29, the Fashion-MNIST reference
+# ConvNet (Adam, 3 epochs) 0.011. Equal multipliers are what a weight-decay stationary point
+# gives; selection's non-negative multipliers can fit better than this bound.
+NEAR, PARTIAL = 0.9, 0.5
+
+
+@dataclass
+class KKTReadiness:
+    """How close a model is to a stationary point of its regularised training loss.
+
+    Attributes
+    ----------
+    cosine : float
+        ``cos(theta*, -sum_i grad L_i)`` over the measured parameters: 1 at a stationary point
+        of training with weight decay, near 0 far from one.
+    per_layer_cosine : dict of str to float
+        The same cosine for every parameter tensor.
+    scale : float
+        The best single multiplier ``c >= 0``: ``argmin_c ||theta* + c sum_i grad L_i||``.
+    relative_residual : float
+        ``||theta* + c sum_i grad L_i|| / ||theta*||`` at that ``c``: the part of ``theta*``
+        that equal multipliers leave unexplained (``sqrt(1 - cosine^2)`` when ``cosine >= 0``).
+    implied_weight_decay : float
+        ``1 / (n c)``: the weight decay (on the mean loss) at whose stationary point these
+        samples would be. Compare it with the one used in training; ``inf`` when ``c = 0``.
+    n : int
+        Number of samples measured.
+    param_names : list of str
+        The parameters measured.
+    verdict : str
+        ``"near"`` (cosine >= 0.9), ``"partial"`` (>= 0.5) or ``"far"``.
+    message : str
+        The verdict in plain words.
+    """
+
+    cosine: float
+    per_layer_cosine: dict[str, float]
+    scale: float
+    relative_residual: float
+    implied_weight_decay: float
+    n: int
+    param_names: list[str] = field(default_factory=list)
+    verdict: str = ""
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python copy (JSON-serialisable)."""
+        return {
+            "cosine": self.cosine,
+            "per_layer_cosine": dict(self.per_layer_cosine),
+            "scale": self.scale,
+            "relative_residual": self.relative_residual,
+            "implied_weight_decay": self.implied_weight_decay,
+            "n": self.n,
+            "param_names": list(self.param_names),
+            "verdict": self.verdict,
+            "message": self.message,
+        }
+
+
+def _verdict(cosine: float) -> tuple[str, str]:
+    if cosine >= NEAR:
+        return "near", (
+            f"Near a stationary point of weight-decay training (cosine {cosine:.3f}): equal "
+            "multipliers already reproduce the parameters, so support-vector expansions of this "
+            "model can be read term by term."
+        )
+    if cosine >= PARTIAL:
+        return "partial", (
+            f"Partly stationary (cosine {cosine:.3f}): equal multipliers explain part of the "
+            "parameters. Read the selection's stationarity cosine and the expansion's fidelity "
+            "(argmax agreement) before reading individual terms."
+        )
+    return "far", (
+        f"Far from a stationary point of weight-decay training (cosine {cosine:.3f}): equal "
+        "multipliers explain little of the parameters. Selection's multipliers may still fit a "
+        "smaller scope (the last layer, param_names=) or the displacement from the initialisation "
+        "(reference=): check the selection's stationarity cosine and the expansion's fidelity first."
+    )
+
+
+def kkt_readiness(
+    model: nn.Module,
+    data: Any,
+    labels: Any = None,
+    param_names: list[str] | None = None,
+    reference: nn.Module | None = None,
+    chunk_size: int = 256,
+) -> KKTReadiness:
+    """How close ``model`` is to a KKT point of its training loss, on a sample of its training data.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained classifier (returns logits). It is only read: parameters, buffers,
+        ``requires_grad``, mode and ``.grad`` are left as found.
+    data : Tensor, numpy array, (inputs, labels) pair, Dataset or DataLoader
+        Training samples ``(N, *input_shape)``, with their labels unless ``labels`` is given.
+        Use the training set (or a uniform sample of it) with the labels the model was trained on.
+    labels : Tensor of shape (N,) or (N, C), optional
+        Hard or soft labels, when ``data`` holds inputs only.
+    param_names : list of str, optional
+        The parameters to measure (e.g. the last layer's); all when omitted.
+    reference : nn.Module, optional
+        Measure the displacement ``theta* - theta_0`` from this module's parameters (the
+        initialisation the model was trained from) instead of ``theta*``.
+    chunk_size : int, default=256
+        Samples per forward/backward.
+
+    Returns
+    -------
+    KKTReadiness
+
+    Raises
+    ------
+    TypeError
+        When ``model`` is not an ``nn.Module`` or ``data`` is of an unsupported type.
+    ValueError
+        When ``data`` is empty or has no labels, when labels do not match the model's classes,
+        or ``chunk_size`` is not a positive integer.
+
+    Examples
+    --------
+    >>> r = kkt_readiness(model, (x_train[:2000], y_train[:2000]))  # doctest: +SKIP
+    >>> r.cosine, r.verdict  # doctest: +SKIP
+    """
+    model = check_model(model)
+    check_positive("chunk_size", chunk_size, integer=True)
+    inputs, found = as_data(data, "data")
+    if labels is None:
+        labels = found
+    if labels is None:
+        raise ValueError("data must carry labels (an (inputs, labels) pair) or labels must be given")
+    if len(inputs) == 0:
+        raise ValueError("data must hold at least one sample")
+    model, _ = computable_model(model)  # a float32 copy of a half-precision model
+    device, dtype = model_device(model), model_dtype(model)
+    inputs = inputs.to(dtype)
+    with eval_mode(model):
+        num_classes = infer_num_classes(model, tuple(inputs.shape[1:]))
+    labels = check_labels(labels, num_classes, len(inputs))
+    with eval_mode(model):
+        fmodel = FunctionalModel(model, param_names, reference=reference)
+        total = {k: torch.zeros_like(v) for k, v in fmodel.target.items()}
+        for start in range(0, len(inputs), chunk_size):
+            rows = slice(start, start + chunk_size)
+            x, y = inputs[rows].to(device), labels[rows].to(device)
+            g, _ = weighted_loss_grad(fmodel, x, y, torch.ones(len(x), device=device), cross_entropy, False)
+            for k in total:
+                total[k] += g[k].detach()
+    theta = fmodel.target
+    # s = -sum_i grad L_i; everything in float64
+    dot = sum(-(theta[k].double() * total[k].double()).sum().item() for k in theta)
+    s_sq = sum(total[k].double().pow(2).sum().item() for k in theta)
+    t_sq = sum(theta[k].double().pow(2).sum().item() for k in theta)
+    if not all(math.isfinite(v) for v in (dot, s_sq, t_sq)):
+        raise ValueError("the gradients or parameters are not finite: check the model and data for NaN/inf")
+    cosine = dot / max(math.sqrt(s_sq * t_sq), 1e-300)
+    scale = max(dot / s_sq, 0.0) if s_sq > 0 else 0.0
+    resid_sq = sum((theta[k].double() + scale * total[k].double()).pow(2).sum().item() for k in theta)
+    per_layer = {}
+    for k in theta:
+        a, b = theta[k].double().flatten(), -total[k].double().flatten()
+        per_layer[k] = float(a @ b / max((a.norm() * b.norm()).item(), 1e-300))
+    verdict, message = _verdict(cosine)
+    return KKTReadiness(
+        cosine=float(cosine),
+        per_layer_cosine=per_layer,
+        scale=float(scale),
+        relative_residual=math.sqrt(resid_sq / max(t_sq, 1e-300)),
+        implied_weight_decay=1.0 / (len(inputs) * scale) if scale > 0 else math.inf,
+        n=len(inputs),
+        param_names=list(fmodel.names),
+        verdict=verdict,
+        message=message,
+    )

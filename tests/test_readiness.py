@@ -1,0 +1,134 @@
+"""kkt_readiness: against a literal float64 per-sample loop, and exact at a weight-decay stationary point."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from kktexplain import kkt_readiness
+
+
+def _snapshot(model):
+    return (
+        {k: v.detach().clone() for k, v in model.state_dict().items()},
+        [p.requires_grad for p in model.parameters()],
+        [m.training for m in model.modules()],
+    )
+
+
+def _same(model, snap):
+    state, grads, modes = snap
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert [p.requires_grad for p in model.parameters()] == grads
+    assert [m.training for m in model.modules()] == modes
+    assert all(p.grad is None for p in model.parameters())
+
+
+def _literal(model, x, y):
+    """cos(theta, -sum_i grad L_i) by a per-sample float64 loop."""
+    m = model.double()
+    total = [torch.zeros_like(p) for p in m.parameters()]
+    for xi, yi in zip(x.double(), y):
+        loss = nn.functional.cross_entropy(m(xi[None]), yi[None])
+        for t, g in zip(total, torch.autograd.grad(loss, list(m.parameters()))):
+            t += g
+    theta = torch.cat([p.detach().flatten() for p in m.parameters()])
+    s = -torch.cat([t.flatten() for t in total])
+    per_layer = {
+        name: float(torch.nn.functional.cosine_similarity(p.detach().flatten(), -t.flatten(), dim=0))
+        for (name, p), t in zip(m.named_parameters(), total)
+    }
+    return float(theta @ s / (theta.norm() * s.norm())), float(theta @ s / (s @ s)), per_layer
+
+
+def test_matches_a_float64_per_sample_loop_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    model.train()
+    x, y = torch.randn(40, 5), torch.randint(3, (40,))
+    snap = _snapshot(model)
+    r = kkt_readiness(model, (x, y), chunk_size=7)
+    _same(model, snap)
+    cos, scale, per_layer = _literal(_copy(model), x, y)
+    assert r.cosine == pytest.approx(cos, abs=1e-6)
+    assert r.scale == pytest.approx(max(scale, 0.0), rel=1e-5, abs=1e-12)
+    assert r.per_layer_cosine == pytest.approx(per_layer, abs=1e-6)
+    assert r.n == 40 and r.param_names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    if r.cosine >= 0:
+        assert r.relative_residual == pytest.approx(math.sqrt(1 - r.cosine**2), abs=1e-6)
+
+
+def _copy(model):
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def test_exact_at_a_weight_decay_stationary_point():
+    """Logistic regression with L2 fitted to convergence: cosine 1, implied weight decay = the one used."""
+    rng = np.random.default_rng(0)
+    n, d, wd = 300, 4, 1e-2
+    x = rng.normal(size=(n, d))
+    y = (x @ rng.normal(size=d) + 0.5 * rng.normal(size=n) > 0).astype(int) + (x[:, 0] > 1)
+    # sklearn minimises 1/2 ||W||^2 + C sum_i L_i, i.e. the mean loss with weight decay 1/(n C)
+    clf = LogisticRegression(C=1.0 / (n * wd), fit_intercept=False, tol=1e-12, max_iter=10_000).fit(x, y)
+    model = nn.Linear(d, 3, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.from_numpy(clf.coef_))
+    r = kkt_readiness(model, (torch.from_numpy(x), torch.from_numpy(y)))
+    assert r.cosine == pytest.approx(1.0, abs=1e-6)
+    assert r.implied_weight_decay == pytest.approx(wd, rel=1e-4)
+    assert r.verdict == "near"
+    # moved off the stationary point, the cosine falls and the verdict says so
+    with torch.no_grad():
+        model.weight.add_(torch.randn_like(model.weight) * 5)
+    far = kkt_readiness(model, (torch.from_numpy(x), torch.from_numpy(y)))
+    assert far.cosine < 0.9 and far.verdict in {"partial", "far"}
+
+
+def test_displacement_and_subset():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    init = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    x, y = torch.randn(30, 4), torch.randint(3, (30,))
+    last = kkt_readiness(model, (x, y), param_names=["2.weight", "2.bias"])
+    assert set(last.per_layer_cosine) == {"2.weight", "2.bias"}
+    disp = kkt_readiness(model, (x, y), reference=init)
+    # against theta* - theta_0 by hand
+    diff = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():
+        for p, a, b in zip(diff.parameters(), model.parameters(), init.parameters()):
+            p.copy_(a - b)
+    m = _copy(model).double()
+    total = [torch.zeros_like(p) for p in m.parameters()]
+    for xi, yi in zip(x.double(), y):
+        loss = nn.functional.cross_entropy(m(xi[None]), yi[None])
+        for t, g in zip(total, torch.autograd.grad(loss, list(m.parameters()))):
+            t += g
+    target = torch.cat([p.detach().double().flatten() for p in diff.parameters()])
+    s = -torch.cat([t.flatten() for t in total])
+    assert disp.cosine == pytest.approx(float(target @ s / (target.norm() * s.norm())), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, word",
+    [
+        ({"model": "net"}, TypeError, "model"),
+        ({"data": torch.randn(5, 4)}, ValueError, "labels"),
+        ({"data": (torch.randn(0, 4), torch.zeros(0, dtype=torch.long))}, ValueError, "data"),
+        ({"chunk_size": 0}, ValueError, "chunk_size"),
+        ({"param_names": ["nope"]}, ValueError, "param_names"),
+        ({"data": (torch.randn(5, 4), torch.full((5,), 7))}, ValueError, "labels"),
+    ],
+)
+def test_bad_input(kwargs, exc, word):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    args = {"model": model, "data": (torch.randn(5, 4), torch.randint(3, (5,)))} | kwargs
+    snap = _snapshot(model)
+    with pytest.raises(exc, match=word):
+        kkt_readiness(**args)
+    _same(model, snap)
