@@ -114,3 +114,78 @@ def test_the_progress_bar_advances_one_per_step(monkeypatch):
     monkeypatch.setattr(synthesis, "tqdm", Bar)
     DeepSupportVectors(n_per_class=2, steps=3, progress=True, seed=0).attribute(_mlp())
     assert [(b.total, b.n) for b in bars] == [(3, 3)]
+
+
+def _literal_residuals(model, x, soft, lam):
+    """Every KKT residual of (x, labels, λ), written out sample by sample in float64."""
+    params = dict(model.named_parameters())
+    g = {k: torch.zeros_like(v) for k, v in params.items()}
+    for i in range(len(x)):
+        logp = torch.log_softmax(model(x[i : i + 1])[0], -1)
+        loss = -(soft[i] * logp).sum()
+        for k, gi in zip(params, torch.autograd.grad(loss, list(params.values()))):
+            g[k] += lam[i] * gi
+    with torch.no_grad():
+        logits = model(x)
+        theta = torch.cat([v.flatten() for v in params.values()])
+        gf = torch.cat([v.flatten() for v in g.values()])
+        r = theta + gf
+        y = soft.argmax(-1)
+        own = logits[torch.arange(len(x)), y]
+        others = torch.stack([torch.cat([row[:c], row[c + 1 :]]).max() for row, c in zip(logits, y)])
+        logp = torch.log_softmax(logits, -1)
+        ce = -(soft * logp).sum(-1)
+        feasible = logits.argmax(-1) == y
+
+        def cos(a, b):
+            return float(a @ b / (a.norm() * b.norm()))
+
+        return {
+            "stationarity": {
+                "cosine": cos(theta, -gf),
+                "rel_l1": float(r.abs().sum() / theta.abs().sum()),
+                "rel_l2": float(r.norm() / theta.norm()),
+                "l1": float(r.abs().mean()),
+                "g_norm_ratio": float(gf.norm() / theta.norm()),
+            },
+            "per_layer_cosine": {k: cos(params[k].flatten(), -g[k].flatten()) for k in params},
+            "margin": own - others,
+            "feasible": feasible,
+            "primal_loss": torch.where(feasible, 0.0, ce),
+            "entropy": -(logp.exp() * logp).sum(-1),
+            "dual_violation": torch.clamp(-lam, min=0),
+            "norm": x.pow(2).mean(1),
+        }
+
+
+@pytest.mark.parametrize("soft_labels", [False, True])
+def test_kkt_residuals_are_the_kkt_conditions_written_out_for_any_chunking(soft_labels):
+    from kktexplain.kkt import FunctionalModel, kkt_residuals
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    n = 7
+    x = torch.randn(n, 4, dtype=torch.float64) * 2
+    with torch.no_grad():
+        y = model(x).argmax(-1)
+    y[[1, 4, 6]] = (y[[1, 4, 6]] + 1) % 3  # three samples misclassified, four feasible
+    soft = torch.nn.functional.one_hot(y, 3).double()
+    if soft_labels:
+        soft = 0.8 * soft + 0.2 * torch.rand(n, 3, dtype=torch.float64).softmax(-1)
+    lam = torch.rand(n, dtype=torch.float64) * 2
+    lam[3] = -0.5  # a dual violation
+    want = _literal_residuals(model, x, soft, lam)
+    assert 0 < int(want["feasible"].sum()) < n  # both branches of the masked loss are exercised
+    labels = soft if soft_labels else y
+    for chunk in (1, 3, n, 1024):
+        got = kkt_residuals(FunctionalModel(model), x, labels, lam, chunk_size=chunk)
+        for key, value in want["stationarity"].items():
+            assert got.stationarity[key] == pytest.approx(value, rel=1e-10, abs=1e-12), (chunk, key)
+        assert set(got.per_layer_cosine) == set(want["per_layer_cosine"])
+        for key, value in want["per_layer_cosine"].items():
+            assert got.per_layer_cosine[key] == pytest.approx(value, rel=1e-10, abs=1e-12), (chunk, key)
+        assert torch.equal(got.feasible, want["feasible"])
+        for key in ("margin", "primal_loss", "entropy", "dual_violation", "norm"):
+            torch.testing.assert_close(getattr(got, key).double(), want[key], rtol=1e-10, atol=1e-12)
+        assert torch.equal(got.tv, torch.zeros(n, dtype=got.tv.dtype))  # flat inputs have no TV
+        assert got.feasibility_rate == pytest.approx(float(want["feasible"].double().mean()))
