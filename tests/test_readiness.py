@@ -132,3 +132,23 @@ def test_bad_input(kwargs, exc, word):
     with pytest.raises(exc, match=word):
         kkt_readiness(**args)
     _same(model, snap)
+
+
+def test_report_shows_readiness_computed_on_the_selection(tmp_path):
+    from kktexplain import DeepSupportVectors
+    from kktexplain.report import write_html
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x, y = torch.randn(60, 4), torch.randint(3, (60,))
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    expected = kkt_readiness(model, (sel.inputs, sel.labels))
+    page = write_html(tmp_path / "r.html", selection=sel, model=model).read_text(encoding="utf-8")
+    assert 'id="readiness-table"' in page and f"{expected.cosine:.3f}" in page
+    assert expected.verdict in page
+    off = write_html(tmp_path / "n.html", selection=sel, model=model, readiness=False).read_text(
+        encoding="utf-8"
+    )
+    assert "readiness-table" not in off
+    with pytest.raises(TypeError, match="readiness"):
+        write_html(tmp_path / "b.html", selection=sel, readiness=0.5)
