@@ -181,9 +181,9 @@ def working_set_bvls(
     is checked against the optimality conditions of the whole problem, on both sides of the
     box: a column at 0 whose gradient ``a_j^T r`` is negative (it would lower the residual by
     growing) and a column at ``upper`` whose gradient is positive (it would lower it by
-    shrinking) violate them, and the ``add`` worst violators join ``S``. The residual falls
-    strictly every round, so no set repeats, and the loop ends when no column violates: the
-    solution is then optimal for all columns.
+    shrinking) violate them, and the ``add`` worst violators (largest ``|a_j^T r| / ||a_j||``)
+    join ``S``. The residual falls strictly every round, so no set repeats, and the loop ends
+    when no column violates: the solution is then optimal for all columns.
 
     It starts from ``x = 0`` and the ``add`` columns of most negative gradient. Selection's
     solutions are sparse (most λ are 0, some sit at the bound), so ``S`` stays far smaller than
@@ -262,7 +262,8 @@ def working_set_bvls(
             if n_viol == 0:
                 converged = True
                 break
-            pick = viol[np.argsort(-np.abs(g[viol]))[:add]]
+            # the worst violators relative to their column's norm (scale-free, as the test above)
+            pick = viol[np.argsort(-np.abs(g[viol]) / np.maximum(col_norm[viol], 1e-300))[:add]]
             if np.isin(pick, work).all():  # BVLS left its own columns unsolved: no progress possible
                 break
             work = np.union1d(work[(xs > 0.0) & (xs < hi)], pick)
