@@ -100,21 +100,26 @@ def _demo_parser(sub) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import warnings
+
     from ._demo import run_demo
 
     try:
-        summary = run_demo(
-            args.out,
-            args.n_per_class,
-            args.steps,
-            args.seed,
-            not args.no_progress,
-            model=args.model,
-            train=args.train,
-            n_select=args.n_select,
-            n_explain=args.n_explain,
-            threads=args.threads,
-        )
+        with warnings.catch_warnings():
+            # torch deprecating its own torch.jit.script, inside torch when torch.func first loads
+            warnings.filterwarnings("ignore", r".*torch\.jit\.script.* is deprecated", FutureWarning)
+            summary = run_demo(
+                args.out,
+                args.n_per_class,
+                args.steps,
+                args.seed,
+                not args.no_progress,
+                model=args.model,
+                train=args.train,
+                n_select=args.n_select,
+                n_explain=args.n_explain,
+                threads=args.threads,
+            )
     except FileNotFoundError as e:
         print(f"kktexplain demo: {e}", file=sys.stderr)
         return 2
