@@ -534,6 +534,38 @@ def readme_claims() -> list[tuple[str, str]]:
     ]
 
 
+def select_rss_claims() -> list[tuple[str, str]]:
+    """docs/selection.md's peak-memory table against select_rss.json and select_rss_gradients.json."""
+    page = "docs/selection.md"
+    rss = load("select_rss.json")
+    grad = {r["n"]: r for r in load("select_rss_gradients.json")["rows"]}
+    card = rss["model_card"]
+    out = [
+        (page, f"{card['n_params']:,} parameters, one epoch, {pct(card['test_accuracy'])} % test accuracy"),
+        (page, f"`projection_dim={rss['projection_dim']}` and `chunk_size={rss['chunk_size']}`"),
+        (page, f"about {rss['selection_mb_per_1000_samples']:.0f} MiB per 1,000 samples"),
+        (page, f"{rss['bytes_per_sample_per_sketch_dim']:.1f} bytes per entry"),
+    ]
+    mal = load("select_rss_malloc.json")["rows"][0]
+    added = ", ".join(f"{r['selection_mb']:,.0f}" for r in rss["rows"])
+    alone = ", ".join(f"{grad[r['n']]['gradient_pass_mb']:,.0f}" for r in rss["rows"])
+    fixed, dynamic = mal["gradient_pass_mb"], grad[mal["n"]]["gradient_pass_mb"]
+    out += [(page, f"Selection adds {added} MiB"), (page, f"alone adds {alone} MiB")]
+    twice = 2 * mal["g_matrix_mb"]
+    out.append((page, f"{fixed:,.0f} MiB instead of {dynamic:,.0f}: twice the matrix ({twice:,.0f} MiB)"))
+    for r in rss["rows"]:
+        g = grad[r["n"]]
+        out.append(
+            (
+                page,
+                f"| {r['n']:,} | {r['baseline_rss_mb']:,.0f} MiB | {r['peak_rss_mb']:,.0f} MiB | "
+                f"{r['selection_mb']:,.0f} MiB | {g['gradient_pass_mb']:,.0f} MiB | "
+                f"{r['g_matrix_mb']:,.0f} MiB | {r['seconds']:,.0f} s |",
+            )
+        )
+    return out
+
+
 def bounded_claims() -> list[tuple[str, str]]:
     """docs/selection.md's bounded-selection table against bounded_selection.json."""
     page = "docs/selection.md"
@@ -572,6 +604,7 @@ def all_claims() -> list[tuple[str, str]]:
         + bounded_claims()
         + testing_claims()
         + readme_claims()
+        + select_rss_claims()
     )
 
 
