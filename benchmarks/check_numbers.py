@@ -208,6 +208,35 @@ def explain_claims() -> list[tuple[str, str]]:
         out.append((page, f"| {label} | {d['mean']:.2f} ± {d['sem']:.2f} |"))
     out.append((page, f"| the 50% of lowest λ | {rm['prediction_change']['lowest_lambda']:.3f} |"))
     out.append((page, f"| a random 50% | {rm['prediction_change']['random']:.3f} |"))
+    ratio = mis["loss"]["seconds"] / mis["tracin"]["seconds"]
+    out.append(
+        (
+            page,
+            f"already took {mis['loss']['seconds']:.0f} s against "
+            f"TracInCP's {mis['tracin']['seconds']:.0f} s, "
+            f"a ratio\nof {ratio:.2f}",
+        )
+    )
+    mll = load("mislabel_lastlayer.json")["rows"]
+    labels = {
+        "plain loss": mll["loss"],
+        "equal multipliers: ‖∇L_j‖² on the last layer": mll["equal_lambda_self_influence"],
+        "NNLS λ, 200 projected-gradient iterations": mll["nnls_fista200"]["lambda"],
+        "NNLS self-influence λ_j ‖∇L_j‖², 200 iterations": mll["nnls_fista200"]["self_influence"],
+        "NNLS λ, 1,600 iterations": mll["nnls_fista1600"]["lambda"],
+        "NNLS self-influence λ_j ‖∇L_j‖², 1,600 iterations": mll["nnls_fista1600"]["self_influence"],
+        "last layer refitted with L2: loss": mll["refit_last_layer_l2"]["loss"],
+        "last layer refitted with L2: equal multipliers": mll["refit_last_layer_l2"][
+            "equal_lambda_self_influence"
+        ],
+    }
+    for label, m in labels.items():
+        out.append((page, f"| {label} | {m['roc_auc']:.3f} | {m['flipped_in_top10']:.3f} |"))
+    n16 = mll["nnls_fista1600"]
+    out.append((page, f"still leaves {n16['relative_residual'] * 100:.0f}% of"))
+    out.append((page, f"flipped labels at {n16['self_influence']['roc_auc']:.3f}."))
+    agree = mll["refit_last_layer_l2"]["agreement_with_network"]
+    out.append((page, f"agreeing with the network on {agree * 100:.1f}% of the training images"))
     ready = load("readiness.json")["rows"]
     for r in ready:
         out.append(
