@@ -357,14 +357,14 @@ def collect_gradients(
     x, y = inputs[start:stop], labels[start:stop]
     chunks = iter_per_sample_grads(fmodel, x, y, chunk_size, loss_fn, sketch)
     total = -(-len(x) // chunk_size)
-    out = [
-        g.detach().cpu()
-        for _, g in tqdm(chunks, total=total, desc="per-sample grads", disable=not progress, leave=False)
-    ]
-    if not out:
-        width = fmodel.num_params if sketch is None else sketch.out_features
-        return torch.zeros(0, width, dtype=next(iter(fmodel.theta.values())).dtype)
-    return torch.cat(out)
+    width = fmodel.num_params if sketch is None else sketch.out_features
+    # one (N, width) matrix filled chunk by chunk: no list of chunks and no concatenated copy
+    out = torch.empty(len(x), width, dtype=next(iter(fmodel.theta.values())).dtype)
+    row = 0
+    for _, g in tqdm(chunks, total=total, desc="per-sample grads", disable=not progress, leave=False):
+        out[row : row + len(g)] = g.detach()
+        row += len(g)
+    return out
 
 
 def _solver_tensors(a: np.ndarray, b: np.ndarray) -> tuple[Tensor, Tensor]:
@@ -448,8 +448,9 @@ def solve_multipliers(
     b = -target.detach().double().cpu().numpy()
     # a sample whose gradient is exactly zero (e.g. beyond the hinge) cannot contribute to
     # stationarity: its multiplier is set to zero rather than left free
-    used = np.flatnonzero(np.abs(a_full).max(axis=0) > 0)
-    a = a_full[:, used]
+    # without full-size temporaries: a boolean per sample, and no column copy when every sample is used
+    used = torch.nonzero((grads.detach() != 0).any(dim=1)).flatten().cpu().numpy()
+    a = a_full if len(used) == a_full.shape[1] else a_full[:, used]
     n = a.shape[1]
     hi = np.inf if upper is None else float(upper)
     if n == 0:
