@@ -237,6 +237,19 @@ def explain_claims() -> list[tuple[str, str]]:
     out.append((page, f"flipped labels at {n16['self_influence']['roc_auc']:.3f}."))
     agree = mll["refit_last_layer_l2"]["agreement_with_network"]
     out.append((page, f"agreeing with the network on {agree * 100:.1f}% of the training images"))
+    fe = load("fidelity_lastlayer_exact.json")["rows"][0]
+    out.append(
+        (
+            page,
+            f"{fe['seconds']:.0f} s on the idle machine): "
+            f"stationarity cosine {fe['stationarity_cosine']:.3f}, "
+            f"argmax agreement\n  **{fe['argmax_agreement']:.3f}**, logit Pearson {fe['logit_pearson']:.3f}, "
+            f"relative residual {fe['relative_residual']:.3f}, with\n  {fe['n_support']} of the 2,000 images",
+        )
+    )
+    demo = load("demo_time.json")
+    out.append(("docs/getting-started.md", f"**{demo['wall_seconds']:.0f} s wall**"))
+    out.append(("docs/getting-started.md", f"({demo['user_seconds']:.0f} s user;"))
     ready = load("readiness.json")["rows"]
     for r in ready:
         out.append(
