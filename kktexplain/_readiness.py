@@ -29,10 +29,9 @@ from ._validation import (
     check_positive,
     computable_model,
     infer_num_classes,
-    model_device,
     model_dtype,
 )
-from .kkt import FunctionalModel, cross_entropy, weighted_loss_grad
+from .kkt import FunctionalModel, cross_entropy, kkt_residuals
 
 __all__ = ["KKTReadiness", "kkt_readiness"]
 
@@ -174,40 +173,28 @@ def kkt_readiness(
     if len(inputs) == 0:
         raise ValueError("data must hold at least one sample")
     model, _ = computable_model(model)  # a float32 copy of a half-precision model
-    device, dtype = model_device(model), model_dtype(model)
-    inputs = inputs.to(dtype)
+    inputs = inputs.to(model_dtype(model))
     with eval_mode(model):
         num_classes = infer_num_classes(model, tuple(inputs.shape[1:]))
     labels = check_labels(labels, num_classes, len(inputs))
     with eval_mode(model):
         fmodel = FunctionalModel(model, param_names, reference=reference)
-        total = {k: torch.zeros_like(v) for k, v in fmodel.target.items()}
-        for start in range(0, len(inputs), chunk_size):
-            rows = slice(start, start + chunk_size)
-            x, y = inputs[rows].to(device), labels[rows].to(device)
-            g, _ = weighted_loss_grad(fmodel, x, y, torch.ones(len(x), device=device), cross_entropy, False)
-            for k in total:
-                total[k] += g[k].detach()
-    theta = fmodel.target
-    # s = -sum_i grad L_i; everything in float64
-    dot = sum(-(theta[k].double() * total[k].double()).sum().item() for k in theta)
-    s_sq = sum(total[k].double().pow(2).sum().item() for k in theta)
-    t_sq = sum(theta[k].double().pow(2).sum().item() for k in theta)
-    if not all(math.isfinite(v) for v in (dot, s_sq, t_sq)):
+        # the stationarity residuals of every sample at lambda = 1: g = -sum_i grad L_i
+        res = kkt_residuals(fmodel, inputs, labels, torch.ones(len(inputs)), cross_entropy, chunk_size)
+    cosine, ratio = res.stationarity["cosine"], res.stationarity["g_norm_ratio"]  # ratio = ||g|| / ||theta*||
+    if not (math.isfinite(cosine) and math.isfinite(ratio)):
         raise ValueError("the gradients or parameters are not finite: check the model and data for NaN/inf")
-    cosine = dot / max(math.sqrt(s_sq * t_sq), 1e-300)
-    scale = max(dot / s_sq, 0.0) if s_sq > 0 else 0.0
-    resid_sq = sum((theta[k].double() + scale * total[k].double()).pow(2).sum().item() for k in theta)
-    per_layer = {}
-    for k in theta:
-        a, b = theta[k].double().flatten(), -total[k].double().flatten()
-        per_layer[k] = float(a @ b / max((a.norm() * b.norm()).item(), 1e-300))
+    # argmin_c ||theta* - c g|| = cos ||theta*|| / ||g||, clipped at 0; the residual left is then
+    # sqrt(1 - cos^2) of ||theta*|| (all of it when c = 0)
+    scale = max(cosine / ratio, 0.0) if ratio > 0 else 0.0
+    relative_residual = math.sqrt(max(1.0 - cosine**2, 0.0)) if scale > 0 else 1.0
+    per_layer = res.per_layer_cosine
     verdict, message = _verdict(cosine)
     return KKTReadiness(
         cosine=float(cosine),
         per_layer_cosine=per_layer,
         scale=float(scale),
-        relative_residual=math.sqrt(resid_sq / max(t_sq, 1e-300)),
+        relative_residual=relative_residual,
         implied_weight_decay=1.0 / (len(inputs) * scale) if scale > 0 else math.inf,
         n=len(inputs),
         param_names=list(fmodel.names),
