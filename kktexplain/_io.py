@@ -25,7 +25,7 @@ __all__ = ["FORMAT", "VERSION", "KINDS", "npz_path", "check_writable", "write_np
 
 FORMAT = "kktexplain"
 VERSION = 1
-KINDS = ("result", "checkpoint", "gradients")
+KINDS = ("result", "checkpoint", "gradients", "distilled")
 _HEADER = "__header__"
 
 
@@ -86,7 +86,7 @@ def write_npz(
     Parameters
     ----------
     path : str or PathLike
-    kind : {"result", "checkpoint", "gradients"}
+    kind : {"result", "checkpoint", "gradients", "distilled"}
     arrays : dict of str to Tensor or ndarray
         Plain (non-object) arrays.
     meta : dict
@@ -132,7 +132,7 @@ def read_npz(
     ----------
     path : str or PathLike
         With or without the ``.npz`` suffix.
-    kind : {"result", "checkpoint", "gradients"}
+    kind : {"result", "checkpoint", "gradients", "distilled"}
         What the file must hold.
     name : str, default="path"
         The parameter named in errors (e.g. ``"checkpoint"``).

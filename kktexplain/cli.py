@@ -18,11 +18,13 @@ def _verbs() -> dict[str, tuple[Callable, Callable]]:
     Adding a verb is one entry here (and its two functions wherever they live).
     """
     from ._cli_verbs import VERBS
+    from .distill import _cli as distill_cli
     from .report import _cli as report_cli
 
     return {
         **VERBS,  # synthesize, select, explain on the user's own model and data
         "evaluate": (_evaluate_parser, _evaluate),
+        "distill": (distill_cli.add_parser, distill_cli.run),
         "report": (report_cli.add_parser, report_cli.run),
         "demo": (_demo_parser, _demo),
         "sanity-check": (_check_parser, _check),

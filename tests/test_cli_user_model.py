@@ -147,3 +147,30 @@ def test_load_model_rejects_weights_with_torchscript(user_dir):
     with pytest.raises(ValueError, match="TorchScript file holds its weights"):
         load_model("scripted.pt", "weights.pt")
     assert isinstance(load_model("usernet.py:build", "weights.safetensors"), torch.nn.Module)
+
+
+def test_cli_distill_on_a_user_model(user_dir, capsys):
+    import json
+
+    from kktexplain.distill import DistilledSet
+
+    tmp, model = user_dir
+    user = ["--model", "usernet:build", "--weights", "weights.safetensors", "--input-shape", "1", "4", "4"]
+    assert main(["distill", *user, "--data", "train.npz", "--images-per-class", "2", "--steps", "3",
+                 "--soft-labels", "--no-progress", "--out", "small", "--test-data", "usernet:data",
+                 "--seeds", "0", "1", "--epochs", "2", "--baseline",
+                 "--json", "scores.json"]) == 0  # fmt: skip
+    small = DistilledSet.load(tmp / "small.npz")
+    assert small.inputs.shape == (6, 1, 4, 4) and small.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert small.soft_labels.shape == (6, 3) and small.source == "dsv-real"
+    scores = json.loads((tmp / "scores.json").read_text())
+    assert set(scores["scores"]) == {"distilled", "random_real"}
+    distilled = scores["scores"]["distilled"]
+    assert len(distilled["accuracies"]) == 2 and distilled["labels"] == "soft"
+    assert scores["protocol"]["epochs"] == 2
+    # from noise, no data needed
+    assert main(["distill", *user, "--init", "noise", "--images-per-class", "1", "--steps", "2",
+                 "--no-progress", "--out", "noise"]) == 0  # fmt: skip
+    assert DistilledSet.load(tmp / "noise.npz").source == "dsv-noise"
+    assert main(["distill", *user, "--images-per-class", "1", "--out", "x"]) == 2
+    assert "need --data" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""Dataset distillation on Fashion-MNIST with kktexplain.distill, under one fixed student protocol.
+
+Rows, for each number of images per class (ipc) and each synthesis seed ``s``:
+
+* ``random``: ``random_real(train, ipc, seed=s)``;
+* ``coreset``: the top-λ samples per class of a selection over ``--pool`` random training
+  images (drawn with seed ``s``);
+* ``dsv_kshot``: ``distill(init="real")`` started from exactly the ``random`` row's images;
+* ``dsv_0shot``: ``distill(init="noise")``;
+* ``dsv_kshot_paper``: as ``dsv_kshot`` with the paper-literal objective (``paper_eq9``,
+  ``dual="prune"``);
+* ``*_soft``: the same sets with the teacher's probabilities as labels.
+
+Every set is scored by ``evaluate`` with each student seed (default protocol: DC's ConvNet-3,
+SGD, 300 epochs; ``--epochs`` shortens it and is recorded). ``dsv_kshot`` and ``random`` are
+paired (same images, same student seed), so their difference is tested with a paired t-test.
+
+Usage::
+
+    python benchmarks/distillation.py --ipc 1 10 --synth-seeds 0 1 2 --student-seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from _common import write_json
+from scipy.stats import ttest_rel
+
+from kktexplain import DeepSupportVectors
+from kktexplain.datasets import load_fashion_mnist
+from kktexplain.distill import StudentProtocol, add_soft_labels, coreset, distill, evaluate, random_real
+from kktexplain.models import accuracy, load_reference_model, load_shipped_model
+
+ROWS = ("random", "coreset", "dsv_kshot", "dsv_0shot", "dsv_kshot_paper")
+SOFT = ("random", "dsv_kshot", "dsv_0shot")
+
+
+def teacher_model(name: str):
+    shipped = load_shipped_model(name)
+    if shipped is not None:
+        return shipped
+    return load_reference_model(name, progress=False)
+
+
+def make_sets(row, ipc, seed, teacher, train, pool, range_, progress):
+    base = random_real(train, ipc, seed=seed)
+    kw = {"input_range": range_, "progress": progress, "seed": seed}
+    if row == "random":
+        return base
+    if row == "coreset":
+        idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:pool]
+        sel = DeepSupportVectors(progress=progress).attribute(
+            teacher, candidates=train.inputs[idx], labels=train.labels[idx]
+        )
+        return coreset(sel, ipc)
+    if row == "dsv_kshot":
+        return distill(teacher, ipc, init="real", real=(base.inputs, base.labels), **kw)
+    if row == "dsv_kshot_paper":
+        return distill(
+            teacher,
+            ipc,
+            init="real",
+            real=(base.inputs, base.labels),
+            objective="paper_eq9",
+            dual="prune",
+            **kw,
+        )
+    if row == "dsv_0shot":
+        return distill(teacher, ipc, init="noise", **kw)
+    raise ValueError(row)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])
+    p.add_argument("--synth-seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--student-seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--rows", nargs="+", default=list(ROWS))
+    p.add_argument("--soft", nargs="*", default=list(SOFT), help="rows also scored with soft labels")
+    p.add_argument("--teacher", default="fashion_mnist_small")
+    p.add_argument("--epochs", type=int, default=300, help="student epochs (DC: 300)")
+    p.add_argument("--pool", type=int, default=2000, help="training images the coreset's selection scores")
+    p.add_argument("--name", default="distillation")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args()
+
+    train, test = load_fashion_mnist(train=True), load_fashion_mnist(train=False)
+    teacher, card = teacher_model(args.teacher)
+    protocol = StudentProtocol.from_preset("dc", epochs=args.epochs)
+    out = {"teacher": card, "teacher_test_accuracy": accuracy(teacher, test), "protocol": protocol.to_dict()}
+    table = {}
+    for ipc in args.ipc:
+        rows = {}
+        for row in args.rows:
+            for labels in ("hard", "soft") if row in args.soft else ("hard",):
+                rows[row if labels == "hard" else f"{row}_soft"] = {"per_synth_seed": []}
+        for seed in args.synth_seeds:
+            for row in args.rows:
+                start = time.perf_counter()
+                small = make_sets(row, ipc, seed, teacher, train, args.pool, train.input_range, args.progress)
+                made = time.perf_counter() - start
+                variants = [("hard", row, small)]
+                if row in args.soft:
+                    variants.append(("soft", f"{row}_soft", add_soft_labels(small, teacher)))
+                for labels, key, dset in variants:
+                    ev = evaluate(dset, test, seeds=args.student_seeds, protocol=protocol, labels=labels,
+                                  progress=args.progress)  # fmt: skip
+                    entry = {"synth_seed": seed, "accuracies": list(ev.accuracies), "seconds_to_make": made}
+                    if "kkt" in dset.info:
+                        entry["kkt"] = dset.info["kkt"]
+                    rows[key]["per_synth_seed"].append(entry)
+                    print(
+                        ipc,
+                        key,
+                        seed,
+                        [round(a, 4) for a in ev.accuracies],
+                        f"made in {made:.0f} s",
+                        flush=True,
+                    )
+        for r in rows.values():
+            accs = [a for e in r["per_synth_seed"] for a in e["accuracies"]]
+            r["mean"], r["std"], r["n"] = (
+                statistics.mean(accs),
+                statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                len(accs),
+            )
+        for key in ("dsv_kshot", "dsv_kshot_soft", "dsv_kshot_paper"):
+            base = "random_soft" if key.endswith("soft") else "random"
+            if key in rows and base in rows:
+                a = [x for e in rows[key]["per_synth_seed"] for x in e["accuracies"]]
+                b = [x for e in rows[base]["per_synth_seed"] for x in e["accuracies"]]
+                rows[key]["vs_" + base] = {
+                    "mean_difference": statistics.mean(a) - statistics.mean(b),
+                    "paired_t_pvalue": float(ttest_rel(a, b).pvalue) if len(a) > 1 else None,
+                }
+        table[str(ipc)] = rows
+        out["table"] = table
+        write_json(args.name, out)  # after every ipc, so a long run keeps what it finished
+    print("wrote", write_json(args.name, out))
+
+
+if __name__ == "__main__":
+    main()
