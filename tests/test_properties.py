@@ -189,3 +189,45 @@ def test_kkt_residuals_are_the_kkt_conditions_written_out_for_any_chunking(soft_
             torch.testing.assert_close(getattr(got, key).double(), want[key], rtol=1e-10, atol=1e-12)
         assert torch.equal(got.tv, torch.zeros(n, dtype=got.tv.dtype))  # flat inputs have no TV
         assert got.feasibility_rate == pytest.approx(float(want["feasible"].double().mean()))
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4])
+def test_a_chunked_step_never_shows_the_model_more_than_batch_size_inputs(batch_size):
+    # batch_size bounds memory: every forward of the chunked step, the first pass (the
+    # stationarity sum) included, sees at most batch_size candidates
+    from kktexplain._chunked import chunked_objective_backward
+    from kktexplain.kkt import Augmentation, FunctionalModel, KKTObjective
+
+    model = _mlp()
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    try:
+        x = torch.randn(7, 6, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        rho = torch.zeros(7, requires_grad=True)
+        chunked_objective_backward(
+            KKTObjective(),
+            FunctionalModel(model),
+            x,
+            torch.arange(7) % 3,
+            rho.exp(),
+            Augmentation(noise=0.01),
+            torch.Generator().manual_seed(0),
+            batch_size,
+        )
+    finally:
+        hook.remove()
+    assert seen and max(seen) <= batch_size
+    assert x.grad is not None and rho.grad is not None
+
+
+def test_the_kkt_summary_is_the_residuals_in_scalars():
+    model = _mlp()
+    x = torch.randn(9, 6, generator=torch.Generator().manual_seed(2))
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=torch.arange(9) % 3)
+    kkt, summary = sel.kkt, sel.kkt.summary()
+    assert summary["feasibility_rate"] == pytest.approx(kkt.feasible.float().mean().item())
+    assert summary["mean_entropy"] == pytest.approx(kkt.entropy.mean().item())
+    assert summary["mean_margin"] == pytest.approx(kkt.margin.mean().item())
+    for key, value in kkt.stationarity.items():
+        assert summary[f"stationarity_{key}"] == value
+    assert len(summary) == 3 + len(kkt.stationarity)

@@ -447,3 +447,125 @@ def test_selection_with_maximize_sum_takes_the_largest_sum_of_the_exact_solution
     assert wide.lambdas.sum() > plain.lambdas.sum() + 1.0
     names = [n for n, _ in tiny64.named_parameters()]
     assert wide.settings["param_names"] == plain.settings["param_names"] == names
+
+
+def _literal_fista(a, b, upper, iterations):
+    """FISTA with gradient restart (Beck & Teboulle 2009), written out in float64 numpy."""
+    a, b = a.numpy(), b.numpy()
+    v = np.random.default_rng(0).standard_normal(a.shape[1])
+    lip = np.linalg.norm(a, 2) ** 2 * 1.01  # the step the solver uses (it estimates ||a||_2)
+    hi = np.inf if upper is None else upper
+    x = np.zeros(a.shape[1])
+    z, t = x.copy(), 1.0
+    for _ in range(iterations):
+        grad = a.T @ (a @ z - b)
+        x_new = np.clip(z - grad / lip, 0.0, hi)
+        if grad @ (x_new - x) > 0:
+            t = 1.0
+        t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
+        z = x_new + (t - 1) / t_new * (x_new - x)
+        x, t = x_new, t_new
+    del v
+    return x
+
+
+@pytest.mark.parametrize("upper", [None, 0.3])
+def test_projected_fista_takes_the_literal_accelerated_steps(rng, upper):
+    from kktexplain.kkt._selection import projected_fista
+
+    a = torch.randn(15, 40, generator=rng, dtype=torch.float64)
+    b = torch.randn(15, generator=rng, dtype=torch.float64)
+    for iterations in (1, 3, 12):
+        x, its = projected_fista(a, b, upper, max_iter=iterations, tol=0.0)
+        assert its == iterations
+        # the power-iteration estimate of ||a||_2 is converged to ~1e-12 on this size
+        np.testing.assert_allclose(x.numpy(), _literal_fista(a, b, upper, iterations), rtol=1e-7, atol=1e-9)
+
+
+def _sparse_cone_problem(rng):
+    """b = a x* with x* > 0 on 8 of 300 columns, entries in (0.1, 0.9): x* is the NNLS optimum."""
+    a = torch.randn(40, 300, generator=rng, dtype=torch.float64)
+    x_star = torch.zeros(300, dtype=torch.float64)
+    support = torch.randperm(300, generator=rng)[:8]
+    x_star[support] = 0.1 + 0.8 * torch.rand(8, generator=rng, dtype=torch.float64)
+    return a, a @ x_star, x_star
+
+
+def test_working_set_warm_start_at_the_solution_takes_one_round(rng):
+    from kktexplain.kkt import working_set_nnls
+
+    a, b, x_star = _sparse_cone_problem(rng)
+    cold, cold_info = working_set_nnls(a, b)
+    warm, warm_info = working_set_nnls(a, b, start=x_star)  # entries below 1 seed the working set
+    assert warm_info == {"rounds": 1, "converged": True, "n_violations": 0}
+    np.testing.assert_allclose(warm.numpy(), x_star.numpy(), atol=1e-9)
+    assert (a @ cold - b).norm() <= 1e-8 * b.norm()  # also exact (b has many exact representations)
+    assert cold_info["rounds"] > 1  # the cold start needs more: the warm start is what saved them
+
+
+def test_working_set_stops_after_max_rounds(rng):
+    from kktexplain.kkt import working_set_nnls
+
+    a, b, _ = _sparse_cone_problem(rng)
+    full = working_set_nnls(a, b)[1]["rounds"]
+    assert full >= 2
+    for cap in range(1, full):
+        x, info = working_set_nnls(a, b, max_rounds=cap)
+        assert info["rounds"] == cap and not info["converged"] and info["n_violations"] > 0
+        assert x.min() >= 0
+
+
+def test_bounded_solver_progress_bar_counts_rounds_and_reports_violations(rng, monkeypatch):
+    import kktexplain.kkt._selection as selection
+
+    bars = []
+
+    class Bar:
+        def __init__(self, *args, **kwargs):
+            self.n, self.postfix = 0, []
+            bars.append(self)
+
+        def update(self, k=1):
+            self.n += k
+
+        def set_postfix(self, **kwargs):
+            self.postfix.append(kwargs)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(selection, "tqdm", Bar)
+    a = torch.randn(30, 400, generator=rng, dtype=torch.float64)
+    b = torch.randn(30, generator=rng, dtype=torch.float64) * 2
+    x, info = selection.working_set_bvls(a, b, 0.2, add=16, progress=True)
+    assert info["converged"] and info["rounds"] > 1
+    (bar,) = bars
+    # one tick per round, except a last round that fits b exactly (it stops before the tick)
+    exact = float((a @ x - b).norm()) <= 1e-10 * float(b.norm())
+    assert bar.n == len(bar.postfix) == info["rounds"] - exact
+    assert all(isinstance(p["violations"], int) and p["violations"] >= 0 for p in bar.postfix)
+    assert all(p["violations"] > 0 for p in bar.postfix[: info["rounds"] - 1])
+    assert [p["working_set"] for p in bar.postfix][0] <= 16 + 30
+
+
+def test_selection_measures_stationarity_with_the_objective_loss(tiny64, rng):
+    from kktexplain.kkt import FunctionalModel, KKTObjective, kkt_residuals, multiclass_hinge
+
+    x = torch.randn(24, 3, generator=rng, dtype=torch.float64)
+    y = torch.randint(3, (24,), generator=rng)
+    objective = KKTObjective(loss="hinge", hinge_margin=2.0)
+    sel = DeepSupportVectors(objective=objective, progress=False).attribute(tiny64, candidates=x, labels=y)
+    # literal: the multipliers weight the per-sample gradients of the hinge loss
+    cols = []
+    for i in range(24):
+        tiny64.zero_grad()
+        multiclass_hinge(tiny64(x[i : i + 1]), y[i : i + 1], margin=2.0).sum().backward()
+        cols.append(torch.cat([p.grad.flatten() for p in tiny64.parameters()]))
+    tiny64.zero_grad(set_to_none=True)
+    theta = torch.cat([p.detach().flatten() for p in tiny64.parameters()])
+    g = -(sel.lambdas @ torch.stack(cols))
+    assert sel.kkt.stationarity["cosine"] == pytest.approx(
+        float(torch.cosine_similarity(theta, g, 0)), abs=1e-6
+    )
+    ce = kkt_residuals(FunctionalModel(tiny64), x, y, sel.lambdas)
+    assert abs(ce.stationarity["cosine"] - sel.kkt.stationarity["cosine"]) > 1e-3  # not cross-entropy's
