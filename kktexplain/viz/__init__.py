@@ -14,15 +14,20 @@ from ._audit import (
     stationarity_verdict,
 )
 from ._figures import plot_dsv_grid, plot_history, plot_svm_2d, show_image
+from ._generate import plot_blend_matrix, plot_class_samples, plot_edits, plot_interpolation
 
 __all__ = [
     "FEASIBILITY_THRESHOLDS",
     "STATIONARITY_THRESHOLDS",
     "class_lambda_sums",
     "feasibility_verdict",
+    "plot_blend_matrix",
+    "plot_class_samples",
     "plot_dsv_gallery",
     "plot_dsv_grid",
+    "plot_edits",
     "plot_history",
+    "plot_interpolation",
     "plot_kkt_residuals",
     "plot_lambda_vs_accuracy",
     "plot_likely_mislabels",

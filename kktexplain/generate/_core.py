@@ -1,0 +1,193 @@
+"""Shared machinery of the generation functions: checks, the device, one DeepKKT run."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .._explainer import DeepSupportVectors
+from .._model_state import eval_mode
+from .._validation import (
+    check_model,
+    check_positive,
+    computable_model,
+    infer_num_classes,
+    model_device,
+    model_dtype,
+    resolve_input_shape,
+    resolve_seed,
+)
+from ..kkt import KKTObjective
+from ._result import GenerationResult
+
+__all__ = ["GENERATION_DEFAULTS", "Problem", "check_class", "check_count", "prepare", "run"]
+
+# Chosen on held-out-seed screens of the shipped Fashion-MNIST model (docs/generate.md): small
+# initial noise (the DeepKKT terms, not the random start, make the image), no augmented view
+# (half the cost; it lowered the judge's agreement in the screens), 300 steps of Adam at 0.05.
+GENERATION_DEFAULTS: dict[str, Any] = {"augmentation": None, "steps": 300, "lr": 0.05}
+INIT_SCALE = 0.1
+# keys the generation functions set themselves
+_RESERVED = ("n_per_class", "classes", "init", "seed", "progress")
+# DeepSupportVectors settings that mean nothing here (selection only, or set by the call)
+_NOT_RECORDED = (
+    "init",
+    "n_per_class",
+    "classes",
+    "init_scale",
+    "projection_dim",
+    "chunk_size",
+    "maximize_sum",
+    "ridge",
+)
+
+
+class Problem:
+    """A checked model and what was inferred about it.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The model to compute with: the user's, or a copy (another device, half precision).
+    input_shape : tuple of int
+    num_classes : int
+    device : torch.device
+    dtype : torch.dtype
+    """
+
+    def __init__(self, model, input_shape, num_classes, device, dtype, inferred):
+        self.model = model
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.device = device
+        self.dtype = dtype
+        self.inferred = inferred
+
+
+def _check_settings(settings: dict[str, Any], where: str) -> None:
+    valid = DeepSupportVectors._param_names()
+    for key in settings:
+        if key in _RESERVED:
+            raise TypeError(f"{where}() sets {key!r} itself; pass it as that function's own argument")
+        if key not in valid and key != "init_scale":
+            raise TypeError(
+                f"{where}() got an unexpected setting {key!r}; settings are DeepSupportVectors "
+                f"parameters: {[k for k in valid if k not in _RESERVED]}"
+            )
+
+
+def _device(device: Any) -> torch.device | None:
+    if device is None:
+        return None
+    if not isinstance(device, str | torch.device):
+        raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device={device!r} is not a valid device: {e}") from e
+
+
+def prepare(model: nn.Module, device: Any, input_shape: Sequence[int] | None, data_shape=None) -> Problem:
+    """Check ``model`` and ``device``; copy the model when it must run elsewhere."""
+    model = check_model(model)
+    dev = _device(device)
+    model, inferred = computable_model(model)
+    if dev is not None and dev != model_device(model):
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: CUDA is not available")
+        model = copy.deepcopy(model).to(dev)  # the user's model stays where it is
+        inferred["device"] = str(dev)
+    shape = resolve_input_shape(model, input_shape, data_shape)
+    with eval_mode(model):
+        num_classes = infer_num_classes(model, shape)
+    return Problem(model, shape, num_classes, model_device(model), model_dtype(model), inferred)
+
+
+def check_count(name: str, value: Any) -> int:
+    """A positive int, or raise naming ``name``."""
+    check_positive(name, value, integer=True)
+    return int(value)
+
+
+def check_class(name: str, value: Any, num_classes: int) -> int:
+    """A class index in ``[0, num_classes)``, or raise naming ``name``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int class index, got {type(value).__name__} {value!r}")
+    if not 0 <= value < num_classes:
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes}) for a model with {num_classes} classes, got {value}"
+        )
+    return int(value)
+
+
+def noise(n: int, shape: tuple[int, ...], scale: float, seed: int) -> Tensor:
+    """``n`` draws of ``N(0, scale^2 I)`` of ``shape`` from a CPU generator seeded with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, *shape, generator=gen) * scale
+
+
+def run(
+    problem: Problem,
+    x0: Tensor,
+    labels: Tensor,
+    *,
+    seed: int,
+    progress: bool,
+    settings: dict[str, Any],
+    defaults: dict[str, Any],
+    where: str,
+    record: dict[str, Any],
+) -> tuple[Tensor, Tensor, dict, dict]:
+    """One DeepKKT run from ``x0`` with ``labels``: ``(inputs, probabilities, settings, history)``.
+
+    ``settings`` (the user's) override ``defaults`` (the function's); both are
+    :class:`~kktexplain.DeepSupportVectors` parameters.
+    """
+    merged = {**defaults, **settings}
+    merged.pop("init_scale", None)
+    if isinstance(merged.get("objective"), dict):
+        merged["objective"] = KKTObjective(**merged["objective"])
+    est = DeepSupportVectors(init="real", seed=seed, progress=progress, **merged)
+    dsv = est.attribute(
+        problem.model, labels=labels, init_data=x0.to(problem.dtype), input_shape=problem.input_shape
+    )
+    with eval_mode(problem.model), torch.no_grad():
+        logits = problem.model(dsv.inputs.to(problem.device, problem.dtype))
+    probs = torch.softmax(logits.float(), -1).cpu()
+    recorded = {k: v for k, v in dsv.settings.items() if k not in _NOT_RECORDED}
+    recorded.update(problem.inferred)
+    recorded.update(record)
+    recorded["mode"] = where
+    return dsv.inputs, probs, recorded, dsv.history
+
+
+def result(inputs, labels, probs, settings, history, source=None, deltas=None) -> GenerationResult:
+    """A :class:`GenerationResult` on the CPU."""
+    return GenerationResult(
+        inputs=inputs.cpu(),
+        labels=labels.cpu(),
+        probabilities=probs.cpu(),
+        source=None if source is None else source.cpu(),
+        deltas=None if deltas is None else deltas.cpu(),
+        settings=settings,
+        history=history,
+    )
+
+
+def settings_checked(settings: dict[str, Any], where: str) -> dict[str, Any]:
+    """``settings`` after checking their names, with ``init_scale`` checked."""
+    _check_settings(settings, where)
+    if "init_scale" in settings:
+        check_positive("init_scale", settings["init_scale"], allow_zero=True)
+    return dict(settings)
+
+
+def seed_int(seed: Any) -> int:
+    """:func:`~kktexplain._validation.resolve_seed`."""
+    return resolve_seed(seed)
