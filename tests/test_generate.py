@@ -192,3 +192,28 @@ def test_figures_return_figures(conv):
     with pytest.raises(ValueError, match="result"):
         plot_class_samples(ed)
     plt.close("all")
+
+
+def test_initial_noise_centre_and_defaults(conv):
+    box = dict(input_range=(-1.0, 2.0), steps=0, progress=False)
+    low = sample(conv, n_per_class=20, init_scale=0.1, **box)  # default init_mean="low"
+    assert low.settings["init_mean"] == "low" and low.settings["init_centre"] == -1.0
+    assert abs(float(low.inputs.mean()) + 1.0) < 0.02
+    assert sample(conv, n_per_class=1, steps=0, progress=False).settings["init_centre"] == 0.0
+    flat = sample(nn.Linear(6, 3), n_per_class=1, input_range=(-8.0, 8.0), steps=0, progress=False)
+    assert flat.settings["init_centre"] == 0.0  # "low" is an image prior only
+    mid = sample(conv, n_per_class=20, init_mean=0.5, **box)
+    assert abs(float(mid.inputs.mean()) - 0.5) < 0.02
+    strip = interpolate(conv, 0, 1, deltas=2, **box)
+    assert strip.settings["init_centre"] == -1.0
+    # the defaults of the screen in docs/generate.md, and the settings before it
+    assert low.settings["objective"]["tv"] == 0.1
+    b = blend(conv, 0, 1, n=1, **box)
+    assert b.settings["objective"]["tv"] == 0.0 and b.settings["objective"]["primal_kind"] == "ce"
+    assert edit(conv, torch.zeros(1, 1, 8, 8), 1, **FAST).settings["objective"]["tv"] == 0.1
+    old = sample(conv, n_per_class=1, init_mean=0.0, objective="default", **box)
+    assert old.settings["init_centre"] == 0.0 and old.settings["objective"]["tv"] == 0.0
+    with pytest.raises(ValueError, match="init_mean"):
+        sample(conv, init_mean="high")
+    with pytest.raises(TypeError, match="init_mean"):
+        sample(conv, init_mean=True)

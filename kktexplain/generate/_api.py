@@ -13,15 +13,14 @@ from .._validation import check_finite, check_inputs
 from ..kkt import KKTObjective
 from ._core import (
     GENERATION_DEFAULTS,
-    INIT_SCALE,
     check_class,
     check_count,
-    noise,
     prepare,
     result,
     run,
     seed_int,
     settings_checked,
+    start,
 )
 from ._result import GenerationResult
 
@@ -29,14 +28,16 @@ __all__ = ["blend", "blend_labels", "edit", "interpolate", "sample"]
 
 # A soft label asks for a distribution, which only the plain cross-entropy aims at: the masked
 # one of Eq 7 stops at the arg-max (for δ = 0.5 an arbitrary tie-break) and ignores the mixture.
+# The screen (docs/generate.md) kept the black start for soft labels but not the TV prior.
 _SOFT_DEFAULTS = {**GENERATION_DEFAULTS, "objective": KKTObjective(primal_kind="ce", name="soft_label")}
-# Edits start from a real image; see docs/generate.md for the trade-off between the
-# judge's agreement and the similarity to the source that picked this schedule.
+# Edits start from a real image; see docs/generate.md for the trade-off between the judges'
+# agreement and the similarity to the source that picked this schedule, and for the TV prior
+# (weight 0.1; before the screen: none).
 EDIT_DEFAULTS: dict[str, Any] = {
     "augmentation": None,
     "steps": 150,
     "lr": 0.05,
-    "objective": KKTObjective(primal_kind="ce", name="edit"),
+    "objective": KKTObjective(primal_kind="ce", tv=0.1, name="edit"),
 }
 
 
@@ -120,8 +121,13 @@ def sample(
         Shape of one input, when it cannot be inferred from the model.
     **settings
         Any :class:`~kktexplain.DeepSupportVectors` setting (``steps``, ``lr``, ``objective``,
-        ``input_range``, ...), and ``init_scale`` (default 0.1), the standard deviation of the
-        initial noise. Defaults: ``steps=300, lr=0.05, augmentation=None``.
+        ``input_range``, ...), ``init_scale`` (default 0.1), the standard deviation of the
+        initial noise, and ``init_mean`` (default ``"low"``), its centre: a float, or
+        ``"low"`` for the lower end of ``input_range`` for images ``(C, H, W)`` (a black start;
+        0 for other inputs or without a range).
+        Defaults: ``steps=300, lr=0.05, augmentation=None``, the ``"default"`` objective with a
+        total-variation prior ``tv=0.1``. The settings before the screen of docs/generate.md:
+        ``init_mean=0.0, objective="default"``.
 
     Returns
     -------
@@ -135,12 +141,8 @@ def sample(
     wanted = _classes(classes, problem.num_classes)
     n_per_class = check_count("n_per_class", n_per_class)
     labels = torch.tensor(wanted).repeat_interleave(n_per_class)
-    x0 = noise(len(labels), problem.input_shape, settings.get("init_scale", INIT_SCALE), seed)
-    record = {
-        "classes": wanted,
-        "n_per_class": n_per_class,
-        "init_scale": settings.get("init_scale", INIT_SCALE),
-    }
+    x0, init = start(settings, len(labels), problem.input_shape, seed, GENERATION_DEFAULTS)
+    record = {"classes": wanted, "n_per_class": n_per_class, **init}
     x, p, s, h = run(
         problem,
         x0,
@@ -183,7 +185,9 @@ def blend(
         As in :func:`sample`.
     **settings
         As in :func:`sample`; the default objective is the ``"default"`` preset with the plain
-        (soft-target) cross-entropy as primal term, ``primal_kind="ce"``.
+        (soft-target) cross-entropy as primal term, ``primal_kind="ce"``, and no TV prior; the
+        initial noise is centred on ``"low"`` as in :func:`sample` (before the screen of
+        docs/generate.md: ``init_mean=0.0``).
 
     Returns
     -------
@@ -197,14 +201,8 @@ def blend(
     delta = _delta("delta", delta)
     n = check_count("n", n)
     labels = blend_labels(a, b, [delta], problem.num_classes).repeat(n, 1)
-    x0 = noise(n, problem.input_shape, settings.get("init_scale", INIT_SCALE), seed)
-    record = {
-        "a": int(a),
-        "b": int(b),
-        "delta": delta,
-        "n": n,
-        "init_scale": settings.get("init_scale", INIT_SCALE),
-    }
+    x0, init = start(settings, n, problem.input_shape, seed, _SOFT_DEFAULTS)
+    record = {"a": int(a), "b": int(b), "delta": delta, "n": n, **init}
     x, p, s, h = run(
         problem,
         x0,
@@ -268,9 +266,9 @@ def interpolate(
     rows = blend_labels(a, b, deltas, problem.num_classes)
     d = len(rows)
     labels = rows.repeat(n, 1)
-    scale = settings.get("init_scale", INIT_SCALE)
-    x0 = noise(n, problem.input_shape, scale, seed).repeat_interleave(d, 0)
-    record = {"a": int(a), "b": int(b), "deltas": rows[:, b].tolist(), "n": n, "init_scale": scale}
+    x0, init = start(settings, n, problem.input_shape, seed, _SOFT_DEFAULTS)
+    x0 = x0.repeat_interleave(d, 0)
+    record = {"a": int(a), "b": int(b), "deltas": rows[:, b].tolist(), "n": n, **init}
     x, p, s, h = run(
         problem,
         x0,
@@ -319,7 +317,9 @@ def edit(
         As in :func:`sample` (the seed matters only for an augmented view).
     **settings
         :class:`~kktexplain.DeepSupportVectors` settings. Defaults: ``steps=150, lr=0.05``,
-        no augmentation, the ``"default"`` objective with the plain cross-entropy primal term.
+        no augmentation, the ``"default"`` objective with the plain cross-entropy primal term
+        and a total-variation prior ``tv=0.1`` (before the screen of docs/generate.md: no TV,
+        ``objective=KKTObjective(primal_kind="ce")``).
 
     Returns
     -------
@@ -329,6 +329,7 @@ def edit(
     """
     settings = settings_checked(settings, "edit")
     settings.pop("init_scale", None)
+    settings.pop("init_mean", None)
     seed = seed_int(seed)
     if not isinstance(image, Tensor):
         if isinstance(image, np.ndarray):
