@@ -666,6 +666,153 @@ def probe_claims() -> list[tuple[str, str]]:
     ]
 
 
+CURVE_PER_CLASS = (1, 3, 10, 30, 100)
+
+
+def _cos(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}".replace("-", "−")
+
+
+def curve_tables() -> list[str]:
+    """docs/residuals.md's stationarity curves: one table per scope (rows of cosines against N).
+
+    Built from stationarity_curves.json; a point that was not run is "—". ``python
+    benchmarks/check_numbers.py --curves`` prints the tables (the page quotes them verbatim).
+    """
+    rows = load("stationarity_curves.json")["rows"]
+
+    def line(label: str, get) -> str:
+        vals = []
+        for k in CURVE_PER_CLASS:
+            try:
+                vals.append(_cos(get(k)))
+            except KeyError:
+                vals.append("—")
+        return f"| {label} | " + " | ".join(vals) + " |"
+
+    def synth(scope: str, k: int) -> dict:
+        return rows[f"synth/{scope}/default/{k:03d}"]
+
+    def sel(scope: str, k: int) -> dict:
+        return rows[f"select/{scope}/{k:03d}"]
+
+    header = "| N | " + " | ".join(f"{10 * k:,}" for k in CURVE_PER_CLASS) + " |"
+    out = []
+    for scope, name in (("all", "all parameters"), ("last", "last layer"), ("displacement", "displacement")):
+        out += [f"**{name}**", "", header]
+        out.append("|---|" + "---|" * len(CURVE_PER_CLASS))
+        out.append(
+            line(f"DSVs optimised for {name}", lambda k, s=scope: synth(s, k)["measured"][s]["cosine"])
+        )
+        if scope != "all":
+            out.append(
+                line(
+                    "DSVs optimised for all parameters",
+                    lambda k, s=scope: synth("all", k)["measured"][s]["cosine"],
+                )
+            )
+        out.append(
+            line(
+                f"same DSVs, λ refitted by NNLS in {name}",
+                lambda k, s=scope: synth(s, k)["refit"][s]["nnls_cosine"],
+            )
+        )
+        out.append(line("NNLS over N real images", lambda k, s=scope: sel(s, k)["nnls_cosine"]))
+        out.append(
+            line(
+                "λ of any sign over N real images (span bound)",
+                lambda k, s=scope: sel(s, k)["span_bound_cosine"],
+            )
+        )
+        out.append("")
+    return out
+
+
+def curve_variant_tables() -> list[str]:
+    """docs/residuals.md's λ-parametrisation and objective tables (stationarity_curves.json)."""
+    rows = load("stationarity_curves.json")["rows"]
+
+    def cell(key: str, scope: str = "all") -> str:
+        return _cos(rows[key]["measured"][scope]["cosine"]) if key in rows else "—"
+
+    out = ["| λ (scope all parameters) | N = 10 | N = 100 |", "|---|---|---|"]
+    for variant, label in (
+        ("default", '`dual="exp"` (default)'),
+        ("dual_clamp", '`dual="clamp"`'),
+        ("dual_prune", '`dual="prune"` (paper)'),
+        ("lambda_max_s", "`lambda_max` = the automatic scale s"),
+    ):
+        out.append(f"| {label} | " + " | ".join(cell(f"synth/all/{variant}/{k:03d}") for k in (1, 10)) + " |")
+    out += [
+        "",
+        "| scope, N = 100 | per-tensor average (default) | global cosine | "
+        "default DSVs, λ refitted by NNLS |",
+    ]
+    out.append("|---|---|---|---|")
+    for scope, name in (("last", "last layer"), ("all", "all parameters")):
+        refit = rows.get(f"synth/{scope}/default/010", {}).get("refit", {}).get(scope, {}).get("nnls_cosine")
+        out.append(
+            f"| {name} | {cell(f'synth/{scope}/default/010', scope)} | "
+            f"{cell(f'synth/{scope}/global_cosine/010', scope)} | {_cos(refit)} |"
+        )
+    base, glob = rows.get("synth/all/default/010"), rows.get("synth/all/global_cosine/010")
+    if base is not None:
+        sizes = load("stationarity_curves.json")["rows"]["bounds"]["tensor_sizes"]
+        out += [
+            "",
+            "| tensor (size), N = 100 | per-tensor average (default) | global cosine |",
+            "|---|---|---|",
+        ]
+        for name, c in base["measured"]["all"]["per_layer_cosine"].items():
+            g = "—" if glob is None else _cos(glob["measured"]["all"]["per_layer_cosine"][name])
+            out.append(f"| `{name}` ({sizes[name]:,}) | {_cos(c)} | {g} |")
+    return out
+
+
+def curves_claims() -> list[tuple[str, str]]:
+    """docs/residuals.md's "How far stationarity can hold: curves" against stationarity_curves.json."""
+    page = "docs/residuals.md"
+    d = load("stationarity_curves.json")
+    rows, b = d["rows"], d["rows"]["bounds"]
+    out = [
+        (page, t) for t in curve_tables() + curve_variant_tables() if t.startswith("| ") and "---" not in t
+    ]
+    ready = b["readiness"]
+    out += [
+        (
+            page,
+            f"equal λ on {b['readiness_n']:,} training images gives {_cos(ready['all']['cosine'])} (all "
+            f"parameters), {_cos(ready['last']['cosine'])} (last layer) and "
+            f"{_cos(ready['displacement']['cosine'])} (displacement)",
+        ),
+        (
+            page,
+            f"bound is {_cos(b['centring_bound']['all'])}, {_cos(b['centring_bound']['last'])} and "
+            f"{_cos(b['centring_bound']['displacement'])}",
+        ),
+        (
+            page,
+            f"cos(θ*, θ_0) is {_cos(b['theta_vs_theta0_cosine']['classifier.weight'])} for the classifier",
+        ),
+        (page, f"reaches **{_cos(rows['select/last/100']['nnls_cosine'])} at N = 1,000**"),
+        (page, f"{d['total_cpu_seconds'] / 60:.0f} CPU-minutes"),
+    ]
+    sizes = b["tensor_sizes"]
+    w, bias = sizes["classifier.weight"], sizes["classifier.bias"]
+    out += [
+        (page, f"`fashion_mnist_small`, {d['model']['n_parameters']:,} parameters"),
+        (page, f"({w + bias:,} of the parameters)"),
+        (page, f"{bias}-entry bias weighs as much as its {w:,}-entry weight"),
+        (page, f"({100 * w / sum(sizes.values()):.0f} % of the parameters"),
+    ]
+    cost = rows["synth/all/default/100"]["cpu_seconds"] / 60
+    out.append((page, f"The synthesis with N = 1,000 and its measurements took {cost:.0f} CPU-minutes"))
+    gain = rows["synth/all/global_cosine/010"]["cosine"] / rows["synth/all/default/010"]["cosine"]
+    word = {1: "", 2: "twofold", 3: "threefold", 4: "fourfold", 5: "fivefold"}[min(int(gain), 5)]
+    out.append((page, f"raises the demo's all-parameter cosine more than {word} at N = 100"))
+    return out
+
+
 def all_claims() -> list[tuple[str, str]]:
     return (
         claims()
@@ -677,6 +824,7 @@ def all_claims() -> list[tuple[str, str]]:
         + readme_claims()
         + probe_claims()
         + select_rss_claims()
+        + curves_claims()
     )
 
 
@@ -691,6 +839,9 @@ def check() -> list[str]:
 
 
 def main() -> int:
+    if "--curves" in sys.argv:
+        print("\n".join(curve_tables() + curve_variant_tables()))
+        return 0
     errors = check()
     for e in errors:
         print("MISMATCH", e)
