@@ -231,3 +231,50 @@ def test_the_kkt_summary_is_the_residuals_in_scalars():
     for key, value in kkt.stationarity.items():
         assert summary[f"stationarity_{key}"] == value
     assert len(summary) == 3 + len(kkt.stationarity)
+
+
+def test_a_loaded_state_owns_its_history():
+    # the history a state loads is its own: later steps must not write into the dict it came from
+    # (a checkpoint's state, or the snapshot a failed step rolls back to)
+    from kktexplain._multipliers import Multipliers
+    from kktexplain._state import SynthesisConfig, init_state
+
+    config = SynthesisConfig("exp", 1.0, None, 3, 0.01, 0.05, "adam", None, 0, False)
+    state = init_state(torch.zeros(4, 6), Multipliers("exp", 1.0), config, 1.0)
+    state.history = {"entropy": [0.5, 0.4], "feasibility": [1.0, 1.0]}
+    saved = state.state_dict()
+    other = init_state(torch.zeros(4, 6), Multipliers("exp", 1.0), config, 1.0)
+    other.load_state_dict(saved)
+    other.history["entropy"].append(0.3)
+    assert saved["history"] == {"entropy": [0.5, 0.4], "feasibility": [1.0, 1.0]}
+    assert other.history["entropy"] == [0.5, 0.4, 0.3]
+
+
+@pytest.mark.parametrize(("dual", "scale", "lambda_max"), [("exp", 9.666, 9.131), ("clamp", 0.15, 5.492)])
+def test_the_bound_on_rho_keeps_lambda_at_most_lambda_max_after_rounding(dual, scale, lambda_max):
+    # these (scale, lambda_max) pairs round f^-1(lambda_max / s) up in float32, so that
+    # s * f(rho_max) would exceed lambda_max without the ulp steps down
+    import math
+
+    from kktexplain._multipliers import Multipliers
+
+    m = Multipliers(dual, scale, lambda_max)
+    naive = torch.tensor(math.log(lambda_max / scale) if dual == "exp" else lambda_max / scale)
+    limit = torch.tensor(lambda_max, dtype=torch.float32)
+    assert bool((m._value(naive.expand(17)) > limit).any())  # the case the steps exist for
+    r = torch.tensor(m.rho_max(torch.float32))
+    assert bool((m._value(r.expand(17)) <= limit).all())
+    up = torch.nextafter(r, torch.tensor(math.inf))
+    assert bool((m._value(up.expand(17)) > limit).any())  # the largest such rho: one ulp more exceeds
+    lam = m(torch.full((5,), 50.0), torch.ones(5, dtype=torch.bool))
+    assert bool((lam <= limit).all())
+
+
+def test_a_synthesis_result_records_its_mode_and_the_parameters_it_measured():
+    model = _mlp()
+    names = ["3.weight", "3.bias"]
+    assert names == [n for n, _ in model.named_parameters()][-2:]
+    dsv = DeepSupportVectors(n_per_class=1, steps=2, param_names=names, progress=False).attribute(model)
+    assert dsv.settings["mode"] == "synthesis" and dsv.settings["param_names"] == names
+    full = DeepSupportVectors(n_per_class=1, steps=2, progress=False).attribute(model)
+    assert full.settings["param_names"] == [n for n, _ in model.named_parameters()]

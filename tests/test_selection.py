@@ -569,3 +569,13 @@ def test_selection_measures_stationarity_with_the_objective_loss(tiny64, rng):
     )
     ce = kkt_residuals(FunctionalModel(tiny64), x, y, sel.lambdas)
     assert abs(ce.stationarity["cosine"] - sel.kkt.stationarity["cosine"]) > 1e-3  # not cross-entropy's
+
+
+def test_the_bounded_solver_reports_its_work(rng):
+    from kktexplain.kkt import working_set_bvls
+
+    a = torch.randn(30, 400, generator=rng, dtype=torch.float64)
+    b = torch.randn(30, generator=rng, dtype=torch.float64) * 2
+    _, info = working_set_bvls(a, b, 0.2, add=16)
+    assert set(info) == {"rounds", "converged", "n_violations", "bvls_iterations", "working_set"}
+    assert info["bvls_iterations"] >= info["rounds"] >= 1 and 0 < info["working_set"] <= 400
