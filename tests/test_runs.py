@@ -113,7 +113,8 @@ def test_a_nan_at_step_k_is_reported_at_step_k_with_the_last_good_state(tmp_path
         DeepSupportVectors(**settings).attribute(model, checkpoint=ck, callback=poison)
     err = info.value
     assert err.step == k and err.term == "stationarity"
-    assert err.result.partial and err.result.settings["stopped"]["step"] == k
+    assert err.result.partial
+    assert err.result.settings["stopped"] == {"reason": "non-finite", "step": k, "term": "stationarity"}
     assert len(err.result.history.get("total", [])) == k
     model.poison = False
     if k > 0:
