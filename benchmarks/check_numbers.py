@@ -813,6 +813,28 @@ def curves_claims() -> list[tuple[str, str]]:
     return out
 
 
+def distill_claims() -> list[tuple[str, str]]:
+    """docs/distill.md's table against distillation_ipc1.json and distillation_ipc1_prior.json."""
+    page = "docs/distill.md"
+    main, prior = load("distillation_ipc1.json"), load("distillation_ipc1_prior.json")
+    rows = {**main["table"]["1"], **prior["table"]["1"]}
+    out = [
+        (
+            page,
+            f"({pct(main['teacher_test_accuracy'], 1)} % on the {main['test_images']:,} test images scored)",
+        ),
+        (page, f"{main['protocol']['epochs']} epochs"),
+    ]
+    for key, row in rows.items():
+        cell = f"| `{key}` | {pct(row['mean'], 1)} ± {pct(row['std'], 1)} | {row['n']} |"
+        out.append((page, cell))
+    for key, base in (("dsv_kshot", "random"), ("dsv_kshot_soft", "random_soft")):
+        vs = rows[key][f"vs_{base}"]
+        diff, p = 100 * vs["mean_difference"], vs["paired_t_pvalue"]
+        out.append((page, f"{diff:+.1f} points (paired t-test p = {p:.2f})"))
+    return out
+
+
 def all_claims() -> list[tuple[str, str]]:
     return (
         claims()
@@ -825,6 +847,7 @@ def all_claims() -> list[tuple[str, str]]:
         + probe_claims()
         + select_rss_claims()
         + curves_claims()
+        + distill_claims()
     )
 
 

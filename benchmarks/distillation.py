@@ -7,6 +7,8 @@ Rows, for each number of images per class (ipc) and each synthesis seed ``s``:
   images (drawn with seed ``s``);
 * ``dsv_kshot``: ``distill(init="real")`` started from exactly the ``random`` row's images;
 * ``dsv_0shot``: ``distill(init="noise")``;
+* ``dsv_0shot_prior``: ``kktexplain.generate.sample`` (0-shot, with its image prior: a black start
+  and a total-variation prior, chosen on the generation screens);
 * ``dsv_kshot_paper``: as ``dsv_kshot`` with the paper-literal objective (``paper_eq9``,
   ``dual="prune"``);
 * ``*_soft``: the same sets with the teacher's probabilities as labels.
@@ -35,7 +37,7 @@ from kktexplain.datasets import load_fashion_mnist
 from kktexplain.distill import StudentProtocol, add_soft_labels, coreset, distill, evaluate, random_real
 from kktexplain.models import accuracy, load_reference_model, load_shipped_model
 
-ROWS = ("random", "coreset", "dsv_kshot", "dsv_0shot", "dsv_kshot_paper")
+ROWS = ("random", "coreset", "dsv_kshot", "dsv_0shot", "dsv_0shot_prior", "dsv_kshot_paper")
 SOFT = ("random", "dsv_kshot", "dsv_0shot")
 
 
@@ -71,6 +73,12 @@ def make_sets(row, ipc, seed, teacher, train, pool, range_, progress):
         )
     if row == "dsv_0shot":
         return distill(teacher, ipc, init="noise", **kw)
+    if row == "dsv_0shot_prior":  # kktexplain.generate.sample's image prior: black start, TV 0.1
+        from kktexplain.distill import DistilledSet
+        from kktexplain.generate import sample
+
+        gen = sample(teacher, n_per_class=ipc, seed=seed, input_range=range_, progress=progress)
+        return DistilledSet(gen.inputs, gen.labels, None, "generate-sample", {"settings": gen.settings})
     raise ValueError(row)
 
 
@@ -84,14 +92,24 @@ def main() -> None:
     p.add_argument("--teacher", default="fashion_mnist_small")
     p.add_argument("--epochs", type=int, default=300, help="student epochs (DC: 300)")
     p.add_argument("--pool", type=int, default=2000, help="training images the coreset's selection scores")
+    p.add_argument(
+        "--test-limit", type=int, default=None, help="score on this many test images (class-stratified)"
+    )
     p.add_argument("--name", default="distillation")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args()
 
     train, test = load_fashion_mnist(train=True), load_fashion_mnist(train=False)
     teacher, card = teacher_model(args.teacher)
+    if args.test_limit is not None:  # the same stratified subset for every row
+        test = test.subset(random_real(test, args.test_limit // 10, seed=12345).info["indices"])
     protocol = StudentProtocol.from_preset("dc", epochs=args.epochs)
-    out = {"teacher": card, "teacher_test_accuracy": accuracy(teacher, test), "protocol": protocol.to_dict()}
+    out = {
+        "teacher": card,
+        "teacher_test_accuracy": accuracy(teacher, test),
+        "test_images": len(test),
+        "protocol": protocol.to_dict(),
+    }
     table = {}
     for ipc in args.ipc:
         rows = {}

@@ -20,6 +20,8 @@ PUBLIC = [
     "kktexplain.viz",
     "kktexplain.attr",
     "kktexplain.report",
+    "kktexplain.distill",
+    "kktexplain.generate",
 ]
 
 
