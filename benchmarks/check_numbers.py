@@ -835,6 +835,204 @@ def distill_claims() -> list[tuple[str, str]]:
     return out
 
 
+def _screen_cell(row: dict) -> str:
+    """The config column of docs/generate.md's screen tables: the name, or the ``--extra`` argument."""
+    cmd = row["command"]
+    return f"`{cmd[cmd.index('--extra ') :]}`" if "--extra " in cmd else f"`{row['config']}`"
+
+
+def generate_claims() -> list[tuple[str, str]]:
+    """docs/generate.md against generation.json and generation_screen.json."""
+    page = "docs/generate.md"
+    g = load("generation.json")
+    screen = load("generation_screen.json")["rows"]
+    rows = {(r["part"], r["split"], r["config"]): r for r in screen}
+    smp, bl, ed = g["sample"], g["blend"], g["edit"]
+    judge, runs = g["judge"], smp["runs"]
+    n_classes = len(runs[0]["judge_rate_per_class"])
+    n_sample = sum(r["n"] for r in runs)
+    gentle, default, fast = ed["budgets"]
+    old_s, old_b, old_e = (rows[(p, "heldout", "old")] for p in ("sample", "blend", "edit"))
+    # "ConvNet-3 width 128 instancenorm avgpool (fashion_mnist_convnet)", in the page's words
+    name, _, width, norm, pool, key = g["judge2"]["architecture"].split(" ")
+    words = {"instancenorm": "instance norm", "avgpool": "average pooling"}
+    out = [
+        (page, f"{g['seconds']:.0f} s on one thread; results in `benchmarks/results/generation.json`"),
+        (page, f"max pooling; {pct(g['teacher']['test_accuracy'], 1)} % test accuracy)"),
+        (
+            page,
+            f"an {judge['architecture']} (seed {judge['seed']}, {judge['epochs']} epochs of Adam",
+        ),
+        (page, f"**{pct(judge['test_accuracy'], 1)} % test accuracy**, and the reference"),
+        (page, f"**{pct(g['judge2']['test_accuracy'], 1)} % test accuracy**."),
+        (
+            page,
+            f"the reference {name} (width {width}, {words.get(norm, norm)}, {words.get(pool, pool)}; "
+            f'`load_reference_model("{key.strip("()")}")`',
+        ),
+        (page, f"the numbers below are on seeds {runs[0]['seed']}–{runs[-1]['seed']}"),
+        (page, f"its own test accuracy on real images is {pct(judge['test_accuracy'], 1)} %"),
+        # the held-out table; "before" is the screen's held-out `old` row
+        (
+            page,
+            f"| `sample`, {runs[0]['n'] // n_classes} per class × {n_classes} classes × seeds "
+            f"{', '.join(str(r['seed']) for r in runs)} ({n_sample}) | rate of the label | "
+            f"{smp['teacher_rate']:.2f} | **{smp['judge_rate']:.2f}** (before: {old_s['mlp_rate']:.2f}) | "
+            f"**{smp['judge2_rate']:.2f}** (before: {old_s['convnet_rate']:.2f}) |",
+        ),
+        (
+            page,
+            f"| `blend`, δ = {bl['delta']:g}, {len(bl['pairs'])} pairs × {bl['n_per_pair']} | "
+            f"top-2 = {{a, b}} | {bl['teacher_top2_rate']:.2f} | "
+            f"**{bl['judge_top2_rate']:.2f}** (before: {old_b['mlp_top2']:.2f}) | "
+            f"**{bl['judge2_top2_rate']:.2f}** (before: {old_b['convnet_top2']:.2f}) |",
+        ),
+        (
+            page,
+            f"| `edit`, {ed['n']} images → a random other class, "
+            f"{gentle['steps']} steps lr {gentle['lr']:g} | "
+            f"target rate / SSIM | {gentle['teacher_rate']:.2f} | {gentle['judge_rate']:.2f} / "
+            f"{gentle['ssim_mean']:.2f} | {gentle['judge2_rate']:.2f} |",
+        ),
+        (
+            page,
+            f"| `edit`, default {default['steps']} steps lr {default['lr']:g} | target rate / SSIM | "
+            f"{default['teacher_rate']:.2f} | **{default['judge_rate']:.2f} / {default['ssim_mean']:.2f}** "
+            f"(before: {old_e['mlp_rate']:.2f} / {old_e['ssim']:.2f}) | **{default['judge2_rate']:.2f}** "
+            f"(before: {old_e['convnet_rate']:.2f}) |",
+        ),
+        (
+            page,
+            f"| `edit`, {fast['steps']} steps lr {fast['lr']:g} | target rate / SSIM | "
+            f"{fast['teacher_rate']:.2f} | {fast['judge_rate']:.2f} / {fast['ssim_mean']:.2f} | "
+            f"{fast['judge2_rate']:.2f} |",
+        ),
+        (page, f"mean over the {ed['n']} images"),
+        (
+            page,
+            f"| `edit` | the image | target class | "
+            f"{ed['default']['steps']} steps, lr {ed['default']['lr']:g}, "
+            f"plain cross-entropy primal + TV prior {ed['default']['tv']:g}, no augmentation |",
+        ),
+        (page, f"The TV prior ({ed['default']['tv']:g}) is a small gain"),
+        (page, f"Start from `steps={gentle['steps']}, lr={gentle['lr']:g}` for minimal"),
+        (
+            page,
+            f"at the gentle schedule (SSIM {gentle['ssim_mean']:.2f}) {pct(gentle['judge_rate'], 0)} % (MLP) "
+            f"and {pct(gentle['judge2_rate'], 0)} % (ConvNet)",
+        ),
+    ]
+    # the interpolation strips: first and last column of each strip
+    ip = g["interpolate"]
+    j, j2 = ip["judge_p_b"], ip["judge2_p_b"]
+    out.append(
+        (
+            page,
+            f"the ConvNet judge's rises from {j2[0][0]:.2f} to {j2[0][-1]:.2f} on one strip and from "
+            f"{j2[1][0]:.2f} to {j2[1][-1]:.2f} on the other, "
+            f"the MLP's only to {j[0][-1]:.2f} and {j[1][-1]:.2f}.",
+        )
+    )
+    # the screen's protocol and settings, as recorded in its rows
+    tune_old = rows[("sample", "tune", "old")]
+    n_tune = tune_old["n"]
+    aug = rows[("sample", "tune", "aug")]["settings"]["augmentation"]
+    st = tune_old["settings"]
+    out += [
+        (
+            page,
+            f"`sample` seed 1 with {n_tune // n_classes} per class = {n_tune} samples; `blend` the "
+            f"{rows[('blend', 'tune', 'old')]['n'] // 4} tuning pairs × 4; `edit` "
+            f"{rows[('edit', 'tune', 'old')]['n']} test images",
+        ),
+        (page, f"textures are around {tune_old['tv_ratio']:.0f})"),
+        (
+            page,
+            f"(translate {aug['translate']:g}, crop {aug['crop']:g}, flip {aug['flip']:g}, "
+            f"cutout {aug['cutout']:g}, noise {aug['noise']:g}, weight η = 5)",
+        ),
+        (
+            page,
+            f'({st["steps"]} steps, lr {st["lr"]:g}, `N(0, {st["init_scale"]:g}²)`, `"default"` objective)',
+        ),
+    ]
+    # the screen's three tables, one claim a row of the JSON
+    for r in screen:
+        head = f"| {r['split']} | {_screen_cell(r)} | "
+        if r["part"] == "sample":
+            cells = (
+                f"{r['mlp_rate']:.2f} ({r['mlp_p_label']:.2f}) | "
+                f"{r['convnet_rate']:.2f} ({r['convnet_p_label']:.2f}) | {r['tv_ratio']:.2f} |"
+            )
+        elif r["part"] == "blend":
+            cells = (
+                f"{r['mlp_top2']:.2f} | {r['convnet_top2']:.2f} | "
+                f"{r['mlp_a_or_b_top1']:.2f} / {r['convnet_a_or_b_top1']:.2f} |"
+            )
+        else:
+            cells = f"{r['mlp_rate']:.2f} | {r['convnet_rate']:.2f} | {r['ssim']:.2f} |"
+        out.append((page, head + cells))
+    # the teacher's rates the captions summarise
+    samples = [r for r in screen if r["part"] == "sample"]
+    if all(r["teacher_rate"] == 1.0 for r in samples):
+        out.append((page, "The teacher names the label of every sample in every row."))
+    else:
+        out.append((page, "teacher rates: " + ", ".join(f"{r['teacher_rate']:.2f}" for r in samples)))
+    blends = [r for r in screen if r["part"] == "blend"]
+    other = [r for r in blends if r["teacher_top2"] != 1.0]
+    caption = "(teacher 1.00" + "".join(
+        f" except {r['teacher_top2']:.2f} for the held-out `{r['config']}`"
+        if r["split"] == "heldout"
+        else f" except {r['teacher_top2']:.2f} for the tuning `{r['config']}`"
+        for r in other
+    )
+    out.append((page, caption + "):"))
+    edit_teacher = sorted({f"{r['teacher_rate']:.2f}" for r in screen if r["part"] == "edit"})
+    out.append((page, f"target rate of each judge (teacher {' / '.join(edit_teacher)}) and SSIM"))
+    # the prose after the screen
+    minutes = sum(r["seconds"] for r in screen) / 60
+    out.append((page, f"The screen's runs took {minutes:.0f} minutes of one thread in all."))
+    out.append((page, f"(a one-sample difference is {1 / n_tune:.2f} on {n_tune} samples)"))
+
+    def mean_top2(config: str) -> float:
+        r = rows[("blend", "tune", config)]
+        return (r["mlp_top2"] + r["convnet_top2"]) / 2
+
+    out.append(
+        (page, f"For `blend`, `low` (mean {mean_top2('low'):.2f} against {mean_top2('old'):.2f} before)")
+    )
+    augmented = [r for r in samples if r["split"] == "tune" and r["settings"]["augmentation"] is not None]
+    lo, hi = min(r["mlp_rate"] for r in augmented), max(r["mlp_rate"] for r in augmented)
+    top = max(r["convnet_rate"] for r in augmented)
+    out.append(
+        (
+            page,
+            f"lowered the MLP judge's agreement from {tune_old['mlp_rate']:.2f} to {lo:.2f}–{hi:.2f} and "
+            f"never raised the ConvNet judge's above {top:.2f}",
+        )
+    )
+    out.append((page, f"(TV ratio ≈ {rows[('sample', 'tune', 'tv0.1')]['tv_ratio']:.0f})"))
+    new_s = rows[("sample", "heldout", "low_tv0.1")]
+    out += [
+        (
+            page,
+            f"names the label of {pct(smp['judge2_rate'], 0)} % of the samples "
+            f"(before {pct(old_s['convnet_rate'], 0)} %)",
+        ),
+        (
+            page,
+            f"(MLP {old_s['mlp_p_label']:.2f} → {new_s['mlp_p_label']:.2f}, "
+            f"ConvNet {old_s['convnet_p_label']:.2f} → {new_s['convnet_p_label']:.2f})",
+        ),
+        (
+            page,
+            f"the MLP judge's rate is {smp['judge_rate']:.2f} against {old_s['mlp_rate']:.2f} before "
+            f"({round((old_s['mlp_rate'] - smp['judge_rate']) * n_sample)} samples of {n_sample},",
+        ),
+    ]
+    return out
+
+
 def all_claims() -> list[tuple[str, str]]:
     return (
         claims()
@@ -848,6 +1046,7 @@ def all_claims() -> list[tuple[str, str]]:
         + select_rss_claims()
         + curves_claims()
         + distill_claims()
+        + generate_claims()
     )
 
 
