@@ -832,6 +832,13 @@ def distill_claims() -> list[tuple[str, str]]:
         vs = rows[key][f"vs_{base}"]
         diff, p = 100 * vs["mean_difference"], vs["paired_t_pvalue"]
         out.append((page, f"{diff:+.1f} points (paired t-test p = {p:.2f})"))
+    ten = load("distillation_ipc10.json")["table"]["10"]
+    for key, row in ten.items():
+        cell = f"| `{key}` (10 per class) | {pct(row['mean'], 1)} ± {pct(row['std'], 1)} | {row['n']} |"
+        out.append((page, cell))
+    vs = ten["dsv_kshot"]["vs_random"]
+    diff, p = 100 * vs["mean_difference"], vs["paired_t_pvalue"]
+    out.append((page, f"{diff:+.1f} points at 10 per class (paired t-test p = {p:.2f})"))
     return out
 
 
