@@ -22,6 +22,7 @@ __all__ = [
     "computable_model",
     "resolve_input_shape",
     "check_model",
+    "check_device",
     "check_labels",
     "check_inputs",
     "infer_input_shape",
@@ -59,6 +60,24 @@ def check_model(model: object) -> nn.Module:
     if next(model.parameters(), None) is None:
         raise ValueError("model must have parameters: stationarity is a condition on them")
     return model
+
+
+def check_device(device: Any) -> torch.device | None:
+    """``None``, or ``device`` as a ``torch.device``; raise naming ``device`` otherwise.
+
+    A CUDA device is refused with a ``ValueError`` where CUDA is not available.
+    """
+    if device is None:
+        return None
+    if not isinstance(device, str | torch.device):
+        raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"device={device!r} is not a valid device: {e}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available")
+    return dev
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from typing import Any
 
 import torch
@@ -14,6 +13,7 @@ from .._result import DSVResult
 from .._validation import (
     as_data,
     check_choice,
+    check_device,
     check_model,
     check_positive,
     model_device,
@@ -179,7 +179,7 @@ def coreset(selection: DSVResult, images_per_class: int) -> DistilledSet:
 def _settings(settings: dict[str, Any]) -> dict[str, Any]:
     from .. import DeepSupportVectors
 
-    allowed = set(inspect.signature(DeepSupportVectors).parameters) - set(_OWN)
+    allowed = set(DeepSupportVectors._param_names()) - set(_OWN)
     unknown = sorted(set(settings) - allowed)
     if unknown:
         raise TypeError(
@@ -284,10 +284,9 @@ def distill(
         init_data = as_data(other, "other")[0]
     elif real is not None or other is not None:
         raise ValueError("init='noise' uses no data: leave real= and other= unset")
-    if device is not None:
-        device = torch.device(device)
-        if device != model_device(model):
-            model = copy.deepcopy(model).to(device)
+    device = check_device(device)
+    if device is not None and device != model_device(model):
+        model = copy.deepcopy(model).to(device)
     explainer = DeepSupportVectors(
         n_per_class=int(images_per_class), init=init, seed=seed, progress=progress, **settings
     )

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from .._explainer import DeepSupportVectors
 from .._model_state import eval_mode
 from .._validation import (
+    check_device,
     check_model,
     check_positive,
     computable_model,
@@ -94,25 +95,12 @@ def _check_settings(settings: dict[str, Any], where: str) -> None:
             )
 
 
-def _device(device: Any) -> torch.device | None:
-    if device is None:
-        return None
-    if not isinstance(device, str | torch.device):
-        raise TypeError(f"device must be None, a str or a torch.device, got {type(device).__name__}")
-    try:
-        return torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"device={device!r} is not a valid device: {e}") from e
-
-
 def prepare(model: nn.Module, device: Any, input_shape: Sequence[int] | None, data_shape=None) -> Problem:
     """Check ``model`` and ``device``; copy the model when it must run elsewhere."""
     model = check_model(model)
-    dev = _device(device)
+    dev = check_device(device)
     model, inferred = computable_model(model)
     if dev is not None and dev != model_device(model):
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}: CUDA is not available")
         model = copy.deepcopy(model).to(dev)  # the user's model stays where it is
         inferred["device"] = str(dev)
     shape = resolve_input_shape(model, input_shape, data_shape)
