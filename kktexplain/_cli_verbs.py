@@ -48,6 +48,42 @@ def _data_options(p: argparse.ArgumentParser, required: bool, what: str) -> None
     )
 
 
+def _objective_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--objective",
+        default="default",
+        choices=("default", "paper_eq9", "paper_alg1"),
+        help="preset of the DeepKKT objective (default: default)",
+    )
+
+
+def _synthesis_options(p: argparse.ArgumentParser) -> None:
+    """Options of a synthesis run shared by ``synthesize`` and ``distill`` (read by
+    :func:`_synthesis_settings`)."""
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 300; 60 for real)")
+    p.add_argument("--lr", type=float, default=None, help="step on the inputs (default 0.05; 0.01 for real)")
+    p.add_argument(
+        "--input-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="clamp the inputs into [LOW, HIGH] after every step",
+    )
+    p.add_argument("--no-augmentation", action="store_true", help="no augmented view (default: the paper's)")
+
+
+def _synthesis_settings(args: argparse.Namespace) -> dict:
+    """The DeepSupportVectors settings of :func:`_synthesis_options` and :func:`_objective_option`."""
+    return {
+        "objective": args.objective,
+        "augmentation": None if args.no_augmentation else "default",
+        "steps": args.steps,
+        "lr": args.lr,
+        "input_range": None if args.input_range is None else tuple(args.input_range),
+    }
+
+
 def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input-shape",
@@ -62,12 +98,7 @@ def _common_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="parameters stationarity is measured on, e.g. fc.weight fc.bias (default: all)",
     )
-    p.add_argument(
-        "--objective",
-        default="default",
-        choices=("default", "paper_eq9", "paper_alg1"),
-        help="preset of the DeepKKT objective (default: default)",
-    )
+    _objective_option(p)
     p.add_argument(
         "--lambda-max", type=float, default=None, help="upper bound C on every multiplier (default none)"
     )
@@ -121,23 +152,13 @@ def _synthesize_parser(sub: argparse._SubParsersAction) -> None:
         default="noise",
         help="start from noise, real samples of every class, or other data (needs --data)",
     )
-    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 300; 60 for real)")
-    p.add_argument("--lr", type=float, default=None, help="step on the inputs (default 0.05; 0.01 for real)")
     p.add_argument(
         "--batch-size",
         type=int,
         default=None,
         help="candidates per chunk of a step (exact; bounds memory; default all at once)",
     )
-    p.add_argument(
-        "--input-range",
-        type=float,
-        nargs=2,
-        default=None,
-        metavar=("LOW", "HIGH"),
-        help="clamp the inputs into [LOW, HIGH] after every step",
-    )
-    p.add_argument("--no-augmentation", action="store_true", help="no augmented view (default: the paper's)")
+    _synthesis_options(p)
     p.add_argument(
         "--checkpoint", default=None, help="a file to resume from and save the run's state to (.npz)"
     )
@@ -151,17 +172,13 @@ def _synthesize(args: argparse.Namespace) -> int:
     explainer = DeepSupportVectors(
         n_per_class=args.n_per_class,
         init=args.init,
-        objective=args.objective,
-        augmentation=None if args.no_augmentation else "default",
-        steps=args.steps,
-        lr=args.lr,
         lambda_max=args.lambda_max,
         param_names=args.param_names,
-        input_range=None if args.input_range is None else tuple(args.input_range),
         batch_size=args.batch_size,
         classes=args.classes,
         seed=args.seed,
         progress=not args.no_progress,
+        **_synthesis_settings(args),
     )
     result = explainer.attribute(
         model,

@@ -11,7 +11,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``distill`` verb on ``sub``."""
-    from .._cli_verbs import _data_options, _model_options
+    from .._cli_verbs import _data_options, _model_options, _objective_option, _synthesis_options
 
     p = sub.add_parser(
         "distill",
@@ -34,23 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="start from real samples of --data (default), Gaussian noise, or --other-data",
     )
     p.add_argument("--other-data", default=None, help="inputs of another dataset, for --init other")
-    p.add_argument("--steps", type=int, default=None, help="synthesis steps (default 60 for real, else 300)")
-    p.add_argument("--lr", type=float, default=None, help="step on the inputs (default 0.01 real, else 0.05)")
-    p.add_argument(
-        "--input-range",
-        type=float,
-        nargs=2,
-        default=None,
-        metavar=("LOW", "HIGH"),
-        help="clamp the inputs into [LOW, HIGH] after every step",
-    )
-    p.add_argument("--no-augmentation", action="store_true", help="no augmented view (default: the paper's)")
-    p.add_argument(
-        "--objective",
-        default="default",
-        choices=("default", "paper_eq9", "paper_alg1"),
-        help="preset of the DeepKKT objective (default: default)",
-    )
+    _synthesis_options(p)
+    _objective_option(p)
     p.add_argument(
         "--input-shape", type=int, nargs="+", default=None, help="shape of one input, e.g. 1 28 28"
     )
@@ -83,6 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .._cli_io import load_data, load_model
+    from .._cli_verbs import _synthesis_settings
     from . import StudentProtocol, distill, evaluate, random_real
 
     model = load_model(args.model, args.weights).to(args.device)
@@ -96,13 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--init real and --baseline need --data: labelled real samples")
     if real is not None:
         baseline = random_real(real, args.images_per_class, seed=args.seed)
-    settings = {
-        "steps": args.steps,
-        "lr": args.lr,
-        "objective": args.objective,
-        "augmentation": None if args.no_augmentation else "default",
-        "input_range": None if args.input_range is None else tuple(args.input_range),
-    }
+    settings = _synthesis_settings(args)
     if args.init == "real":  # the DSVs start from exactly the baseline's images
         start = {"real": (baseline.inputs, baseline.labels)}
     elif args.init == "other":
