@@ -16,6 +16,21 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from .._result import DSVResult
+from ._classes import (
+    _check_result,
+    _class_list,
+    _mosaic,
+    _name,
+    _num_classes,
+    _page,
+    class_lambda_sums,
+)
+from ._verdicts import (
+    FEASIBILITY_THRESHOLDS,
+    STATIONARITY_THRESHOLDS,
+    feasibility_verdict,
+    stationarity_verdict,
+)
 
 __all__ = [
     "FEASIBILITY_THRESHOLDS",
@@ -30,159 +45,6 @@ __all__ = [
     "plot_top_bottom_lambda",
     "stationarity_verdict",
 ]
-
-#: Lower bounds of the stationarity cosine ``cos(theta*, -sum_i lambda_i grad L_i)`` and their
-#: verdicts, best first. 1 is exact stationarity (a linear SVM gets there); on the reference
-#: Fashion-MNIST ConvNet 2,000 real training images with λ = 1 reach 0.010 and synthesized DSVs
-#: 0.03 to 0.10 (docs/defaults.md), because an Adam-trained network is not a KKT point.
-STATIONARITY_THRESHOLDS: tuple[tuple[float, str], ...] = (
-    (0.9, "good: stationarity holds closely (SVM-like); the expansion explains θ*"),
-    (0.3, "fair: the support set explains a real share of θ*"),
-    (0.03, "weak, but typical of a trained deep network (reference ConvNet DSVs: 0.03 to 0.10)"),
-    (0.0, "poor: no better than real images with λ = 1 (0.010 on the reference ConvNet)"),
-    (-np.inf, "fails: −Σλ∇L points away from θ*"),
-)
-
-#: Lower bounds of the primal feasibility rate (share of samples classified as their label).
-FEASIBILITY_THRESHOLDS: tuple[tuple[float, str], ...] = (
-    (0.95, "good: nearly every sample is classified as its label"),
-    (0.8, "fair: some samples are not classified as their label"),
-    (-np.inf, "poor: many samples are not classified as their label; do not read them as support vectors"),
-)
-
-
-def _verdict(value: float, thresholds: Sequence[tuple[float, str]]) -> str:
-    if not np.isfinite(value):
-        return "not measured"
-    for bound, text in thresholds:
-        if value >= bound:
-            return text
-    return thresholds[-1][1]
-
-
-def stationarity_verdict(cosine: float) -> str:
-    """Plain words for a stationarity cosine (global or per layer); see ``STATIONARITY_THRESHOLDS``.
-
-    Parameters
-    ----------
-    cosine : float
-        ``cos(theta*, -sum_i lambda_i grad L_i)``, in ``[-1, 1]``.
-
-    Returns
-    -------
-    str
-    """
-    return _verdict(float(cosine), STATIONARITY_THRESHOLDS)
-
-
-def feasibility_verdict(rate: float) -> str:
-    """Plain words for a primal feasibility rate; see ``FEASIBILITY_THRESHOLDS``.
-
-    Parameters
-    ----------
-    rate : float
-        In ``[0, 1]``.
-
-    Returns
-    -------
-    str
-    """
-    return _verdict(float(rate), FEASIBILITY_THRESHOLDS)
-
-
-def _num_classes(result: DSVResult) -> int:
-    y = result.hard_labels
-    return int(result.settings.get("num_classes", int(y.max()) + 1 if len(y) else 0))
-
-
-def _check_result(result: DSVResult, name: str = "result") -> None:
-    if not isinstance(result, DSVResult):
-        raise TypeError(f"{name} must be a DSVResult, got {type(result).__name__}")
-
-
-def _class_list(classes: Sequence[int] | None, num_classes: int, name: str = "classes") -> list[int]:
-    """Validated class indices (all classes when ``None``)."""
-    if classes is None:
-        return list(range(num_classes))
-    if isinstance(classes, (int, np.integer)):
-        classes = [int(classes)]
-    try:
-        out = [int(c) for c in classes]
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a sequence of int class indices, got {classes!r}") from None
-    bad = [c for c in out if not 0 <= c < num_classes]
-    if bad or not out:
-        raise ValueError(f"{name} must be non-empty class indices in [0, {num_classes}), got {out}")
-    return out
-
-
-def _page(items: list[int], page: int, per_page: int) -> list[int]:
-    if isinstance(per_page, bool) or not isinstance(per_page, (int, np.integer)) or per_page < 1:
-        raise ValueError(f"per_page must be a positive int, got {per_page!r}")
-    pages = max(1, -(-len(items) // per_page))
-    if isinstance(page, bool) or not isinstance(page, (int, np.integer)) or not 0 <= page < pages:
-        raise ValueError(f"page must be an int in [0, {pages}), got {page!r}")
-    return items[page * per_page : (page + 1) * per_page]
-
-
-def _name(c: int, class_names: Sequence[str] | None) -> str:
-    return str(class_names[c]) if class_names is not None and c < len(class_names) else str(c)
-
-
-def _plane(x: Tensor) -> np.ndarray:
-    """A 2-D array to show one input: channel mean of ``(C, H, W)``, a strip ``(1, D)`` for vectors."""
-    x = x.detach().float().cpu()
-    if x.ndim == 3:
-        x = x.mean(0)
-    elif x.ndim != 2:
-        x = x.reshape(1, -1)
-    return x.numpy()
-
-
-def class_lambda_sums(result: DSVResult, num_classes: int | None = None) -> Tensor:
-    """Σλ of every class (over the active samples of that hard label).
-
-    Parameters
-    ----------
-    result : DSVResult
-    num_classes : int, optional
-        Default: ``result.settings["num_classes"]``, else the largest label plus one.
-
-    Returns
-    -------
-    Tensor of shape (C,)
-    """
-    _check_result(result)
-    c = int(num_classes) if num_classes is not None else _num_classes(result)
-    lam = torch.where(result.active, result.lambdas, torch.zeros_like(result.lambdas)).double()
-    return torch.zeros(c, dtype=torch.float64).index_add_(0, result.hard_labels.long(), lam)
-
-
-def _mosaic(
-    rows: list[list[Tensor | None]],
-    denormalize: Callable[[Tensor], Tensor] | None,
-    pad: int = 1,
-    vpad: int | None = None,
-) -> tuple[np.ndarray, int, int]:
-    """Tile rows of inputs (each scaled to [0, 1]) into one array with NaN gutters.
-
-    ``pad`` columns separate tiles, ``vpad`` (default ``pad``) rows separate the rows of tiles
-    (room for labels). Returns the array and the row and column strides.
-    """
-    vpad = pad if vpad is None else vpad
-    first = next(x for row in rows for x in row if x is not None)
-    h, w = _plane(first).shape
-    cols = max(len(r) for r in rows)
-    out = np.full((len(rows) * (h + vpad), cols * (w + pad)), np.nan)
-    for i, row in enumerate(rows):
-        for j, x in enumerate(row):
-            if x is None:
-                continue
-            img = _plane(denormalize(x[None])[0] if denormalize is not None else x)
-            lo, hi = np.nanmin(img), np.nanmax(img)
-            r0, c0 = i * (h + vpad), j * (w + pad)
-            out[r0 : r0 + h, c0 : c0 + w] = (img - lo) / max(hi - lo, 1e-12)
-    return out, h + vpad, w + pad
 
 
 def plot_dsv_gallery(
