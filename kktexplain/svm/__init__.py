@@ -1,13 +1,25 @@
 """The linear-SVM sanity check against scikit-learn's ``SVC(kernel="linear")``."""
 
-from ._sanity import LinearSVMModel, SanityResult, fit_linear_svm_torch, sanity_check
+from ._sanity import (
+    LinearSVMModel,
+    SanityResult,
+    fit_linear_svm_torch,
+    sanity_check,
+    synthesis_init,
+    synthesis_step_sizes,
+)
 from ._suite import SANITY_DATASETS, run_sanity_suite
+from ._svc_kkt import SVCDiagnostics, svc_kkt_diagnostics
 
 __all__ = [
     "LinearSVMModel",
     "SANITY_DATASETS",
+    "SVCDiagnostics",
     "SanityResult",
     "fit_linear_svm_torch",
     "run_sanity_suite",
     "sanity_check",
+    "svc_kkt_diagnostics",
+    "synthesis_init",
+    "synthesis_step_sizes",
 ]

@@ -10,11 +10,13 @@ selection with the hinge loss over the training set, and compare.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from scipy.stats import pearsonr, spearmanr
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import f1_score, precision_score, recall_score
 from sklearn.svm import SVC
 from torch import Tensor, nn
@@ -22,8 +24,16 @@ from torch import Tensor, nn
 from .._explainer import DeepSupportVectors
 from .._result import DSVResult
 from ..kkt import KKTObjective
+from ._svc_kkt import svc_advice, svc_kkt_diagnostics
 
-__all__ = ["LinearSVMModel", "SanityResult", "sanity_check", "fit_linear_svm_torch"]
+__all__ = [
+    "LinearSVMModel",
+    "SanityResult",
+    "sanity_check",
+    "fit_linear_svm_torch",
+    "synthesis_init",
+    "synthesis_step_sizes",
+]
 
 
 class LinearSVMModel(nn.Module):
@@ -144,6 +154,19 @@ class SanityResult:
     n_support_ours: int
     C: float
     weights: str
+    synth_bias_residual: float = float("nan")
+    svc_kkt_violation: float = float("nan")
+    svc_margin_violation: float = float("nan")
+    svc_equality_violation: float = float("nan")
+    svc_converged: bool = True
+    svc_n_free: int = 0
+    svc_free_rank: int = 0
+    svc_dual_unique: bool = True
+    feature_scale_ratio: float = float("nan")
+    diagnosis: str = ""
+    synth_lr: float = float("nan")
+    synth_lr_lambda: float = float("nan")
+    synth_init: str = "boundary"
     selection: DSVResult | None = field(default=None, repr=False)
     synthesis: DSVResult | None = field(default=None, repr=False)
     model: LinearSVMModel | None = field(default=None, repr=False)
@@ -177,6 +200,87 @@ def _binary(X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, (y == classes[1]).astype(np.int64), classes
 
 
+def synthesis_init(
+    w: np.ndarray, b: float, X: np.ndarray, n_per_class: int, seed: int = 0, scale: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
+    """Starting DSVs: noise around the point of the decision boundary nearest the data mean.
+
+    ``x0 = m - f(m) w / ||w||^2`` (``f(x0) = 0``) with ``m`` the mean of ``X``; every DSV is
+    ``x0 + e`` with ``e ~ N(0, (scale / ||w||)^2 I)``, so ``f`` varies by about ``scale`` over
+    the DSVs whatever the feature scales. On the standardised suite sets ``m = 0``.
+
+    Parameters
+    ----------
+    w : ndarray of shape (D,)
+    b : float
+    X : ndarray of shape (N, D)
+    n_per_class : int
+    seed : int, default=0
+    scale : float, default=0.01
+
+    Returns
+    -------
+    x : ndarray of shape (2 * n_per_class, D)
+    labels : ndarray of shape (2 * n_per_class,)
+        ``n_per_class`` zeros then ``n_per_class`` ones.
+    """
+    w2 = float(w @ w)
+    m = X.mean(axis=0)
+    x0 = m - (float(m @ w) + b) / w2 * w
+    rng = np.random.default_rng(seed)
+    x = x0 + rng.standard_normal((2 * n_per_class, len(w))) * (scale / math.sqrt(w2))
+    return x, np.repeat(np.arange(2), n_per_class)
+
+
+def synthesis_step_sizes(w: np.ndarray, C: float, x_init: np.ndarray) -> tuple[float, float]:
+    """Gradient-descent steps for the inputs and ``rho`` from the problem's smoothness.
+
+    Synthesis minimises ``S = ||w - sum_i lambda_i y_i x_i||^2 + (sum_i lambda_i y_i)^2 +
+    C sum_i CE_i`` over the ``N`` DSVs ``x_i`` and ``rho_i`` (``lambda_i = C exp(rho_i)``,
+    every ``lambda_i`` starting at ``C``; active DSVs only, and the masked cross-entropy ``CE``
+    only where misclassified). Its curvature, bounded from the problem:
+
+    - in the inputs, ``2 (lambda y)(lambda y)^T (x) I`` plus the primal term's
+      ``C w w^T / 4`` per DSV: ``L_x = 2 ||lambda||^2 + C ||w||^2 / 4 = 2 N C^2 + C ||w||^2 / 4``;
+    - in ``rho`` (near a solution, where the residual's own term vanishes),
+      ``2 diag(lambda) G diag(lambda)`` with ``G_ij = y_i y_j (x_i.x_j + 1)``:
+      ``L_rho = 2 N C^2 (R^2 + 1)`` with ``R`` a bound on ``||x_i||`` along the way: the largest
+      starting norm plus the distance ``||w|| / (N C)`` each DSV travels to close the residual.
+
+    Each block gets half its ``1 / L``: the preconditioned Hessian's eigenvalues are then at most
+    ``1/2 + 1/2 = 1``, below gradient descent's limit of 2.
+
+    Parameters
+    ----------
+    w : ndarray of shape (D,)
+    C : float
+    x_init : ndarray of shape (N, D)
+        The starting DSVs.
+
+    Returns
+    -------
+    lr : float
+        Step on the inputs, ``1 / (2 L_x)``.
+    lr_lambda : float
+        Step on ``rho``, ``1 / (2 L_rho)``.
+    """
+    n = len(x_init)
+    w2 = float(w @ w)
+    lip_x = 2 * n * C**2 + C * w2 / 4
+    radius = float(np.linalg.norm(x_init, axis=1).max()) + math.sqrt(w2) / (n * C)
+    lip_rho = 2 * n * C**2 * (radius**2 + 1)
+    return 1 / (2 * lip_x), 1 / (2 * lip_rho)
+
+
+def _check_number(name: str, value, low: float, allow_equal: bool = False, integer: bool = False):
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an int" if integer else "a number"
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
+    if not math.isfinite(value) or value < low or (value == low and not allow_equal):
+        raise ValueError(f"{name} must be {'>=' if allow_equal else '>'} {low:g}, got {value!r}")
+
+
 def sanity_check(
     X,
     y,
@@ -191,6 +295,9 @@ def sanity_check(
     synth_lr_lambda: float | None = None,
     seed: int = 0,
     progress: bool = False,
+    synth_init: str = "boundary",
+    svc_max_iter: int = -1,
+    svc_kkt_tol: float = 1e-4,
 ) -> SanityResult:
     """Fit ``SVC(kernel="linear", C=C)`` and check that DeepKKT recovers it.
 
@@ -211,26 +318,39 @@ def sanity_check(
     svc_tol : float, default=1e-8
         libsvm's stopping tolerance.
     n_synthetic : int, optional
-        DSVs per class synthesised from noise on the same model (0 skips synthesis). By default
+        DSVs per class synthesised on the same model (0 skips synthesis). By default
         ``max(10, ceil(0.75 ||w||^2 / C))``: points inside the margin (``y f <= 1``) with
         ``lambda <= C`` can only satisfy ``w = sum_i lambda_i y_i x_i`` when
         ``sum_i lambda_i >= ||w||^2``, i.e. with at least ``||w||^2 / C`` points in all; the
         default leaves a margin of 1.5 over that.
     synth_steps : int, default=3000
     synth_lr : float, optional
-        Step size on the synthesised inputs. By default ``0.003 / C^2`` for ``"sgd"``: every λ
-        starts at ``C`` and the squared residual's curvature in ``x_i`` is ``2 lambda_i^2``, so
-        this keeps the step a fixed fraction of the largest stable one whatever ``C``. For
-        ``"adam"`` the default is 0.002.
+        Step size on the synthesised inputs. By default, for ``"sgd"``, derived from the
+        problem: ``1 / (2 L_x)`` with ``L_x = 2 N C^2 + C ||w||^2 / 4`` the curvature of the
+        objective in the inputs (``N`` DSVs, every λ starting at ``C``); see
+        :func:`synthesis_step_sizes`. For ``"adam"`` the default is 0.002 (not derived: Adam's
+        steps do not scale with the gradient).
     synth_optimizer : {"sgd", "adam"}, default="sgd"
         Optimiser of the synthesis (see :class:`~kktexplain.DeepSupportVectors`). Adam's steps
         do not shrink with the gradient and throw DSVs past the margin (see the docs page on the
         SVM check for the numbers).
     synth_lr_lambda : float, optional
-        Step size on the synthesised multipliers' parameter; by default ``synth_lr`` for
-        ``"sgd"`` and 0.05 for ``"adam"``.
+        Step size on the synthesised multipliers' parameter ``rho``. By default, for ``"sgd"``,
+        ``1 / (2 L_rho)`` with ``L_rho = 2 N C^2 (R^2 + 1)`` and ``R`` a bound on the DSVs'
+        norms (:func:`synthesis_step_sizes`); 0.05 for ``"adam"``.
     seed : int, default=0
     progress : bool, default=False
+    synth_init : {"boundary", "origin"}, default="boundary"
+        ``"boundary"`` starts the DSVs as noise around the point of the decision boundary
+        nearest the data mean (:func:`synthesis_init`), of scale ``s / ||w||`` with
+        ``s = min(0.01, ||w||^2 / (4 N C))``: a quarter of the distance in ``y f`` each DSV
+        travels to close the residual, so none starts on the wrong side; ``"origin"`` as noise
+        of scale 0.01 around the origin (the previous default, paper-style noise).
+    svc_max_iter : int, default=-1
+        libsvm's iteration cap (-1: none).
+    svc_kkt_tol : float, default=1e-4
+        SVC KKT violations above this are reported in ``diagnosis`` as SVC not having solved
+        its problem.
 
     Returns
     -------
@@ -238,14 +358,36 @@ def sanity_check(
     """
     if weights not in ("svc", "torch"):
         raise ValueError(f"weights must be 'svc' or 'torch', got {weights!r}")
-    if not isinstance(C, int | float) or C <= 0:
+    if not isinstance(C, int | float) or isinstance(C, bool) or not C > 0 or not math.isfinite(C):
         raise ValueError(f"C must be a float > 0, got {C!r}")
     if synth_optimizer not in ("sgd", "adam"):
         raise ValueError(f"synth_optimizer must be 'sgd' or 'adam', got {synth_optimizer!r}")
-    if n_synthetic is not None and (not isinstance(n_synthetic, int) or n_synthetic < 0):
+    if synth_init not in ("boundary", "origin"):
+        raise ValueError(f"synth_init must be 'boundary' or 'origin', got {synth_init!r}")
+    if n_synthetic is not None and (
+        isinstance(n_synthetic, bool) or not isinstance(n_synthetic, int) or n_synthetic < 0
+    ):
         raise ValueError(f"n_synthetic must be an int >= 0 or None, got {n_synthetic!r}")
+    _check_number("margin_tol", margin_tol, 0.0, allow_equal=True)
+    _check_number("svc_tol", svc_tol, 0.0)
+    _check_number("svc_kkt_tol", svc_kkt_tol, 0.0)
+    _check_number("synth_steps", synth_steps, 0, allow_equal=True, integer=True)
+    _check_number("seed", seed, 0, allow_equal=True, integer=True)
+    if isinstance(svc_max_iter, bool) or not isinstance(svc_max_iter, int):
+        raise TypeError(f"svc_max_iter must be an int, got {type(svc_max_iter).__name__}")
+    if svc_max_iter == 0 or svc_max_iter < -1:
+        raise ValueError(f"svc_max_iter must be -1 (no cap) or > 0, got {svc_max_iter}")
+    for name, value in (("synth_lr", synth_lr), ("synth_lr_lambda", synth_lr_lambda)):
+        if value is not None:
+            _check_number(name, value, 0.0, allow_equal=name == "synth_lr_lambda")
     Xn, y01, _ = _binary(X, y)
-    svc = SVC(kernel="linear", C=C, tol=svc_tol).fit(Xn, y01)
+    if not np.isfinite(Xn).all():
+        raise ValueError("X must be finite (it holds NaN or inf)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        svc = SVC(kernel="linear", C=C, tol=svc_tol, max_iter=svc_max_iter).fit(Xn, y01)
+    converged = not any(issubclass(c.category, ConvergenceWarning) for c in caught)
+    diag = svc_kkt_diagnostics(svc, Xn, y01, C)
     identity = float(np.abs(svc.dual_coef_ @ svc.support_vectors_ - svc.coef_).max())
     Xt, yt = torch.from_numpy(Xn), torch.from_numpy(y01)
     if weights == "svc":
@@ -274,21 +416,21 @@ def sanity_check(
     w = model.linear.weight.detach().double().numpy()[0]
     ysign = 2 * y01 - 1
     resid = _stationarity_residual(w, lam, ysign, Xn)
-    margin_dev = margin_abs = feas = active_frac = synth_resid = float("nan")
+    margin_dev = margin_abs = feas = active_frac = synth_resid = synth_bias = float("nan")
     synthesis = None
     if n_synthetic is None:
         n_synthetic = max(10, math.ceil(0.75 * float(np.dot(w, w)) / C))
+    lr = lr_lambda = float("nan")
     if n_synthetic > 0:
         # A point beyond the margin has a zero hinge gradient: it no longer moves and explains
-        # nothing. Stationarity pushes every active point outward along y w, by about
-        # lambda_i ||w||^2 / sum_j lambda_j^2 in y f before the residual closes, so the
-        # multipliers must be large from the start: every λ starts at C (lambda_scale=C; free
-        # to fall, with the same step as the inputs), the DSVs start tightly around the origin
-        # (init_scale 0.01; the data mean of the standardised sets, inside the margin) and move
-        # by gradient descent, whose steps shrink with the residual. The primal term is weighted
-        # by C, like the stationarity gradient, so it brings misclassified DSVs back without
-        # throwing them across the margin.
-        # docs/svm.md has the numbers.
+        # nothing. Closing the residual moves every active DSV along y w by about
+        # lambda_i ||w||^2 / sum_j lambda_j^2 in y f, i.e. ||w||^2 / (N C) <= 2/3 with every λ at
+        # C and the default n_synthetic. So the DSVs start on the decision boundary (f = 0; or
+        # around the origin, as before), every λ starts at C (lambda_scale=C; free to fall) and
+        # plain gradient descent runs with steps derived from the objective's curvature
+        # (synthesis_step_sizes). The primal term is weighted by C, like the stationarity
+        # gradient, so it brings misclassified DSVs back without throwing them across the
+        # margin. docs/svm.md has the derivation and the numbers.
         synth_obj = KKTObjective(
             norm=0.0,
             loss="hinge",
@@ -300,26 +442,39 @@ def sanity_check(
             primal_reduction="sum",
             name="svm_synthesis",
         )
-        lr = synth_lr
-        if lr is None:
-            # the squared residual's curvature in x_i is 2 lambda_i^2 and lambda starts at C
-            lr = 0.003 / C**2 if synth_optimizer == "sgd" else 0.002
-        if synth_lr_lambda is None:
-            synth_lr_lambda = lr if synth_optimizer == "sgd" else 0.05
+        b0 = float(model.linear.bias.detach()[0])
+        if synth_init == "boundary":
+            # closing the residual moves each DSV by ||w||^2 / (N C) in y f (N = 2 n_synthetic):
+            # the starting noise in f stays well below that, so no DSV starts on the wrong side
+            scale = min(0.01, 0.25 * float(w @ w) / (2 * n_synthetic * C))
+            x_init, y_init = synthesis_init(w, b0, Xn, n_synthetic, seed, scale)
+            init = {"init": "real"}
+            data = {"labels": torch.from_numpy(y_init), "init_data": torch.from_numpy(x_init)}
+        else:
+            # N(0, 0.01^2 I) noise, drawn inside DeepSupportVectors: norms below 0.03 sqrt(D)
+            x_init = np.full((2 * n_synthetic, Xn.shape[1]), 0.03)
+            init = {"init": "noise", "init_scale": 0.01}
+            data = {}
+        if synth_optimizer == "sgd":
+            lr_auto, lr_lambda_auto = synthesis_step_sizes(w, C, x_init)
+        else:
+            lr_auto, lr_lambda_auto = 0.002, 0.05
+        lr = float(lr_auto if synth_lr is None else synth_lr)
+        lr_lambda = float(lr_lambda_auto if synth_lr_lambda is None else synth_lr_lambda)
         synthesis = DeepSupportVectors(
             n_per_class=n_synthetic,
             objective=synth_obj,
             augmentation=None,
             steps=synth_steps,
             lr=lr,
-            lr_lambda=synth_lr_lambda,
+            lr_lambda=lr_lambda,
             optimizer=synth_optimizer,
             lambda_max=C,
             lambda_scale=C,
-            init_scale=0.01,
             seed=seed,
             progress=progress,
-        ).attribute(model, reference=reference)
+            **init,
+        ).attribute(model, reference=reference, **data)
         xs = synthesis.inputs.double()
         with torch.no_grad():
             f = model.decision_function(xs).numpy()
@@ -331,10 +486,12 @@ def sanity_check(
         active_frac = float(active.mean())
         synth_lam = synthesis.lambdas.double().numpy() * active  # inactive DSVs have no gradient
         synth_resid = _stationarity_residual(w, synth_lam, ys, xs.numpy())
+        synth_bias = float(abs(np.dot(synth_lam, ys)) / np.linalg.norm(w))
+    f1 = float(f1_score(theirs, ours, zero_division=0.0))
     return SanityResult(
         precision=float(precision_score(theirs, ours, zero_division=0.0)),
         recall=float(recall_score(theirs, ours, zero_division=0.0)),
-        f1=float(f1_score(theirs, ours, zero_division=0.0)),
+        f1=f1,
         pearson=float(pearsonr(lam, alpha)[0]),
         spearman=float(spearmanr(lam, alpha)[0]),
         stationarity_residual=float(resid),
@@ -349,6 +506,19 @@ def sanity_check(
         n_support_ours=int(ours.sum()),
         C=float(C),
         weights=weights,
+        synth_bias_residual=synth_bias,
+        svc_kkt_violation=diag.max_violation,
+        svc_margin_violation=diag.margin_violation,
+        svc_equality_violation=diag.equality_violation,
+        svc_converged=converged,
+        svc_n_free=diag.n_free,
+        svc_free_rank=diag.free_rank,
+        svc_dual_unique=diag.dual_unique,
+        feature_scale_ratio=diag.feature_scale_ratio,
+        diagnosis=svc_advice(diag, svc_kkt_tol, converged, f1, float(resid)),
+        synth_lr=lr,
+        synth_lr_lambda=lr_lambda,
+        synth_init=synth_init,
         selection=selection,
         synthesis=synthesis,
         model=model,
