@@ -34,7 +34,7 @@ def make_kkt_step(fmodel, objective, x0, y):
     def kkt_step():
         value = objective(fmodel, x, y, rho.exp(), aug, gen)
         opt.zero_grad()
-        value.total.backward()
+        value.total.backward(inputs=[x, rho])  # as synthesis_step: no parameter grads
         opt.step()
 
     return kkt_step

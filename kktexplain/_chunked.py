@@ -176,7 +176,8 @@ def chunked_objective_backward(
             inner = sum((v[k] * g[k]).sum() for k in g)
             primal_c = primal_feasibility(lg, labels[rows], objective.primal_kind, objective.epsilon).sum()
             chunk_loss = weight * (objective.stationarity * inner + objective.primal * primal_c / denominator)
-            chunk_loss.backward()
+            # the parameter copies' second-order gradients are not needed: skip them
+            chunk_loss.backward(inputs=[leaf, lam_leaf] if leaf.requires_grad else [lam_leaf])
     outputs, grads = [prior], [torch.ones_like(prior)]
     for view, leaf, _, _ in views:
         if view is not leaf and leaf.grad is not None:

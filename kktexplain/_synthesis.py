@@ -110,7 +110,9 @@ def synthesis_step(
             if not math.isfinite(number):
                 raise NonFiniteError(state.step, term)
         opt.zero_grad(set_to_none=True)
-        value.total.backward()
+        # only the inputs and rho: without ``inputs=`` autograd would also accumulate the
+        # (discarded) second-order gradients of the parameter copies, about 10% of the step
+        value.total.backward(inputs=[t for t in (x, rho) if t.requires_grad])
     x.grad[~active] = 0
     for term, grad in (("gradient of the inputs", x.grad), ("gradient of rho", rho.grad)):
         if grad is not None and not bool(torch.isfinite(grad).all()):
