@@ -33,6 +33,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=60000)
     p.add_argument("--projection-dim", type=int, default=4096)
     p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--sketch", choices=("count", "kronecker"), default="count")
+    p.add_argument("--name", default="select_fmnist", help="result file name (benchmarks/results/NAME.json)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--skip-epoch", action="store_true")
     args = p.parse_args()
@@ -40,19 +42,21 @@ def main() -> None:
     teacher, card = load_reference_model(progress=False)
     x, y = train.inputs[: args.n], train.labels[: args.n]
 
-    epoch_seconds = None
+    epoch_seconds = epoch_cpu = None
     if not args.skip_epoch:
         student = copy.deepcopy(teacher)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         train_classifier(student, (x, y), epochs=1, lr=1e-3, batch_size=256, progress=False)
         epoch_seconds = time.perf_counter() - start
-        print("one training epoch", epoch_seconds, flush=True)
+        epoch_cpu = time.process_time() - cpu
+        print("one training epoch", epoch_seconds, "cpu", epoch_cpu, flush=True)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     sel = DeepSupportVectors(
-        projection_dim=args.projection_dim, chunk_size=args.chunk_size, progress=False
+        projection_dim=args.projection_dim, sketch=args.sketch, chunk_size=args.chunk_size, progress=False
     ).attribute(teacher, candidates=x, labels=y)
     seconds = time.perf_counter() - start
+    selection_cpu = time.process_time() - cpu
     print("selection", seconds, sel.settings["solver"], flush=True)
 
     lam = sel.lambdas
@@ -70,10 +74,17 @@ def main() -> None:
     payload = {
         "n": args.n,
         "projection_dim": args.projection_dim,
+        "sketch": args.sketch,
+        "sketch_dim": sel.settings["sketch_dim"],
         "selection_seconds": seconds,
         "gradient_seconds": sel.settings["gradient_seconds"],
         "epoch_seconds": epoch_seconds,
         "ratio_to_epoch": None if epoch_seconds is None else seconds / epoch_seconds,
+        # process CPU time: robust to other jobs on a shared machine (run with OMP_NUM_THREADS=1)
+        "epoch_cpu_seconds": epoch_cpu,
+        "selection_cpu_seconds": selection_cpu,
+        "cpu_ratio_to_epoch": None if epoch_cpu is None else selection_cpu / epoch_cpu,
+        "solve_seconds": sel.settings.get("solve_seconds"),
         "solver": sel.settings["solver"],
         "stationarity": sel.kkt.stationarity,
         "n_support": int(support.sum()),
@@ -93,9 +104,10 @@ def main() -> None:
         "lambdas": core.lambdas.tolist(),
         "note": "rows are classes; indices into load_fashion_mnist(train=True)",
     }
-    (RESULTS / "coreset_fmnist.json").write_text(__import__("json").dumps(coreset))
+    coreset_name = "coreset_fmnist" + args.name.removeprefix("select_fmnist")
+    (RESULTS / f"{coreset_name}.json").write_text(__import__("json").dumps(coreset))
     print(payload)
-    write_json("select_fmnist", payload)
+    write_json(args.name, payload)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from ._io import read_npz, write_npz
 __all__ = ["fingerprint", "save_checkpoint", "load_checkpoint", "check_fingerprint"]
 
 # settings that do not change a synthesis run's numbers
-_IGNORED = ("progress", "steps", "chunk_size", "projection_dim", "maximize_sum", "ridge")
+_IGNORED = ("progress", "steps", "chunk_size", "projection_dim", "sketch", "maximize_sum", "ridge")
 
 
 def _digest(tensors: list[Tensor]) -> str:

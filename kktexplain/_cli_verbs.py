@@ -204,6 +204,14 @@ def _select_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="sketch per-sample gradients to this many dimensions (default exact)",
     )
+    p.add_argument(
+        "--sketch",
+        choices=("count", "kronecker"),
+        default="count",
+        help="with --projection-dim: 'count' sketches the per-sample gradients (any model); "
+        "'kronecker' projects them layer by layer without forming them (faster; Linear, Conv, "
+        "norm layers only). Default count",
+    )
     p.add_argument("--chunk-size", type=int, default=256, help="samples per gradient chunk (default 256)")
     p.add_argument("--ridge", type=float, default=None, help="spread λ over similar samples (e.g. 1e-3)")
     p.add_argument(
@@ -229,6 +237,7 @@ def _select_result(args: argparse.Namespace, progress: bool):
         lambda_max=args.lambda_max,
         param_names=args.param_names,
         projection_dim=args.projection_dim,
+        sketch=args.sketch,
         chunk_size=args.chunk_size,
         ridge=args.ridge,
         seed=args.seed,

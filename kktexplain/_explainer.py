@@ -45,6 +45,7 @@ __all__ = ["DeepSupportVectors"]
 _INITS = ("noise", "real", "other")
 _DUALS = ("prune", "clamp", "exp")
 _OPTIMIZERS = ("adam", "sgd")
+_SKETCHES = ("count", "kronecker")
 
 
 class DeepSupportVectors:
@@ -104,6 +105,13 @@ class DeepSupportVectors:
         Selection only: sketch the per-sample gradients to this many dimensions with a
         :class:`~kktexplain.kkt.CountSketch` when the model has more parameters. ``None`` keeps
         them exact (fine up to a few thousand parameters times samples).
+    sketch : {"count", "kronecker"}, default="count"
+        Selection only, with ``projection_dim``: the projection. ``"count"`` is a
+        :class:`~kktexplain.kkt.CountSketch` of the materialised per-sample gradients (any
+        model). ``"kronecker"`` is a :class:`~kktexplain.kkt.KroneckerSketch`: layer by layer,
+        the gradients are projected without being formed (one forward and one backward per
+        chunk, no ``vmap``); it needs every parameter in a Linear, Conv1d/2d, GroupNorm,
+        LayerNorm or eval-mode BatchNorm layer. See docs/selection.md for its cost and quality.
     chunk_size : int, default=256
         Selection only: samples per per-sample-gradient chunk (bounds memory).
     maximize_sum : bool, default=False
@@ -174,6 +182,7 @@ class DeepSupportVectors:
         input_range: tuple[float, float] | None = None,
         init_scale: float = 1.0,
         projection_dim: int | None = None,
+        sketch: str = "count",
         chunk_size: int = 256,
         maximize_sum: bool = False,
         ridge: float | None = None,
@@ -203,6 +212,7 @@ class DeepSupportVectors:
         self.input_range = input_range
         self.init_scale = init_scale
         self.projection_dim = projection_dim
+        self.sketch = sketch
         self.chunk_size = chunk_size
         self.maximize_sum = maximize_sum
         self.ridge = ridge
@@ -308,6 +318,7 @@ class DeepSupportVectors:
         check_choice("init", self.init, _INITS)
         check_choice("dual", self.dual, _DUALS)
         check_choice("optimizer", self.optimizer, _OPTIMIZERS)
+        check_choice("sketch", self.sketch, _SKETCHES)
         if self.steps is not None:
             check_positive("steps", self.steps, integer=True, allow_zero=True)
         if self.lr is not None:
@@ -500,6 +511,7 @@ class DeepSupportVectors:
                     labels,
                     objective,
                     projection_dim=est.projection_dim,
+                    sketch=est.sketch,
                     chunk_size=est.chunk_size,
                     lambda_max=est.lambda_max,
                     maximize_sum=est.maximize_sum,

@@ -19,6 +19,7 @@ from .kkt import (
     CountSketch,
     FunctionalModel,
     KKTObjective,
+    KroneckerSketch,
     collect_gradients,
     kkt_residuals,
     solve_multipliers,
@@ -33,7 +34,7 @@ def gather_gradients(
     labels: Tensor,
     loss_fn,
     chunk_size: int,
-    sketch: CountSketch | None,
+    sketch: CountSketch | KroneckerSketch | None,
     progress: bool,
 ) -> Tensor:
     """All candidates' (sketched) per-sample gradients, sharded over processes if running distributed.
@@ -78,6 +79,7 @@ def select(
     objective: KKTObjective,
     *,
     projection_dim: int | None,
+    sketch: str = "count",
     chunk_size: int,
     lambda_max: float | None,
     maximize_sum: bool,
@@ -96,7 +98,7 @@ def select(
     labels : Tensor of shape (N,) or (N, C)
     objective : KKTObjective
         Only its loss (and its dict, for the settings) is used.
-    projection_dim, chunk_size, lambda_max, maximize_sum, ridge, seed, progress
+    projection_dim, sketch, chunk_size, lambda_max, maximize_sum, ridge, seed, progress
         See :class:`~kktexplain.DeepSupportVectors`.
     settings : dict
         The explainer's settings and what was inferred; completed and stored in the result.
@@ -110,10 +112,13 @@ def select(
     dtype = next(iter(fmodel.theta.values())).dtype
     candidates = candidates.to(dtype)
     p = fmodel.num_params
-    sketch = None
+    kind, sketch = sketch, None
     if projection_dim is not None and projection_dim < p:
         device = next(iter(fmodel.theta.values())).device
-        sketch = CountSketch(p, projection_dim, seed=seed, device=device)
+        if kind == "kronecker":
+            sketch = KroneckerSketch(fmodel, projection_dim, seed=seed)
+        else:
+            sketch = CountSketch(p, projection_dim, seed=seed, device=device)
     target = torch.cat([v.flatten() for v in fmodel.target.values()])
     target = sketch(target[None])[0] if sketch is not None else target
     grads = gather_gradients(fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress)
@@ -125,6 +130,7 @@ def select(
         grads, target.cpu(), upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge, progress=progress
     )
     lam = lam.to(dtype)
+    solve_seconds = time.perf_counter() - start - grad_seconds
     kkt = kkt_residuals(fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(chunk_size, 256))
     settings = dict(settings)
     settings.update(
@@ -133,7 +139,9 @@ def select(
         param_names=fmodel.names,
         solver=info,
         sketch_dim=None if sketch is None else sketch.out_features,
+        sketch_kind=None if sketch is None else kind,
         gradient_seconds=grad_seconds,
+        solve_seconds=solve_seconds,
         world_size=_world_size(),
         seconds=time.perf_counter() - start,
     )

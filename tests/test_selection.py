@@ -579,3 +579,31 @@ def test_the_bounded_solver_reports_its_work(rng):
     _, info = working_set_bvls(a, b, 0.2, add=16)
     assert set(info) == {"rounds", "converged", "n_violations", "bvls_iterations", "working_set"}
     assert info["bvls_iterations"] >= info["rounds"] >= 1 and 0 < info["working_set"] <= 400
+
+
+def test_residuals_of_a_sparse_solution_skip_the_zero_rows_and_agree():
+    """Over many chunks and a sparse λ, the backward runs on the support only: same numbers."""
+    from kktexplain.kkt import FunctionalModel, kkt_residuals
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)).double()
+    fmodel = FunctionalModel(model)
+    x = torch.randn(90, 5, dtype=torch.float64)
+    y = torch.arange(90) % 3
+    lam = torch.zeros(90, dtype=torch.float64)
+    lam[[3, 17, 40, 41, 88]] = torch.tensor([0.5, 1.0, 2.0, 0.1, 0.7], dtype=torch.float64)
+    sparse = kkt_residuals(fmodel, x, y, lam, chunk_size=8)  # 12 chunks: the support-only path
+    dense = kkt_residuals(fmodel, x, y, lam, chunk_size=128)  # one chunk: every row backpropagated
+    g = sum(lam[i] * torch.cat([t.flatten() for t in _grad_of(fmodel, x[i], y[i])]) for i in range(90))
+    theta = torch.cat([t.flatten() for t in fmodel.target.values()])
+    literal = (-(g @ theta) / (g.norm() * theta.norm())).item()
+    for r in (sparse, dense):
+        assert r.stationarity["cosine"] == pytest.approx(literal, abs=1e-12)
+    for field in ("margin", "entropy", "primal_loss"):
+        torch.testing.assert_close(getattr(sparse, field), getattr(dense, field), rtol=1e-12, atol=1e-12)
+
+
+def _grad_of(fmodel, x, y):
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in fmodel.theta.items()}
+    loss = torch.nn.functional.cross_entropy(fmodel(x[None], theta), y[None])
+    return torch.autograd.grad(loss, list(theta.values()))

@@ -32,6 +32,7 @@ _OWN = (
     "progress",
     "classes",
     "projection_dim",
+    "sketch",
     "chunk_size",
     "maximize_sum",
     "ridge",

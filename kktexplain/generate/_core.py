@@ -55,6 +55,7 @@ _NOT_RECORDED = (
     "classes",
     "init_scale",
     "projection_dim",
+    "sketch",
     "chunk_size",
     "maximize_sum",
     "ridge",

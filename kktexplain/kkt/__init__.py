@@ -18,6 +18,7 @@ from ._conditions import (
     stationarity_per_layer,
 )
 from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, weighted_loss_grad
+from ._kronecker import KroneckerSketch
 from ._objective import PRESETS, KKTObjective, ObjectiveValue
 from ._priors import input_norm, total_variation
 from ._residuals import KKTResiduals, kkt_residuals, predictive_entropy
@@ -35,6 +36,7 @@ __all__ = [
     "FunctionalModel",
     "KKTObjective",
     "KKTResiduals",
+    "KroneckerSketch",
     "ObjectiveValue",
     "PRESETS",
     "PRIMAL_KINDS",

@@ -16,6 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._grads import FunctionalModel, LossFn, iter_per_sample_grads
+from ._kronecker import KroneckerSketch
 
 __all__ = [
     "CountSketch",
@@ -340,8 +341,9 @@ def collect_gradients(
         Per-sample loss ``(logits, labels) -> (n,)``.
     chunk_size : int, default=256
         Samples per vmapped per-sample-gradient call (bounds memory).
-    sketch : CountSketch, optional
-        Projects every chunk from ``P`` to ``K`` dimensions.
+    sketch : CountSketch or KroneckerSketch, optional
+        Projects every chunk from ``P`` to ``K`` dimensions. A :class:`KroneckerSketch`
+        projects the gradients without forming them (one forward and one backward per chunk).
     rows : (int, int), optional
         ``(start, stop)``: the rows to compute. Default: all.
     progress : bool, default=False
@@ -355,7 +357,10 @@ def collect_gradients(
     if not 0 <= start <= stop <= len(inputs):
         raise ValueError(f"rows must satisfy 0 <= start <= stop <= {len(inputs)}, got {rows!r}")
     x, y = inputs[start:stop], labels[start:stop]
-    chunks = iter_per_sample_grads(fmodel, x, y, chunk_size, loss_fn, sketch)
+    if isinstance(sketch, KroneckerSketch):
+        chunks = _factored_chunks(fmodel, x, y, chunk_size, loss_fn, sketch)
+    else:
+        chunks = iter_per_sample_grads(fmodel, x, y, chunk_size, loss_fn, sketch)
     total = -(-len(x) // chunk_size)
     width = fmodel.num_params if sketch is None else sketch.out_features
     # one (N, width) matrix filled chunk by chunk: no list of chunks and no concatenated copy
@@ -367,13 +372,40 @@ def collect_gradients(
     return out
 
 
-def _solver_tensors(a: np.ndarray, b: np.ndarray) -> tuple[Tensor, Tensor]:
-    """``a`` and ``b`` as tensors for the iterative solvers; large problems in float32 (half the
-    memory and time)."""
-    at, bt = torch.from_numpy(a), torch.from_numpy(b)
-    if at.numel() > 5e7:
-        at, bt = at.float(), bt.float()
-    return at, bt
+def _factored_chunks(fmodel, x, y, chunk_size, loss_fn, sketch):
+    """``(rows, S grad L)`` chunk by chunk through :meth:`KroneckerSketch.per_sample_grads`."""
+    device = next(iter(fmodel.theta.values())).device
+    for start in range(0, len(x), chunk_size):
+        rows = slice(start, min(start + chunk_size, len(x)))
+        yield rows, sketch.per_sample_grads(fmodel, x[rows].to(device), y[rows].to(device), loss_fn)
+
+
+_FLOAT32_MIN = 5e7  # entries above which the iterative solvers work in float32
+
+
+def _solver_matrix(grads: Tensor, used: Tensor) -> Tensor:
+    """The used samples' gradients as the solver's ``(P, n)`` matrix, without a copy when possible.
+
+    Large problems (more than ``_FLOAT32_MIN`` entries) stay in float32, as a transposed view of
+    ``grads`` when every sample is used: half the memory and time of float64, and no second
+    matrix. Small ones are float64.
+    """
+    g = grads.detach().cpu()
+    if len(used) != g.shape[0]:
+        g = g[used]
+    if g.numel() > _FLOAT32_MIN:
+        return (g if g.dtype == torch.float32 else g.float()).T
+    return g.double().T
+
+
+def _residual_norm(at: Tensor, lam: np.ndarray, b: np.ndarray) -> float:
+    """``||at @ lam - b||`` in float64, column block by column block (no float64 copy of ``at``)."""
+    acc = np.zeros(at.shape[0])
+    step = max(1, int(_FLOAT32_MIN // max(at.shape[0], 1)) // 8)
+    for start in range(0, at.shape[1], step):
+        block = at[:, start : start + step].double().numpy()
+        acc += block @ lam[start : start + step]
+    return float(np.linalg.norm(acc - b))
 
 
 def solve_multipliers(
@@ -444,23 +476,24 @@ def solve_multipliers(
       at once is exact too, but far slower: docs/selection.md).
     * ``ridge`` given: :func:`projected_fista` (with the box when ``upper`` is given).
     """
-    a_full = grads.detach().double().cpu().numpy().T  # (P, N)
+    n_total = grads.shape[0]
     b = -target.detach().double().cpu().numpy()
     # a sample whose gradient is exactly zero (e.g. beyond the hinge) cannot contribute to
     # stationarity: its multiplier is set to zero rather than left free
     # without full-size temporaries: a boolean per sample, and no column copy when every sample is used
-    used = torch.nonzero((grads.detach() != 0).any(dim=1)).flatten().cpu().numpy()
-    a = a_full if len(used) == a_full.shape[1] else a_full[:, used]
-    n = a.shape[1]
+    used_t = torch.nonzero((grads.detach() != 0).any(dim=1)).flatten().cpu()
+    used = used_t.numpy()
+    n = len(used)
     hi = np.inf if upper is None else float(upper)
     if n == 0:
-        return torch.zeros(a_full.shape[1], dtype=grads.dtype), {
+        return torch.zeros(n_total, dtype=grads.dtype), {
             "solver": "none",
             "residual": 1.0,
-            "n_zero_gradient": a_full.shape[1],
+            "n_zero_gradient": n_total,
         }
+    at = _solver_matrix(grads, used_t)  # (P, n)
+    bt = torch.from_numpy(b).to(at.dtype)
     if ridge:
-        at, bt = _solver_tensors(a, b)
         scale = _spectral_norm_sq(at)
         ones = at.sum(1)  # G^T 1: the best single multiplier for every sample
         center = max(float(ones @ bt) / max(float(ones @ ones), 1e-300), 0.0)
@@ -475,21 +508,20 @@ def solve_multipliers(
             "ridge": float(ridge),
             "ridge_center": center,
         }
-    elif upper is None and n * a.shape[0] <= _DIRECT_NNLS_MAX:
-        lam, _ = nnls(a, b, maxiter=max_iter or max(50 * n, 1000))
+    elif upper is None and n * at.shape[0] <= _DIRECT_NNLS_MAX:
+        lam, _ = nnls(at.double().numpy(), b, maxiter=max_iter or max(50 * n, 1000))
         info = {"solver": "nnls", "status": 0}
     elif upper is None:
-        at, bt = _solver_tensors(a, b)
         x0, iters = projected_fista(at, bt, None, max_iter=200)
         x, ws = working_set_nnls(at, bt, start=x0)
         lam = x.numpy()
         info = {"solver": "projected_fista+working_set_nnls", "fista_iterations": iters, "status": 0, **ws}
     else:
-        at, bt = _solver_tensors(a, b)
         x, ws = working_set_bvls(at, bt, hi, max_rounds=max_iter or 1000, tol=tol, progress=progress)
         lam = x.numpy()
         info = {"solver": "working_set_bvls", "status": 0, **ws}
-    if maximize_sum:
+    if maximize_sum:  # a dense linear program: small problems only
+        a = at.double().numpy()
         r = a @ lam - b
         slack = np.abs(r) + 1e-6 * max(np.linalg.norm(b), 1e-12) + 1e-9
         lp = linprog(
@@ -504,9 +536,8 @@ def solve_multipliers(
             info["solver"] += "+linprog[max sum]"
         else:
             info["lp_status"] = int(lp.status)
-    resid = np.linalg.norm(a @ lam - b) / max(np.linalg.norm(b), 1e-300)
-    info["residual"] = float(resid)
-    info["n_zero_gradient"] = int(a_full.shape[1] - n)
-    full = np.zeros(a_full.shape[1])
+    info["residual"] = _residual_norm(at, lam, b) / max(np.linalg.norm(b), 1e-300)
+    info["n_zero_gradient"] = int(n_total - n)
+    full = np.zeros(n_total)
     full[used] = lam
     return torch.from_numpy(full).to(grads.dtype), info

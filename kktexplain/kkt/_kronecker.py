@@ -1,0 +1,350 @@
+"""Projected per-sample gradients without materialising them: a Kronecker-structured sketch.
+
+For a linear or convolutional layer the per-sample gradient of the weight is a sum of outer
+products, ``G_i = sum_l g_il a_il^T`` (``a`` the layer's input, or its unfolded patches, and
+``g`` the gradient of the loss in the layer's output, at position ``l``). Projected with
+``P_out (k_o, d_out)`` and ``P_in (k_i, d_in)``,
+
+    P_out G_i P_in^T = sum_l (P_out g_il) (P_in a_il)^T,
+
+so the projection costs one forward (with ``P_in a`` computed as the inputs go by) and one
+backward to the layer outputs only (no weight gradients at all), and the ``d_out * d_in``
+gradient is never formed. Bias and normalisation parameters have per-sample gradients of
+their own size (``sum_l g`` and ``sum_l g * x_hat``) and get a plain Gaussian projection,
+or none when they are small enough.
+
+The same linear map applied to a flat parameter vector (:meth:`KroneckerSketch.__call__`)
+projects ``theta*``, so the sketched stationarity problem is ``min ||S theta* + S G^T lambda||``
+as with :class:`~kktexplain.kkt.CountSketch`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._grads import FunctionalModel
+
+__all__ = ["KroneckerSketch"]
+
+_CONV = (nn.Conv1d, nn.Conv2d)
+_NORM = (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass
+class _Block:
+    """The projection of one parameter tensor: ``kind`` says how its per-sample gradient is formed."""
+
+    name: str
+    module: str
+    attr: str  # "weight" or "bias"
+    kind: str  # "matrix" (linear/conv weight), "vector" (bias, norm parameters)
+    shape: tuple[int, ...]
+    p_out: Tensor | None  # (k_o, d_out), or None for the identity
+    p_in: Tensor | None  # (k_i, d_in) for matrices, or None for the identity
+
+    @property
+    def width(self) -> int:
+        numel = math.prod(self.shape)
+        if self.kind == "vector":
+            return numel if self.p_out is None else self.p_out.shape[0]
+        d_out = self.shape[0]
+        d_in = numel // d_out
+        k_o = d_out if self.p_out is None else self.p_out.shape[0]
+        k_i = d_in if self.p_in is None else self.p_in.shape[0]
+        return k_o * k_i
+
+
+def _unsupported(module: nn.Module) -> str | None:
+    """Why a module's per-sample gradients cannot be factored, or ``None`` if they can."""
+    if isinstance(module, nn.Linear):
+        return None
+    if isinstance(module, _CONV):
+        if module.groups != 1:
+            return "grouped convolution"
+        if module.padding_mode != "zeros" or isinstance(module.padding, str):
+            return f"padding {module.padding!r} with mode {module.padding_mode!r}"
+        return None
+    if isinstance(module, nn.GroupNorm | nn.LayerNorm):
+        return None
+    if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+        if module.training or module.running_mean is None:
+            return "BatchNorm that uses batch statistics (train mode or no running stats)"
+        return None
+    supported = "Linear, Conv1d, Conv2d, GroupNorm, LayerNorm, BatchNorm (eval)"
+    return f"{type(module).__name__} is not one of {supported}"
+
+
+def _gaussian(rows: int, cols: int, gen: torch.Generator, dtype, device) -> Tensor:
+    """A ``(rows, cols)`` Gaussian matrix scaled so that ``E ||P x||^2 = ||x||^2``."""
+    return (torch.randn(rows, cols, generator=gen, dtype=torch.float64) / math.sqrt(rows)).to(device, dtype)
+
+
+class KroneckerSketch:
+    """Random projection of per-sample gradients, factored layer by layer, never materialised.
+
+    Parameters
+    ----------
+    fmodel : FunctionalModel
+        The parameters to project are ``fmodel.theta``; each must be the ``weight`` or ``bias``
+        of a :class:`~torch.nn.Linear`, :class:`~torch.nn.Conv1d`, :class:`~torch.nn.Conv2d`
+        (zero padding, one group), :class:`~torch.nn.GroupNorm`, :class:`~torch.nn.LayerNorm`
+        or an eval-mode :class:`~torch.nn.BatchNorm1d`/``2d``.
+    out_features : int
+        The target width ``K``. It is split over the parameter tensors in proportion to their
+        sizes (as a :class:`CountSketch` spreads them in expectation), at least one column
+        each; a tensor whose share covers it whole is kept exact. The realised width is
+        :attr:`out_features` (within a few columns of the request).
+    seed : int, default=0
+        Every process of a sharded selection must use the same seed.
+
+    Raises
+    ------
+    ValueError
+        If a parameter of ``fmodel.theta`` belongs to an unsupported layer (the message names
+        it and the reason); use the :class:`CountSketch` for such models.
+
+    Notes
+    -----
+    For a weight of shape ``(d_out, d_in)`` (a convolution's flattened to ``d_in = c_in * k``)
+    with share ``k``, the factors are sized to minimise the per-position cost
+    ``k_i d_in + k_o d_out`` at ``k_o k_i = k``: ``k_i = sqrt(k d_out / d_in)``. Products
+    of Gaussian factors preserve inner products in expectation, ``E <Sx, Sy> = <x, y>``, with a
+    larger variance than a dense Gaussian of the same width.
+    """
+
+    def __init__(self, fmodel: FunctionalModel, out_features: int, seed: int = 0) -> None:
+        if isinstance(out_features, bool) or not isinstance(out_features, int) or out_features < 1:
+            raise ValueError(f"out_features must be a positive int, got {out_features!r}")
+        modules = dict(fmodel.model.named_modules())
+        owner: dict[str, tuple[str, str]] = {}
+        for name in fmodel.theta:
+            mod_name, _, attr = name.rpartition(".")
+            module = modules.get(mod_name)
+            reason = None if module is None else _unsupported(module)
+            if module is None or attr not in ("weight", "bias") or reason is not None:
+                raise ValueError(
+                    f"sketch='kronecker' cannot factor the per-sample gradient of parameter {name!r}: "
+                    f"{reason or 'it is not the weight or bias of a layer'}; use sketch='count'"
+                )
+            owner[name] = (mod_name, attr)
+        total = fmodel.num_params
+        gen = torch.Generator().manual_seed(seed)
+        ref = next(iter(fmodel.theta.values()))
+        self.blocks: list[_Block] = []
+        for name, t in fmodel.theta.items():
+            mod_name, attr = owner[name]
+            module = modules[mod_name]
+            share = max(1, round(out_features * t.numel() / total))
+            matrix = attr == "weight" and isinstance(module, (nn.Linear, *_CONV))
+            p_out = p_in = None
+            if not matrix:
+                if share < t.numel():
+                    p_out = _gaussian(share, t.numel(), gen, ref.dtype, ref.device)
+                kind = "vector"
+            else:
+                d_out = t.shape[0]
+                d_in = t.numel() // d_out
+                k_i = min(d_in, max(1, round(math.sqrt(share * d_out / d_in))))
+                k_o = min(d_out, max(1, round(share / k_i)))
+                k_i = min(d_in, max(1, round(share / k_o)))
+                if k_o < d_out:
+                    p_out = _gaussian(k_o, d_out, gen, ref.dtype, ref.device)
+                if k_i < d_in:
+                    p_in = _gaussian(k_i, d_in, gen, ref.dtype, ref.device)
+                kind = "matrix"
+            self.blocks.append(_Block(name, mod_name, attr, kind, tuple(t.shape), p_out, p_in))
+        self.in_features = total
+        self.out_features = sum(b.width for b in self.blocks)
+        self._clone = False  # set once an in-place op downstream of a layer is seen
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Project flat parameter vectors ``x (..., P)``, in ``fmodel.theta``'s order, to ``(..., K)``.
+
+        This is the map that :meth:`per_sample_grads` applies to each per-sample gradient
+        without forming it; use it for ``theta*`` and to check the factored path.
+        """
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"expected {self.in_features} features, got {x.shape[-1]}")
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, self.in_features)
+        out, start = [], 0
+        for b in self.blocks:
+            numel = math.prod(b.shape)
+            part = flat[:, start : start + numel]
+            start += numel
+            if b.kind == "vector":
+                out.append(part if b.p_out is None else part @ b.p_out.to(part.dtype).T)
+                continue
+            w = part.reshape(len(part), b.shape[0], -1)  # (n, d_out, d_in)
+            if b.p_out is not None:
+                w = torch.einsum("od,ndi->noi", b.p_out.to(w.dtype), w)
+            if b.p_in is not None:
+                w = w @ b.p_in.to(w.dtype).T
+            out.append(w.flatten(1))
+        return torch.cat(out, dim=1).reshape(*lead, self.out_features)
+
+    def per_sample_grads(
+        self,
+        fmodel: FunctionalModel,
+        inputs: Tensor,
+        labels: Tensor,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+    ) -> Tensor:
+        """``S grad_theta L(x_i, y_i)`` for every row, from one forward and one backward.
+
+        Parameters
+        ----------
+        fmodel : FunctionalModel
+            The view the sketch was built on (evaluated as it is; it must not mix samples).
+        inputs : Tensor of shape (n, *input_shape)
+        labels : Tensor of shape (n,) or (n, C)
+        loss_fn : callable
+            Per-sample loss ``(logits, labels) -> (n,)``.
+
+        Returns
+        -------
+        Tensor of shape (n, K)
+        """
+        modules = dict(fmodel.model.named_modules())
+        by_module: dict[str, list[_Block]] = {}
+        for b in self.blocks:
+            by_module.setdefault(b.module, []).append(b)
+        calls, grads = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
+        if any(out._version != version for _, out, version, _ in calls):
+            # an in-place op downstream (ReLU(inplace=True)) rewrote a layer's output, whose
+            # gradient would then be the wrong one: redo with copies, and keep copying
+            self._clone = True
+            calls, grads = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
+        n = len(inputs)
+        acc = {b.name: None for b in self.blocks}
+        for (mod_name, out, _, saved), g in zip(calls, grads):
+            if g is None:
+                g = torch.zeros_like(out)
+            module = modules[mod_name]
+            for b in by_module[mod_name]:
+                part = _block_grad(module, b, g.detach(), saved)
+                acc[b.name] = part if acc[b.name] is None else acc[b.name] + part
+        ref = next(iter(fmodel.theta.values()))
+        return torch.cat(
+            [
+                (
+                    torch.zeros(n, b.width, dtype=ref.dtype, device=ref.device)
+                    if acc[b.name] is None
+                    else acc[b.name]
+                )
+                for b in self.blocks
+            ],
+            dim=1,
+        )
+
+    def _backward_to_outputs(self, fmodel, modules, by_module, inputs, labels, loss_fn):
+        """One forward with hooks that save what each layer needs, one backward to the layer outputs."""
+        calls: list[tuple[str, Tensor, int, dict[str, Tensor]]] = []  # (module, output, version, saved)
+        clone = self._clone
+
+        def hook_for(mod_name: str):
+            def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
+                saved = _saved_inputs(module, args[0].detach(), by_module[mod_name])
+                calls.append((mod_name, output, output._version, saved))
+                return output.clone() if clone else None
+
+            return hook
+
+        handles = [modules[m].register_forward_hook(hook_for(m)) for m in by_module]
+        try:
+            theta = {k: v.detach().requires_grad_(True) for k, v in fmodel.theta.items()}
+            with torch.enable_grad():
+                logits = fmodel(inputs, theta)
+                loss = loss_fn(logits, labels).sum()
+                outputs = [out for _, out, _, _ in calls]
+                if any(out._version != version for _, out, version, _ in calls):
+                    return calls, [None] * len(calls)
+                grads = torch.autograd.grad(loss, outputs, allow_unused=True)
+        finally:
+            for h in handles:
+                h.remove()
+        return calls, grads
+
+
+def _positions_last(t: Tensor) -> Tensor:
+    """``(n, c, *spatial)`` as ``(n, c, L)``."""
+    return t.reshape(t.shape[0], t.shape[1], -1)
+
+
+def _saved_inputs(module: nn.Module, x: Tensor, blocks: list[_Block]) -> dict[str, Tensor]:
+    """What the per-sample gradients of ``blocks`` need from a layer's input, projected early."""
+    saved: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for b in blocks:
+            if b.kind == "matrix" and isinstance(module, nn.Linear):
+                a = x.reshape(x.shape[0], -1, x.shape[-1])  # (n, L, d_in)
+                saved["a"] = a if b.p_in is None else a @ b.p_in.to(a.dtype).T
+            elif b.kind == "matrix":
+                saved["a"] = _projected_patches(module, x, b.p_in)  # (n, k_i, L)
+            elif b.attr == "weight":
+                saved["x_hat"] = _normalised(module, x)
+    return saved
+
+
+def _projected_patches(conv: nn.Conv1d | nn.Conv2d, x: Tensor, p_in: Tensor | None) -> Tensor:
+    """The receptive fields of ``conv`` on ``x``, projected: ``(n, k_i, L)``.
+
+    Projecting every patch with ``P_in`` is a convolution with ``P_in`` as its kernel (same
+    stride, padding and dilation): ``k_i`` output channels, no unfolded copy of the input.
+    """
+    weight_shape = conv.weight.shape  # (d_out, c_in, *kernel)
+    if p_in is None:  # exact: the patches themselves, through an identity kernel
+        d_in = math.prod(weight_shape[1:])
+        p_in = torch.eye(d_in, dtype=x.dtype, device=x.device)
+    kernel = p_in.to(x.dtype).reshape(p_in.shape[0], *weight_shape[1:])
+    conv_fn = F.conv1d if isinstance(conv, nn.Conv1d) else F.conv2d
+    out = conv_fn(x, kernel, None, conv.stride, conv.padding, conv.dilation)
+    return _positions_last(out)
+
+
+def _normalised(module: nn.Module, x: Tensor) -> Tensor:
+    """A normalisation layer's input after normalisation, before its affine map."""
+    if isinstance(module, nn.GroupNorm):
+        return F.group_norm(x, module.num_groups, eps=module.eps)
+    if isinstance(module, nn.LayerNorm):
+        return F.layer_norm(x, module.normalized_shape, eps=module.eps)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mean = module.running_mean.reshape(shape)
+    var = module.running_var.reshape(shape)
+    return (x - mean) / torch.sqrt(var + module.eps)
+
+
+def _block_grad(module: nn.Module, b: _Block, g: Tensor, saved: dict[str, Tensor]) -> Tensor:
+    """The projected per-sample gradient of one block from one call of its layer: ``(n, width)``."""
+    n = g.shape[0]
+    if b.kind == "matrix" and isinstance(module, nn.Linear):
+        go = g.reshape(n, -1, g.shape[-1])  # (n, L, d_out)
+        if b.p_out is not None:
+            go = go @ b.p_out.to(go.dtype).T
+        return torch.einsum("nlo,nli->noi", go, saved["a"]).flatten(1)
+    if b.kind == "matrix":
+        go = _positions_last(g)  # (n, d_out, L)
+        if b.p_out is not None:
+            go = torch.matmul(b.p_out.to(go.dtype), go)  # (n, k_o, L)
+        return torch.bmm(go, saved["a"].transpose(1, 2)).flatten(1)
+    if isinstance(module, nn.LayerNorm):
+        lead = g.ndim - len(module.normalized_shape)
+        t = g if b.attr == "bias" else g * saved["x_hat"]
+        v = t.sum(dim=tuple(range(1, lead))) if lead > 1 else t
+        v = v.reshape(n, -1)
+    elif isinstance(module, (nn.Linear, *_CONV)):
+        v = (
+            g.reshape(n, -1, g.shape[-1]).sum(1)
+            if isinstance(module, nn.Linear)
+            else _positions_last(g).sum(-1)
+        )
+    else:
+        t = g if b.attr == "bias" else g * saved["x_hat"]
+        v = _positions_last(t).sum(-1)
+    return v if b.p_out is None else v @ b.p_out.to(v.dtype).T
