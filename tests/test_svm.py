@@ -239,3 +239,13 @@ def test_non_finite_inputs_are_rejected():
     x[0, 0] = np.nan
     with pytest.raises(ValueError, match="X must be finite"):
         sanity_check(x, y)
+
+
+def test_iris_duplicate_on_the_margin_makes_the_dual_non_unique():
+    # iris holds repeated rows; at C = 0.1 one of them lies on the margin next to its twin
+    x, y = SANITY_DATASETS["iris_versicolor_vs_virginica"]()
+    r = sanity_check(x, y, C=0.1, n_synthetic=0)
+    assert r.svc_kkt_violation < 1e-6 and not r.svc_dual_unique
+    assert r.diagnosis.startswith("The dual is not unique") and "duplicate" in r.diagnosis
+    clean = sanity_check(x, y, C=1.0, n_synthetic=0)
+    assert clean.svc_dual_unique and clean.diagnosis == ""

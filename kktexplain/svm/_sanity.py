@@ -488,6 +488,10 @@ def sanity_check(
         synth_resid = _stationarity_residual(w, synth_lam, ys, xs.numpy())
         synth_bias = float(abs(np.dot(synth_lam, ys)) / np.linalg.norm(w))
     f1 = float(f1_score(theirs, ours, zero_division=0.0))
+    differ = ours != theirs
+    with torch.no_grad():
+        svc_margin = ysign * model.decision_function(Xt.double()).numpy()
+    borderline = differ & ((np.maximum(alpha, lam) < 1e-4 * C) | (np.abs(svc_margin - 1) <= margin_tol))
     return SanityResult(
         precision=float(precision_score(theirs, ours, zero_division=0.0)),
         recall=float(recall_score(theirs, ours, zero_division=0.0)),
@@ -515,7 +519,9 @@ def sanity_check(
         svc_free_rank=diag.free_rank,
         svc_dual_unique=diag.dual_unique,
         feature_scale_ratio=diag.feature_scale_ratio,
-        diagnosis=svc_advice(diag, svc_kkt_tol, converged, f1, float(resid)),
+        diagnosis=svc_advice(
+            diag, svc_kkt_tol, converged, f1, float(resid), int(differ.sum()), int(borderline.sum())
+        ),
         synth_lr=lr,
         synth_lr_lambda=lr_lambda,
         synth_init=synth_init,

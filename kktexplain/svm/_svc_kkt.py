@@ -168,7 +168,15 @@ def svc_kkt_diagnostics(
     )
 
 
-def svc_advice(diag: SVCDiagnostics, kkt_tol: float, converged: bool, f1: float, residual: float) -> str:
+def svc_advice(
+    diag: SVCDiagnostics,
+    kkt_tol: float,
+    converged: bool,
+    f1: float,
+    residual: float,
+    n_differ: int = 0,
+    n_borderline: int = 0,
+) -> str:
     """What the diagnostics mean for the comparison, and what to do; ``""`` when nothing is off.
 
     Parameters
@@ -182,6 +190,11 @@ def svc_advice(diag: SVCDiagnostics, kkt_tol: float, converged: bool, f1: float,
         Of our support set against SVC's.
     residual : float
         Our selection's stationarity residual ``||w - sum lambda y x|| / ||w||``.
+    n_differ : int, default=0
+        Training points in one support set and not the other.
+    n_borderline : int, default=0
+        Of those, points whose multiplier is tiny on both sides or that lie within
+        ``margin_tol`` of the margin (where the support threshold, not the solution, decides).
 
     Notes
     -----
@@ -223,8 +236,15 @@ def svc_advice(diag: SVCDiagnostics, kkt_tol: float, converged: bool, f1: float,
         )
         notes.append(f"Our multipliers do not reproduce w (residual {residual:.1e}){either}.")
     elif f1 < 1.0 and not notes:
-        notes.append(
-            "The support sets differ although both sides satisfy their conditions: check margin_tol "
-            "against points that lie on the margin up to round-off."
-        )
+        if n_differ and n_borderline == n_differ:
+            notes.append(
+                f"The support sets differ on {n_differ} point(s), each with a multiplier below "
+                "1e-4 C on both sides or within margin_tol of the margin: the support threshold "
+                "decides them, not the solution."
+            )
+        else:
+            notes.append(
+                f"The support sets differ on {n_differ} point(s) although both sides satisfy their "
+                "conditions: check margin_tol against points on the margin up to round-off."
+            )
     return " ".join(notes)
