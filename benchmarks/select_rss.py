@@ -128,7 +128,11 @@ def child(args: argparse.Namespace) -> None:
         gradient_pass(model, x, y, args, start, baseline)
         return
     sel = DeepSupportVectors(
-        projection_dim=args.projection_dim, chunk_size=args.chunk_size, seed=0, progress=False
+        projection_dim=args.projection_dim,
+        sketch=args.sketch,
+        chunk_size=args.chunk_size,
+        seed=0,
+        progress=False,
     ).attribute(model, candidates=x, labels=y)
     done.set()
     sampler.join()
@@ -164,7 +168,7 @@ def gradient_pass(model, x, y, args, start: float, baseline: float) -> None:
     fmodel = FunctionalModel(model)
     sketch = CountSketch(fmodel.num_params, args.projection_dim, seed=0)
     loss = KKTObjective.from_preset("default").loss_fn()
-    grads = gather_gradients(fmodel, x, y, loss, args.chunk_size, sketch, progress=False)
+    grads, _ = gather_gradients(fmodel, x, y, loss, args.chunk_size, sketch, progress=False)
     peak = _status_mb("VmHWM")
     out = {
         "n": args.child,
@@ -182,6 +186,10 @@ def main() -> None:
     p.add_argument("--n", type=int, nargs="+", default=[10_000, 30_000, 60_000])
     p.add_argument("--projection-dim", type=int, default=2048)
     p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--sketch", choices=("count", "kronecker"), default="count")
+    p.add_argument(
+        "--name", default=None, help="result file name (default select_rss or select_rss_gradients)"
+    )
     p.add_argument("--model", choices=("small", "reference"), default="small")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument(
@@ -216,7 +224,7 @@ def main() -> None:
     for n in args.n:
         cmd = [sys.executable, __file__, "--child", str(n), "--weights", str(weights)]
         cmd += ["--projection-dim", str(args.projection_dim), "--chunk-size", str(args.chunk_size)]
-        cmd += ["--model", args.model, "--threads", str(args.threads)]
+        cmd += ["--model", args.model, "--threads", str(args.threads), "--sketch", args.sketch]
         cmd += ["--gradients-only"] if args.gradients_only else []
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -227,14 +235,16 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
     if args.gradients_only:
-        print(f"wrote {write_json('select_rss_gradients', {'model': args.model, 'rows': rows})}")
+        name = args.name or "select_rss_gradients"
+        print(f"wrote {write_json(name, {'model': args.model, 'rows': rows})}")
         return
     first, last = rows[0], rows[-1]
     slope = (last["selection_mb"] - first["selection_mb"]) / max(last["n"] - first["n"], 1)
     path = write_json(
-        "select_rss",
+        args.name or "select_rss",
         {
             "model": args.model,
+            "sketch": args.sketch,
             "model_card": model_card,
             "projection_dim": args.projection_dim,
             "chunk_size": args.chunk_size,

@@ -36,7 +36,7 @@ def gather_gradients(
     chunk_size: int,
     sketch: CountSketch | KroneckerSketch | None,
     progress: bool,
-) -> Tensor:
+) -> tuple[Tensor, Tensor | None]:
     """All candidates' (sketched) per-sample gradients, sharded over processes if running distributed.
 
     Inside an initialised :mod:`torch.distributed` process group (e.g. under ``torchrun``;
@@ -52,24 +52,41 @@ def gather_gradients(
 
     Returns
     -------
-    Tensor of shape (N, P) or (N, K), on the CPU
+    grads : Tensor of shape (N, P) or (N, K), on the CPU
+    logits : Tensor of shape (N, C) or None
+        The candidates' logits where the gradient pass computed them (the Kronecker sketch).
     """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return collect_gradients(fmodel, candidates, labels, loss_fn, chunk_size, sketch, progress=progress)
+        return collect_gradients(
+            fmodel, candidates, labels, loss_fn, chunk_size, sketch, progress=progress, return_logits=True
+        )
     rank, world, n = dist.get_rank(), dist.get_world_size(), len(candidates)
     per = -(-n // world)
     start, stop = min(rank * per, n), min((rank + 1) * per, n)
-    mine = collect_gradients(
-        fmodel, candidates, labels, loss_fn, chunk_size, sketch, rows=(start, stop), progress=progress
+    mine, logits = collect_gradients(
+        fmodel,
+        candidates,
+        labels,
+        loss_fn,
+        chunk_size,
+        sketch,
+        rows=(start, stop),
+        progress=progress,
+        return_logits=True,
     )
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    padded = torch.zeros(per, mine.shape[1], dtype=mine.dtype, device=device)
-    padded[: len(mine)] = mine.to(device)
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[: max(0, min(per, n - r * per))].cpu() for r, part in enumerate(parts)])
+
+    def gather(rows: Tensor) -> Tensor:
+        padded = torch.zeros(per, rows.shape[1], dtype=rows.dtype, device=device)
+        padded[: len(rows)] = rows.to(device)
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[: max(0, min(per, n - r * per))].cpu() for r, part in enumerate(parts)])
+
+    # every process takes the same path, so all of them have logits or none has
+    return gather(mine), (None if logits is None else gather(logits))
 
 
 def select(
@@ -121,7 +138,9 @@ def select(
             sketch = CountSketch(p, projection_dim, seed=seed, device=device)
     target = torch.cat([v.flatten() for v in fmodel.target.values()])
     target = sketch(target[None])[0] if sketch is not None else target
-    grads = gather_gradients(fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress)
+    grads, logits = gather_gradients(
+        fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress
+    )
     grad_seconds = time.perf_counter() - start
     for term, value in (("theta* (the model's parameters)", target), ("per-sample gradients", grads)):
         if not bool(torch.isfinite(value).all()):
@@ -131,7 +150,9 @@ def select(
     )
     lam = lam.to(dtype)
     solve_seconds = time.perf_counter() - start - grad_seconds
-    kkt = kkt_residuals(fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(chunk_size, 256))
+    kkt = kkt_residuals(
+        fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(chunk_size, 256), logits=logits
+    )
     settings = dict(settings)
     settings.update(
         objective=objective.to_dict(),

@@ -372,34 +372,45 @@ def test_ridge_picks_the_uniform_solution_among_exact_ones(rng):
     np.testing.assert_allclose(lam3.numpy(), ref.x, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["count", "kronecker"])
 @pytest.mark.parametrize("world", [2, 3, 8])  # 7 rows: uneven shards; 8 processes leave one empty
-def test_sharded_gradients_are_every_process_rows_gathered_in_order(tiny64, rng, monkeypatch, world):
+def test_sharded_gradients_are_every_process_rows_gathered_in_order(tiny64, rng, monkeypatch, world, kind):
     # one process of a `world`-process group, faked: the others' shards (padded with NaN) come
     # from the unsharded reference, this process's shard from gather_gradients itself
     import torch.distributed as dist
 
     from kktexplain._select import _world_size, gather_gradients
-    from kktexplain.kkt import FunctionalModel, KKTObjective, collect_gradients
+    from kktexplain.kkt import FunctionalModel, KKTObjective, KroneckerSketch, collect_gradients
 
     fmodel = FunctionalModel(tiny64)
     x = torch.randn(7, 3, generator=rng, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
     loss_fn = KKTObjective().loss_fn()
-    sketch = CountSketch(fmodel.num_params, 8, seed=1)
-    ref = collect_gradients(fmodel, x, y, loss_fn, 2, sketch)
+    sketch = (
+        CountSketch(fmodel.num_params, 8, seed=1) if kind == "count" else KroneckerSketch(fmodel, 8, seed=1)
+    )
+    width = sketch.out_features
+    ref, ref_logits = collect_gradients(fmodel, x, y, loss_fn, 2, sketch, return_logits=True)
+    assert (ref_logits is None) == (kind == "count")
+    if ref_logits is not None:
+        torch.testing.assert_close(ref_logits, tiny64(x), rtol=0, atol=1e-12)
     per = -(-7 // world)
     assert _world_size() == 1
     for rank in range(world):
         gathered = []
 
         def all_gather(parts, padded, rank=rank, gathered=gathered):
-            assert len(parts) == world and padded.shape == (per, 8) and padded.device.type == "cpu"
+            # the gradients (width columns), then, with the Kronecker sketch, the logits (3)
+            full = ref if len(gathered) == 0 else ref_logits
+            assert (
+                len(parts) == world and padded.shape == (per, full.shape[1]) and padded.device.type == "cpu"
+            )
             for r, part in enumerate(parts):
                 part.fill_(float("nan"))
                 if r == rank:
                     part.copy_(padded)
                 else:
-                    rows = ref[r * per : (r + 1) * per]
+                    rows = full[r * per : (r + 1) * per]
                     part[: len(rows)] = rows
             gathered.append(padded.clone())
 
@@ -412,8 +423,13 @@ def test_sharded_gradients_are_every_process_rows_gathered_in_order(tiny64, rng,
         }.items():
             monkeypatch.setattr(dist, name, value, raising=False)
         assert _world_size() == world
-        out = gather_gradients(fmodel, x, y, loss_fn, 2, sketch, False)
+        out, logits = gather_gradients(fmodel, x, y, loss_fn, 2, sketch, False)
+        assert out.shape == (7, width) and len(gathered) == (1 if kind == "count" else 2)
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        if kind == "count":
+            assert logits is None
+        else:
+            torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-12)
         mine = ref[rank * per : (rank + 1) * per]
         torch.testing.assert_close(gathered[0][: len(mine)], mine, rtol=0, atol=1e-12)
         assert not gathered[0][len(mine) :].any()  # the padding of a short shard is zeros
@@ -597,8 +613,10 @@ def test_residuals_of_a_sparse_solution_skip_the_zero_rows_and_agree():
     g = sum(lam[i] * torch.cat([t.flatten() for t in _grad_of(fmodel, x[i], y[i])]) for i in range(90))
     theta = torch.cat([t.flatten() for t in fmodel.target.values()])
     literal = (-(g @ theta) / (g.norm() * theta.norm())).item()
-    for r in (sparse, dense):
+    given = kkt_residuals(fmodel, x, y, lam, chunk_size=8, logits=model(x))  # no forward of its own
+    for r in (sparse, dense, given):
         assert r.stationarity["cosine"] == pytest.approx(literal, abs=1e-12)
+    torch.testing.assert_close(given.margin, dense.margin, rtol=1e-12, atol=1e-12)
     for field in ("margin", "entropy", "primal_loss"):
         torch.testing.assert_close(getattr(sparse, field), getattr(dense, field), rtol=1e-12, atol=1e-12)
 

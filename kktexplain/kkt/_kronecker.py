@@ -195,7 +195,8 @@ class KroneckerSketch:
         inputs: Tensor,
         labels: Tensor,
         loss_fn: Callable[[Tensor, Tensor], Tensor],
-    ) -> Tensor:
+        return_logits: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """``S grad_theta L(x_i, y_i)`` for every row, from one forward and one backward.
 
         Parameters
@@ -206,21 +207,26 @@ class KroneckerSketch:
         labels : Tensor of shape (n,) or (n, C)
         loss_fn : callable
             Per-sample loss ``(logits, labels) -> (n,)``.
+        return_logits : bool, default=False
+            Also return the logits of the forward pass (detached).
 
         Returns
         -------
         Tensor of shape (n, K)
+            With ``return_logits``, the pair ``(grads, logits (n, C))``.
         """
         modules = dict(fmodel.model.named_modules())
         by_module: dict[str, list[_Block]] = {}
         for b in self.blocks:
             by_module.setdefault(b.module, []).append(b)
-        calls, grads = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
+        calls, grads, logits = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
         if any(out._version != version for _, out, version, _ in calls):
             # an in-place op downstream (ReLU(inplace=True)) rewrote a layer's output, whose
             # gradient would then be the wrong one: redo with copies, and keep copying
             self._clone = True
-            calls, grads = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
+            calls, grads, logits = self._backward_to_outputs(
+                fmodel, modules, by_module, inputs, labels, loss_fn
+            )
         n = len(inputs)
         acc = {b.name: None for b in self.blocks}
         for (mod_name, out, _, saved), g in zip(calls, grads):
@@ -231,7 +237,7 @@ class KroneckerSketch:
                 part = _block_grad(module, b, g.detach(), saved)
                 acc[b.name] = part if acc[b.name] is None else acc[b.name] + part
         ref = next(iter(fmodel.theta.values()))
-        return torch.cat(
+        out = torch.cat(
             [
                 (
                     torch.zeros(n, b.width, dtype=ref.dtype, device=ref.device)
@@ -242,6 +248,7 @@ class KroneckerSketch:
             ],
             dim=1,
         )
+        return (out, logits) if return_logits else out
 
     def _backward_to_outputs(self, fmodel, modules, by_module, inputs, labels, loss_fn):
         """One forward with hooks that save what each layer needs, one backward to the layer outputs."""
@@ -264,12 +271,12 @@ class KroneckerSketch:
                 loss = loss_fn(logits, labels).sum()
                 outputs = [out for _, out, _, _ in calls]
                 if any(out._version != version for _, out, version, _ in calls):
-                    return calls, [None] * len(calls)
+                    return calls, [None] * len(calls), logits.detach()
                 grads = torch.autograd.grad(loss, outputs, allow_unused=True)
         finally:
             for h in handles:
                 h.remove()
-        return calls, grads
+        return calls, grads, logits.detach()
 
 
 def _positions_last(t: Tensor) -> Tensor:

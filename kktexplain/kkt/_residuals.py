@@ -103,6 +103,7 @@ def kkt_residuals(
     lambdas: Tensor,
     loss_fn: LossFn | None = None,
     chunk_size: int = 1024,
+    logits: Tensor | None = None,
 ) -> KKTResiduals:
     """Every DeepKKT residual of given inputs, labels and multipliers (exact, chunked).
 
@@ -117,6 +118,9 @@ def kkt_residuals(
         Per-sample loss of the stationarity sum; cross-entropy when omitted.
     chunk_size : int, default=1024
         Samples per forward/backward, to bound memory.
+    logits : Tensor of shape (N, C), optional
+        The inputs' logits if already computed (selection's gradient pass): a sparse ``lambdas``
+        then needs no forward over the samples outside its support.
 
     Returns
     -------
@@ -133,7 +137,9 @@ def kkt_residuals(
     sparse = 2 * len(nonzero) < len(inputs) and len(inputs) > 4 * chunk_size
     grad_rows = nonzero if sparse else torch.arange(len(inputs))
     chunks = []
-    if sparse:
+    if sparse and logits is not None:
+        chunks.append(logits.detach().cpu())
+    elif sparse:
         with torch.no_grad():
             for start in range(0, len(inputs), chunk_size):
                 chunks.append(fmodel(inputs[start : start + chunk_size].to(device)).cpu())

@@ -324,7 +324,8 @@ def collect_gradients(
     sketch: CountSketch | None = None,
     rows: tuple[int, int] | None = None,
     progress: bool = False,
-) -> Tensor:
+    return_logits: bool = False,
+) -> Tensor | tuple[Tensor, Tensor | None]:
     """The flattened (optionally sketched) per-sample gradients of a range of rows, on the CPU.
 
     This is the unit of work of selection: one process computes the rows ``[start, stop)``
@@ -348,10 +349,14 @@ def collect_gradients(
         ``(start, stop)``: the rows to compute. Default: all.
     progress : bool, default=False
         Show a progress bar.
+    return_logits : bool, default=False
+        Also return the rows' logits, which the :class:`KroneckerSketch` path computes on the
+        way (``None`` on the other paths).
 
     Returns
     -------
     Tensor of shape (stop - start, P) or (stop - start, K)
+        With ``return_logits``, the pair ``(grads, logits (stop - start, C) or None)``.
     """
     start, stop = (0, len(inputs)) if rows is None else rows
     if not 0 <= start <= stop <= len(inputs):
@@ -365,19 +370,36 @@ def collect_gradients(
     width = fmodel.num_params if sketch is None else sketch.out_features
     # one (N, width) matrix filled chunk by chunk: no list of chunks and no concatenated copy
     out = torch.empty(len(x), width, dtype=next(iter(fmodel.theta.values())).dtype)
+    logit_chunks = []
     row = 0
     for _, g in tqdm(chunks, total=total, desc="per-sample grads", disable=not progress, leave=False):
+        if isinstance(g, tuple):
+            g, lg = g
+            logit_chunks.append(lg.cpu())
         out[row : row + len(g)] = g.detach()
         row += len(g)
-    return out
+    if not return_logits:
+        return out
+    if isinstance(sketch, KroneckerSketch) and not logit_chunks:
+        # an empty shard still returns (0, C) logits: every process of a sharded run must
+        # gather the same tensors
+        device = next(iter(fmodel.theta.values())).device
+        with torch.no_grad():
+            logit_chunks.append(fmodel(inputs[:1].to(device))[:0].cpu())
+    return out, (torch.cat(logit_chunks) if logit_chunks else None)
 
 
 def _factored_chunks(fmodel, x, y, chunk_size, loss_fn, sketch):
-    """``(rows, S grad L)`` chunk by chunk through :meth:`KroneckerSketch.per_sample_grads`."""
+    """``(rows, (S grad L, logits))`` chunk by chunk through :meth:`KroneckerSketch.per_sample_grads`."""
     device = next(iter(fmodel.theta.values())).device
     for start in range(0, len(x), chunk_size):
         rows = slice(start, min(start + chunk_size, len(x)))
-        yield rows, sketch.per_sample_grads(fmodel, x[rows].to(device), y[rows].to(device), loss_fn)
+        yield (
+            rows,
+            sketch.per_sample_grads(
+                fmodel, x[rows].to(device), y[rows].to(device), loss_fn, return_logits=True
+            ),
+        )
 
 
 _FLOAT32_MIN = 5e7  # entries above which the iterative solvers work in float32
