@@ -256,14 +256,15 @@ class KroneckerSketch:
         clone = self._clone
 
         def hook_for(mod_name: str):
-            def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
-                saved = _saved_inputs(module, args[0].detach(), by_module[mod_name])
+            def hook(module: nn.Module, args: tuple, kwargs: dict, output: Tensor) -> Tensor | None:
+                x = args[0] if args else kwargs["input"]
+                saved = _saved_inputs(module, x.detach(), by_module[mod_name])
                 calls.append((mod_name, output, output._version, saved))
                 return output.clone() if clone else None
 
             return hook
 
-        handles = [modules[m].register_forward_hook(hook_for(m)) for m in by_module]
+        handles = [modules[m].register_forward_hook(hook_for(m), with_kwargs=True) for m in by_module]
         try:
             theta = {k: v.detach().requires_grad_(True) for k, v in fmodel.theta.items()}
             with torch.enable_grad():
