@@ -1073,6 +1073,33 @@ def svm_heldout_claims() -> list[tuple[str, str]]:
     return out
 
 
+def near_kkt_claims() -> list[tuple[str, str]]:
+    """docs/residuals.md's "On a model near a KKT point" against near_kkt_dsv.json."""
+    page = "docs/residuals.md"
+    d = load("near_kkt_dsv.json")
+    rows = {r["model"]: r for r in d["rows"]}
+    out = []
+    for key, label in (
+        ("near_kkt", "near a KKT point (full batch, wd 1e-3)"),
+        ("reference", "reference `digits_mlp`"),
+    ):
+        r = rows[key]
+        out.append(
+            (
+                page,
+                f"| {label} | {_cos(r['readiness_cosine'])} | {_cos(r['selection_cosine'])} | "
+                f"{_cos(r['dsv_noise_cosine_median'])} | {_cos(r['dsv_real_cosine_median'])} |",
+            )
+        )
+    var = {(v["n_per_class"], v["per_layer"]): v for v in d["near_kkt_variants"]}
+    for n, label in ((10, "100 (10 per class)"), (50, "500 (50 per class)")):
+        per_tensor, glob = var[(n, True)], var[(n, False)]
+        cells = [per_tensor["cosine_median"], glob["cosine_median"], glob["refit_cosine_median"]]
+        out.append((page, f"| {label} | " + " | ".join(_cos(c) for c in cells) + " |"))
+    out.append((page, f"**{_cos(var[(50, False)]['cosine_median'])} at 500**"))
+    return out
+
+
 def all_claims() -> list[tuple[str, str]]:
     return (
         claims()
@@ -1088,6 +1115,7 @@ def all_claims() -> list[tuple[str, str]]:
         + distill_claims()
         + generate_claims()
         + svm_heldout_claims()
+        + near_kkt_claims()
     )
 
 
