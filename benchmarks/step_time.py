@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import time
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +45,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with this process's CPU time (robust to other jobs; run with OMP_NUM_THREADS=1)",
+    )
+    p.add_argument("--name", default="step_time", help="result file name (benchmarks/results/NAME.json)")
     args = p.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     model, card = load_reference_model("fashion_mnist_convnet", progress=False)
     torch.manual_seed(0)
     x0 = torch.randn(args.batch, 1, 28, 28)
@@ -60,17 +68,23 @@ def main() -> None:
         opt_train.step()
 
     fmodel = FunctionalModel(model)
-    results = {"train_step_s": median_time(train_step, args.repeats)}
+    results = {"train_step_s": median_time(train_step, args.repeats, clock=clock)}
     for preset in ("default", "paper_eq9", "paper_alg1"):
         kkt_step = make_kkt_step(fmodel, KKTObjective.from_preset(preset), x0, y)
-        t = median_time(kkt_step, args.repeats)
+        t = median_time(kkt_step, args.repeats, clock=clock)
         results[f"kkt_step_s_{preset}"] = t
         results[f"ratio_{preset}"] = t / results["train_step_s"]
         print(preset, f"{t:.3f}s", f"ratio {t / results['train_step_s']:.2f}", flush=True)
     print(results)
     write_json(
-        "step_time",
-        {"batch": args.batch, "repeats": args.repeats, "model": card["name"], "median_seconds": results},
+        args.name,
+        {
+            "batch": args.batch,
+            "repeats": args.repeats,
+            "model": card["name"],
+            "clock": "process_time" if args.cpu_time else "perf_counter",
+            "median_seconds": results,
+        },
     )
 
 
