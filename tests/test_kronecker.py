@@ -168,3 +168,74 @@ def test_the_sketch_setting_is_validated():
         DeepSupportVectors(projection_dim=4, sketch="gaussian", progress=False).attribute(
             model, candidates=torch.randn(4, 3), labels=torch.tensor([0, 1, 0, 1])
         )
+
+
+class _Tied(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.h = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 3)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.h(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+class _StdLinear(nn.Linear):
+    def forward(self, x):  # weight standardisation: the gradient is not sum g a^T
+        w = (self.weight - self.weight.mean(1, keepdim=True)) / (self.weight.std(1, keepdim=True) + 1e-5)
+        return nn.functional.linear(x, w, self.bias)
+
+
+class _Bypass(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.h = nn.Linear(4, 4), nn.Linear(4, 3)
+
+    def forward(self, x):  # a.weight used without calling a
+        return self.h(torch.tanh(nn.functional.linear(x, self.a.weight, self.a.bias)))
+
+
+class _SeqFirst(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.h = nn.Linear(4, 4), nn.Linear(4, 3)
+
+    def forward(self, x):  # (n, L, d) -> (L, n, d): the layer sees the sequence first
+        return self.h(torch.tanh(self.a(x.transpose(0, 1))).mean(0))
+
+
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        (_Tied(), "tied"),
+        (nn.Sequential(_StdLinear(4, 4), nn.Tanh(), nn.Linear(4, 3)), "overrides Linear.forward"),
+        (_Bypass(), r"\['a.weight', 'a.bias'\]"),
+    ],
+)
+def test_parameters_used_outside_their_layer_are_refused_not_mis_projected(model, match):
+    fmodel = FunctionalModel(model.double().eval())
+    x = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    with pytest.raises(ValueError, match=match):
+        KroneckerSketch(fmodel, 20).per_sample_grads(fmodel, x, y, cross_entropy)
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("length", [3, 5])  # 5 = n: the square case only the vmap check catches
+def test_layers_must_take_the_samples_first(length):
+    model = _SeqFirst().double().eval()
+    fmodel = FunctionalModel(model)
+    x = torch.randn(5, length, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="first dimension"):
+        KroneckerSketch(fmodel, 20).per_sample_grads(fmodel, x, torch.tensor([0, 1, 2, 0, 1]), cross_entropy)
+
+
+def test_batchnorm_put_in_train_mode_after_construction_is_refused():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).double().eval()
+    fmodel = FunctionalModel(model)
+    sketch = KroneckerSketch(fmodel, 10)
+    model.train()
+    with pytest.raises(ValueError, match="batch statistics"):
+        sketch.per_sample_grads(
+            fmodel, torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 1, 0, 1]), cross_entropy
+        )

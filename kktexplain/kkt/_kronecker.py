@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._grads import FunctionalModel
+from ._grads import FunctionalModel, per_sample_grads
 
 __all__ = ["KroneckerSketch"]
 
@@ -60,8 +60,14 @@ class _Block:
         return k_o * k_i
 
 
+_STOCK = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.GroupNorm, nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+
+
 def _unsupported(module: nn.Module) -> str | None:
     """Why a module's per-sample gradients cannot be factored, or ``None`` if they can."""
+    stock = next((cls for cls in _STOCK if isinstance(module, cls)), None)
+    if stock is not None and type(module).forward is not stock.forward:
+        return f"{type(module).__name__} overrides {stock.__name__}.forward"
     if isinstance(module, nn.Linear):
         return None
     if isinstance(module, _CONV):
@@ -98,16 +104,19 @@ class KroneckerSketch:
     out_features : int
         The target width ``K``. It is split over the parameter tensors in proportion to their
         sizes (as a :class:`CountSketch` spreads them in expectation), at least one column
-        each; a tensor whose share covers it whole is kept exact. The realised width is
-        :attr:`out_features` (within a few columns of the request).
+        each, so a model with many small tensors gets more columns than asked; a tensor whose
+        share covers it whole is kept exact. The realised width is :attr:`out_features`.
     seed : int, default=0
         Every process of a sharded selection must use the same seed.
 
     Raises
     ------
     ValueError
-        If a parameter of ``fmodel.theta`` belongs to an unsupported layer (the message names
-        it and the reason); use the :class:`CountSketch` for such models.
+        If a parameter of ``fmodel.theta`` belongs to an unsupported layer, is tied to another
+        module's, or (checked on the first chunk against ``vmap`` per-sample gradients of two
+        samples) is used outside its layer's own forward; the message names it and the
+        reason. Use the :class:`CountSketch` for such models. Layers must take the samples on
+        their first dimension.
 
     Notes
     -----
@@ -133,6 +142,13 @@ class KroneckerSketch:
                     f"{reason or 'it is not the weight or bias of a layer'}; use sketch='count'"
                 )
             owner[name] = (mod_name, attr)
+        for alias, param in fmodel.model.named_parameters(remove_duplicate=False):
+            name = next((k for k, v in fmodel.model.named_parameters() if v is param), alias)
+            if alias != name and name in owner:
+                raise ValueError(
+                    f"sketch='kronecker' cannot factor the per-sample gradient of parameter {name!r}: "
+                    f"it is shared with {alias!r} (tied weights); use sketch='count'"
+                )
         total = fmodel.num_params
         gen = torch.Generator().manual_seed(seed)
         ref = next(iter(fmodel.theta.values()))
@@ -162,6 +178,7 @@ class KroneckerSketch:
         self.in_features = total
         self.out_features = sum(b.width for b in self.blocks)
         self._clone = False  # set once an in-place op downstream of a layer is seen
+        self._verified = False  # set once the first chunk agrees with vmap's per-sample gradients
 
     def __call__(self, x: Tensor) -> Tensor:
         """Project flat parameter vectors ``x (..., P)``, in ``fmodel.theta``'s order, to ``(..., K)``.
@@ -248,16 +265,63 @@ class KroneckerSketch:
             ],
             dim=1,
         )
+        if not self._verified:
+            self._check_against_vmap(fmodel, inputs, labels, loss_fn, out)
         return (out, logits) if return_logits else out
+
+    def _check_against_vmap(self, fmodel, inputs, labels, loss_fn, out: Tensor) -> None:
+        """Compare the first two rows with the projection of ``vmap``'s per-sample gradients.
+
+        The factored path sees a parameter only through its own layer's forward; a parameter
+        also used elsewhere (``F.linear(x, layer.weight)``, a layer whose forward is bypassed)
+        would be projected wrongly without any error. This catches it once, on two samples.
+        """
+        k = min(2, len(inputs))
+        if k == 0:
+            return
+        g = per_sample_grads(fmodel, inputs[:k], labels[:k], loss_fn)
+        ref = self(torch.cat([g[name].flatten(1) for name in fmodel.theta], dim=1))
+        err = (out[:k] - ref).norm().item()
+        if not err <= 1e-3 * ref.norm().item() + 1e-12:
+            bad = [
+                b.name
+                for b, (lo, hi) in zip(self.blocks, self._column_ranges())
+                if (out[:k, lo:hi] - ref[:, lo:hi]).norm() > 1e-3 * ref[:, lo:hi].norm() + 1e-12
+            ]
+            raise ValueError(
+                f"sketch='kronecker' does not reproduce the per-sample gradients of {bad}: these "
+                "parameters are used outside their layer's own forward (or the layer does not take "
+                "the samples on its first dimension); use sketch='count'"
+            )
+        self._verified = True
+
+    def _column_ranges(self) -> list[tuple[int, int]]:
+        """Each block's ``[start, stop)`` columns in the projected vector."""
+        out, start = [], 0
+        for b in self.blocks:
+            out.append((start, start + b.width))
+            start += b.width
+        return out
 
     def _backward_to_outputs(self, fmodel, modules, by_module, inputs, labels, loss_fn):
         """One forward with hooks that save what each layer needs, one backward to the layer outputs."""
         calls: list[tuple[str, Tensor, int, dict[str, Tensor]]] = []  # (module, output, version, saved)
         clone = self._clone
 
+        n = len(inputs)
+
         def hook_for(mod_name: str):
             def hook(module: nn.Module, args: tuple, kwargs: dict, output: Tensor) -> Tensor | None:
                 x = args[0] if args else kwargs["input"]
+                reason = _unsupported(module)
+                if reason is None and (x.shape[0] != n or output.shape[0] != n):
+                    reason = (
+                        f"its input {tuple(x.shape)} does not hold the {n} samples on its first dimension"
+                    )
+                if reason is not None:
+                    raise ValueError(
+                        f"sketch='kronecker' cannot factor layer {mod_name!r}: {reason}; use sketch='count'"
+                    )
                 saved = _saved_inputs(module, x.detach(), by_module[mod_name])
                 calls.append((mod_name, output, output._version, saved))
                 return output.clone() if clone else None
@@ -273,7 +337,12 @@ class KroneckerSketch:
                 outputs = [out for _, out, _, _ in calls]
                 if any(out._version != version for _, out, version, _ in calls):
                     return calls, [None] * len(calls), logits.detach()
-                grads = torch.autograd.grad(loss, outputs, allow_unused=True)
+                # an output computed without grad (a layer run under no_grad) gets no gradient
+                live = [i for i, out in enumerate(outputs) if out.requires_grad]
+                found = torch.autograd.grad(loss, [outputs[i] for i in live], allow_unused=True)
+                grads = [None] * len(outputs)
+                for i, g in zip(live, found):
+                    grads[i] = g
         finally:
             for h in handles:
                 h.remove()

@@ -128,6 +128,8 @@ def kkt_residuals(
         Per-sample tensors on the CPU.
     """
     loss_fn = cross_entropy if loss_fn is None else loss_fn
+    if logits is not None and (logits.ndim != 2 or len(logits) != len(inputs)):
+        raise ValueError(f"logits must have shape (N, C) with N = {len(inputs)}, got {tuple(logits.shape)}")
     device = next(iter(fmodel.theta.values())).device
     g: dict[str, Tensor] = {k: torch.zeros_like(v) for k, v in fmodel.target.items()}
     nonzero = torch.nonzero(lambdas.detach().cpu() != 0).flatten()

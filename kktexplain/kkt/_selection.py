@@ -420,13 +420,15 @@ def _solver_matrix(grads: Tensor, used: Tensor) -> Tensor:
     return g.double().T
 
 
-def _residual_norm(at: Tensor, lam: np.ndarray, b: np.ndarray) -> float:
-    """``||at @ lam - b||`` in float64, column block by column block (no float64 copy of ``at``)."""
-    acc = np.zeros(at.shape[0])
-    step = max(1, int(_FLOAT32_MIN // max(at.shape[0], 1)) // 8)
-    for start in range(0, at.shape[1], step):
-        block = at[:, start : start + step].double().numpy()
-        acc += block @ lam[start : start + step]
+def _residual_norm(grads: Tensor, used: Tensor, lam: np.ndarray, b: np.ndarray) -> float:
+    """``||G_used^T lam - b||`` in float64 from the caller's ``grads``, block of rows by block
+    (exact for float64 input, no float64 copy of the whole matrix)."""
+    acc = np.zeros(grads.shape[1])
+    step = max(1, int(_FLOAT32_MIN // max(grads.shape[1], 1)) // 8)
+    g = grads.detach().cpu()
+    for start in range(0, len(used), step):
+        rows = used[start : start + step]
+        acc += g[rows].double().numpy().T @ lam[start : start + step]
     return float(np.linalg.norm(acc - b))
 
 
@@ -543,7 +545,7 @@ def solve_multipliers(
         lam = x.numpy()
         info = {"solver": "working_set_bvls", "status": 0, **ws}
     if maximize_sum:  # a dense linear program: small problems only
-        a = at.double().numpy()
+        a = grads.detach().cpu()[used_t].double().numpy().T
         r = a @ lam - b
         slack = np.abs(r) + 1e-6 * max(np.linalg.norm(b), 1e-12) + 1e-9
         lp = linprog(
@@ -558,7 +560,7 @@ def solve_multipliers(
             info["solver"] += "+linprog[max sum]"
         else:
             info["lp_status"] = int(lp.status)
-    info["residual"] = _residual_norm(at, lam, b) / max(np.linalg.norm(b), 1e-300)
+    info["residual"] = _residual_norm(grads, used_t, lam, b) / max(np.linalg.norm(b), 1e-300)
     info["n_zero_gradient"] = int(n_total - n)
     full = np.zeros(n_total)
     full[used] = lam
