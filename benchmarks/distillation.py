@@ -72,31 +72,16 @@ def make_sets(row, ipc, seed, teacher, train, pool, range_, progress):
             teacher, candidates=train.inputs[idx], labels=train.labels[idx]
         )
         return coreset(sel, ipc)
-    if row == "dsv_kshot":
-        return distill(teacher, ipc, init="real", real=(base.inputs, base.labels), **kw)
-    if row == "dsv_kshot_global":
-        return distill(
-            teacher,
-            ipc,
-            init="real",
-            real=(base.inputs, base.labels),
-            objective=KKTObjective(per_layer=False),
-            **kw,
-        )
-    if row == "dsv_0shot_global":
-        return distill(teacher, ipc, init="noise", objective=KKTObjective(per_layer=False), **kw)
-    if row == "dsv_kshot_paper":
-        return distill(
-            teacher,
-            ipc,
-            init="real",
-            real=(base.inputs, base.labels),
-            objective="paper_eq9",
-            dual="prune",
-            **kw,
-        )
-    if row == "dsv_0shot":
-        return distill(teacher, ipc, init="noise", **kw)
+    kshot = {  # started from the random row's images, with these settings
+        "dsv_kshot": {},
+        "dsv_kshot_global": {"objective": KKTObjective(per_layer=False)},
+        "dsv_kshot_paper": {"objective": "paper_eq9", "dual": "prune"},
+    }
+    if row in kshot:
+        return distill(teacher, ipc, init="real", real=(base.inputs, base.labels), **kshot[row], **kw)
+    zero_shot = {"dsv_0shot": {}, "dsv_0shot_global": {"objective": KKTObjective(per_layer=False)}}
+    if row in zero_shot:
+        return distill(teacher, ipc, init="noise", **zero_shot[row], **kw)
     if row == "dsv_0shot_prior":  # kktexplain.generate.sample's image prior: black start, TV 0.1
         from kktexplain.distill import DistilledSet
         from kktexplain.generate import sample
