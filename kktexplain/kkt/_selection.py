@@ -560,7 +560,7 @@ def solve_multipliers(
             info["solver"] += "+linprog[max sum]"
         else:
             info["lp_status"] = int(lp.status)
-    info["residual"] = _residual_norm(grads, used_t, lam, b) / max(np.linalg.norm(b), 1e-300)
+    info["residual"] = float(_residual_norm(grads, used_t, lam, b) / max(np.linalg.norm(b), 1e-300))
     info["n_zero_gradient"] = int(n_total - n)
     full = np.zeros(n_total)
     full[used] = lam
