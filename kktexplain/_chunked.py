@@ -59,13 +59,12 @@ def gradient_sum(
     if batch_size is None or batch_size >= len(x):
         g, logits = weighted_loss_grad(fmodel, x, y, weights, loss_fn, create_graph=False)
         return g, logits.detach()
-    total: dict[str, Tensor] | None = None
+    total: dict[str, Tensor] = {}  # the first chunk's sum, then the running sum (never empty after)
     logits = []
     for rows in _chunks(len(x), batch_size):
         g, lg = weighted_loss_grad(fmodel, x[rows], y[rows], weights[rows], loss_fn, create_graph=False)
-        total = g if total is None else {k: total[k] + g[k] for k in total}
+        total = {k: total[k] + g[k] for k in g} if total else g
         logits.append(lg.detach())
-    assert total is not None
     return total, torch.cat(logits)
 
 
