@@ -49,7 +49,8 @@ def resolve_object(spec: str, option: str = "--model") -> Any:
             if not path.is_file():
                 raise ValueError(f"{option}: no such file {str(path)!r}")
             spec_obj = importlib.util.spec_from_file_location(path.stem, path)
-            assert spec_obj is not None and spec_obj.loader is not None
+            if spec_obj is None or spec_obj.loader is None:
+                raise ValueError(f"{option}: {str(path)!r} cannot be imported as a Python module")
             module = importlib.util.module_from_spec(spec_obj)
             sys.path.insert(0, str(path.resolve().parent))
             spec_obj.loader.exec_module(module)

@@ -4,6 +4,7 @@ import argparse
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,6 +96,9 @@ def test_cli_end_to_end_on_a_user_model_with_safetensors_weights(user_dir, capsy
 def test_cli_errors_name_the_cause(user_dir, capsys):
     assert main(["select", "--model", "usernet:nope", "--data", "train.npz", "--out", "s"]) == 2
     assert "has no attribute 'nope'" in capsys.readouterr().err
+    Path("net.txt").write_text("def build(): pass\n")  # a file Python cannot import as a module
+    assert main(["select", "--model", "./net.txt:build", "--data", "train.npz", "--out", "s"]) == 2
+    assert "cannot be imported as a Python module" in capsys.readouterr().err
     assert main(["select", "--model", "usernet:build", "--weights", "missing.safetensors",
                  "--data", "train.npz", "--out", "s"]) == 2  # fmt: skip
     assert "no such file" in capsys.readouterr().err
