@@ -3,7 +3,7 @@
 ``python tests/carve_cases.py`` writes ``tests/data/carve_reference.npz`` from the code as it is;
 ``tests/test_carve.py`` reruns the same cases and compares every tensor with ``torch.equal``.
 The reference was written before the explainer was split into ``_synthesis.py``,
-``kkt/_residuals.py`` and ``kkt/_selection.collect_gradients``.
+``kkt/_residuals.py`` and ``kkt/_collect.collect_gradients`` (then in ``kkt/_selection.py``).
 """
 
 from __future__ import annotations

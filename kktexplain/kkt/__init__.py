@@ -4,6 +4,7 @@ This subpackage knows nothing of the explainer; :class:`kktexplain.DeepSupportVe
 """
 
 from ._augment import Augmentation
+from ._collect import CountSketch, collect_gradients
 from ._conditions import (
     PRIMAL_KINDS,
     STATIONARITY_DISTANCES,
@@ -23,8 +24,6 @@ from ._objective import PRESETS, KKTObjective, ObjectiveValue
 from ._priors import input_norm, total_variation
 from ._residuals import KKTResiduals, kkt_residuals, predictive_entropy
 from ._selection import (
-    CountSketch,
-    collect_gradients,
     solve_multipliers,
     working_set_bvls,
     working_set_nnls,
