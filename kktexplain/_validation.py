@@ -43,11 +43,13 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
 
 
 def check_positive(name: str, value: object, integer: bool = False, allow_zero: bool = False) -> None:
-    """Raise unless ``value`` is a positive (or non-negative) number (an int if ``integer``)."""
+    """Raise unless ``value`` is a finite positive (or non-negative) number (an int if ``integer``)."""
     kinds = (numbers.Integral,) if integer else (numbers.Real,)
     if isinstance(value, bool | np.bool_) or not isinstance(value, kinds):
         kind = "an int" if integer else "a float"
         raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")

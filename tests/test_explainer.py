@@ -416,3 +416,10 @@ def test_bounded_multipliers_reach_the_bounded_least_squares_solution(lambda_max
     ref = lsq_linear(torch.stack(cols, 1).numpy(), -theta.numpy(), bounds=(0.0, lambda_max)).x
     torch.testing.assert_close(out.lambdas, torch.from_numpy(ref), atol=1e-3, rtol=0)
     assert out.lambdas.max() <= lambda_max
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_settings_are_refused_by_name(value):
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="lr must be finite"):
+        DeepSupportVectors(lr=value, steps=1, progress=False).attribute(model, input_shape=(3,))

@@ -223,6 +223,8 @@ def test_svc_kkt_diagnostics_by_hand():
         ({"synth_steps": 10.0}, TypeError, "synth_steps"),
         ({"margin_tol": -1e-3}, ValueError, "margin_tol"),
         ({"svc_kkt_tol": 0.0}, ValueError, "svc_kkt_tol"),
+        ({"svc_tol": float("nan")}, ValueError, "svc_tol must be finite"),
+        ({"synth_lr": float("inf")}, ValueError, "synth_lr must be finite"),
         ({"C": float("inf")}, ValueError, "C must be"),
         ({"n_synthetic": True}, ValueError, "n_synthetic"),
     ],

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .._explainer import DeepSupportVectors
 from .._result import DSVResult
+from .._validation import check_positive
 from ..kkt import KKTObjective
 from ._svc_kkt import svc_advice, svc_kkt_diagnostics
 
@@ -272,15 +273,6 @@ def synthesis_step_sizes(w: np.ndarray, C: float, x_init: np.ndarray) -> tuple[f
     return 1 / (2 * lip_x), 1 / (2 * lip_rho)
 
 
-def _check_number(name: str, value, low: float, allow_equal: bool = False, integer: bool = False):
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}")
-    if not math.isfinite(value) or value < low or (value == low and not allow_equal):
-        raise ValueError(f"{name} must be {'>=' if allow_equal else '>'} {low:g}, got {value!r}")
-
-
 def sanity_check(
     X,
     y,
@@ -368,18 +360,18 @@ def sanity_check(
         isinstance(n_synthetic, bool) or not isinstance(n_synthetic, int) or n_synthetic < 0
     ):
         raise ValueError(f"n_synthetic must be an int >= 0 or None, got {n_synthetic!r}")
-    _check_number("margin_tol", margin_tol, 0.0, allow_equal=True)
-    _check_number("svc_tol", svc_tol, 0.0)
-    _check_number("svc_kkt_tol", svc_kkt_tol, 0.0)
-    _check_number("synth_steps", synth_steps, 0, allow_equal=True, integer=True)
-    _check_number("seed", seed, 0, allow_equal=True, integer=True)
+    check_positive("margin_tol", margin_tol, allow_zero=True)
+    check_positive("svc_tol", svc_tol)
+    check_positive("svc_kkt_tol", svc_kkt_tol)
+    check_positive("synth_steps", synth_steps, integer=True, allow_zero=True)
+    check_positive("seed", seed, integer=True, allow_zero=True)
     if isinstance(svc_max_iter, bool) or not isinstance(svc_max_iter, int):
         raise TypeError(f"svc_max_iter must be an int, got {type(svc_max_iter).__name__}")
     if svc_max_iter == 0 or svc_max_iter < -1:
         raise ValueError(f"svc_max_iter must be -1 (no cap) or > 0, got {svc_max_iter}")
     for name, value in (("synth_lr", synth_lr), ("synth_lr_lambda", synth_lr_lambda)):
         if value is not None:
-            _check_number(name, value, 0.0, allow_equal=name == "synth_lr_lambda")
+            check_positive(name, value, allow_zero=name == "synth_lr_lambda")
     Xn, y01, _ = _binary(X, y)
     if not np.isfinite(Xn).all():
         raise ValueError("X must be finite (it holds NaN or inf)")
