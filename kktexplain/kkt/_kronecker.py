@@ -142,8 +142,9 @@ class KroneckerSketch:
                     f"{reason or 'it is not the weight or bias of a layer'}; use sketch='count'"
                 )
             owner[name] = (mod_name, attr)
+        first_name = {id(v): k for k, v in fmodel.model.named_parameters()}
         for alias, param in fmodel.model.named_parameters(remove_duplicate=False):
-            name = next((k for k, v in fmodel.model.named_parameters() if v is param), alias)
+            name = first_name[id(param)]
             if alias != name and name in owner:
                 raise ValueError(
                     f"sketch='kronecker' cannot factor the per-sample gradient of parameter {name!r}: "
@@ -177,6 +178,9 @@ class KroneckerSketch:
             self.blocks.append(_Block(name, mod_name, attr, kind, tuple(t.shape), p_out, p_in))
         self.in_features = total
         self.out_features = sum(b.width for b in self.blocks)
+        self._by_module: dict[str, list[_Block]] = {}  # the blocks of each layer, in order
+        for b in self.blocks:
+            self._by_module.setdefault(b.module, []).append(b)
         self._clone = False  # set once an in-place op downstream of a layer is seen
         self._verified = False  # set once the first chunk agrees with vmap's per-sample gradients
 
@@ -233,9 +237,7 @@ class KroneckerSketch:
             With ``return_logits``, the pair ``(grads, logits (n, C))``.
         """
         modules = dict(fmodel.model.named_modules())
-        by_module: dict[str, list[_Block]] = {}
-        for b in self.blocks:
-            by_module.setdefault(b.module, []).append(b)
+        by_module = self._by_module
         calls, grads, logits = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
         if any(out._version != version for _, out, version, _ in calls):
             # an in-place op downstream (ReLU(inplace=True)) rewrote a layer's output, whose
