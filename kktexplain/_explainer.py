@@ -46,6 +46,7 @@ _INITS = ("noise", "real", "other")
 _DUALS = ("prune", "clamp", "exp")
 _OPTIMIZERS = ("adam", "sgd")
 _SKETCHES = ("count", "kronecker")
+_MULTIPLIERS = ("fit", "equal")
 
 
 class DeepSupportVectors:
@@ -127,6 +128,17 @@ class DeepSupportVectors:
         samples are arbitrary; the ridge spreads λ over them, at the cost of a larger residual.
         It lowered mislabel detection on a held-out problem (docs: Explaining a decision), so
         the default is ``None``: the exact (sparse) solution.
+    multipliers : {"fit", "equal"}, default="fit"
+        Selection only. ``"fit"`` solves the multipliers (the non-negative least squares above):
+        the best completeness, but with more samples than gradient dimensions a sparse vertex
+        whose zeros among interchangeable samples are arbitrary. ``"equal"`` gives every
+        candidate the one multiplier ``c = argmin_{c >= 0} ||theta* + c sum_i grad L_i||``, the
+        value every λ takes at a stationary point of weight-decay training (``1 / (n wd)``);
+        one forward and one backward per chunk, no per-sample gradients, no solve. Its
+        completeness is the readiness cosine (:func:`~kktexplain.kkt_readiness`); it ranks
+        proponents for removal and self-influence better than the fitted vertex
+        (docs: Explaining a decision). ``projection_dim``, ``sketch``, ``maximize_sum`` and
+        ``ridge`` are not used with it; ``lambda_max`` caps ``c``.
     batch_size : int, optional
         Synthesis only: candidates per chunk of a step. The stationarity residual depends on
         the sum ``sum_i lambda_i grad L_i`` over *all* candidates, so a chunked step first
@@ -186,6 +198,7 @@ class DeepSupportVectors:
         chunk_size: int = 256,
         maximize_sum: bool = False,
         ridge: float | None = None,
+        multipliers: str = "fit",
         batch_size: int | None = None,
         classes: Sequence[int] | None = None,
         seed: Any = 0,
@@ -216,6 +229,7 @@ class DeepSupportVectors:
         self.chunk_size = chunk_size
         self.maximize_sum = maximize_sum
         self.ridge = ridge
+        self.multipliers = multipliers
         self.batch_size = batch_size
         self.classes = classes
         self.seed = seed
@@ -319,6 +333,7 @@ class DeepSupportVectors:
         check_choice("dual", self.dual, _DUALS)
         check_choice("optimizer", self.optimizer, _OPTIMIZERS)
         check_choice("sketch", self.sketch, _SKETCHES)
+        check_choice("multipliers", self.multipliers, _MULTIPLIERS)
         if self.steps is not None:
             check_positive("steps", self.steps, integer=True, allow_zero=True)
         if self.lr is not None:
@@ -519,6 +534,7 @@ class DeepSupportVectors:
                     seed=est.seed,
                     progress=est.progress,
                     settings=est._settings(inferred),
+                    multipliers=est.multipliers,
                 )
             if est.classes is not None:
                 bad = [c for c in est.classes if not 0 <= c < num_classes]

@@ -7,6 +7,7 @@ The per-sample gradients are collected with :func:`kktexplain.kkt.collect_gradie
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -24,8 +25,10 @@ from .kkt import (
     kkt_residuals,
     solve_multipliers,
 )
+from .kkt._grads import weighted_loss_grad
+from .kkt._residuals import KKTResiduals, residuals_from_sum
 
-__all__ = ["gather_gradients", "select"]
+__all__ = ["equal_multiplier", "gather_gradients", "select"]
 
 
 def gather_gradients(
@@ -104,6 +107,7 @@ def select(
     seed: int,
     progress: bool,
     settings: dict[str, Any],
+    multipliers: str = "fit",
 ) -> DSVResult:
     """Solve the multipliers of fixed candidates.
 
@@ -117,6 +121,10 @@ def select(
         Only its loss (and its dict, for the settings) is used.
     projection_dim, sketch, chunk_size, lambda_max, maximize_sum, ridge, seed, progress
         See :class:`~kktexplain.DeepSupportVectors`.
+    multipliers : {"fit", "equal"}, default="fit"
+        ``"fit"`` solves the non-negative least squares; ``"equal"`` gives every candidate the
+        one multiplier that best fits stationarity (:func:`equal_multiplier`), with no
+        per-sample gradients.
     settings : dict
         The explainer's settings and what was inferred; completed and stored in the result.
 
@@ -128,6 +136,8 @@ def select(
     start = time.perf_counter()
     dtype = next(iter(fmodel.theta.values())).dtype
     candidates = candidates.to(dtype)
+    if multipliers == "equal":
+        return _select_equal(fmodel, candidates, labels, objective, chunk_size, lambda_max, settings, start)
     p = fmodel.num_params
     kind, sketch = sketch, None
     if projection_dim is not None and projection_dim < p:
@@ -153,16 +163,112 @@ def select(
     kkt = kkt_residuals(
         fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(chunk_size, 256), logits=logits
     )
-    settings = dict(settings)
-    settings.update(
-        objective=objective.to_dict(),
-        mode="selection",
-        param_names=fmodel.names,
+    record = dict(
         solver=info,
         sketch_dim=None if sketch is None else sketch.out_features,
         sketch_kind=None if sketch is None else kind,
         gradient_seconds=grad_seconds,
         solve_seconds=solve_seconds,
+    )
+    return _selection_result(fmodel, candidates, labels, lam, kkt, objective, settings, record, start)
+
+
+def equal_multiplier(
+    fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, loss_fn: Any, chunk_size: int
+) -> tuple[float, KKTResiduals]:
+    """The one multiplier ``c >= 0`` that best fits stationarity when every sample shares it.
+
+    ``c = argmin_{c >= 0} ||theta* + c sum_i grad L_i||``, the value every multiplier takes at a
+    stationary point of weight-decay training (``c = 1 / (n wd)``). One forward and one backward
+    per chunk: the sum of the gradients is the gradient of the summed loss.
+
+    Parameters
+    ----------
+    fmodel : FunctionalModel
+    inputs : Tensor of shape (N, *input_shape)
+        May live on the CPU; chunks go to the model's device.
+    labels : Tensor of shape (N,) or (N, C)
+    loss_fn : callable
+        Per-sample loss.
+    chunk_size : int
+
+    Returns
+    -------
+    c : float
+    residuals : KKTResiduals
+        Every DeepKKT residual at ``lambda_i = c`` (from the same pass).
+    """
+    device = next(iter(fmodel.theta.values())).device
+    g = {k: torch.zeros_like(v) for k, v in fmodel.target.items()}
+    logits = []
+    for start in range(0, len(inputs), chunk_size):
+        x = inputs[start : start + chunk_size].to(device)
+        y = labels[start : start + chunk_size].to(device)
+        gc, lg = weighted_loss_grad(
+            fmodel, x, y, torch.ones(len(x), device=device, dtype=x.dtype), loss_fn, False
+        )
+        for k in g:
+            g[k] += gc[k]
+        logits.append(lg.detach().cpu())
+    theta = fmodel.target
+    dot = sum(float((theta[k].double() * g[k].double()).sum()) for k in g)
+    sq = sum(float(g[k].double().pow(2).sum()) for k in g)
+    if not (math.isfinite(dot) and math.isfinite(sq)):
+        raise NonFiniteError(0, "per-sample gradients", stage="selection")
+    c = max(-dot / sq, 0.0) if sq > 0 else 0.0
+    lam = torch.full((len(inputs),), c, dtype=inputs.dtype)
+    scaled = {k: c * v for k, v in g.items()}
+    return c, residuals_from_sum(fmodel, inputs, labels, lam, scaled, torch.cat(logits))
+
+
+def _select_equal(
+    fmodel: FunctionalModel,
+    candidates: Tensor,
+    labels: Tensor,
+    objective: KKTObjective,
+    chunk_size: int,
+    lambda_max: float | None,
+    settings: dict[str, Any],
+    start: float,
+) -> DSVResult:
+    """Selection with one shared multiplier (``multipliers="equal"``): one pass, no solve."""
+    c, kkt = equal_multiplier(fmodel, candidates, labels, objective.loss_fn(), max(chunk_size, 256))
+    bounded = lambda_max is not None and c > float(lambda_max)
+    if bounded:  # rescale: the sum is linear in the shared multiplier
+        c = float(lambda_max)
+    lam = torch.full((len(candidates),), c, dtype=candidates.dtype)
+    if bounded:
+        kkt = kkt_residuals(
+            fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(chunk_size, 256)
+        )
+    record = dict(
+        solver={"solver": "equal", "multiplier": c, "residual": kkt.stationarity["rel_l2"]},
+        sketch_dim=None,
+        sketch_kind=None,
+        gradient_seconds=time.perf_counter() - start,
+        solve_seconds=0.0,
+    )
+    return _selection_result(fmodel, candidates, labels, lam, kkt, objective, settings, record, start)
+
+
+def _selection_result(
+    fmodel: FunctionalModel,
+    candidates: Tensor,
+    labels: Tensor,
+    lam: Tensor,
+    kkt: KKTResiduals,
+    objective: KKTObjective,
+    settings: dict[str, Any],
+    record: dict[str, Any],
+    start: float,
+) -> DSVResult:
+    """The result of a selection: every candidate, its λ and residuals, and what was run."""
+    settings = dict(settings)
+    settings.update(
+        objective=objective.to_dict(),
+        mode="selection",
+        param_names=fmodel.names,
+        **record,
         world_size=_world_size(),
         seconds=time.perf_counter() - start,
     )

@@ -5,6 +5,8 @@
 * :class:`SupportVectorAttribution` (a ``captum.attr.GradientAttribution``): which input
   features carry that push;
 * :func:`explain` / :class:`Explanation`: both for one decision, with figures;
+* :func:`equal_multipliers`: the same samples with the one multiplier of weight-decay training,
+  for ranking;
 * :class:`SupportExpansion`: the cached engine, and :class:`ExpansionFidelity`, how well the
   expansion reproduces the model;
 * ``evaluate_*``: the faithfulness evaluations, each beside captum's TracInCP (:func:`tracin`).
@@ -20,7 +22,7 @@ from ._evaluate import (
 )
 from ._expansion import ExpansionFidelity, SupportExpansion
 from ._explanation import Explanation, explain
-from ._influence import SupportVectorInfluence
+from ._influence import SupportVectorInfluence, equal_multipliers
 
 __all__ = [
     "ExpansionFidelity",
@@ -28,6 +30,7 @@ __all__ = [
     "SupportExpansion",
     "SupportVectorAttribution",
     "SupportVectorInfluence",
+    "equal_multipliers",
     "evaluate_identical_class",
     "evaluate_mislabels",
     "evaluate_randomization",

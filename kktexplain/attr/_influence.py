@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ._expansion import SupportExpansion
 
-__all__ = ["SupportVectorInfluence", "resolve_target", "split_influence_inputs"]
+__all__ = ["SupportVectorInfluence", "equal_multipliers", "resolve_target", "split_influence_inputs"]
 
 
 def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classes: int) -> Tensor:
@@ -56,6 +56,53 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
             f"target must lie in [0, {num_classes}), got values in [{int(t.min())}, {int(t.max())}]"
         )
     return t
+
+
+def equal_multipliers(model: nn.Module, support: Any, reference: Any = None, chunk_size: int = 256) -> Any:
+    """The same samples with one shared multiplier, in the scope and loss ``support`` was solved with.
+
+    Re-runs the selection with ``DeepSupportVectors(multipliers="equal")`` over
+    ``support.inputs`` and ``support.labels``: one forward and one backward per chunk. Use it to
+    rank (self-influence, proponents) when ``support`` holds fitted multipliers, whose sparse
+    vertex leaves interchangeable samples at zero (docs: Explaining a decision).
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model ``support`` was computed for.
+    support : DSVResult
+        A selection (or synthesis) result.
+    reference : nn.Module or mapping, optional
+        ``theta_0`` of a displacement scope, as given to the original ``attribute`` call.
+    chunk_size : int, default=256
+
+    Returns
+    -------
+    DSVResult
+        Same ``inputs`` ``(N, *input_shape)`` and ``labels``; ``lambdas (N,)`` all equal.
+    """
+    from .._explainer import DeepSupportVectors
+    from .._result import DSVResult
+
+    if not isinstance(support, DSVResult):
+        raise TypeError(f"support must be a DSVResult, got {type(support).__name__}")
+    settings = support.settings
+    objective = settings.get("objective", "default")
+    if isinstance(objective, Mapping):
+        from ..kkt import KKTObjective
+
+        fields = {k: v for k, v in objective.items() if k in KKTObjective.__dataclass_fields__}
+        objective = KKTObjective(**fields)
+    explainer = DeepSupportVectors(
+        param_names=settings.get("param_names"),
+        objective=objective,
+        multipliers="equal",
+        chunk_size=chunk_size,
+        progress=False,
+    )
+    out = explainer.attribute(model, candidates=support.inputs, labels=support.labels, reference=reference)
+    out.indices = support.indices
+    return out
 
 
 def split_influence_inputs(inputs: Any) -> tuple[Tensor, Tensor | None]:

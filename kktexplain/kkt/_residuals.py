@@ -24,7 +24,7 @@ from ._conditions import (
 from ._grads import FunctionalModel, LossFn, weighted_loss_grad
 from ._priors import input_norm, total_variation
 
-__all__ = ["KKTResiduals", "kkt_residuals", "predictive_entropy"]
+__all__ = ["KKTResiduals", "kkt_residuals", "predictive_entropy", "residuals_from_sum"]
 
 
 def predictive_entropy(logits: Tensor) -> Tensor:
@@ -159,7 +159,34 @@ def kkt_residuals(
             g[k] += gc[k]
         if not sparse:
             chunks.append(logits.detach().cpu())
-    logits = torch.cat(chunks)
+    return residuals_from_sum(fmodel, inputs, labels, lambdas, g, torch.cat(chunks))
+
+
+def residuals_from_sum(
+    fmodel: FunctionalModel,
+    inputs: Tensor,
+    labels: Tensor,
+    lambdas: Tensor,
+    g: dict[str, Tensor],
+    logits: Tensor,
+) -> KKTResiduals:
+    """The residuals from a computed stationarity sum and the inputs' logits (no pass).
+
+    Parameters
+    ----------
+    fmodel : FunctionalModel
+    inputs : Tensor of shape (N, *input_shape)
+    labels : Tensor of shape (N,) or (N, C)
+    lambdas : Tensor of shape (N,)
+    g : dict of str to Tensor
+        ``sum_i lambda_i grad L_i``, one tensor per parameter of the scope.
+    logits : Tensor of shape (N, C)
+
+    Returns
+    -------
+    KKTResiduals
+    """
+    logits = logits.detach().cpu()
     labels, lambdas = labels.cpu(), lambdas.cpu()
     theta = fmodel.target
     t_norm = math.sqrt(sum(v.pow(2).sum().item() for v in theta.values()))

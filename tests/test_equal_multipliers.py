@@ -1,0 +1,116 @@
+"""Selection with one shared multiplier (``multipliers="equal"``) against a float64 loop."""
+
+import pytest
+import torch
+from conftest import assert_same_snapshot, model_snapshot
+
+from kktexplain import DeepSupportVectors
+from kktexplain.attr import SupportVectorInfluence
+from kktexplain.kkt import FunctionalModel, cross_entropy, kkt_residuals
+
+
+@pytest.fixture
+def problem(tiny64):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    y = (x @ torch.randn(3, 3, generator=gen, dtype=torch.float64)).argmax(1)
+    # trained with weight decay towards a stationary point, where a shared multiplier fits
+    opt = torch.optim.Adam(tiny64.parameters(), lr=0.05, weight_decay=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(tiny64(x), y).backward()
+        opt.step()
+    for p in tiny64.parameters():
+        p.grad = None
+    return tiny64, x, y
+
+
+def _loop_multiplier(model, x, y):
+    """argmin_c ||theta + c sum_i grad L_i|| from one autograd call per sample, in float64."""
+    params = list(model.parameters())
+    total = [torch.zeros_like(p) for p in params]
+    for i in range(len(x)):
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        for t, g in zip(total, torch.autograd.grad(loss, params)):
+            t += g
+    g = torch.cat([t.flatten() for t in total])
+    theta = torch.cat([p.detach().flatten() for p in params])
+    return max(float(-(theta @ g) / (g @ g)), 0.0), theta, g
+
+
+def test_equal_multiplier_matches_a_per_sample_loop(problem):
+    model, x, y = problem
+    c, theta, g = _loop_multiplier(model, x, y)
+    before = model_snapshot(model)
+    sel = DeepSupportVectors(multipliers="equal", chunk_size=7, progress=False).attribute(
+        model, candidates=x, labels=y
+    )
+    assert_same_snapshot(before, model_snapshot(model))
+    assert c > 0
+    torch.testing.assert_close(sel.lambdas, torch.full((40,), c, dtype=torch.float64), rtol=1e-10, atol=0)
+    assert sel.settings["solver"]["solver"] == "equal"
+    assert sel.settings["multipliers"] == "equal"
+    # the residuals are those of kkt_residuals at the same multipliers (one pass, same values)
+    ref = kkt_residuals(FunctionalModel(model), x, y, sel.lambdas, cross_entropy, chunk_size=5)
+    for key in ("cosine", "rel_l1", "rel_l2", "l1", "g_norm_ratio"):
+        assert sel.kkt.stationarity[key] == pytest.approx(ref.stationarity[key], rel=1e-9, abs=1e-12)
+    cos = float(-(theta @ g) / (theta.norm() * g.norm()))
+    assert sel.kkt.stationarity["cosine"] == pytest.approx(cos, rel=1e-9)
+    torch.testing.assert_close(sel.kkt.margin, ref.margin)
+    for k in sel.kkt.per_layer_cosine:
+        assert sel.kkt.per_layer_cosine[k] == pytest.approx(ref.per_layer_cosine[k], rel=1e-9, abs=1e-12)
+
+
+def test_equal_multiplier_respects_lambda_max_and_the_scope(problem):
+    model, x, y = problem
+    c, _, _ = _loop_multiplier(model, x, y)
+    sel = DeepSupportVectors(multipliers="equal", lambda_max=c / 2, progress=False).attribute(
+        model, candidates=x, labels=y
+    )
+    torch.testing.assert_close(sel.lambdas, torch.full((40,), c / 2, dtype=torch.float64))
+    ref = kkt_residuals(FunctionalModel(model), x, y, sel.lambdas, cross_entropy)
+    assert sel.kkt.stationarity["rel_l2"] == pytest.approx(ref.stationarity["rel_l2"], rel=1e-9)
+    last = DeepSupportVectors(param_names=["fc2.weight", "fc2.bias"], multipliers="equal", progress=False)
+    sel = last.attribute(model, candidates=x, labels=y)
+    assert set(sel.kkt.per_layer_cosine) == {"fc2.weight", "fc2.bias"}
+
+
+def test_equal_multipliers_give_a_gradient_norm_self_influence(problem):
+    """With one shared c the self-influence is c ||grad L_j||² for every sample (TracIn's order)."""
+    model, x, y = problem
+    sel = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    si = SupportVectorInfluence(model, sel).self_influence()
+    params = list(model.parameters())
+    ref = []
+    for i in range(len(x)):
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        ref.append(sum(g.pow(2).sum() for g in torch.autograd.grad(loss, params)))
+    torch.testing.assert_close(si, sel.lambdas * torch.stack(ref), rtol=1e-9, atol=1e-14)
+
+
+def test_bad_multipliers_setting_is_named(problem):
+    model, x, y = problem
+    with pytest.raises(ValueError, match="multipliers"):
+        DeepSupportVectors(multipliers="nnls", progress=False).attribute(model, candidates=x, labels=y)
+
+
+def test_equal_multipliers_of_a_fitted_result_keep_its_scope_and_rows(problem):
+    from kktexplain.attr import equal_multipliers
+
+    model, x, y = problem
+    fit = DeepSupportVectors(param_names=["fc2.weight", "fc2.bias"], progress=False).attribute(
+        model, candidates=x, labels=y
+    )
+    fit.indices = torch.arange(100, 140)
+    before = model_snapshot(model)
+    eq = equal_multipliers(model, fit)
+    assert_same_snapshot(before, model_snapshot(model))
+    assert eq.settings["param_names"] == ["fc2.weight", "fc2.bias"]
+    assert eq.settings["multipliers"] == "equal"
+    assert torch.equal(eq.inputs, fit.inputs) and torch.equal(eq.indices, fit.indices)
+    assert len(set(eq.lambdas.tolist())) == 1 and float(eq.lambdas[0]) > 0
+    # the fitted vertex leaves samples at zero; the equal multipliers rank every sample
+    assert (fit.lambdas == 0).any()
+    assert (SupportVectorInfluence(model, eq).self_influence() > 0).all()
+    with pytest.raises(TypeError, match="support"):
+        equal_multipliers(model, "not a result")
