@@ -60,3 +60,29 @@ def lambda_vs_class_accuracy(lambdas, labels, teacher, test, num_classes: int = 
         "pearson": float(pearsonr(lam_sum.numpy(), acc.numpy())[0]),
         "spearman": float(spearmanr(lam_sum.numpy(), acc.numpy())[0]),
     }
+
+
+def noisy_digits_mlp(seed: int):
+    """The held-out mislabel problem: 80% of digits, 10% of labels flipped, an MLP trained on them.
+
+    Returns ``(model, inputs, noisy_labels, flipped)``; the model is the reference MLP recipe
+    (two hidden layers of 128, Adam, weight decay 5e-4, 60 epochs), in eval mode.
+    """
+    import torch
+
+    from kktexplain.datasets import load_digits
+    from kktexplain.models import MLP, train_classifier
+
+    ds = load_digits()
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(ds), generator=gen)[: int(0.8 * len(ds))]
+    x, clean = ds.inputs[perm], ds.labels[perm]
+    flipped = torch.zeros(len(x), dtype=torch.bool)
+    flipped[torch.randperm(len(x), generator=gen)[: len(x) // 10]] = True
+    noisy = torch.where(flipped, (clean + torch.randint(1, 10, (len(x),), generator=gen)) % 10, clean)
+    torch.manual_seed(seed)
+    model = MLP((1, 8, 8), 10, hidden=(128, 128))
+    train_classifier(
+        model, (x, noisy), epochs=60, lr=1e-3, weight_decay=5e-4, batch_size=128, seed=seed, progress=False
+    )
+    return model.eval(), x, noisy, flipped

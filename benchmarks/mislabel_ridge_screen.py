@@ -13,14 +13,13 @@ import json
 import time
 
 import torch
+from _common import noisy_digits_mlp
 
 from kktexplain import DeepSupportVectors
 from kktexplain.attr import SupportVectorInfluence
 from kktexplain.attr._baselines import tracin
 from kktexplain.attr._evaluate import _rank_metrics
-from kktexplain.datasets import load_digits
 from kktexplain.kkt import cross_entropy
-from kktexplain.models import MLP, train_classifier
 
 
 def main() -> None:
@@ -29,26 +28,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = parser.parse_args()
     rows = []
-    ds = load_digits()
     for seed in args.seeds:
-        gen = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(len(ds), generator=gen)[: int(0.8 * len(ds))]
-        x, clean = ds.inputs[perm], ds.labels[perm]
-        flipped = torch.zeros(len(x), dtype=torch.bool)
-        flipped[torch.randperm(len(x), generator=gen)[: len(x) // 10]] = True
-        noisy = torch.where(flipped, (clean + torch.randint(1, 10, (len(x),), generator=gen)) % 10, clean)
-        torch.manual_seed(seed)
-        model = MLP((1, 8, 8), 10, hidden=(128, 128))
-        train_classifier(
-            model,
-            (x, noisy),
-            epochs=60,
-            lr=1e-3,
-            weight_decay=5e-4,
-            batch_size=128,
-            seed=seed,
-            progress=False,
-        )
+        model, x, noisy, flipped = noisy_digits_mlp(seed)
         with torch.no_grad():
             loss = cross_entropy(model(x), noisy)
         rows.append({"seed": seed, "method": "loss", **_rank_metrics(loss, flipped)})

@@ -99,7 +99,7 @@ def run_demo(
     import torch
     from tqdm.auto import tqdm
 
-    from .attr import SupportVectorInfluence
+    from .attr import SupportVectorInfluence, equal_multipliers
     from .datasets import load_fashion_mnist
     from .models import REFERENCE_MODELS, load_reference_model
     from .models._train import predict
@@ -173,7 +173,7 @@ def run_demo(
         t = stage("explain", t)
 
         bar.set_postfix_str("mislabels")
-        self_inf = SupportVectorInfluence(teacher, sel).self_influence()
+        self_inf = SupportVectorInfluence(teacher, equal_multipliers(teacher, sel)).self_influence()
         pred_sel = predict(teacher, x_sel).argmax(1)
         suspects = torch.argsort(self_inf, descending=True)[:10]
         t = stage("mislabels", t)

@@ -39,18 +39,25 @@ def test_fit_full_batch_is_deterministic(blobs):
 def test_mislabels_are_found(blobs):
     x, y, flipped, _ = blobs
     model = fit_full_batch(x, y, hidden=(8,), steps=200)
-    res = evaluate_mislabels(model, x, y, flipped, batch_size=64)
-    for key in ("self_influence", "lambda", "loss", "tracin", "self_influence_then_loss"):
+    name, _ = last_linear(model)
+    fitted = DeepSupportVectors(param_names=[f"{name}.weight", f"{name}.bias"], progress=False)
+    res = evaluate_mislabels(model, x, y, flipped, batch_size=64, fitted=fitted)
+    for key in ("self_influence", "lambda_fit", "loss", "tracin", "self_influence_fit_then_loss"):
         assert 0.0 <= res[key]["flipped_in_top10"] <= 1.0
         assert res[key]["seconds"] >= 0
     # flipped labels sit far across the boundary: the loss and TracIn find them almost all
     assert res["loss"]["roc_auc"] > 0.9
     assert res["tracin"]["roc_auc"] > 0.9
+    # equal multipliers: every sample is in the support and the self-influence is the size of
+    # its own last-layer gradient, which is large across the boundary
+    assert res["support_size"]["n_support"] == len(x)
+    assert res["self_influence"]["roc_auc"] > 0.9
     # λ from exact NNLS is sparse (12 of 180 non-zero on this problem's 27 last-layer
     # coordinates): the self-influence ranks only its support (measured AUC 0.59); the
     # combination orders the rest by loss and recovers most of the loss's ranking (0.96)
-    assert res["support_size"]["n_support"] < 30
-    assert res["self_influence_then_loss"]["roc_auc"] > 0.9
+    assert res["support_size_fit"]["n_support"] < 30
+    assert res["self_influence_fit_then_loss"]["roc_auc"] > 0.9
+    assert "lambda_fit" not in evaluate_mislabels(model, x, y, flipped, batch_size=64, compare_tracin=False)
     with pytest.raises(ValueError, match="same length"):
         evaluate_mislabels(model, x, y, flipped[:-1])
 

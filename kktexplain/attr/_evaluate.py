@@ -53,6 +53,7 @@ def evaluate_mislabels(
     explainer: Any = None,
     batch_size: int = 256,
     compare_tracin: bool = True,
+    fitted: Any = None,
 ) -> dict[str, dict[str, float]]:
     """Rank training samples by self-influence and score how well it finds flipped labels.
 
@@ -66,48 +67,58 @@ def evaluate_mislabels(
     flipped : Tensor of shape (N,), dtype bool
         Which labels were flipped.
     explainer : DeepSupportVectors, optional
-        Settings of the selection that gives λ. Default: the last layer, exact NNLS.
+        Settings of the selection that gives λ. Default: the last layer with equal multipliers
+        (``multipliers="equal"``, the KKT value of weight-decay training; one pass).
     batch_size : int, default=256
         Chunk size of every method (ours and TracInCP alike).
     compare_tracin : bool, default=True
+    fitted : DeepSupportVectors, optional
+        A second selection to compare with, usually with fitted multipliers
+        (``multipliers="fit"``): adds ``self_influence_fit``, ``lambda_fit`` (raw λ) and
+        ``self_influence_fit_then_loss`` (the fitted support first, then the rest by loss).
 
     Returns
     -------
     dict
-        For each ranking (``self_influence``, ``lambda``, ``loss``, ``tracin``, and the
-        combination ``self_influence_then_loss``): ``roc_auc``, ``flipped_in_top10`` and
-        ``seconds`` (wall time, measured in this call).
+        For each ranking (``self_influence``, ``loss``, ``tracin`` and, with ``fitted``, the
+        rows above): ``roc_auc``, ``flipped_in_top10`` and ``seconds`` (wall time, measured in
+        this call; ``self_influence``'s includes its selection and support gradients).
     """
     from .._explainer import DeepSupportVectors
 
     flipped = torch.as_tensor(flipped).bool()
     if len(flipped) != len(inputs) or len(labels) != len(inputs):
         raise ValueError("inputs, labels and flipped must have the same length")
+    name, _ = last_linear(model)
+    last = [f"{name}.weight", f"{name}.bias"]
     if explainer is None:
-        name, _ = last_linear(model)
         explainer = DeepSupportVectors(
-            param_names=[f"{name}.weight", f"{name}.bias"], chunk_size=batch_size, progress=False
+            param_names=last, multipliers="equal", chunk_size=batch_size, progress=False
         )
     out: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     sel = explainer.attribute(model, candidates=inputs, labels=labels)
-    lam_seconds = time.perf_counter() - start
-    svi = SupportVectorInfluence(model, sel, chunk_size=batch_size)
-    si = svi.self_influence()
-    ours_seconds = time.perf_counter() - start
-    out["self_influence"] = {**_rank_metrics(si, flipped), "seconds": ours_seconds}
-    out["lambda"] = {**_rank_metrics(sel.lambdas, flipped), "seconds": lam_seconds}
-    start = time.perf_counter()
-    # SupportExpansion.logits already chunks by batch_size
-    loss = cross_entropy(svi.expansion.logits(inputs).cpu(), labels).double()
-    out["loss"] = {**_rank_metrics(loss, flipped), "seconds": time.perf_counter() - start}
-    # lexicographic: the support set first (by self-influence), then the rest by their loss
-    combo = torch.where(si > 0, si.double() + loss.max() + 1, loss)
-    out["self_influence_then_loss"] = {
-        **_rank_metrics(combo, flipped),
-        "seconds": ours_seconds + out["loss"]["seconds"],
-    }
+    si = SupportVectorInfluence(model, sel, chunk_size=batch_size).self_influence()
+    out["self_influence"] = {**_rank_metrics(si, flipped), "seconds": time.perf_counter() - start}
     out["support_size"] = {"n_support": int(sel.support.sum()), "n": len(inputs)}
+    start = time.perf_counter()
+    loss = cross_entropy(SupportVectorInfluence(model, sel).expansion.logits(inputs).cpu(), labels).double()
+    out["loss"] = {**_rank_metrics(loss, flipped), "seconds": time.perf_counter() - start}
+    if fitted is not None:
+        start = time.perf_counter()
+        fit = fitted.attribute(model, candidates=inputs, labels=labels)
+        lam_seconds = time.perf_counter() - start
+        si_fit = SupportVectorInfluence(model, fit, chunk_size=batch_size).self_influence()
+        fit_seconds = time.perf_counter() - start
+        out["self_influence_fit"] = {**_rank_metrics(si_fit, flipped), "seconds": fit_seconds}
+        out["lambda_fit"] = {**_rank_metrics(fit.lambdas, flipped), "seconds": lam_seconds}
+        # lexicographic: the fitted support first (by self-influence), then the rest by their loss
+        combo = torch.where(si_fit > 0, si_fit.double() + loss.max() + 1, loss)
+        out["self_influence_fit_then_loss"] = {
+            **_rank_metrics(combo, flipped),
+            "seconds": fit_seconds + out["loss"]["seconds"],
+        }
+        out["support_size_fit"] = {"n_support": int(fit.support.sum()), "n": len(inputs)}
     if compare_tracin:
         start = time.perf_counter()
         with eval_mode(model):
@@ -218,6 +229,7 @@ def evaluate_removal(
     seed: int = 0,
     compare_tracin: bool = True,
     progress: bool = False,
+    global_explainer: Any = None,
 ) -> dict[str, Any]:
     """Retrain without the top-k proponents of a test decision, and without the lowest-λ half.
 
@@ -229,7 +241,8 @@ def evaluate_removal(
     train_inputs, train_labels : Tensor
     test_inputs : Tensor of shape (n, *input_shape)
     explainer : DeepSupportVectors, optional
-        Settings of the selection over the training set (default: all parameters, exact).
+        Settings of the selection whose expansion ranks the proponents (default: all
+        parameters, equal multipliers, ``multipliers="equal"``).
     k : int, default=20
         Proponents removed per test input.
     n_test : int, default=50
@@ -240,12 +253,17 @@ def evaluate_removal(
         Seeds the random removals.
     compare_tracin : bool, default=True
     progress : bool, default=False
+    global_explainer : DeepSupportVectors, optional
+        Settings of the selection whose λ orders the global removal (default: all parameters,
+        fitted multipliers, exact). Equal multipliers cannot order it: they tie.
 
     Returns
     -------
     dict
         ``margin_drop``: mean (and standard error) of ``margin_before - margin_after`` of each
-        test input's predicted class, for ``ours``, ``tracin`` and ``random`` removals;
+        test input's predicted class, for ``ours``, ``tracin`` and ``random`` removals
+        (``per_test``: every drop; ``paired_ours_minus_tracin``: the paired difference, its
+        standard error and how many test inputs ours moved more);
         ``prediction_change``: fraction of test predictions changed by removing the
         ``fraction`` of lowest λ, and a random ``fraction``.
     """
@@ -255,8 +273,11 @@ def evaluate_removal(
 
     gen = torch.Generator().manual_seed(seed)
     model = train_fn(train_inputs, train_labels)
-    explainer = explainer or DeepSupportVectors(progress=False)
+    explainer = explainer or DeepSupportVectors(multipliers="equal", progress=False)
     sel = explainer.attribute(model, candidates=train_inputs, labels=train_labels)
+    fit = (global_explainer or DeepSupportVectors(progress=False)).attribute(
+        model, candidates=train_inputs, labels=train_labels
+    )
     xt = test_inputs[:n_test]
     with torch.no_grad(), eval_mode(model):
         pred = model(xt).argmax(1)
@@ -284,16 +305,27 @@ def evaluate_removal(
             m: {"mean": float(np.mean(v)), "sem": float(np.std(v, ddof=1) / np.sqrt(len(v)))}
             for m, v in drops.items()
         },
+        "per_test": drops,
         "k": k,
         "n_test": len(xt),
         "n_train": n,
         "support_size": int(sel.support.sum()),
         "stationarity_cosine": sel.kkt.stationarity.get("cosine"),
+        "multipliers": sel.settings.get("multipliers", "fit"),
+        "global_support_size": int(fit.support.sum()),
+        "global_stationarity_cosine": fit.kkt.stationarity.get("cosine"),
     }
+    if "tracin" in drops and len(xt) > 1:
+        diff = np.asarray(drops["ours"]) - np.asarray(drops["tracin"])
+        out["paired_ours_minus_tracin"] = {
+            "mean": float(diff.mean()),
+            "sem": float(diff.std(ddof=1) / np.sqrt(len(diff))),
+            "ours_larger": int((diff > 0).sum()),
+        }
     with torch.no_grad(), eval_mode(model):
         full_pred = model(test_inputs).argmax(1)
     n_drop = int(round(fraction * n))
-    order = sel.lambdas.double() + 1e-12 * torch.rand(n, generator=gen, dtype=torch.float64)  # random ties
+    order = fit.lambdas.double() + 1e-12 * torch.rand(n, generator=gen, dtype=torch.float64)  # random ties
     low = order.argsort()[:n_drop]
     rand = torch.randperm(n, generator=gen)[:n_drop]
     change = {}
@@ -305,7 +337,7 @@ def evaluate_removal(
             change[name] = float((m(test_inputs).argmax(1) != full_pred).double().mean())
     out["prediction_change"] = change
     out["fraction_removed"] = fraction
-    out["lambda_zero_fraction"] = float((sel.lambdas == 0).double().mean())
+    out["lambda_zero_fraction"] = float((fit.lambdas == 0).double().mean())
     return out
 
 

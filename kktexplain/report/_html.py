@@ -333,12 +333,13 @@ def write_html(
             )
         )
         if model is not None:
-            from ..attr import SupportVectorInfluence
+            from ..attr import SupportVectorInfluence, equal_multipliers
 
-            scores = SupportVectorInfluence(model, selection).self_influence()
+            scores = SupportVectorInfluence(model, equal_multipliers(model, selection)).self_influence()
             how = (
-                "ranked by self-influence λ_j‖∇θL_j‖² "
-                "(<code>SupportVectorInfluence(model, selection).self_influence()</code>)"
+                "ranked by self-influence c‖∇θL_j‖² with equal multipliers, the KKT value of "
+                'weight-decay training (<code>DeepSupportVectors(multipliers="equal")</code>); '
+                "the fitted λ is a sparse vertex that ranks mislabels poorly (docs: Explaining a decision)"
             )
             name = "self-influence"
         else:
