@@ -215,6 +215,14 @@ def _select_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, default=256, help="samples per gradient chunk (default 256)")
     p.add_argument("--ridge", type=float, default=None, help="spread λ over similar samples (e.g. 1e-3)")
     p.add_argument(
+        "--multipliers",
+        choices=("fit", "equal"),
+        default="fit",
+        help="'fit' solves λ (sparse, best completeness); 'equal' gives every sample the one "
+        "multiplier of weight-decay training (one pass, no solve; ranks proponents and "
+        "mislabels better). Default fit",
+    )
+    p.add_argument(
         "--nproc",
         type=int,
         default=1,
@@ -240,6 +248,7 @@ def _select_result(args: argparse.Namespace, progress: bool):
         sketch=args.sketch,
         chunk_size=args.chunk_size,
         ridge=args.ridge,
+        multipliers=args.multipliers,
         seed=args.seed,
         progress=progress,
     )

@@ -74,6 +74,11 @@ def test_cli_end_to_end_on_a_user_model_with_safetensors_weights(user_dir, capsy
 
     direct = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
     assert torch.allclose(sel.lambdas, direct.lambdas, atol=1e-6)  # the CLI computes what the API does
+    assert main(["select", *user, "--data", "train.npz", "--multipliers", "equal", "--no-progress",
+                 "--out", "sel_eq"]) == 0  # fmt: skip
+    eq = DSVResult.load(tmp / "sel_eq.npz")
+    direct = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    assert eq.settings["multipliers"] == "equal" and torch.allclose(eq.lambdas, direct.lambdas)
 
     # the same model as a torch.save state dict, as TorchScript, and the data as module:function
     for other in (
