@@ -33,6 +33,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=60000)
     p.add_argument("--projection-dim", type=int, default=4096)
     p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--refit-dim", type=int, default=None, help="second stage: refit the support (e.g. 16384)")
     p.add_argument("--sketch", choices=("count", "kronecker"), default="count")
     p.add_argument("--name", default="select_fmnist", help="result file name (benchmarks/results/NAME.json)")
     p.add_argument("--k", type=int, default=10)
@@ -53,7 +54,11 @@ def main() -> None:
 
     start, cpu = time.perf_counter(), time.process_time()
     sel = DeepSupportVectors(
-        projection_dim=args.projection_dim, sketch=args.sketch, chunk_size=args.chunk_size, progress=False
+        projection_dim=args.projection_dim,
+        sketch=args.sketch,
+        chunk_size=args.chunk_size,
+        refit_dim=args.refit_dim,
+        progress=False,
     ).attribute(teacher, candidates=x, labels=y)
     seconds = time.perf_counter() - start
     selection_cpu = time.process_time() - cpu
@@ -76,6 +81,7 @@ def main() -> None:
         "projection_dim": args.projection_dim,
         "sketch": args.sketch,
         "sketch_dim": sel.settings["sketch_dim"],
+        "refit_dim": args.refit_dim,
         "selection_seconds": seconds,
         "gradient_seconds": sel.settings["gradient_seconds"],
         "epoch_seconds": epoch_seconds,

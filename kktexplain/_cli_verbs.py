@@ -212,6 +212,13 @@ def _select_parser(sub: argparse._SubParsersAction) -> None:
         "'kronecker' projects them layer by layer without forming them (faster; Linear, Conv, "
         "norm layers only). Default count",
     )
+    p.add_argument(
+        "--refit-dim",
+        type=int,
+        default=None,
+        help="with --projection-dim: re-solve the support's λ from a wider sketch of its rows only "
+        "(e.g. 16384; default: one stage)",
+    )
     p.add_argument("--chunk-size", type=int, default=256, help="samples per gradient chunk (default 256)")
     p.add_argument("--ridge", type=float, default=None, help="spread λ over similar samples (e.g. 1e-3)")
     p.add_argument(
@@ -249,6 +256,7 @@ def _select_result(args: argparse.Namespace, progress: bool):
         chunk_size=args.chunk_size,
         ridge=args.ridge,
         multipliers=args.multipliers,
+        refit_dim=args.refit_dim,
         seed=args.seed,
         progress=progress,
     )

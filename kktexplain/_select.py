@@ -108,6 +108,7 @@ def select(
     progress: bool,
     settings: dict[str, Any],
     multipliers: str = "fit",
+    refit_dim: int | None = None,
 ) -> DSVResult:
     """Solve the multipliers of fixed candidates.
 
@@ -125,6 +126,11 @@ def select(
         ``"fit"`` solves the non-negative least squares; ``"equal"`` gives every candidate the
         one multiplier that best fits stationarity (:func:`equal_multiplier`), with no
         per-sample gradients.
+    refit_dim : int, optional
+        With a sketch: re-solve the multipliers of the support found in the sketch from a
+        second, wider :class:`~kktexplain.kkt.CountSketch` (``refit_dim`` dimensions, seed
+        ``seed + 1``; exact when ``refit_dim`` reaches the parameter count) computed for the
+        support rows only.
     settings : dict
         The explainer's settings and what was inferred; completed and stored in the result.
 
@@ -156,8 +162,28 @@ def select(
         if not bool(torch.isfinite(value).all()):
             raise NonFiniteError(0, term, stage="selection")
     lam, info = solve_multipliers(
-        grads, target.cpu(), upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge, progress=progress
+        grads,
+        target.cpu(),
+        upper=lambda_max,
+        maximize_sum=maximize_sum,
+        ridge=ridge,
+        progress=progress,
+        rtol=_sketch_rtol(sketch),
     )
+    if refit_dim is not None and sketch is not None:
+        lam, info = _refit(
+            fmodel,
+            candidates,
+            labels,
+            objective,
+            lam,
+            info,
+            refit_dim,
+            chunk_size,
+            lambda_max,
+            seed,
+            progress,
+        )
     lam = lam.to(dtype)
     solve_seconds = time.perf_counter() - start - grad_seconds
     kkt = kkt_residuals(
@@ -219,6 +245,64 @@ def equal_multiplier(
     lam = torch.full((len(inputs),), c, dtype=inputs.dtype)
     scaled = {k: c * v for k, v in g.items()}
     return c, residuals_from_sum(fmodel, inputs, labels, lam, scaled, torch.cat(logits))
+
+
+def _refit(
+    fmodel: FunctionalModel,
+    candidates: Tensor,
+    labels: Tensor,
+    objective: KKTObjective,
+    lam: Tensor,
+    info: dict,
+    refit_dim: int,
+    chunk_size: int,
+    lambda_max: float | None,
+    seed: int,
+    progress: bool,
+) -> tuple[Tensor, dict]:
+    """Re-solve the multipliers of the support ``lam > 0`` from a wider sketch of its rows only.
+
+    The narrow sketch over every candidate picks the support; its multipliers fit the sketch,
+    not ``theta*``. The support's rows are few (at most the narrow sketch's width), so their
+    gradients can be sketched far wider, and the problem restricted to them solved again.
+    """
+    start = time.perf_counter()
+    support = torch.nonzero(lam > 0).flatten()
+    p = fmodel.num_params
+    wide = None if refit_dim >= p else CountSketch(p, refit_dim, seed=seed + 1, device=_device(fmodel))
+    target = torch.cat([v.flatten() for v in fmodel.target.values()])
+    target = wide(target[None])[0] if wide is not None else target
+    grads, _ = gather_gradients(
+        fmodel, candidates[support], labels[support], objective.loss_fn(), chunk_size, wide, progress
+    )
+    sub, sub_info = solve_multipliers(
+        grads, target.cpu(), upper=lambda_max, progress=progress, rtol=_sketch_rtol(wide)
+    )
+    out = torch.zeros_like(lam)
+    out[support] = sub.to(lam.dtype)
+    info = dict(info)
+    info["screen_residual"] = info.get("residual")
+    info["residual"] = sub_info["residual"]
+    info["refit"] = {
+        "dim": None if wide is None else wide.out_features,
+        "n_rows": int(len(support)),
+        "seconds": time.perf_counter() - start,
+        **{k: v for k, v in sub_info.items() if k != "n_zero_gradient"},
+    }
+    return out, info
+
+
+def _sketch_rtol(sketch: Any) -> float:
+    """The working-set tolerance: ``1 / sqrt(K)`` for a ``K``-dimensional sketch, 1e-5 when exact.
+
+    A sketch keeps inner products only to about ``1 / sqrt(K)``; fitting below that fits its
+    error (measured: docs/selection.md, "Two stages").
+    """
+    return 1e-5 if sketch is None else 1.0 / math.sqrt(sketch.out_features)
+
+
+def _device(fmodel: FunctionalModel) -> torch.device:
+    return next(iter(fmodel.theta.values())).device
 
 
 def _select_equal(

@@ -79,6 +79,12 @@ def test_cli_end_to_end_on_a_user_model_with_safetensors_weights(user_dir, capsy
     eq = DSVResult.load(tmp / "sel_eq.npz")
     direct = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
     assert eq.settings["multipliers"] == "equal" and torch.allclose(eq.lambdas, direct.lambdas)
+    assert main(["select", *user, "--data", "train.npz", "--projection-dim", "8", "--refit-dim", "64",
+                 "--no-progress", "--out", "sel_refit"]) == 0  # fmt: skip
+    refit = DSVResult.load(tmp / "sel_refit.npz")
+    two = DeepSupportVectors(projection_dim=8, refit_dim=64, progress=False)
+    direct = two.attribute(model, candidates=x, labels=y)
+    assert refit.settings["refit_dim"] == 64 and torch.allclose(refit.lambdas, direct.lambdas, atol=1e-6)
 
     # the same model as a torch.save state dict, as TorchScript, and the data as module:function
     for other in (

@@ -1,4 +1,5 @@
-"""Selection with one shared multiplier (``multipliers="equal"``) against a float64 loop."""
+"""Selection with one shared multiplier (``multipliers="equal"``) and the two-stage refit
+(``refit_dim``), against float64 loops."""
 
 import pytest
 import torch
@@ -114,3 +115,39 @@ def test_equal_multipliers_of_a_fitted_result_keep_its_scope_and_rows(problem):
     assert (SupportVectorInfluence(model, eq).self_influence() > 0).all()
     with pytest.raises(TypeError, match="support"):
         equal_multipliers(model, "not a result")
+
+
+def test_refit_resolves_the_sketched_support_exactly(problem):
+    """refit_dim >= P: the support's λ are the exact NNLS restricted to it (float64 loop)."""
+    from scipy.optimize import nnls
+
+    model, x, y = problem
+    two = DeepSupportVectors(projection_dim=8, refit_dim=1000, progress=False).attribute(
+        model, candidates=x, labels=y
+    )
+    one = DeepSupportVectors(projection_dim=8, progress=False).attribute(model, candidates=x, labels=y)
+    support = torch.nonzero(one.lambdas > 0).flatten()
+    assert two.settings["solver"]["refit"]["n_rows"] == len(support)
+    assert two.settings["solver"]["refit"]["dim"] is None  # 1000 >= 38 parameters: exact
+    params = list(model.parameters())
+    rows = []
+    for i in support.tolist():
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        rows.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
+    theta = torch.cat([p.detach().flatten() for p in params])
+    ref, _ = nnls(torch.stack(rows).T.numpy(), -theta.numpy())
+    want = torch.zeros(len(x), dtype=torch.float64)
+    want[support] = torch.from_numpy(ref)
+    torch.testing.assert_close(two.lambdas, want, rtol=1e-6, atol=1e-9)
+    # the refit fits theta* at least as well as the narrow sketch's multipliers on the same rows
+    assert two.kkt.stationarity["rel_l2"] <= one.kkt.stationarity["rel_l2"] + 1e-12
+
+
+def test_refit_dim_is_validated(problem):
+    model, x, y = problem
+    with pytest.raises(ValueError, match="projection_dim"):
+        DeepSupportVectors(refit_dim=64, progress=False).attribute(model, candidates=x, labels=y)
+    for refit, match in ((8, "refit_dim must exceed"), (-1, "refit_dim")):
+        explainer = DeepSupportVectors(projection_dim=16, refit_dim=refit, progress=False)
+        with pytest.raises(ValueError, match=match):
+            explainer.attribute(model, candidates=x, labels=y)

@@ -313,6 +313,7 @@ def solve_multipliers(
     max_iter: int | None = None,
     ridge: float | None = None,
     progress: bool = False,
+    rtol: float = 1e-5,
 ) -> tuple[Tensor, dict]:
     """Solve ``min_{0 <= lambda <= upper} || target + grads^T lambda ||^2``.
 
@@ -348,6 +349,11 @@ def solve_multipliers(
         most 50 rounds).
     progress : bool, default=False
         Show a progress bar over the rounds of the bounded solver.
+    rtol : float, default=1e-5
+        Optimality tolerance of the unbounded working-set path (:func:`working_set_nnls`): a
+        sample still violates optimality while its gradient's cosine with the residual exceeds
+        it. For a sketch of ``K`` dimensions, inner products are only kept to about
+        ``1 / sqrt(K)``; selection passes that value (a tighter fit fits the sketch's error).
 
     Returns
     -------
@@ -409,9 +415,15 @@ def solve_multipliers(
         info = {"solver": "nnls", "status": 0}
     elif upper is None:
         x0, iters = projected_fista(at, bt, None, max_iter=200)
-        x, ws = working_set_nnls(at, bt, start=x0)
+        x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol)
         lam = x.numpy()
-        info = {"solver": "projected_fista+working_set_nnls", "fista_iterations": iters, "status": 0, **ws}
+        info = {
+            "solver": "projected_fista+working_set_nnls",
+            "fista_iterations": iters,
+            "status": 0,
+            "rtol": rtol,
+            **ws,
+        }
     else:
         x, ws = working_set_bvls(at, bt, hi, max_rounds=max_iter or 1000, tol=tol, progress=progress)
         lam = x.numpy()
