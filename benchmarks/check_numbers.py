@@ -203,6 +203,15 @@ def selection_claims() -> list[tuple[str, str]]:
             f"({b['selection_seconds']:.0f} s / {b['epoch_seconds']:.0f} s) |",
         ),
     ]
+    for r in load("select_rss_two_stage.json")["rows"]:
+        out.append(
+            (
+                page,
+                f"| {r['n']:,} | {r['baseline_rss_mb']:,.0f} MiB | {r['peak_rss_mb']:,.0f} MiB | "
+                f"{r['selection_mb']:,.0f} MiB | {r['g_matrix_mb']:.0f} MiB | {r['seconds']:.0f} s | "
+                f"{r['stationarity_cosine']:.3f} |",
+            )
+        )
     return out
 
 

@@ -131,6 +131,7 @@ def child(args: argparse.Namespace) -> None:
         projection_dim=args.projection_dim,
         sketch=args.sketch,
         chunk_size=args.chunk_size,
+        refit_dim=args.refit_dim,
         seed=0,
         progress=False,
     ).attribute(model, candidates=x, labels=y)
@@ -187,6 +188,7 @@ def main() -> None:
     p.add_argument("--projection-dim", type=int, default=2048)
     p.add_argument("--chunk-size", type=int, default=256)
     p.add_argument("--sketch", choices=("count", "kronecker"), default="count")
+    p.add_argument("--refit-dim", type=int, default=None, help="two-stage selection (e.g. 16384)")
     p.add_argument(
         "--name", default=None, help="result file name (default select_rss or select_rss_gradients)"
     )
@@ -225,6 +227,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", str(n), "--weights", str(weights)]
         cmd += ["--projection-dim", str(args.projection_dim), "--chunk-size", str(args.chunk_size)]
         cmd += ["--model", args.model, "--threads", str(args.threads), "--sketch", args.sketch]
+        cmd += [] if args.refit_dim is None else ["--refit-dim", str(args.refit_dim)]
         cmd += ["--gradients-only"] if args.gradients_only else []
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -245,6 +248,7 @@ def main() -> None:
         {
             "model": args.model,
             "sketch": args.sketch,
+            "refit_dim": args.refit_dim,
             "model_card": model_card,
             "projection_dim": args.projection_dim,
             "chunk_size": args.chunk_size,
