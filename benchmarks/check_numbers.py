@@ -215,6 +215,25 @@ def selection_claims() -> list[tuple[str, str]]:
     return out
 
 
+def invariance_claims() -> list[tuple[str, str]]:
+    """docs/residuals.md's scale-invariance section against invariance.json."""
+    page = "docs/residuals.md"
+    d = load("invariance.json")
+    rows = {(r["what"], r["scope"]): r for r in d["rows"]}
+    sel, syn = "selection_2000", "synthesis_100_real_init"
+    cls = "classifier.weight"
+    return [
+        (page, f"cannot exceed {d['max_cosine_all_parameters']:.3f}**"),
+        (page, f"| {rows[(sel, 'all')]['cosine']:.3f} | **{rows[(sel, 'free')]['cosine']:.3f}** |"),
+        (page, f"| {rows[(syn, 'all')]['cosine']:.3f} | {rows[(syn, 'free')]['cosine']:.3f} |"),
+        (
+            page,
+            f"fell from {rows[(syn, 'all')]['per_layer_cosine'][cls]:.3f} to\n"
+            f"{rows[(syn, 'free')]['per_layer_cosine'][cls]:.3f})",
+        ),
+    ]
+
+
 def explain_claims() -> list[tuple[str, str]]:
     """docs/explain.md against the evaluate_*.json files of ``kktexplain evaluate``."""
     page = "docs/explain.md"
@@ -1244,6 +1263,7 @@ def all_claims() -> list[tuple[str, str]]:
         claims()
         + explain_claims()
         + selection_claims()
+        + invariance_claims()
         + defaults_claims()
         + residuals_claims()
         + bounded_claims()

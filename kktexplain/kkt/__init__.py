@@ -19,6 +19,7 @@ from ._conditions import (
     stationarity_per_layer,
 )
 from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, weighted_loss_grad
+from ._invariance import ScaleInvariance, scale_invariant_modules
 from ._kronecker import KroneckerSketch
 from ._objective import PRESETS, KKTObjective, ObjectiveValue
 from ._priors import input_norm, total_variation
@@ -30,6 +31,8 @@ from ._selection import (
 )
 
 __all__ = [
+    "ScaleInvariance",
+    "scale_invariant_modules",
     "Augmentation",
     "CountSketch",
     "FunctionalModel",

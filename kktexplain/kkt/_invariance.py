@@ -1,0 +1,136 @@
+"""Parameters that stationarity cannot explain: modules whose scale the network ignores.
+
+If the logits do not change when a module's own parameters are scaled together (a convolution
+followed by instance or batch normalisation, a normalisation layer whose output feeds another
+normalised layer), Euler's theorem for degree-0 homogeneity gives
+``<theta_m, grad_{theta_m} L(x, y)> = 0`` for every input and label. Every loss gradient is then
+orthogonal to ``theta_m``, so no multipliers can make ``-sum_i lambda_i grad L_i`` point along
+``theta_m``: its cosine with ``theta*`` on that module is zero whatever the support set, and the
+cosine over all parameters is at most ``sqrt(1 - sum_m ||theta_m||^2 / ||theta||^2)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, jvp
+
+from .._model_state import eval_mode
+
+__all__ = ["ScaleInvariance", "scale_invariant_modules"]
+
+
+@dataclass(frozen=True)
+class ScaleInvariance:
+    """Which modules' scale the logits ignore, and what that leaves stationarity.
+
+    Attributes
+    ----------
+    modules : list of str
+        Modules whose own parameters can be scaled together without changing the logits.
+    param_names : list of str
+        Their parameters: stationarity cannot hold on them.
+    radial : dict of str to float
+        For every module with parameters, ``||d f / d alpha||`` when its parameters are scaled by
+        ``alpha`` at 1, relative to the largest such value over the modules (0: invariant).
+    max_cosine : float
+        Upper bound on the stationarity cosine over all parameters:
+        ``sqrt(1 - sum ||theta_m||^2 / ||theta||^2)`` over the invariant modules.
+    free_param_names : list of str
+        The other parameters: a scope where stationarity can hold (``param_names=``).
+    """
+
+    modules: list[str]
+    param_names: list[str]
+    radial: dict[str, float] = field(default_factory=dict)
+    max_cosine: float = 1.0
+    free_param_names: list[str] = field(default_factory=list)
+
+
+def scale_invariant_modules(
+    model: nn.Module, inputs: Tensor, rtol: float = 1e-3, additional_forward_args: Any = None
+) -> ScaleInvariance:
+    """Find the modules whose parameters the logits are invariant to scaling, on sample inputs.
+
+    One forward-mode product (``torch.func.jvp``) per module with parameters: the tangent is
+    the module's own parameters, so the product is the logits' derivative along scaling them.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns logits ``(N, C)``. Only read: evaluated in eval mode, parameters untouched.
+    inputs : Tensor of shape (N, *input_shape)
+        A few samples (tens are enough).
+    rtol : float, default=1e-3
+        A module is invariant when its radial derivative is below ``rtol`` times the largest
+        one. A normalisation's ``eps`` makes the invariance approximate (the derivative is then
+        of the order of ``eps / variance``: 3e-6 to 1e-4 on the reference ConvNet), so exact
+        zeros are not expected; a module near the threshold is reported in ``radial``.
+    additional_forward_args : Any, optional
+        Extra positional arguments of the forward.
+
+    Returns
+    -------
+    ScaleInvariance
+
+    Raises
+    ------
+    TypeError
+        When ``model`` is not an ``nn.Module`` or ``inputs`` not a tensor.
+    ValueError
+        When ``inputs`` is empty or ``rtol`` is not in (0, 1).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"inputs must be a Tensor, got {type(inputs).__name__}")
+    if len(inputs) == 0:
+        raise ValueError("inputs must hold at least one sample")
+    if isinstance(rtol, bool) or not isinstance(rtol, int | float) or not 0 < rtol < 1:
+        raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
+    args = (
+        ()
+        if additional_forward_args is None
+        else tuple(
+            additional_forward_args
+            if isinstance(additional_forward_args, tuple)
+            else (additional_forward_args,)
+        )
+    )
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    first = next(iter(params.values()))
+    x = inputs.to(first.device, first.dtype)
+    owners: dict[str, list[str]] = {}
+    for mod_name, module in model.named_modules():
+        own = [f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False)]
+        if own:
+            owners[mod_name] = own
+    radial: dict[str, float] = {}
+    with eval_mode(model), torch.no_grad():
+
+        def logits(theta):
+            return functional_call(model, ({**params, **theta}, buffers), (x, *args))
+
+        for mod_name, names in owners.items():
+            theta = {k: params[k] for k in names}
+            _, d = jvp(logits, (theta,), (theta,))
+            radial[mod_name] = float(d.double().norm())
+    top = max(radial.values(), default=0.0)
+    rel = {k: (v / top if top > 0 else 0.0) for k, v in radial.items()}
+    invariant = [k for k, v in rel.items() if v < rtol]
+    inv_params = [p for m in invariant for p in owners[m]]
+    total = sum(float(v.double().pow(2).sum()) for v in params.values())
+    lost = sum(float(params[p].double().pow(2).sum()) for p in inv_params)
+    max_cos = math.sqrt(max(1.0 - lost / total, 0.0)) if total > 0 else 0.0
+    return ScaleInvariance(
+        modules=invariant,
+        param_names=inv_params,
+        radial=rel,
+        max_cosine=max_cos,
+        free_param_names=[p for p in params if p not in set(inv_params)],
+    )

@@ -1,0 +1,70 @@
+"""Scale-invariant modules: found by a jvp, and their gradients are orthogonal to them."""
+
+import pytest
+import torch
+from conftest import assert_same_snapshot, model_snapshot
+from torch import nn
+
+from kktexplain.kkt import scale_invariant_modules
+
+
+class NormNet(nn.Module):
+    """conv -> instance norm -> ReLU -> conv -> instance norm (last) -> linear, in float64."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 3, 3, padding=1)
+        self.norm1 = nn.GroupNorm(3, 3, eps=0.0)
+        self.conv2 = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm2 = nn.GroupNorm(4, 4, eps=0.0)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.norm1(self.conv1(x)))
+        return self.fc(torch.relu(self.norm2(self.conv2(h))).flatten(1))
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return NormNet().double()
+
+
+def test_finds_the_modules_before_a_normalisation(net):
+    x = torch.randn(8, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    before = model_snapshot(net)
+    r = scale_invariant_modules(net, x)
+    assert_same_snapshot(before, model_snapshot(net))
+    # conv1, norm1 (feeds conv2 + norm2) and conv2 are invariant; norm2 and fc set the logits' scale
+    assert r.modules == ["conv1", "norm1", "conv2"]
+    assert set(r.free_param_names) == {"norm2.weight", "norm2.bias", "fc.weight", "fc.bias"}
+    theta = {k: v.detach() for k, v in net.named_parameters()}
+    total = sum(v.pow(2).sum() for v in theta.values())
+    lost = sum(theta[p].pow(2).sum() for p in r.param_names)
+    assert r.max_cosine == pytest.approx(float((1 - lost / total).sqrt()), rel=1e-12)
+    # Euler: every loss gradient is orthogonal to an invariant module's parameters
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    loss = nn.functional.cross_entropy(net(x), y)
+    grads = dict(zip(theta, torch.autograd.grad(loss, list(net.parameters()))))
+    for mod in r.modules:
+        names = [p for p in r.param_names if p.startswith(mod + ".")]
+        radial = sum((theta[p] * grads[p]).sum() for p in names)
+        scale = sum(theta[p].norm() * grads[p].norm() for p in names)
+        assert abs(float(radial)) < 1e-10 * float(scale)
+    assert float(sum((theta[p] * grads[p]).sum() for p in ("fc.weight", "fc.bias"))) != pytest.approx(0.0)
+
+
+def test_a_network_without_normalisation_has_none(tiny64):
+    r = scale_invariant_modules(tiny64, torch.randn(5, 3, dtype=torch.float64))
+    assert r.modules == [] and r.param_names == [] and r.max_cosine == 1.0
+
+
+def test_bad_inputs_are_named(net):
+    with pytest.raises(TypeError, match="model"):
+        scale_invariant_modules("net", torch.zeros(1, 1, 6, 6))
+    with pytest.raises(TypeError, match="inputs"):
+        scale_invariant_modules(net, [1, 2])
+    with pytest.raises(ValueError, match="inputs"):
+        scale_invariant_modules(net, torch.zeros(0, 1, 6, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="rtol"):
+        scale_invariant_modules(net, torch.zeros(1, 1, 6, 6, dtype=torch.float64), rtol=2)
