@@ -70,6 +70,14 @@ class KKTReadiness:
         ``"near"`` (cosine >= 0.9), ``"partial"`` (>= 0.5) or ``"far"``.
     message : str
         The verdict in plain words.
+    invariant_param_names : list of str
+        Measured parameters in scale-invariant modules
+        (:func:`kktexplain.kkt.scale_invariant_modules`): every loss gradient is orthogonal to
+        them, so no multipliers can rebuild them.
+    max_cosine : float or None
+        The resulting upper bound on any stationarity cosine over the measured parameters
+        (1.0 when none is invariant; ``None`` for the displacement ``reference=``, to which
+        the bound does not apply).
     """
 
     cosine: float
@@ -81,6 +89,8 @@ class KKTReadiness:
     param_names: list[str] = field(default_factory=list)
     verdict: str = ""
     message: str = ""
+    invariant_param_names: list[str] = field(default_factory=list)
+    max_cosine: float | None = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python copy (JSON-serialisable)."""
@@ -94,6 +104,8 @@ class KKTReadiness:
             "param_names": list(self.param_names),
             "verdict": self.verdict,
             "message": self.message,
+            "invariant_param_names": list(self.invariant_param_names),
+            "max_cosine": self.max_cosine,
         }
 
 
@@ -190,6 +202,24 @@ def kkt_readiness(
     relative_residual = math.sqrt(max(1.0 - cosine**2, 0.0)) if scale > 0 else 1.0
     per_layer = res.per_layer_cosine
     verdict, message = _verdict(cosine)
+    from .kkt import scale_invariant_modules
+
+    inv = scale_invariant_modules(model, inputs[:32])
+    measured = set(fmodel.names)
+    invariant = [p for p in inv.param_names if p in measured]
+    max_cosine: float | None = None
+    if reference is None:
+        theta = fmodel.target
+        total = sum(float(v.double().pow(2).sum()) for v in theta.values())
+        lost = sum(float(theta[p].double().pow(2).sum()) for p in invariant)
+        max_cosine = math.sqrt(max(1.0 - lost / total, 0.0)) if total > 0 else 0.0
+    if invariant:
+        message += (
+            f" {len(invariant)} of {len(measured)} parameter tensors lie in scale-invariant modules "
+            "(a layer before a normalisation): their gradients are orthogonal to them, so no "
+            "multipliers rebuild them"
+            + ("." if max_cosine is None else f"; no stationarity cosine here can exceed {max_cosine:.3f}.")
+        )
     return KKTReadiness(
         cosine=float(cosine),
         per_layer_cosine=per_layer,
@@ -200,4 +230,6 @@ def kkt_readiness(
         param_names=list(fmodel.names),
         verdict=verdict,
         message=message,
+        invariant_param_names=invariant,
+        max_cosine=max_cosine,
     )

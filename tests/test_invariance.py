@@ -68,3 +68,21 @@ def test_bad_inputs_are_named(net):
         scale_invariant_modules(net, torch.zeros(0, 1, 6, 6, dtype=torch.float64))
     with pytest.raises(ValueError, match="rtol"):
         scale_invariant_modules(net, torch.zeros(1, 1, 6, 6, dtype=torch.float64), rtol=2)
+
+
+def test_readiness_reports_the_invariant_tensors_and_the_bound(net, tiny64):
+    from kktexplain import kkt_readiness
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(12, 1, 6, 6, dtype=torch.float64, generator=gen)
+    y = torch.randint(0, 3, (12,), generator=gen)
+    r = kkt_readiness(net, (x, y))
+    inv = scale_invariant_modules(net, x)
+    assert r.invariant_param_names == inv.param_names
+    assert r.max_cosine == pytest.approx(inv.max_cosine, rel=1e-12)
+    assert abs(r.cosine) <= r.max_cosine + 1e-12
+    assert "scale-invariant" in r.message and r.to_dict()["max_cosine"] == r.max_cosine
+    last = kkt_readiness(net, (x, y), param_names=["fc.weight", "fc.bias"])
+    assert last.invariant_param_names == [] and last.max_cosine == pytest.approx(1.0)
+    plain = kkt_readiness(tiny64, (torch.randn(6, 3, dtype=torch.float64), torch.arange(6) % 3))
+    assert plain.invariant_param_names == [] and "scale-invariant" not in plain.message

@@ -299,6 +299,16 @@ def _readiness_section(r: Any) -> str:
         ("unexplained part ‖θ* + cΣ∇θL‖ / ‖θ*‖", f"{r.relative_residual:.3f}", ""),
         ("implied weight decay 1/(n c)", f"{r.implied_weight_decay:.3g}", "compare with training's"),
         ("samples", f"{r.n}", ""),
+        (
+            "tensors in scale-invariant modules (stationarity impossible there)",
+            f"{len(r.invariant_param_names)} of {len(r.per_layer_cosine)}",
+            "",
+        ),
+        (
+            "upper bound on any stationarity cosine",
+            "n/a (displacement)" if r.max_cosine is None else f"{r.max_cosine:.3f}",
+            "",
+        ),
     ]
     css = {"near": "good", "partial": "fair", "far": "poor"}
     body = "".join(
