@@ -202,17 +202,12 @@ def kkt_readiness(
     relative_residual = math.sqrt(max(1.0 - cosine**2, 0.0)) if scale > 0 else 1.0
     per_layer = res.per_layer_cosine
     verdict, message = _verdict(cosine)
-    from .kkt import scale_invariant_modules
+    from .kkt._invariance import cosine_bound, scale_invariant_modules
 
     inv = scale_invariant_modules(model, inputs[:32])
     measured = set(fmodel.names)
     invariant = [p for p in inv.param_names if p in measured]
-    max_cosine: float | None = None
-    if reference is None:
-        theta = fmodel.target
-        total = sum(float(v.double().pow(2).sum()) for v in theta.values())
-        lost = sum(float(theta[p].double().pow(2).sum()) for p in invariant)
-        max_cosine = math.sqrt(max(1.0 - lost / total, 0.0)) if total > 0 else 0.0
+    max_cosine = cosine_bound(fmodel.target, invariant) if reference is None else None
     if invariant:
         message += (
             f" {len(invariant)} of {len(measured)} parameter tensors lie in scale-invariant modules "

@@ -25,8 +25,7 @@ from .kkt import (
     kkt_residuals,
     solve_multipliers,
 )
-from .kkt._grads import weighted_loss_grad
-from .kkt._residuals import KKTResiduals, residuals_from_sum
+from .kkt._residuals import KKTResiduals, residuals_from_sum, stationarity_sum
 
 __all__ = ["equal_multiplier", "gather_gradients", "select"]
 
@@ -200,7 +199,12 @@ def select(
 
 
 def equal_multiplier(
-    fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, loss_fn: Any, chunk_size: int
+    fmodel: FunctionalModel,
+    inputs: Tensor,
+    labels: Tensor,
+    loss_fn: Any,
+    chunk_size: int,
+    upper: float | None = None,
 ) -> tuple[float, KKTResiduals]:
     """The one multiplier ``c >= 0`` that best fits stationarity when every sample shares it.
 
@@ -217,6 +221,8 @@ def equal_multiplier(
     loss_fn : callable
         Per-sample loss.
     chunk_size : int
+    upper : float, optional
+        Cap on ``c`` (``lambda_max``). The sum is linear in ``c``, so the cap needs no second pass.
 
     Returns
     -------
@@ -224,27 +230,19 @@ def equal_multiplier(
     residuals : KKTResiduals
         Every DeepKKT residual at ``lambda_i = c`` (from the same pass).
     """
-    device = next(iter(fmodel.theta.values())).device
-    g = {k: torch.zeros_like(v) for k, v in fmodel.target.items()}
-    logits = []
-    for start in range(0, len(inputs), chunk_size):
-        x = inputs[start : start + chunk_size].to(device)
-        y = labels[start : start + chunk_size].to(device)
-        gc, lg = weighted_loss_grad(
-            fmodel, x, y, torch.ones(len(x), device=device, dtype=x.dtype), loss_fn, False
-        )
-        for k in g:
-            g[k] += gc[k]
-        logits.append(lg.detach().cpu())
+    ones = torch.ones(len(inputs), dtype=inputs.dtype)
+    g, logits = stationarity_sum(fmodel, inputs, labels, ones, loss_fn, chunk_size)
     theta = fmodel.target
     dot = sum(float((theta[k].double() * g[k].double()).sum()) for k in g)
     sq = sum(float(g[k].double().pow(2).sum()) for k in g)
     if not (math.isfinite(dot) and math.isfinite(sq)):
         raise NonFiniteError(0, "per-sample gradients", stage="selection")
     c = max(-dot / sq, 0.0) if sq > 0 else 0.0
+    if upper is not None:
+        c = min(c, float(upper))
     lam = torch.full((len(inputs),), c, dtype=inputs.dtype)
     scaled = {k: c * v for k, v in g.items()}
-    return c, residuals_from_sum(fmodel, inputs, labels, lam, scaled, torch.cat(logits))
+    return c, residuals_from_sum(fmodel, inputs, labels, lam, scaled, logits)
 
 
 def _refit(
@@ -316,15 +314,10 @@ def _select_equal(
     start: float,
 ) -> DSVResult:
     """Selection with one shared multiplier (``multipliers="equal"``): one pass, no solve."""
-    c, kkt = equal_multiplier(fmodel, candidates, labels, objective.loss_fn(), max(chunk_size, 256))
-    bounded = lambda_max is not None and c > float(lambda_max)
-    if bounded:  # rescale: the sum is linear in the shared multiplier
-        c = float(lambda_max)
+    c, kkt = equal_multiplier(
+        fmodel, candidates, labels, objective.loss_fn(), max(chunk_size, 256), upper=lambda_max
+    )
     lam = torch.full((len(candidates),), c, dtype=candidates.dtype)
-    if bounded:
-        kkt = kkt_residuals(
-            fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(chunk_size, 256)
-        )
     record = dict(
         solver={"solver": "equal", "multiplier": c, "residual": kkt.stationarity["rel_l2"]},
         sketch_dim=None,

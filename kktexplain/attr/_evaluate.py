@@ -98,11 +98,13 @@ def evaluate_mislabels(
     out: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     sel = explainer.attribute(model, candidates=inputs, labels=labels)
-    si = SupportVectorInfluence(model, sel, chunk_size=batch_size).self_influence()
+    svi = SupportVectorInfluence(model, sel, chunk_size=batch_size)
+    si = svi.self_influence()
     out["self_influence"] = {**_rank_metrics(si, flipped), "seconds": time.perf_counter() - start}
     out["support_size"] = {"n_support": int(sel.support.sum()), "n": len(inputs)}
     start = time.perf_counter()
-    loss = cross_entropy(SupportVectorInfluence(model, sel).expansion.logits(inputs).cpu(), labels).double()
+    # SupportExpansion.logits already chunks by batch_size
+    loss = cross_entropy(svi.expansion.logits(inputs).cpu(), labels).double()
     out["loss"] = {**_rank_metrics(loss, flipped), "seconds": time.perf_counter() - start}
     if fitted is not None:
         start = time.perf_counter()

@@ -31,7 +31,7 @@ from .._model_state import eval_mode
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
 
-__all__ = ["SupportExpansion", "ExpansionFidelity", "logit_of"]
+__all__ = ["SupportExpansion", "ExpansionFidelity", "logit_of", "objective_from_settings"]
 
 # Cache the support gradients exactly while they take at most this many floats (1 GiB in
 # float32); beyond it they are sketched with a CountSketch to ``projection_dim`` columns.
@@ -62,13 +62,18 @@ def _as_args(additional_forward_args: Any) -> tuple:
     return (additional_forward_args,)
 
 
-def _loss_from_settings(settings: Mapping) -> Callable[[Tensor, Tensor], Tensor]:
-    """The per-sample loss the support set's stationarity was solved with."""
+def objective_from_settings(settings: Mapping) -> KKTObjective:
+    """The objective a result was computed with (its ``settings["objective"]``), or the default."""
     objective = settings.get("objective")
     if isinstance(objective, Mapping):
         fields = {k: v for k, v in objective.items() if k in KKTObjective.__dataclass_fields__}
-        return KKTObjective(**fields).loss_fn()
-    return KKTObjective().loss_fn()
+        return KKTObjective(**fields)
+    return KKTObjective()
+
+
+def _loss_from_settings(settings: Mapping) -> Callable[[Tensor, Tensor], Tensor]:
+    """The per-sample loss the support set's stationarity was solved with."""
+    return objective_from_settings(settings).loss_fn()
 
 
 @dataclass(frozen=True)

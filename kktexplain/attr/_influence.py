@@ -10,7 +10,7 @@ from captum.influence import DataInfluence
 from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor, nn
 
-from ._expansion import SupportExpansion
+from ._expansion import SupportExpansion, objective_from_settings
 
 __all__ = ["SupportVectorInfluence", "equal_multipliers", "resolve_target", "split_influence_inputs"]
 
@@ -86,16 +86,9 @@ def equal_multipliers(model: nn.Module, support: Any, reference: Any = None, chu
 
     if not isinstance(support, DSVResult):
         raise TypeError(f"support must be a DSVResult, got {type(support).__name__}")
-    settings = support.settings
-    objective = settings.get("objective", "default")
-    if isinstance(objective, Mapping):
-        from ..kkt import KKTObjective
-
-        fields = {k: v for k, v in objective.items() if k in KKTObjective.__dataclass_fields__}
-        objective = KKTObjective(**fields)
     explainer = DeepSupportVectors(
-        param_names=settings.get("param_names"),
-        objective=objective,
+        param_names=support.settings.get("param_names"),
+        objective=objective_from_settings(support.settings),
         multipliers="equal",
         chunk_size=chunk_size,
         progress=False,

@@ -12,6 +12,7 @@ cosine over all parameters is at most ``sqrt(1 - sum_m ||theta_m||^2 / ||theta||
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch.func import functional_call, jvp
 
 from .._model_state import eval_mode
 
-__all__ = ["ScaleInvariance", "scale_invariant_modules"]
+__all__ = ["ScaleInvariance", "cosine_bound", "scale_invariant_modules"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,26 @@ class ScaleInvariance:
     radial: dict[str, float] = field(default_factory=dict)
     max_cosine: float = 1.0
     free_param_names: list[str] = field(default_factory=list)
+
+
+def cosine_bound(theta: Mapping[str, Tensor], invariant: Sequence[str]) -> float:
+    """``sqrt(1 - sum_{invariant} ||theta_p||^2 / ||theta||^2)``: the largest stationarity cosine
+    over ``theta`` when the ``invariant`` parameters are orthogonal to every gradient.
+
+    Parameters
+    ----------
+    theta : mapping of str to Tensor
+        The parameters of the scope.
+    invariant : sequence of str
+        Names (keys of ``theta``) of the parameters no gradient can reach.
+
+    Returns
+    -------
+    float
+    """
+    total = sum(float(v.double().pow(2).sum()) for v in theta.values())
+    lost = sum(float(theta[p].double().pow(2).sum()) for p in invariant)
+    return math.sqrt(max(1.0 - lost / total, 0.0)) if total > 0 else 0.0
 
 
 def scale_invariant_modules(
@@ -124,9 +145,7 @@ def scale_invariant_modules(
     rel = {k: (v / top if top > 0 else 0.0) for k, v in radial.items()}
     invariant = [k for k, v in rel.items() if v < rtol]
     inv_params = [p for m in invariant for p in owners[m]]
-    total = sum(float(v.double().pow(2).sum()) for v in params.values())
-    lost = sum(float(params[p].double().pow(2).sum()) for p in inv_params)
-    max_cos = math.sqrt(max(1.0 - lost / total, 0.0)) if total > 0 else 0.0
+    max_cos = cosine_bound(params, inv_params)
     return ScaleInvariance(
         modules=invariant,
         param_names=inv_params,

@@ -24,7 +24,7 @@ from ._conditions import (
 from ._grads import FunctionalModel, LossFn, weighted_loss_grad
 from ._priors import input_norm, total_variation
 
-__all__ = ["KKTResiduals", "kkt_residuals", "predictive_entropy", "residuals_from_sum"]
+__all__ = ["KKTResiduals", "kkt_residuals", "predictive_entropy", "residuals_from_sum", "stationarity_sum"]
 
 
 def predictive_entropy(logits: Tensor) -> Tensor:
@@ -127,6 +127,29 @@ def kkt_residuals(
     KKTResiduals
         Per-sample tensors on the CPU.
     """
+    g, logits = stationarity_sum(fmodel, inputs, labels, lambdas, loss_fn, chunk_size, logits)
+    return residuals_from_sum(fmodel, inputs, labels, lambdas, g, logits)
+
+
+def stationarity_sum(
+    fmodel: FunctionalModel,
+    inputs: Tensor,
+    labels: Tensor,
+    lambdas: Tensor,
+    loss_fn: LossFn | None = None,
+    chunk_size: int = 1024,
+    logits: Tensor | None = None,
+) -> tuple[dict[str, Tensor], Tensor]:
+    """``sum_i lambda_i grad L_i`` (no graph) and the inputs' logits, chunk by chunk.
+
+    The pass behind :func:`kkt_residuals`; parameters as there.
+
+    Returns
+    -------
+    grad_sum : dict of str to Tensor
+        Shaped as ``fmodel.target``.
+    logits : Tensor of shape (N, C), on the CPU
+    """
     loss_fn = cross_entropy if loss_fn is None else loss_fn
     if logits is not None and (logits.ndim != 2 or len(logits) != len(inputs)):
         raise ValueError(f"logits must have shape (N, C) with N = {len(inputs)}, got {tuple(logits.shape)}")
@@ -159,7 +182,7 @@ def kkt_residuals(
             g[k] += gc[k]
         if not sparse:
             chunks.append(logits.detach().cpu())
-    return residuals_from_sum(fmodel, inputs, labels, lambdas, g, torch.cat(chunks))
+    return g, torch.cat(chunks)
 
 
 def residuals_from_sum(
