@@ -7,7 +7,6 @@ residuals in :mod:`kktexplain.kkt._residuals`.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from ._initial import initial_inputs
 from ._model_state import eval_mode
+from ._params import SettingsMixin
 from ._result import DSVResult
 from ._select import select
 from ._synthesis import SynthesisConfig, synthesise
@@ -49,7 +49,7 @@ _SKETCHES = ("count", "kronecker")
 _MULTIPLIERS = ("fit", "equal")
 
 
-class DeepSupportVectors:
+class DeepSupportVectors(SettingsMixin):
     """Find the deep support vectors (DSVs) of a trained classifier with the DeepKKT conditions.
 
     The explainer only holds settings (scikit-learn's manners); :meth:`attribute` does the work.
@@ -247,81 +247,10 @@ class DeepSupportVectors:
         self.progress = progress
 
     # ------------------------------------------------------------------ settings
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's settings, as given (scikit-learn's ``get_params``).
-
-        Parameters
-        ----------
-        deep : bool, default=True
-            Also list the parameters of settings that have ``get_params`` (as
-            ``"name__param"``), as scikit-learn does.
-
-        Returns
-        -------
-        dict of str to Any
-        """
-        params = {k: getattr(self, k) for k in self._param_names()}
-        if deep:
-            for k, v in list(params.items()):
-                if hasattr(v, "get_params") and not isinstance(v, type):
-                    params.update({f"{k}__{sub}": sv for sub, sv in v.get_params().items()})
-        return params
-
-    def set_params(self, **params: Any) -> DeepSupportVectors:
-        """Set settings by name (scikit-learn's ``set_params``); nothing is checked until attribute.
-
-        Parameters
-        ----------
-        **params
-            Constructor arguments, or ``"name__param"`` for a setting that has ``set_params``.
-
-        Returns
-        -------
-        DeepSupportVectors
-            ``self``.
-
-        Raises
-        ------
-        ValueError
-            For a name that is not a parameter of the constructor.
-        """
-        valid = self._param_names()
-        for key, value in params.items():
-            name, _, sub = key.partition("__")
-            if name not in valid:
-                raise ValueError(
-                    f"invalid parameter {name!r} for DeepSupportVectors; valid parameters are {valid}"
-                )
-            if sub:
-                inner = getattr(self, name)
-                if not hasattr(inner, "set_params"):
-                    raise ValueError(f"invalid parameter {key!r}: {name} has no set_params")
-                inner.set_params(**{sub: value})
-            else:
-                if name == "n_per_class" and isinstance(value, nn.Module):
-                    raise TypeError("n_per_class cannot be a model: pass the model to attribute(model)")
-                setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        """``DeepSupportVectors(name=value, ...)`` with the settings that differ from the defaults."""
-        defaults = {
-            k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items() if k != "self"
-        }
-        shown = []
-        for k, default in defaults.items():
-            v = getattr(self, k)
-            try:
-                same = v is default or bool(v == default)
-            except Exception:  # tensors, arrays: always shown
-                same = False
-            if not same:
-                shown.append(f"{k}={v!r}")
-        return f"{type(self).__name__}({', '.join(shown)})"
+    def _check_setting(self, name: str, value: Any) -> None:
+        """``set_params``' one early check: a model passed where a setting belongs."""
+        if name == "n_per_class" and isinstance(value, nn.Module):
+            raise TypeError("n_per_class cannot be a model: pass the model to attribute(model)")
 
     def _normalized(self) -> DeepSupportVectors:
         """A copy with numpy scalars as Python numbers and ``seed`` resolved to an int."""
