@@ -212,6 +212,16 @@ def selection_claims() -> list[tuple[str, str]]:
                 f"{r['stationarity_cosine']:.3f} |",
             )
         )
+    for r in load("select_rss_flat.json")["rows"] + load("select_rss_flat_count.json")["rows"]:
+        out.append(
+            (
+                page,
+                f"| {r['n']:,} | {r['baseline_rss_mb']:,.0f} MiB | {r['peak_rss_mb']:,.0f} MiB | "
+                f"{r['selection_mb']:,.0f} MiB | {r['g_matrix_mb']:.0f} MiB | "
+                f"{r['selection_mb'] - r['g_matrix_mb']:,.0f} MiB | {r['seconds']:.0f} s | "
+                f"{r['stationarity_cosine']:.3f} |",
+            )
+        )
     return out
 
 

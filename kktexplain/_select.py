@@ -26,6 +26,7 @@ from .kkt import (
     solve_multipliers,
 )
 from .kkt._residuals import KKTResiduals, residuals_from_sum, stationarity_sum
+from .kkt._rows import rows_all_finite
 
 __all__ = ["equal_multiplier", "gather_gradients", "select"]
 
@@ -158,7 +159,7 @@ def select(
     )
     grad_seconds = time.perf_counter() - start
     for term, value in (("theta* (the model's parameters)", target), ("per-sample gradients", grads)):
-        if not bool(torch.isfinite(value).all()):
+        if not bool(rows_all_finite(value).all()):  # in blocks: isfinite copies |value|
             raise NonFiniteError(0, term, stage="selection")
     lam, info = solve_multipliers(
         grads,

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import check_writable
+from .kkt._rows import rows_all_finite
 
 __all__ = [
     "check_finite",
@@ -415,7 +416,7 @@ def check_run_options(candidates: Any, checkpoint: Any, checkpoint_every: Any, c
 
 def check_finite(name: str, x: Tensor) -> None:
     """Raise ``ValueError`` naming ``name`` and the first rows of ``x (N, ...)`` that hold NaN or inf."""
-    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
+    bad = ~rows_all_finite(x)
     if bool(bad.any()):
         rows = bad.nonzero().flatten()[:5].tolist()
         more = ", ..." if int(bad.sum()) > 5 else ""

@@ -23,6 +23,7 @@ from ._conditions import (
 )
 from ._grads import FunctionalModel, LossFn, weighted_loss_grad
 from ._priors import input_norm, total_variation
+from ._rows import map_rows
 
 __all__ = ["KKTResiduals", "kkt_residuals", "predictive_entropy", "residuals_from_sum", "stationarity_sum"]
 
@@ -231,8 +232,8 @@ def residuals_from_sum(
         primal_loss=primal_feasibility(logits, labels, "masked_ce"),
         entropy=predictive_entropy(logits),
         dual_violation=dual_feasibility(lambdas),
-        tv=total_variation(inputs),
-        norm=input_norm(inputs),
+        tv=map_rows(total_variation, inputs),  # in blocks: the differences are copies
+        norm=map_rows(input_norm, inputs),
         stationarity=stat,
         per_layer_cosine={k: v.item() for k, v in zip(theta, layer)},
     )

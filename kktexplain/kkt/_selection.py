@@ -14,6 +14,8 @@ from scipy.optimize import linprog, lsq_linear, nnls
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._rows import rows_any_nonzero
+
 __all__ = [
     "solve_multipliers",
     "projected_fista",
@@ -383,7 +385,7 @@ def solve_multipliers(
     # a sample whose gradient is exactly zero (e.g. beyond the hinge) cannot contribute to
     # stationarity: its multiplier is set to zero rather than left free
     # without full-size temporaries: a boolean per sample, and no column copy when every sample is used
-    used_t = torch.nonzero((grads.detach() != 0).any(dim=1)).flatten().cpu()
+    used_t = torch.nonzero(rows_any_nonzero(grads.detach())).flatten().cpu()
     used = used_t.numpy()
     n = len(used)
     hi = np.inf if upper is None else float(upper)
