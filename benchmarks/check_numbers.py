@@ -42,6 +42,8 @@ def claims() -> list[tuple[str, str]]:
     distill = load("distill_fmnist.json")
     step = load("step_time.json")["median_seconds"]
     step_cpu = load("step_time_cpu.json")["median_seconds"]
+    scopes = load("step_time_scopes.json")["median_seconds"]
+    scopes_cpu = load("step_time_scopes_cpu.json")["median_seconds"]
     sel = load("select_fmnist.json")
     dsv = load("dsv_lambda_vs_accuracy.json")
     svm = load("sanity_check.json")
@@ -72,6 +74,35 @@ def claims() -> list[tuple[str, str]]:
         (
             "README.md",
             f"{sel['ratio_to_epoch']:.2f}× ({sel['selection_seconds']:.0f} s / {sel['epoch_seconds']:.0f} s)",
+        ),
+        *[
+            (
+                "docs/defaults.md",
+                f"| `{p}` | {scopes['ratio_' + p]:.2f}× | {scopes['ratio_' + p + '_free']:.2f}× | "
+                f"{scopes_cpu['ratio_' + p]:.2f}× | {scopes_cpu['ratio_' + p + '_free']:.2f}× |",
+            )
+            for p in ("default", "paper_eq9", "paper_alg1")
+        ],
+        (
+            "docs/defaults.md",
+            f"The training step took {scopes['train_step_s']:.3f} s (2 threads) and "
+            f"{scopes_cpu['train_step_s']:.3f} s (1 thread)",
+        ),
+        (
+            "docs/defaults.md",
+            f"{scopes['ratio_default_free']:.2f}× (2 threads) and "
+            f"{scopes_cpu['ratio_default_free']:.2f}× (1 thread)",
+        ),
+        (
+            "docs/defaults.md",
+            f"took {scopes['train_step_s']:.3f} s\nhere against {step['train_step_s']:.3f} s there, "
+            "the default "
+            f"DeepKKT step {scopes['kkt_step_s_default']:.2f} s against {step['kkt_step_s_default']:.2f} s",
+        ),
+        (
+            "README.md",
+            f'in the free scope (`param_names="free"`), same batch | {scopes_cpu["ratio_default_free"]:.2f}× '
+            f"(CPU time of one thread; {scopes['ratio_default_free']:.2f}× wall, 2 threads) |",
         ),
         ("README.md", f"| {ent['support_lambda_gt_0']:.3f} / {ent['all']:.3f} |"),
         ("README.md", f"Pearson {dsv['pearson']:.3f}".replace("-", "−")),
@@ -220,6 +251,31 @@ def selection_claims() -> list[tuple[str, str]]:
                 f"{r['selection_mb']:,.0f} MiB | {r['g_matrix_mb']:.0f} MiB | "
                 f"{r['selection_mb'] - r['g_matrix_mb']:,.0f} MiB | {r['seconds']:.0f} s | "
                 f"{r['stationarity_cosine']:.3f} |",
+            )
+        )
+    flat_count = {r["n"]: r for r in load("select_rss_flat_count.json")["rows"]}
+    off = load("select_rss_offload.json")["rows"]
+    two = load("select_rss_flat.json")["rows"]
+
+    def mib(rows, minus_matrix=False):
+        vals = [r["selection_mb"] - (r["g_matrix_mb"] if minus_matrix else 0) for r in rows]
+        return f"{vals[0]:,.0f}, {vals[1]:,.0f} and {vals[2]:,.0f} MiB"
+
+    out.append((page, f"selection adds {mib(off)} at 10,000,"))
+    out.append((page, f"against {mib(list(flat_count.values()))} in memory"))
+    out.append((page, f"({off[0]['n_support']} against {flat_count[10000]['n_support']})"))
+    working = mib(two, True).replace(" MiB", "")
+    out.append((page, f"{working} MiB with two stages"))
+    out.append((page, f"and {mib(list(flat_count.values()), True)} with the defaults"))
+    for r in load("select_rss_offload.json")["rows"]:
+        c = flat_count[r["n"]]
+        out.append(
+            (
+                page,
+                f"| {r['n']:,} | {r['baseline_rss_mb']:,.0f} MiB | {r['peak_rss_mb']:,.0f} MiB | "
+                f"**{r['selection_mb']:,.0f} MiB** | {c['selection_mb']:,.0f} MiB | "
+                f"{r['g_matrix_mb']:.0f} MiB | "
+                f"{r['seconds']:.0f} s | {c['seconds']:.0f} s | {r['stationarity_cosine']:.3f} |",
             )
         )
     return out

@@ -30,6 +30,7 @@ Usage::
 
     python benchmarks/select_rss.py                      # 10k, 30k, 60k; K=2048, chunk 256
     python benchmarks/select_rss.py --n 10000 --model reference
+    python benchmarks/select_rss.py --offload-dir /tmp --name select_rss_offload   # matrix on disk
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def child(args: argparse.Namespace) -> None:
         sketch=args.sketch,
         chunk_size=args.chunk_size,
         refit_dim=args.refit_dim,
+        offload_dir=args.offload_dir,
         seed=0,
         progress=False,
     ).attribute(model, candidates=x, labels=y)
@@ -190,6 +192,9 @@ def main() -> None:
     p.add_argument("--sketch", choices=("count", "kronecker"), default="count")
     p.add_argument("--refit-dim", type=int, default=None, help="two-stage selection (e.g. 16384)")
     p.add_argument(
+        "--offload-dir", default=None, help="keep the gradient matrix in a file in this folder (offload_dir=)"
+    )
+    p.add_argument(
         "--name", default=None, help="result file name (default select_rss or select_rss_gradients)"
     )
     p.add_argument("--model", choices=("small", "reference"), default="small")
@@ -228,6 +233,7 @@ def main() -> None:
         cmd += ["--projection-dim", str(args.projection_dim), "--chunk-size", str(args.chunk_size)]
         cmd += ["--model", args.model, "--threads", str(args.threads), "--sketch", args.sketch]
         cmd += [] if args.refit_dim is None else ["--refit-dim", str(args.refit_dim)]
+        cmd += [] if args.offload_dir is None else ["--offload-dir", args.offload_dir]
         cmd += ["--gradients-only"] if args.gradients_only else []
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -249,6 +255,7 @@ def main() -> None:
             "model": args.model,
             "sketch": args.sketch,
             "refit_dim": args.refit_dim,
+            "offload_dir": args.offload_dir,
             "model_card": model_card,
             "projection_dim": args.projection_dim,
             "chunk_size": args.chunk_size,

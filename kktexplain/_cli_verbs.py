@@ -96,7 +96,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
         "--param-names",
         nargs="+",
         default=None,
-        help="parameters stationarity is measured on, e.g. fc.weight fc.bias (default: all)",
+        help="parameters stationarity is measured on, e.g. fc.weight fc.bias, or 'free': all "
+        "outside scale-invariant modules (default: all)",
     )
     _objective_option(p)
     p.add_argument(
@@ -173,7 +174,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         n_per_class=args.n_per_class,
         init=args.init,
         lambda_max=args.lambda_max,
-        param_names=args.param_names,
+        param_names=_param_names(args.param_names),
         batch_size=args.batch_size,
         classes=args.classes,
         seed=args.seed,
@@ -220,6 +221,12 @@ def _select_parser(sub: argparse._SubParsersAction) -> None:
         "(e.g. 16384; default: one stage)",
     )
     p.add_argument("--chunk-size", type=int, default=256, help="samples per gradient chunk (default 256)")
+    p.add_argument(
+        "--offload-dir",
+        default=None,
+        help="keep the per-sample gradient matrix in a temporary file in this folder and solve by "
+        "streaming over it: memory does not grow with the number of samples (one process)",
+    )
     p.add_argument("--ridge", type=float, default=None, help="spread λ over similar samples (e.g. 1e-3)")
     p.add_argument(
         "--multipliers",
@@ -250,13 +257,14 @@ def _select_result(args: argparse.Namespace, progress: bool):
     explainer = DeepSupportVectors(
         objective=args.objective,
         lambda_max=args.lambda_max,
-        param_names=args.param_names,
+        param_names=_param_names(args.param_names),
         projection_dim=args.projection_dim,
         sketch=args.sketch,
         chunk_size=args.chunk_size,
         ridge=args.ridge,
         multipliers=args.multipliers,
         refit_dim=args.refit_dim,
+        offload_dir=args.offload_dir,
         seed=args.seed,
         progress=progress,
     )
@@ -412,3 +420,8 @@ VERBS = {
     "explain": (_explain_parser, _guarded("explain", _explain)),
 }
 """Verb name to ``(add_parser(subparsers), run(args) -> exit status)``."""
+
+
+def _param_names(names: list[str] | None) -> list[str] | str | None:
+    """``--param-names``: a list of names, or the one word ``free``."""
+    return "free" if names == ["free"] else names

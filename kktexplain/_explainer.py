@@ -28,6 +28,7 @@ from ._validation import (
     check_inputs,
     check_labels,
     check_model,
+    check_offload_dir,
     check_positive,
     check_run_options,
     computable_model,
@@ -38,7 +39,7 @@ from ._validation import (
     resolve_seed,
     to_python,
 )
-from .kkt import Augmentation, FunctionalModel, KKTObjective, kkt_residuals
+from .kkt import Augmentation, FunctionalModel, KKTObjective, kkt_residuals, scale_invariant_modules
 
 __all__ = ["DeepSupportVectors"]
 
@@ -94,9 +95,15 @@ class DeepSupportVectors(SettingsMixin):
         ``||theta*||`` (the paper leaves the scale open); irrelevant to a scale-free distance.
     lambda_max : float, optional
         Upper bound ``C`` on every λ, as the soft-margin SVM's box constraint.
-    param_names : sequence of str, optional
+    param_names : sequence of str or "free", optional
         Parameters that stationarity is measured on (``None``: all). E.g. only the last layers
-        of a fine-tuned model.
+        of a fine-tuned model. ``"free"`` takes every parameter outside the modules whose
+        scale the logits ignore (a convolution before a normalisation, a norm layer feeding
+        another, found by :func:`kktexplain.kkt.scale_invariant_modules` on the candidates,
+        the initialisation data or, failing both, seeded noise): every loss gradient is
+        orthogonal to those parameters, so stationarity cannot hold on them. Recommended for
+        models with normalisation (docs: "Residuals"); the same as ``None`` without it. The
+        resolved names are in ``settings["resolved_param_names"]``.
     input_range : tuple of float, optional
         ``(low, high)`` to clamp the inputs into after every step, e.g. a dataset's
         ``input_range``.
@@ -148,6 +155,16 @@ class DeepSupportVectors(SettingsMixin):
         on all 60,000 Fashion-MNIST images with ``projection_dim=2048, sketch="kronecker"``,
         ``refit_dim=16384`` raised the exact stationarity cosine from 0.036 to 0.078 at 1.58×
         an epoch (docs/selection.md). ``None`` (default): one stage.
+    offload_dir : str or PathLike, optional
+        Selection only, with ``multipliers="fit"``: write the (sketched) per-sample gradients
+        to a temporary file in this existing folder as they are computed, and solve by
+        streaming over it, so that the process's memory does not grow with the number of
+        candidates (the ``N x K`` float32 matrix, 4 bytes per entry, goes to disk; it is
+        removed at the end). The solver's products are the same, summed block by block, so
+        λ agrees with the in-memory solve to float32 rounding; it is slower (the solve
+        reads the file a few hundred times, from the operating system's cache when it fits
+        there). One process only (not with ``torch.distributed``). ``None`` (default): in
+        memory.
     batch_size : int, optional
         Synthesis only: candidates per chunk of a step. The stationarity residual depends on
         the sum ``sum_i lambda_i grad L_i`` over *all* candidates, so a chunked step first
@@ -209,6 +226,7 @@ class DeepSupportVectors(SettingsMixin):
         ridge: float | None = None,
         multipliers: str = "fit",
         refit_dim: int | None = None,
+        offload_dir: str | os.PathLike | None = None,
         batch_size: int | None = None,
         classes: Sequence[int] | None = None,
         seed: Any = 0,
@@ -241,6 +259,7 @@ class DeepSupportVectors(SettingsMixin):
         self.ridge = ridge
         self.multipliers = multipliers
         self.refit_dim = refit_dim
+        self.offload_dir = offload_dir
         self.batch_size = batch_size
         self.classes = classes
         self.seed = seed
@@ -265,6 +284,8 @@ class DeepSupportVectors(SettingsMixin):
             except TypeError:
                 pass  # not iterable: reported by _validate
         out.seed = resolve_seed(self.seed)
+        if isinstance(out.offload_dir, os.PathLike):
+            out.offload_dir = os.fspath(out.offload_dir)  # settings are JSON
         return out
 
     def _validate(self) -> tuple[KKTObjective, Augmentation | None]:
@@ -299,6 +320,10 @@ class DeepSupportVectors(SettingsMixin):
                 )
         if self.batch_size is not None:
             check_positive("batch_size", self.batch_size, integer=True)
+        if isinstance(self.param_names, str) and self.param_names != "free":
+            raise ValueError(
+                f"param_names must be a sequence of parameter names, 'free' or None, got {self.param_names!r}"
+            )
         if self.classes is not None:
             if isinstance(self.classes, str) or not isinstance(self.classes, Sequence):
                 raise TypeError(f"classes must be a sequence of ints, got {type(self.classes).__name__}")
@@ -418,6 +443,7 @@ class DeepSupportVectors(SettingsMixin):
         objective, augmentation = est._validate()
         model = check_model(model)
         checkpoint_path = check_run_options(candidates, checkpoint, checkpoint_every, callback)
+        offload = check_offload_dir(est.offload_dir, candidates is not None, est.multipliers)
         if est.classes is not None and (labels is not None or candidates is not None):
             raise ValueError("classes= picks the classes to synthesise; it cannot be combined with labels=")
         args = (
@@ -453,12 +479,21 @@ class DeepSupportVectors(SettingsMixin):
             num_classes = infer_num_classes(model, shape, args)
             if labels is not None:
                 labels = check_labels(labels, num_classes)
-            fmodel = FunctionalModel(
-                model,
-                None if est.param_names is None else list(est.param_names),
-                args,
-                reference=reference,
-            )
+            names = est.param_names
+            if names == "free":
+                probe = (
+                    data[:32]
+                    if data is not None
+                    else torch.randn(8, *shape, generator=torch.Generator().manual_seed(est.seed))
+                )
+                invariance = scale_invariant_modules(model, probe, additional_forward_args=args)
+                names = invariance.free_param_names
+                if not names:
+                    raise ValueError(
+                        "param_names='free' leaves no parameter: the logits ignore the scale of every module"
+                    )
+                inferred.update(resolved_param_names=names, invariant_param_names=invariance.param_names)
+            fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
             inferred.update(input_shape=list(shape), num_classes=num_classes)
             if candidates is not None:
                 check_inputs("candidates", candidates, shape)
@@ -484,6 +519,7 @@ class DeepSupportVectors(SettingsMixin):
                     settings=est._settings(inferred),
                     multipliers=est.multipliers,
                     refit_dim=est.refit_dim,
+                    offload_dir=offload,
                 )
             if est.classes is not None:
                 bad = [c for c in est.classes if not 0 <= c < num_classes]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from .kkt import (
     kkt_residuals,
     solve_multipliers,
 )
+from .kkt._columns import GradientFile
 from .kkt._residuals import KKTResiduals, residuals_from_sum, stationarity_sum
 from .kkt._rows import rows_all_finite
 
@@ -39,7 +41,8 @@ def gather_gradients(
     chunk_size: int,
     sketch: CountSketch | KroneckerSketch | None,
     progress: bool,
-) -> tuple[Tensor, Tensor | None]:
+    offload_dir: Path | None = None,
+) -> tuple[Tensor | GradientFile, Tensor | None]:
     """All candidates' (sketched) per-sample gradients, sharded over processes if running distributed.
 
     Inside an initialised :mod:`torch.distributed` process group (e.g. under ``torchrun``;
@@ -52,18 +55,43 @@ def gather_gradients(
     ----------
     fmodel, candidates, labels, loss_fn, chunk_size, sketch, progress
         See :func:`kktexplain.kkt.collect_gradients`.
+    offload_dir : Path, optional
+        Write the rows to a :class:`~kktexplain.kkt._columns.GradientFile` in this folder
+        instead (one process only); the caller closes it.
 
     Returns
     -------
-    grads : Tensor of shape (N, P) or (N, K), on the CPU
+    grads : Tensor of shape (N, P) or (N, K), on the CPU, or GradientFile
     logits : Tensor of shape (N, C) or None
         The candidates' logits where the gradient pass computed them (the Kronecker sketch).
     """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return collect_gradients(
-            fmodel, candidates, labels, loss_fn, chunk_size, sketch, progress=progress, return_logits=True
+        out = None
+        if offload_dir is not None:
+            width = fmodel.num_params if sketch is None else sketch.out_features
+            dtype = next(iter(fmodel.theta.values())).dtype
+            out = GradientFile(offload_dir, len(candidates), width, dtype=dtype)
+        try:
+            return collect_gradients(
+                fmodel,
+                candidates,
+                labels,
+                loss_fn,
+                chunk_size,
+                sketch,
+                progress=progress,
+                return_logits=True,
+                out=out,
+            )
+        except BaseException:
+            if out is not None:
+                out.close()
+            raise
+    if offload_dir is not None:
+        raise ValueError(
+            "offload_dir works in one process; under torch.distributed the rows are gathered in memory"
         )
     rank, world, n = dist.get_rank(), dist.get_world_size(), len(candidates)
     per = -(-n // world)
@@ -109,6 +137,7 @@ def select(
     settings: dict[str, Any],
     multipliers: str = "fit",
     refit_dim: int | None = None,
+    offload_dir: Path | None = None,
 ) -> DSVResult:
     """Solve the multipliers of fixed candidates.
 
@@ -131,6 +160,9 @@ def select(
         second, wider :class:`~kktexplain.kkt.CountSketch` (``refit_dim`` dimensions, seed
         ``seed + 1``; exact when ``refit_dim`` reaches the parameter count) computed for the
         support rows only.
+    offload_dir : Path, optional
+        Keep the gradient matrix in a temporary file in this folder and solve by streaming
+        over it (:class:`~kktexplain.kkt._columns.GradientFile`); removed at the end.
     settings : dict
         The explainer's settings and what was inferred; completed and stored in the result.
 
@@ -155,21 +187,26 @@ def select(
     target = torch.cat([v.flatten() for v in fmodel.target.values()])
     target = sketch(target[None])[0] if sketch is not None else target
     grads, logits = gather_gradients(
-        fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress
+        fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress, offload_dir
     )
     grad_seconds = time.perf_counter() - start
-    for term, value in (("theta* (the model's parameters)", target), ("per-sample gradients", grads)):
-        if not bool(rows_all_finite(value).all()):  # in blocks: isfinite copies |value|
-            raise NonFiniteError(0, term, stage="selection")
-    lam, info = solve_multipliers(
-        grads,
-        target.cpu(),
-        upper=lambda_max,
-        maximize_sum=maximize_sum,
-        ridge=ridge,
-        progress=progress,
-        rtol=_sketch_rtol(sketch),
-    )
+    try:
+        for term, value in (("theta* (the model's parameters)", target), ("per-sample gradients", grads)):
+            if not _all_finite(value):
+                raise NonFiniteError(0, term, stage="selection")
+        lam, info = solve_multipliers(
+            grads,
+            target.cpu(),
+            upper=lambda_max,
+            maximize_sum=maximize_sum,
+            ridge=ridge,
+            progress=progress,
+            rtol=_sketch_rtol(sketch),
+        )
+    finally:
+        if isinstance(grads, GradientFile):
+            grads.close()
+    del grads
     if refit_dim is not None and sketch is not None:
         lam, info = _refit(
             fmodel,
@@ -289,6 +326,13 @@ def _refit(
         **{k: v for k, v in sub_info.items() if k != "n_zero_gradient"},
     }
     return out, info
+
+
+def _all_finite(value: Tensor | GradientFile) -> bool:
+    """Whether every entry is finite, in blocks of rows (``torch.isfinite`` copies ``|value|``)."""
+    if isinstance(value, GradientFile):
+        return all(bool(rows_all_finite(block).all()) for _, block in value.blocks())
+    return bool(rows_all_finite(value).all())
 
 
 def _sketch_rtol(sketch: Any) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -412,6 +413,33 @@ def check_run_options(candidates: Any, checkpoint: Any, checkpoint_every: Any, c
     if candidates is not None and (checkpoint is not None or callback is not None):
         raise ValueError("checkpoint and callback are for synthesis; selection (candidates=) has no steps")
     return None if checkpoint is None else check_writable(checkpoint, "checkpoint")
+
+
+def check_offload_dir(value: Any, selection: bool, multipliers: str) -> Path | None:
+    """``offload_dir``: ``None``, or an existing, writable folder, for a fitted selection.
+
+    Raises
+    ------
+    TypeError
+        Not a str or path.
+    ValueError
+        Not an existing writable folder, or given for synthesis or ``multipliers="equal"``
+        (neither forms the per-sample gradient matrix).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(f"offload_dir must be a folder path (str or PathLike), got {type(value).__name__}")
+    if not selection:
+        raise ValueError("offload_dir is for selection (candidates=): synthesis forms no gradient matrix")
+    if multipliers != "fit":
+        raise ValueError("offload_dir needs multipliers='fit': equal multipliers form no gradient matrix")
+    folder = Path(value)
+    if not folder.is_dir():
+        raise ValueError(f"offload_dir must be an existing folder, got {os.fspath(value)!r}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"offload_dir must be writable, got {os.fspath(value)!r}")
+    return folder
 
 
 def check_finite(name: str, x: Tensor) -> None:

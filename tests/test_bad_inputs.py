@@ -162,6 +162,17 @@ CASES: dict[str, Case] = {
     "param_names_unknown": Case(
         lambda e: e.dsv(param_names=["nope"]).attribute(e.model), ValueError, "param_names"
     ),
+    "offload_dir_missing_folder": Case(
+        lambda e: e.dsv(offload_dir="/nonexistent/kktexplain").attribute(e.model, candidates=e.x, labels=e.y),
+        ValueError,
+        "offload_dir",
+    ),
+    "offload_dir_for_synthesis": Case(
+        lambda e: e.dsv(offload_dir=".").attribute(e.model), ValueError, "offload_dir"
+    ),
+    "param_names_other_word": Case(
+        lambda e: e.dsv(param_names="all").attribute(e.model), ValueError, "param_names"
+    ),
     # ---- attribute's arguments
     "model_not_a_module": Case(lambda e: e.dsv().attribute("net"), TypeError, "model"),
     "model_without_parameters": Case(lambda e: e.dsv().attribute(nn.Identity()), ValueError, "model"),

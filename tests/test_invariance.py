@@ -86,3 +86,53 @@ def test_readiness_reports_the_invariant_tensors_and_the_bound(net, tiny64):
     assert last.invariant_param_names == [] and last.max_cosine == pytest.approx(1.0)
     plain = kkt_readiness(tiny64, (torch.randn(6, 3, dtype=torch.float64), torch.arange(6) % 3))
     assert plain.invariant_param_names == [] and "scale-invariant" not in plain.message
+
+
+def _free_scope_model():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.GroupNorm(3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 3)
+    ).double()
+
+
+@pytest.mark.parametrize("kind", ["synthesis", "selection"])
+def test_param_names_free_is_the_free_scope(kind):
+    from kktexplain import DeepSupportVectors
+
+    net = _free_scope_model()
+    x = torch.randn(9, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(9) % 3
+    kwargs = {"candidates": x, "labels": y} if kind == "selection" else {"input_shape": (1, 6, 6)}
+    before = model_snapshot(net)
+    free = DeepSupportVectors(param_names="free", steps=3, progress=False, seed=0).attribute(net, **kwargs)
+    assert_same_snapshot(before, model_snapshot(net))
+    # the conv before the group norm is invariant; the norm (it sets the scale) and the linear are free
+    expected = ["1.weight", "1.bias", "4.weight", "4.bias"]
+    assert free.settings["resolved_param_names"] == expected
+    assert free.settings["invariant_param_names"] == ["0.weight", "0.bias"]
+    explicit = DeepSupportVectors(param_names=expected, steps=3, progress=False, seed=0).attribute(
+        net, **kwargs
+    )
+    torch.testing.assert_close(free.lambdas, explicit.lambdas, rtol=0, atol=0)
+    torch.testing.assert_close(free.inputs, explicit.inputs, rtol=0, atol=0)
+
+
+def test_param_names_free_without_normalisation_is_every_parameter():
+    from kktexplain import DeepSupportVectors
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    free = DeepSupportVectors(param_names="free", steps=2, progress=False).attribute(
+        net, input_shape=(1, 6, 6)
+    )
+    every = DeepSupportVectors(steps=2, progress=False).attribute(net, input_shape=(1, 6, 6))
+    assert free.settings["resolved_param_names"] == [k for k, _ in net.named_parameters()]
+    torch.testing.assert_close(free.inputs, every.inputs, rtol=0, atol=0)
+
+
+def test_cli_param_names_free_word():
+    from kktexplain._cli_verbs import _param_names
+
+    assert _param_names(["free"]) == "free"
+    assert _param_names(["fc.weight"]) == ["fc.weight"]
+    assert _param_names(None) is None

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._columns import GradientFile
 from ._grads import FunctionalModel, LossFn, iter_per_sample_grads
 from ._kronecker import KroneckerSketch
 
@@ -63,7 +64,8 @@ def collect_gradients(
     rows: tuple[int, int] | None = None,
     progress: bool = False,
     return_logits: bool = False,
-) -> Tensor | tuple[Tensor, Tensor | None]:
+    out: GradientFile | None = None,
+) -> Tensor | GradientFile | tuple[Tensor | GradientFile, Tensor | None]:
     """The flattened (optionally sketched) per-sample gradients of a range of rows, on the CPU.
 
     This is the unit of work of selection: one process computes the rows ``[start, stop)``
@@ -90,10 +92,14 @@ def collect_gradients(
     return_logits : bool, default=False
         Also return the rows' logits, which the :class:`KroneckerSketch` path computes on the
         way (``None`` on the other paths).
+    out : GradientFile, optional
+        Write the rows into this file (its row 0 is ``start``) instead of a matrix in memory,
+        and return it.
 
     Returns
     -------
     Tensor of shape (stop - start, P) or (stop - start, K)
+        Or ``out``, filled.
         With ``return_logits``, the pair ``(grads, logits (stop - start, C) or None)``.
     """
     start, stop = (0, len(inputs)) if rows is None else rows
@@ -106,24 +112,29 @@ def collect_gradients(
         chunks = ((r, g, None) for r, g in iter_per_sample_grads(fmodel, x, y, chunk_size, loss_fn, sketch))
     total = -(-len(x) // chunk_size)
     width = fmodel.num_params if sketch is None else sketch.out_features
+    if out is not None and out.shape != (len(x), width):
+        raise ValueError(f"out must have shape {(len(x), width)}, got {out.shape}")
     # one (N, width) matrix filled chunk by chunk: no list of chunks and no concatenated copy
-    out = torch.empty(len(x), width, dtype=next(iter(fmodel.theta.values())).dtype)
+    sink = torch.empty(len(x), width, dtype=next(iter(fmodel.theta.values())).dtype) if out is None else out
     logit_chunks = []
     row = 0
     for _, g, lg in tqdm(chunks, total=total, desc="per-sample grads", disable=not progress, leave=False):
         if lg is not None:
             logit_chunks.append(lg.cpu())
-        out[row : row + len(g)] = g.detach()
+        if out is None:
+            sink[row : row + len(g)] = g.detach()
+        else:
+            out.write(row, g)
         row += len(g)
     if not return_logits:
-        return out
+        return sink
     if isinstance(sketch, KroneckerSketch) and not logit_chunks:
         # an empty shard still returns (0, C) logits: every process of a sharded run must
         # gather the same tensors
         device = next(iter(fmodel.theta.values())).device
         with torch.no_grad():
             logit_chunks.append(fmodel(inputs[:1].to(device))[:0].cpu())
-    return out, (torch.cat(logit_chunks) if logit_chunks else None)
+    return sink, (torch.cat(logit_chunks) if logit_chunks else None)
 
 
 def _factored_chunks(fmodel, x, y, chunk_size, loss_fn, sketch):

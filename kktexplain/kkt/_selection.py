@@ -14,6 +14,7 @@ from scipy.optimize import linprog, lsq_linear, nnls
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ._columns import DenseColumns, FileColumns, GradientFile, as_columns
 from ._rows import rows_any_nonzero
 
 __all__ = [
@@ -27,18 +28,19 @@ __all__ = [
 _DIRECT_NNLS_MAX = 2e7
 
 
-def _spectral_norm_sq(a: Tensor) -> float:
+def _spectral_norm_sq(a: Tensor | DenseColumns | FileColumns) -> float:
     """``||a||_2^2`` by 30 power iterations (seeded)."""
+    a = as_columns(a)
     gen = torch.Generator(device=a.device).manual_seed(0)
     v = torch.randn(a.shape[1], generator=gen, device=a.device, dtype=a.dtype)
     for _ in range(30):
-        v = a.T @ (a @ v)
+        v = a.rmv(a.mv(v))
         v = v / v.norm().clamp_min(1e-300)
-    return (a @ v).norm().pow(2).item()
+    return a.mv(v).norm().pow(2).item()
 
 
 def projected_fista(
-    a: Tensor,
+    a: Tensor | DenseColumns | FileColumns,
     b: Tensor,
     upper: float | None = None,
     max_iter: int = 500,
@@ -55,6 +57,7 @@ def projected_fista(
     Parameters
     ----------
     a : Tensor of shape (M, N)
+        Or its columns operator (:mod:`kktexplain.kkt._columns`, e.g. streamed from a file).
     b : Tensor of shape (M,)
     upper : float, optional
     max_iter : int, default=500
@@ -70,6 +73,7 @@ def projected_fista(
     x : Tensor of shape (N,)
     iterations : int
     """
+    a = as_columns(a)
     lipschitz = _spectral_norm_sq(a) * 1.01 + ridge + 1e-300
     hi = float("inf") if upper is None else float(upper)
     x = torch.full((a.shape[1],), float(center), device=a.device, dtype=a.dtype).clamp(0.0, hi)
@@ -77,7 +81,7 @@ def projected_fista(
     iterations = 0
     for _ in range(max_iter):
         iterations += 1
-        grad = a.T @ (a @ z - b) + ridge * (z - center)
+        grad = a.rmv(a.mv(z) - b) + ridge * (z - center)
         x_new = (z - grad / lipschitz).clamp(0.0, hi)
         if torch.dot(grad, x_new - x) > 0:  # restart the momentum when it points uphill
             t = 1.0
@@ -91,7 +95,11 @@ def projected_fista(
 
 
 def working_set_nnls(
-    a: Tensor, b: Tensor, start: Tensor | None = None, max_rounds: int = 50, rtol: float = 1e-5
+    a: Tensor | DenseColumns | FileColumns,
+    b: Tensor,
+    start: Tensor | None = None,
+    max_rounds: int = 50,
+    rtol: float = 1e-5,
 ) -> tuple[Tensor, dict]:
     """Exact non-negative least squares ``min_{x >= 0} ||a x - b||`` for many columns.
 
@@ -105,6 +113,7 @@ def working_set_nnls(
     Parameters
     ----------
     a : Tensor of shape (M, N)
+        Or its columns operator (:mod:`kktexplain.kkt._columns`, e.g. streamed from a file).
     b : Tensor of shape (M,)
     start : Tensor of shape (N,), optional
         A rough solution (e.g. from :func:`projected_fista`); its ``M`` largest entries seed ``S``.
@@ -119,13 +128,14 @@ def working_set_nnls(
     info : dict
         ``rounds``, ``converged`` and ``n_violations`` (columns still violating at the end).
     """
+    a = as_columns(a)
     m, n = a.shape
-    col_norm = a.norm(dim=0).double().numpy()
+    col_norm = a.norms().double().numpy()
     b64 = b.double().numpy()
     add = max(m // 4, 64)
 
     def grad(r: np.ndarray) -> np.ndarray:
-        return (a.T @ torch.from_numpy(r).to(a.dtype)).double().numpy()
+        return a.rmv(torch.from_numpy(r).to(a.dtype)).double().numpy()
 
     if start is not None and (start > 0).any():
         order = torch.argsort(start, descending=True)[: min(m, int((start > 0).sum()))].numpy()
@@ -138,7 +148,7 @@ def working_set_nnls(
     rounds = 0
     while rounds < max_rounds:
         rounds += 1
-        a_s = a[:, work].double().numpy()
+        a_s = a.take(work).double().numpy()
         xs, _ = nnls(a_s, b64, maxiter=max(50 * len(work), 1000))
         x[:] = 0.0
         x[work] = xs
@@ -158,7 +168,7 @@ def working_set_nnls(
 
 
 def working_set_bvls(
-    a: Tensor,
+    a: Tensor | DenseColumns | FileColumns,
     b: Tensor,
     upper: float,
     add: int = 64,
@@ -190,6 +200,7 @@ def working_set_bvls(
     Parameters
     ----------
     a : Tensor of shape (M, N)
+        Or its columns operator (:mod:`kktexplain.kkt._columns`, e.g. streamed from a file).
     b : Tensor of shape (M,)
     upper : float
         The upper bound (``> 0``).
@@ -214,16 +225,17 @@ def working_set_bvls(
     hi = float(upper)
     if not hi > 0:
         raise ValueError(f"upper must be positive, got {upper!r}")
+    a = as_columns(a)
     m, n = a.shape
-    col_norm = a.norm(dim=0).double().numpy()
+    col_norm = a.norms().double().numpy()
     b64 = b.double().numpy()
     b_norm = max(float(np.linalg.norm(b64)), 1e-300)
 
     def residual(x: np.ndarray) -> np.ndarray:
-        return (a @ torch.from_numpy(x).to(a.dtype)).double().numpy() - b64
+        return a.mv(torch.from_numpy(x).to(a.dtype)).double().numpy() - b64
 
     def grad(r: np.ndarray) -> np.ndarray:
-        return (a.T @ torch.from_numpy(r).to(a.dtype)).double().numpy()
+        return a.rmv(torch.from_numpy(r).to(a.dtype)).double().numpy()
 
     x = np.zeros(n)
     work = np.sort(np.argsort(grad(-b64))[: min(add, n)])
@@ -236,8 +248,8 @@ def working_set_bvls(
             at_upper = np.flatnonzero(x >= hi)
             rhs = b64.copy()
             if at_upper.size:  # the columns fixed at the bound move to the right-hand side
-                rhs -= hi * a[:, torch.from_numpy(at_upper)].double().sum(1).numpy()
-            a_s = a[:, torch.from_numpy(work)].double().numpy()
+                rhs -= hi * a.take(at_upper).double().sum(1).numpy()
+            a_s = a.take(work).double().numpy()
             if m > a_s.shape[1] and work.size < n:  # the triangular factor: same minimiser, k x k
                 q, a_s = np.linalg.qr(a_s)
                 rhs = q.T @ rhs
@@ -306,8 +318,30 @@ def _residual_norm(grads: Tensor, used: Tensor, lam: np.ndarray, b: np.ndarray) 
     return float(np.linalg.norm(acc - b))
 
 
+def _dense(at: DenseColumns | FileColumns) -> Tensor:
+    """The whole ``(P, n)`` matrix (for the small problems' direct solvers)."""
+    return at.a if isinstance(at, DenseColumns) else at.take(np.arange(at.shape[1]))
+
+
+def _stored_rows_nonzero(store: GradientFile) -> Tensor:
+    """Which rows of a gradient file are not all zero, block by block."""
+    out = torch.empty(len(store), dtype=torch.bool)
+    for start, block in store.blocks():
+        out[start : start + len(block)] = (block != 0).any(1)
+    return out
+
+
+def _file_residual_norm(at: FileColumns, lam: np.ndarray, b: np.ndarray) -> float:
+    """``||G_used^T lam - b||`` in float64, streamed over the file's blocks."""
+    acc = np.zeros(at.shape[0])
+    lam_t = torch.from_numpy(np.ascontiguousarray(lam, dtype=np.float64))
+    for cols, rows in at._blocks():
+        acc += (rows.double().T @ lam_t[cols]).numpy()
+    return float(np.linalg.norm(acc - b))
+
+
 def solve_multipliers(
-    grads: Tensor,
+    grads: Tensor | GradientFile,
     target: Tensor,
     upper: float | None = None,
     maximize_sum: bool = False,
@@ -321,8 +355,9 @@ def solve_multipliers(
 
     Parameters
     ----------
-    grads : Tensor of shape (N, P)
-        Per-sample loss gradients (or their sketch), one row per sample.
+    grads : Tensor of shape (N, P) or GradientFile
+        Per-sample loss gradients (or their sketch), one row per sample; a
+        :class:`~kktexplain.kkt._columns.GradientFile` is read back in blocks (``offload_dir``).
     target : Tensor of shape (P,)
         ``theta*`` (or its sketch).
     upper : float, optional
@@ -385,7 +420,9 @@ def solve_multipliers(
     # a sample whose gradient is exactly zero (e.g. beyond the hinge) cannot contribute to
     # stationarity: its multiplier is set to zero rather than left free
     # without full-size temporaries: a boolean per sample, and no column copy when every sample is used
-    used_t = torch.nonzero(rows_any_nonzero(grads.detach())).flatten().cpu()
+    on_disk = isinstance(grads, GradientFile)
+    nonzero = _stored_rows_nonzero(grads) if on_disk else rows_any_nonzero(grads.detach())
+    used_t = torch.nonzero(nonzero).flatten().cpu()
     used = used_t.numpy()
     n = len(used)
     hi = np.inf if upper is None else float(upper)
@@ -395,11 +432,11 @@ def solve_multipliers(
             "residual": 1.0,
             "n_zero_gradient": n_total,
         }
-    at = _solver_matrix(grads, used_t)  # (P, n)
+    at = FileColumns(grads, used) if on_disk else DenseColumns(_solver_matrix(grads, used_t))  # (P, n)
     bt = torch.from_numpy(b).to(at.dtype)
     if ridge:
         scale = _spectral_norm_sq(at)
-        ones = at.sum(1)  # G^T 1: the best single multiplier for every sample
+        ones = at.column_sum()  # G^T 1: the best single multiplier for every sample
         center = max(float(ones @ bt) / max(float(ones @ ones), 1e-300), 0.0)
         x, iters = projected_fista(
             at, bt, upper, max_iter=max_iter or 5000, tol=1e-9, ridge=float(ridge) * scale, center=center
@@ -413,7 +450,7 @@ def solve_multipliers(
             "ridge_center": center,
         }
     elif upper is None and n * at.shape[0] <= _DIRECT_NNLS_MAX:
-        lam, _ = nnls(at.double().numpy(), b, maxiter=max_iter or max(50 * n, 1000))
+        lam, _ = nnls(_dense(at).double().numpy(), b, maxiter=max_iter or max(50 * n, 1000))
         info = {"solver": "nnls", "status": 0}
     elif upper is None:
         x0, iters = projected_fista(at, bt, None, max_iter=200)
@@ -431,7 +468,7 @@ def solve_multipliers(
         lam = x.numpy()
         info = {"solver": "working_set_bvls", "status": 0, **ws}
     if maximize_sum:  # a dense linear program: small problems only
-        a = grads.detach().cpu()[used_t].double().numpy().T
+        a = _dense(at).double().numpy() if on_disk else grads.detach().cpu()[used_t].double().numpy().T
         r = a @ lam - b
         slack = np.abs(r) + 1e-6 * max(np.linalg.norm(b), 1e-12) + 1e-9
         lp = linprog(
@@ -446,7 +483,8 @@ def solve_multipliers(
             info["solver"] += "+linprog[max sum]"
         else:
             info["lp_status"] = int(lp.status)
-    info["residual"] = float(_residual_norm(grads, used_t, lam, b) / max(np.linalg.norm(b), 1e-300))
+    res = _file_residual_norm(at, lam, b) if on_disk else _residual_norm(grads, used_t, lam, b)
+    info["residual"] = float(res / max(np.linalg.norm(b), 1e-300))
     info["n_zero_gradient"] = int(n_total - n)
     full = np.zeros(n_total)
     full[used] = lam
