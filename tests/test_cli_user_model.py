@@ -85,6 +85,15 @@ def test_cli_end_to_end_on_a_user_model_with_safetensors_weights(user_dir, capsy
     two = DeepSupportVectors(projection_dim=8, refit_dim=64, progress=False)
     direct = two.attribute(model, candidates=x, labels=y)
     assert refit.settings["refit_dim"] == 64 and torch.allclose(refit.lambdas, direct.lambdas, atol=1e-6)
+    (tmp / "spill").mkdir()
+    assert main(["select", *user, "--data", "train.npz", "--offload-dir", "spill", "--param-names", "free",
+                 "--no-progress", "--out", "sel_off"]) == 0  # fmt: skip
+    off = DSVResult.load(tmp / "sel_off.npz")
+    direct = DeepSupportVectors(offload_dir="spill", param_names="free", progress=False)
+    direct = direct.attribute(model, candidates=x, labels=y)
+    assert off.settings["offload_dir"] == "spill"
+    assert off.settings["param_names"] == direct.settings["param_names"]
+    assert torch.allclose(off.lambdas, direct.lambdas, atol=1e-6) and list((tmp / "spill").iterdir()) == []
 
     # the same model as a torch.save state dict, as TorchScript, and the data as module:function
     for other in (
