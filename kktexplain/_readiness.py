@@ -214,6 +214,7 @@ def kkt_readiness(
             "(a layer before a normalisation): their gradients are orthogonal to them, so no "
             "multipliers rebuild them"
             + ("." if max_cosine is None else f"; no stationarity cosine here can exceed {max_cosine:.3f}.")
+            + " DeepSupportVectors(param_names='free') measures stationarity on the others."
         )
     return KKTReadiness(
         cosine=float(cosine),

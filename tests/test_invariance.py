@@ -82,6 +82,7 @@ def test_readiness_reports_the_invariant_tensors_and_the_bound(net, tiny64):
     assert r.max_cosine == pytest.approx(inv.max_cosine, rel=1e-12)
     assert abs(r.cosine) <= r.max_cosine + 1e-12
     assert "scale-invariant" in r.message and r.to_dict()["max_cosine"] == r.max_cosine
+    assert "param_names='free'" in r.message
     last = kkt_readiness(net, (x, y), param_names=["fc.weight", "fc.bias"])
     assert last.invariant_param_names == [] and last.max_cosine == pytest.approx(1.0)
     plain = kkt_readiness(tiny64, (torch.randn(6, 3, dtype=torch.float64), torch.arange(6) % 3))
