@@ -161,10 +161,11 @@ class DeepSupportVectors(SettingsMixin):
         streaming over it, so that the process's memory does not grow with the number of
         candidates (the ``N x K`` float32 matrix, 4 bytes per entry, goes to disk; it is
         removed at the end). The solver's products are the same, summed block by block, so
-        λ agrees with the in-memory solve to float32 rounding; it is slower (the solve
-        reads the file a few hundred times, from the operating system's cache when it fits
-        there). One process only (not with ``torch.distributed``). ``None`` (default): in
-        memory.
+        λ agrees with the in-memory solve to float32 rounding. The solve reads the file a few
+        hundred times: about as fast as in memory while the file fits in the operating
+        system's cache (measured in docs/selection.md), slower when it
+        must come from the disk each time. One process only (not with
+        ``torch.distributed``). ``None`` (default): in memory.
     batch_size : int, optional
         Synthesis only: candidates per chunk of a step. The stationarity residual depends on
         the sum ``sum_i lambda_i grad L_i`` over *all* candidates, so a chunked step first
