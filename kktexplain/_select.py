@@ -67,46 +67,38 @@ def gather_gradients(
     """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        out = None
-        if offload_dir is not None:
-            width = fmodel.num_params if sketch is None else sketch.out_features
-            dtype = next(iter(fmodel.theta.values())).dtype
-            out = GradientFile(offload_dir, len(candidates), width, dtype=dtype)
-        try:
-            return collect_gradients(
-                fmodel,
-                candidates,
-                labels,
-                loss_fn,
-                chunk_size,
-                sketch,
-                progress=progress,
-                return_logits=True,
-                out=out,
-            )
-        except BaseException:
-            if out is not None:
-                out.close()
-            raise
-    if offload_dir is not None:
+    sharded = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if sharded and offload_dir is not None:
         raise ValueError(
             "offload_dir works in one process; under torch.distributed the rows are gathered in memory"
         )
-    rank, world, n = dist.get_rank(), dist.get_world_size(), len(candidates)
+    n = len(candidates)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if sharded else (0, 1)
     per = -(-n // world)
-    start, stop = min(rank * per, n), min((rank + 1) * per, n)
-    mine, logits = collect_gradients(
-        fmodel,
-        candidates,
-        labels,
-        loss_fn,
-        chunk_size,
-        sketch,
-        rows=(start, stop),
-        progress=progress,
-        return_logits=True,
-    )
+    rows = (min(rank * per, n), min((rank + 1) * per, n))
+    out = None
+    if offload_dir is not None:
+        width = fmodel.num_params if sketch is None else sketch.out_features
+        out = GradientFile(offload_dir, n, width, dtype=next(iter(fmodel.theta.values())).dtype)
+    try:
+        mine, logits = collect_gradients(
+            fmodel,
+            candidates,
+            labels,
+            loss_fn,
+            chunk_size,
+            sketch,
+            rows=rows,
+            progress=progress,
+            return_logits=True,
+            out=out,
+        )
+    except BaseException:
+        if out is not None:
+            out.close()
+        raise
+    if not sharded:
+        return mine, logits
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
 
     def gather(rows: Tensor) -> Tensor:
@@ -330,9 +322,8 @@ def _refit(
 
 def _all_finite(value: Tensor | GradientFile) -> bool:
     """Whether every entry is finite, in blocks of rows (``torch.isfinite`` copies ``|value|``)."""
-    if isinstance(value, GradientFile):
-        return all(bool(rows_all_finite(block).all()) for _, block in value.blocks())
-    return bool(rows_all_finite(value).all())
+    rows = value.per_row(rows_all_finite) if isinstance(value, GradientFile) else rows_all_finite(value)
+    return bool(rows.all())
 
 
 def _sketch_rtol(sketch: Any) -> float:

@@ -87,6 +87,16 @@ class GradientFile:
                 raise OSError(f"short read from {self.path}: {got} of {view.nbytes} bytes")
             yield start, torch.from_numpy(view)
 
+    def per_row(self, test) -> Tensor:
+        """A per-row ``test (rows (n, K) -> (n,))``, e.g. ``kkt._rows.rows_all_finite``, block by block.
+
+        Returns
+        -------
+        Tensor of shape (N,)
+        """
+        parts = [test(block) for _, block in self.blocks()]
+        return torch.cat(parts) if parts else test(torch.empty(0, self.shape[1], dtype=self.dtype))
+
     def rows(self, index: np.ndarray) -> Tensor:
         """The rows ``index`` (sorted or not) as a new ``(len(index), K)`` tensor."""
         k = self.shape[1]

@@ -323,14 +323,6 @@ def _dense(at: DenseColumns | FileColumns) -> Tensor:
     return at.a if isinstance(at, DenseColumns) else at.take(np.arange(at.shape[1]))
 
 
-def _stored_rows_nonzero(store: GradientFile) -> Tensor:
-    """Which rows of a gradient file are not all zero, block by block."""
-    out = torch.empty(len(store), dtype=torch.bool)
-    for start, block in store.blocks():
-        out[start : start + len(block)] = (block != 0).any(1)
-    return out
-
-
 def _file_residual_norm(at: FileColumns, lam: np.ndarray, b: np.ndarray) -> float:
     """``||G_used^T lam - b||`` in float64, streamed over the file's blocks."""
     acc = np.zeros(at.shape[0])
@@ -421,7 +413,7 @@ def solve_multipliers(
     # stationarity: its multiplier is set to zero rather than left free
     # without full-size temporaries: a boolean per sample, and no column copy when every sample is used
     on_disk = isinstance(grads, GradientFile)
-    nonzero = _stored_rows_nonzero(grads) if on_disk else rows_any_nonzero(grads.detach())
+    nonzero = grads.per_row(rows_any_nonzero) if on_disk else rows_any_nonzero(grads.detach())
     used_t = torch.nonzero(nonzero).flatten().cpu()
     used = used_t.numpy()
     n = len(used)
