@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 
 from kktexplain.attr._baselines import last_linear
 from kktexplain.attr._protocol import _train_convnet, noisy_fashion_mnist
-from kktexplain.kkt._selection import projected_fista
+from kktexplain.kkt._nnls import projected_fista
 from kktexplain.models import REFERENCE_MODELS, ConvNet
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._validation import as_data
+from ._data import as_data
 
 __all__ = ["ScriptedModel", "load_data", "load_model", "load_weights", "resolve_object"]
 

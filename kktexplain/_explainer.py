@@ -15,14 +15,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._data import as_data
 from ._initial import initial_inputs
+from ._model_info import computable_model, infer_num_classes, model_device, model_dtype, resolve_input_shape
 from ._model_state import eval_mode
 from ._params import SettingsMixin
 from ._result import DSVResult
 from ._select import select
 from ._synthesis import SynthesisConfig, synthesise
 from ._validation import (
-    as_data,
     check_choice,
     check_finite,
     check_inputs,
@@ -31,11 +32,6 @@ from ._validation import (
     check_offload_dir,
     check_positive,
     check_run_options,
-    computable_model,
-    infer_num_classes,
-    model_device,
-    model_dtype,
-    resolve_input_shape,
     resolve_seed,
     to_python,
 )

@@ -21,16 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._data import as_data
+from ._model_info import computable_model, infer_num_classes, model_dtype
 from ._model_state import eval_mode
-from ._validation import (
-    as_data,
-    check_labels,
-    check_model,
-    check_positive,
-    computable_model,
-    infer_num_classes,
-    model_dtype,
-)
+from ._validation import check_labels, check_model, check_positive
 from .kkt import FunctionalModel, cross_entropy, kkt_residuals
 
 __all__ = ["KKTReadiness", "kkt_readiness"]

@@ -203,7 +203,7 @@ def test_selection_leaves_model_unchanged(tiny64, rng):
 
 @pytest.mark.parametrize("upper", [None, 0.05, 0.2])
 def test_projected_fista_matches_bounded_least_squares(rng, upper):
-    from kktexplain.kkt._selection import projected_fista
+    from kktexplain.kkt._nnls import projected_fista
 
     a = torch.randn(40, 15, generator=rng, dtype=torch.float64)
     b = torch.randn(40, generator=rng, dtype=torch.float64) + a @ torch.full((15,), 0.1, dtype=torch.float64)
@@ -240,7 +240,7 @@ def test_large_unbounded_problems_use_the_working_set(rng, monkeypatch):
 @pytest.mark.parametrize("seeded", [False, True])
 def test_working_set_reaches_the_nnls_optimum_over_many_columns(rng, seeded):
     from kktexplain.kkt import working_set_nnls
-    from kktexplain.kkt._selection import projected_fista
+    from kktexplain.kkt._nnls import projected_fista
 
     a = torch.randn(30, 400, generator=rng, dtype=torch.float64)  # 400 columns, 64 per round
     b = torch.randn(30, generator=rng, dtype=torch.float64)
@@ -360,7 +360,7 @@ def test_ridge_picks_the_uniform_solution_among_exact_ones(rng):
     assert (lam2 - c).norm() < (exact2 - c).norm()
     assert info2["residual"] >= info_exact["residual"] - 1e-9
     # with a box: the bounded ridge problem, written out as box-constrained least squares
-    from kktexplain.kkt._selection import _spectral_norm_sq
+    from kktexplain.kkt._nnls import _spectral_norm_sq
 
     upper = float(lam2.median())
     lam3, info3 = solve_multipliers(g, target2, ridge=1e-2, upper=upper)
@@ -487,7 +487,7 @@ def _literal_fista(a, b, upper, iterations):
 
 @pytest.mark.parametrize("upper", [None, 0.3])
 def test_projected_fista_takes_the_literal_accelerated_steps(rng, upper):
-    from kktexplain.kkt._selection import projected_fista
+    from kktexplain.kkt._nnls import projected_fista
 
     a = torch.randn(15, 40, generator=rng, dtype=torch.float64)
     b = torch.randn(15, generator=rng, dtype=torch.float64)
@@ -532,7 +532,7 @@ def test_working_set_stops_after_max_rounds(rng):
 
 
 def test_bounded_solver_progress_bar_counts_rounds_and_reports_violations(rng, monkeypatch):
-    import kktexplain.kkt._selection as selection
+    import kktexplain.kkt._nnls as selection
 
     bars = []
 

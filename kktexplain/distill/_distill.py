@@ -8,18 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._data import as_data
+from .._model_info import model_device
 from .._model_state import eval_mode
 from .._result import DSVResult
-from .._validation import (
-    as_data,
-    check_choice,
-    check_device,
-    check_model,
-    check_positive,
-    model_device,
-    resolve_seed,
-    to_python,
-)
+from .._validation import check_choice, check_device, check_model, check_positive, resolve_seed, to_python
 from ._dataset import DistilledSet
 
 __all__ = ["distill", "random_real", "coreset", "add_soft_labels"]

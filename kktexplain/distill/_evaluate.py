@@ -11,7 +11,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._validation import as_data, check_choice, check_positive, to_python
+from .._data import as_data
+from .._validation import check_choice, check_positive, to_python
 from ..kkt import Augmentation
 from ..models import MLP, ConvNet, accuracy, train_classifier
 from ._dataset import DistilledSet

@@ -12,18 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from .._explainer import DeepSupportVectors
+from .._model_info import computable_model, infer_num_classes, model_device, model_dtype, resolve_input_shape
 from .._model_state import eval_mode
-from .._validation import (
-    check_device,
-    check_model,
-    check_positive,
-    computable_model,
-    infer_num_classes,
-    model_device,
-    model_dtype,
-    resolve_input_shape,
-    resolve_seed,
-)
+from .._validation import check_device, check_model, check_positive, resolve_seed
 from ..kkt import KKTObjective
 from ._result import GenerationResult
 

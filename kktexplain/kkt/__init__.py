@@ -21,14 +21,11 @@ from ._conditions import (
 from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, weighted_loss_grad
 from ._invariance import ScaleInvariance, scale_invariant_modules
 from ._kronecker import KroneckerSketch
+from ._nnls import working_set_bvls, working_set_nnls
 from ._objective import PRESETS, KKTObjective, ObjectiveValue
 from ._priors import input_norm, total_variation
 from ._residuals import KKTResiduals, kkt_residuals, predictive_entropy
-from ._selection import (
-    solve_multipliers,
-    working_set_bvls,
-    working_set_nnls,
-)
+from ._selection import solve_multipliers
 
 __all__ = [
     "ScaleInvariance",

@@ -1,0 +1,126 @@
+"""The forms ``candidates`` and ``init_data`` take (arrays, pairs, Datasets, DataLoaders) as tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["as_data"]
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    """A contiguous, writable array (a copy only where needed) that torch.from_numpy accepts."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
+def _as_float_tensor(x: Any, name: str) -> Tensor:
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise TypeError(f"{name} must be a numeric array, got a numpy array of dtype object")
+        x = torch.from_numpy(_writable(x))
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must hold tensors or numpy arrays, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must hold floating-point inputs, got dtype {x.dtype}; convert them to the "
+            "model's input scale first (e.g. x.float() / 255 for 8-bit images)"
+        )
+    return x
+
+
+def _labels_tensor(y: Any, name: str) -> Tensor:
+    if isinstance(y, np.ndarray):
+        y = torch.from_numpy(_writable(y))
+    return y if isinstance(y, Tensor) else torch.as_tensor(y)
+
+
+def as_data(data: Any, name: str) -> tuple[Tensor, Tensor | None]:
+    """``(inputs, labels or None)`` from the forms ``candidates`` and ``init_data`` take.
+
+    Parameters
+    ----------
+    data : Tensor, numpy array, (inputs, labels) pair, Dataset or DataLoader
+        A tensor or array ``(N, *input_shape)``; a pair of those with labels ``(N,)`` or
+        ``(N, C)``; a map-style ``torch.utils.data.Dataset`` whose items are ``input`` or
+        ``(input, label)``; or a ``DataLoader`` whose batches are ``inputs`` or
+        ``(inputs, labels)`` (read once, in its order).
+    name : str
+        The parameter's name, for the errors.
+
+    Returns
+    -------
+    inputs : Tensor of shape (N, *input_shape)
+        Floating point, on the CPU unless given elsewhere.
+    labels : Tensor of shape (N,) or (N, C), or None
+
+    Raises
+    ------
+    TypeError
+        For another type, integer inputs, or items that are neither tensors nor pairs.
+    ValueError
+        For empty data or inputs and labels of different lengths.
+    """
+    from torch.utils.data import DataLoader, Dataset
+
+    x: Any
+    y: Any = None
+    if isinstance(data, Tensor | np.ndarray):
+        x = data
+    elif isinstance(data, tuple | list) and len(data) == 2 and isinstance(data[0], Tensor | np.ndarray):
+        x, y = data
+    elif isinstance(data, DataLoader):
+        xs, ys = [], []
+        for i, batch in enumerate(data):
+            bx, by = _split_item(batch, f"{name} (a DataLoader; batch {i})")
+            xs.append(_as_float_tensor(bx, f"{name} (a DataLoader; batch {i})"))
+            if by is not None:
+                ys.append(_labels_tensor(by, name))
+        if not xs:
+            raise ValueError(f"{name} is an empty DataLoader")
+        x = torch.cat(xs)
+        y = torch.cat(ys) if len(ys) == len(xs) else None
+    elif isinstance(data, Dataset):
+        tensors = getattr(data, "tensors", None)
+        if isinstance(tensors, tuple) and tensors and all(isinstance(t, Tensor) for t in tensors):
+            x, y = tensors[0], tensors[1] if len(tensors) >= 2 else None
+        else:
+            try:
+                n = len(data)  # type: ignore[arg-type]
+            except TypeError as e:
+                raise TypeError(
+                    f"{name} must be a map-style Dataset with __len__ (or wrap it in a DataLoader)"
+                ) from e
+            if n == 0:
+                raise ValueError(f"{name} is an empty Dataset")
+            items = [_split_item(data[i], f"{name} (a Dataset; item {i})") for i in range(n)]
+            xs = [_as_float_tensor(item[0], f"{name} (a Dataset; item {i})") for i, item in enumerate(items)]
+            x = torch.stack(xs)
+            if all(item[1] is not None for item in items):
+                y = torch.stack([_labels_tensor(item[1], name) for item in items])
+    else:
+        raise TypeError(
+            f"{name} must be a Tensor, a numpy array, an (inputs, labels) pair, a torch Dataset "
+            f"or a DataLoader, got {type(data).__name__}"
+        )
+    x = _as_float_tensor(x, name)
+    if len(x) == 0:
+        raise ValueError(f"{name} is empty: it must hold at least one input")
+    if y is not None:
+        y = _labels_tensor(y, name)
+        if len(y) != len(x):
+            raise ValueError(f"{name} has {len(x)} inputs but {len(y)} labels")
+    return x, y
+
+
+def _split_item(item: Any, where: str) -> tuple[Any, Any]:
+    if isinstance(item, Tensor | np.ndarray):
+        return item, None
+    if isinstance(item, tuple | list) and len(item) >= 2:
+        return item[0], item[1]
+    if isinstance(item, tuple | list) and len(item) == 1:
+        return item[0], None
+    raise TypeError(f"{where} is a {type(item).__name__}; expected an input tensor or an (input, label) pair")

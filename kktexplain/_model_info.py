@@ -1,0 +1,168 @@
+"""What a model tells about itself: device, dtype, input shape, number of classes, a computable copy."""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "model_device",
+    "model_dtype",
+    "infer_input_shape",
+    "infer_num_classes",
+    "computable_model",
+    "resolve_input_shape",
+]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter."""
+    return next(model.parameters()).device
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def infer_input_shape(
+    model: nn.Module, input_shape: Sequence[int] | None, warn_flatten: bool = True
+) -> tuple[int, ...]:
+    """``input_shape`` if given, else ``model.input_shape``, else a leading Linear's width.
+
+    A model that starts with ``nn.Flatten`` gets the flat width of its first ``nn.Linear``, with
+    a ``UserWarning`` (unless ``warn_flatten`` is False) that suggests an image ``input_shape``:
+    the DSVs would otherwise be flat vectors.
+
+    Raises
+    ------
+    ValueError
+        If the shape cannot be inferred; the message asks for ``input_shape``.
+    """
+    if input_shape is not None:
+        shape = tuple(input_shape) if not isinstance(input_shape, numbers.Integral) else (input_shape,)
+        if not shape or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape
+        ):
+            raise ValueError(f"input_shape must be a tuple of positive ints, got {input_shape!r}")
+        return tuple(int(s) for s in shape)
+    shape = getattr(model, "input_shape", None)
+    if shape is not None:
+        return tuple(int(s) for s in shape)
+    flatten_first = False
+    for module in model.modules():
+        if isinstance(module, nn.Flatten):
+            flatten_first = True
+        if isinstance(module, nn.Linear):
+            if flatten_first and warn_flatten:
+                warnings.warn(_flatten_hint(module.in_features), UserWarning, stacklevel=3)
+            return (module.in_features,)
+        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            break
+    raise ValueError(
+        "input_shape could not be inferred from the model; pass input_shape=(C, H, W) "
+        "(the shape of one input, without the batch dimension)"
+    )
+
+
+def infer_num_classes(
+    model: nn.Module, input_shape: tuple[int, ...], additional_forward_args: tuple = ()
+) -> int:
+    """Run one probe batch and check that the model returns logits ``(N, C)``.
+
+    Raises
+    ------
+    TypeError
+        If the model returns something other than a floating-point tensor.
+    ValueError
+        If the output is not ``(N, C)`` with ``C >= 2``, or the input shape does not fit.
+    """
+    device = model_device(model)
+    probe = torch.zeros(2, *input_shape, device=device, dtype=model_dtype(model))
+    try:
+        with torch.no_grad():
+            out = model(probe, *additional_forward_args)
+    except RuntimeError as e:
+        raise ValueError(f"input_shape={input_shape} does not fit the model (forward failed: {e})") from e
+    if not isinstance(out, Tensor) or not out.is_floating_point():
+        raise TypeError(
+            f"model must return a floating-point tensor of logits of shape (N, C), got {type(out).__name__}"
+        )
+    if out.ndim != 2 or out.shape[0] != 2 or out.shape[1] < 2:
+        raise ValueError(
+            f"model must return logits of shape (N, C) with C >= 2; for inputs of shape "
+            f"{tuple(probe.shape)} it returned {tuple(out.shape)}"
+        )
+    if bool(torch.isfinite(out).all()) and bool((out >= 0).all()):
+        sums = out.double().sum(1)
+        if bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
+            warnings.warn(
+                "the model's outputs look like probabilities (non-negative rows that sum to 1, "
+                "e.g. a final Softmax); the DeepKKT conditions need logits: pass the model "
+                "without its final Softmax",
+                UserWarning,
+                stacklevel=3,
+            )
+    return int(out.shape[1])
+
+
+def _flatten_hint(width: int) -> str:
+    guess = ""
+    for channels in (1, 3):
+        side = round((width / channels) ** 0.5)
+        if side > 1 and channels * side * side == width:
+            guess = f", e.g. input_shape=({channels}, {side}, {side})"
+            break
+    return (
+        f"the model starts with nn.Flatten, so the inputs are taken as flat vectors of shape "
+        f"({width},); if the model takes images, pass input_shape{guess} (or set "
+        "model.input_shape) to synthesise images"
+    )
+
+
+def computable_model(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    """The model to compute with: a float32 copy of a float16/bfloat16 model, else the model.
+
+    Half-precision gradients of gradients overflow and underflow (all-NaN DSVs); the copy
+    leaves the user's model untouched. The result records ``settings["model_dtype"]`` and
+    ``settings["compute_dtype"]``.
+    """
+    dtype = model_dtype(model)
+    if dtype in (torch.float16, torch.bfloat16):
+        return copy.deepcopy(model).float(), {"model_dtype": str(dtype), "compute_dtype": "torch.float32"}
+    return model, {}
+
+
+def resolve_input_shape(
+    model: nn.Module, input_shape: Sequence[int] | None, data_shape: tuple[int, ...] | None
+) -> tuple[int, ...]:
+    """The shape of one input: given, the model's, or the data's.
+
+    A flat width read off a leading ``nn.Linear`` (e.g. after ``nn.Flatten``) gives way to the
+    data's shape when that has as many elements (images for an image model that flattens).
+    """
+    try:
+        shape = infer_input_shape(model, input_shape, warn_flatten=data_shape is None)
+    except ValueError:
+        if data_shape is None:
+            raise
+        return data_shape
+    if (
+        input_shape is None
+        and getattr(model, "input_shape", None) is None
+        and data_shape is not None
+        and data_shape != shape
+        and math.prod(data_shape) == math.prod(shape)
+    ):
+        return data_shape
+    return shape
