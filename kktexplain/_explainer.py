@@ -17,10 +17,18 @@ from torch import Tensor, nn
 
 from ._data import as_data
 from ._initial import initial_inputs
-from ._model_info import computable_model, infer_num_classes, model_device, model_dtype, resolve_input_shape
+from ._model_info import (
+    as_forward_args,
+    computable_model,
+    infer_num_classes,
+    model_device,
+    model_dtype,
+    resolve_input_shape,
+)
 from ._model_state import eval_mode
 from ._params import SettingsMixin
 from ._result import DSVResult
+from ._scope import resolve_param_names
 from ._select import select
 from ._synthesis import SynthesisConfig, synthesise
 from ._validation import (
@@ -35,7 +43,7 @@ from ._validation import (
     resolve_seed,
     to_python,
 )
-from .kkt import Augmentation, FunctionalModel, KKTObjective, kkt_residuals, scale_invariant_modules
+from .kkt import Augmentation, FunctionalModel, KKTObjective, kkt_residuals
 
 __all__ = ["DeepSupportVectors"]
 
@@ -443,15 +451,7 @@ class DeepSupportVectors(SettingsMixin):
         offload = check_offload_dir(est.offload_dir, candidates is not None, est.multipliers)
         if est.classes is not None and (labels is not None or candidates is not None):
             raise ValueError("classes= picks the classes to synthesise; it cannot be combined with labels=")
-        args = (
-            ()
-            if additional_forward_args is None
-            else (
-                tuple(additional_forward_args)
-                if isinstance(additional_forward_args, tuple)
-                else (additional_forward_args,)
-            )
-        )
+        args = as_forward_args(additional_forward_args)
         data_x = data_y = None
         if candidates is not None:
             candidates, candidate_labels = as_data(candidates, "candidates")
@@ -476,20 +476,8 @@ class DeepSupportVectors(SettingsMixin):
             num_classes = infer_num_classes(model, shape, args)
             if labels is not None:
                 labels = check_labels(labels, num_classes)
-            names = est.param_names
-            if names == "free":
-                probe = (
-                    data[:32]
-                    if data is not None
-                    else torch.randn(8, *shape, generator=torch.Generator().manual_seed(est.seed))
-                )
-                invariance = scale_invariant_modules(model, probe, additional_forward_args=args)
-                names = invariance.free_param_names
-                if not names:
-                    raise ValueError(
-                        "param_names='free' leaves no parameter: the logits ignore the scale of every module"
-                    )
-                inferred.update(resolved_param_names=names, invariant_param_names=invariance.param_names)
+            names, scope = resolve_param_names(model, est.param_names, data, shape, est.seed, args)
+            inferred.update(scope)
             fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
             inferred.update(input_shape=list(shape), num_classes=num_classes)
             if candidates is not None:

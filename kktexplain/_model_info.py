@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "as_forward_args",
     "model_device",
     "model_dtype",
     "infer_input_shape",
@@ -166,3 +167,22 @@ def resolve_input_shape(
     ):
         return data_shape
     return shape
+
+
+def as_forward_args(additional_forward_args: Any) -> tuple:
+    """captum's ``additional_forward_args`` as the tuple passed after the inputs.
+
+    Parameters
+    ----------
+    additional_forward_args : Any
+        ``None`` (nothing), a tuple (its items, in order) or one object (itself).
+
+    Returns
+    -------
+    tuple
+    """
+    if additional_forward_args is None:
+        return ()
+    if isinstance(additional_forward_args, tuple):
+        return additional_forward_args
+    return (additional_forward_args,)

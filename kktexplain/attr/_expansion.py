@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.func import jvp
 from tqdm.auto import tqdm
 
+from .._model_info import as_forward_args
 from .._model_state import eval_mode
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
@@ -52,14 +53,6 @@ def logit_of(logits: Tensor, target: Tensor) -> Tensor:
     Tensor of shape (N,)
     """
     return logits.gather(-1, target[..., None]).squeeze(-1)
-
-
-def _as_args(additional_forward_args: Any) -> tuple:
-    if additional_forward_args is None:
-        return ()
-    if isinstance(additional_forward_args, tuple):
-        return additional_forward_args
-    return (additional_forward_args,)
 
 
 def objective_from_settings(settings: Mapping) -> KKTObjective:
@@ -190,7 +183,7 @@ class SupportExpansion:
         self.support = support
         if param_names is None:
             param_names = support.settings.get("param_names")
-        self.args = _as_args(additional_forward_args)
+        self.args = as_forward_args(additional_forward_args)
         with eval_mode(model):
             self.fmodel = FunctionalModel(
                 model, None if param_names is None else list(param_names), self.args, reference=reference

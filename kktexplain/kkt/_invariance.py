@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
+from .._model_info import as_forward_args
 from .._model_state import eval_mode
 
 __all__ = ["ScaleInvariance", "cosine_bound", "scale_invariant_modules"]
@@ -113,15 +114,7 @@ def scale_invariant_modules(
         raise ValueError("inputs must hold at least one sample")
     if isinstance(rtol, bool) or not isinstance(rtol, int | float) or not 0 < rtol < 1:
         raise ValueError(f"rtol must be a number in (0, 1), got {rtol!r}")
-    args = (
-        ()
-        if additional_forward_args is None
-        else tuple(
-            additional_forward_args
-            if isinstance(additional_forward_args, tuple)
-            else (additional_forward_args,)
-        )
-    )
+    args = as_forward_args(additional_forward_args)
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     first = next(iter(params.values()))
