@@ -71,7 +71,13 @@ def main() -> None:
             type(getattr(KKTObjective(), key))(value) if value not in ("True", "False") else value == "True"
         )
     objective = KKTObjective.from_preset(args.objective, **overrides)
-    kwargs = {"objective": objective, "input_range": train.input_range, "progress": False}
+    kwargs = {
+        "objective": objective,
+        "input_range": train.input_range,
+        "progress": False,
+        # the scope these results were recorded in (every parameter; the default is now 'free')
+        "param_names": None,
+    }
     per_init = {"real": json.loads(args.real_kwargs), "noise": json.loads(args.noise_kwargs)}
     for extra in per_init.values():
         if "augmentation" in extra and extra["augmentation"] is not None:

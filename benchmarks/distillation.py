@@ -72,14 +72,16 @@ def make_sets(row, ipc, seed, teacher, train, pool, range_, progress):
         return base
     if row == "coreset":
         idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:pool]
-        sel = DeepSupportVectors(progress=progress).attribute(
+        sel = DeepSupportVectors(param_names=None, progress=progress).attribute(
             teacher, candidates=train.inputs[idx], labels=train.labels[idx]
         )
         return coreset(sel, ipc)
+    # every row but dsv_kshot_free over every parameter, the scope its results were recorded in
+    # (param_names=None; the default is now "free")
     kshot = {  # started from the random row's images, with these settings
-        "dsv_kshot": {},
-        "dsv_kshot_global": {"objective": KKTObjective(per_layer=False)},
-        "dsv_kshot_paper": {"objective": "paper_eq9", "dual": "prune"},
+        "dsv_kshot": {"param_names": None},
+        "dsv_kshot_global": {"objective": KKTObjective(per_layer=False), "param_names": None},
+        "dsv_kshot_paper": {"objective": "paper_eq9", "dual": "prune", "param_names": None},
         # stationarity only on the parameters outside scale-invariant modules (docs/residuals.md)
         "dsv_kshot_free": {
             "param_names": scale_invariant_modules(teacher, train.inputs[:32]).free_param_names
@@ -87,14 +89,19 @@ def make_sets(row, ipc, seed, teacher, train, pool, range_, progress):
     }
     if row in kshot:
         return distill(teacher, ipc, init="real", real=(base.inputs, base.labels), **kshot[row], **kw)
-    zero_shot = {"dsv_0shot": {}, "dsv_0shot_global": {"objective": KKTObjective(per_layer=False)}}
+    zero_shot = {
+        "dsv_0shot": {"param_names": None},
+        "dsv_0shot_global": {"objective": KKTObjective(per_layer=False), "param_names": None},
+    }
     if row in zero_shot:
         return distill(teacher, ipc, init="noise", **zero_shot[row], **kw)
     if row == "dsv_0shot_prior":  # kktexplain.generate.sample's image prior: black start, TV 0.1
         from kktexplain.distill import DistilledSet
         from kktexplain.generate import sample
 
-        gen = sample(teacher, n_per_class=ipc, seed=seed, input_range=range_, progress=progress)
+        gen = sample(
+            teacher, n_per_class=ipc, seed=seed, input_range=range_, progress=progress, param_names=None
+        )
         return DistilledSet(gen.inputs, gen.labels, None, "generate-sample", {"settings": gen.settings})
     raise ValueError(row)
 

@@ -50,7 +50,7 @@ def main() -> None:
             seed=0,
             input_range=train.input_range,
             progress=False,
-            **CONFIGS[name],
+            **{"param_names": None, **CONFIGS[name]},  # the recorded runs' scope: every parameter
         ).attribute(teacher, init_data=(x_real, y_real))
         h, lam = dsv.history, dsv.lambdas
         ent = h["entropy"]

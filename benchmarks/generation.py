@@ -74,7 +74,9 @@ def main() -> None:
     judge, judge_acc = load_judge(train, test)
     conv, conv_card = load_reference_model("fashion_mnist_convnet", progress=False)
     conv.eval()
-    rng = dict(input_range=test.input_range, progress=False)
+    # param_names=None: the scope these results were recorded in (every parameter; the default is
+    # now "free")
+    rng = dict(input_range=test.input_range, progress=False, param_names=None)
     out: dict = {"teacher": {"name": "fashion_mnist_small", "test_accuracy": card["test_accuracy"]}}
     out["judge"] = {"architecture": "MLP 784-256-256-10", "epochs": 3, "seed": 0, "test_accuracy": judge_acc}
     out["judge2"] = {

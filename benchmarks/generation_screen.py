@@ -137,7 +137,14 @@ def run_sample(teacher, js, cfg, split, test):
     seeds, per = ((TUNE_SEED,), 3) if split == "tune" else (REPORT_SEEDS, 5)
     xs, ys, pt = [], [], []
     for s in seeds:
-        r = sample(teacher, n_per_class=per, seed=s, input_range=test.input_range, progress=False, **cfg)
+        r = sample(
+            teacher,
+            n_per_class=per,
+            seed=s,
+            input_range=test.input_range,
+            progress=False,
+            **{"param_names": None, **cfg},
+        )
         xs.append(r.inputs)
         ys.append(r.labels)
         pt.append(r.predictions)
@@ -162,7 +169,15 @@ def run_blend(teacher, js, cfg, split, test):
     xs = []
     for a, b in pairs:
         r = blend(
-            teacher, a, b, delta=0.5, n=4, seed=seed, input_range=test.input_range, progress=False, **cfg
+            teacher,
+            a,
+            b,
+            delta=0.5,
+            n=4,
+            seed=seed,
+            input_range=test.input_range,
+            progress=False,
+            **{"param_names": None, **cfg},
         )
         xs.append(r.inputs)
         for name, p in [("teacher", r.probabilities)] + [(n, probs(j, r.inputs)) for n, j in js.items()]:
@@ -193,7 +208,15 @@ def run_edit(teacher, js, cfg, split, test, n=50):
         from dataclasses import replace
 
         cfg["objective"] = replace(cfg["objective"], primal_kind="ce")
-    r = edit(teacher, x, tgt, seed=seed, input_range=test.input_range, progress=False, **cfg)
+    r = edit(
+        teacher,
+        x,
+        tgt,
+        seed=seed,
+        input_range=test.input_range,
+        progress=False,
+        **{"param_names": None, **cfg},
+    )
     row = {"n": n, "teacher_rate": float((r.predictions == tgt).float().mean())}
     for name, j in js.items():
         pj = probs(j, r.inputs).argmax(-1)

@@ -134,6 +134,7 @@ def child(args: argparse.Namespace) -> None:
         chunk_size=args.chunk_size,
         refit_dim=args.refit_dim,
         offload_dir=args.offload_dir,
+        param_names=None,  # as recorded (on this MLP the same as the default "free")
         seed=0,
         progress=False,
     ).attribute(model, candidates=x, labels=y)

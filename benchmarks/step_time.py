@@ -8,13 +8,15 @@ by side in one run; the ratio of medians is reported.
 
 ``--scopes all free`` also times the default objective with stationarity restricted to the
 parameters outside scale-invariant modules (``free``: :func:`kktexplain.kkt.scale_invariant_modules`,
-what ``DeepSupportVectors(param_names=...)`` takes), side by side in the same run. The train step
-always updates every parameter.
+what ``DeepSupportVectors(param_names=...)`` takes), side by side in the same run; ``default`` is
+the scope ``DeepSupportVectors()`` resolves its default ``param_names`` to. The train step always
+updates every parameter.
 
 Usage::
 
     python benchmarks/step_time.py --batch 100 --repeats 15
     python benchmarks/step_time.py --repeats 11 --scopes all free --name step_time_scopes
+    python benchmarks/step_time.py --repeats 11 --scopes default all --name step_time_default
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from _common import median_time, write_json
 
+from kktexplain import DeepSupportVectors
+from kktexplain._scope import resolve_param_names
 from kktexplain.kkt import Augmentation, FunctionalModel, KKTObjective, scale_invariant_modules
 from kktexplain.models import load_reference_model
 
@@ -60,9 +64,10 @@ def main() -> None:
     p.add_argument(
         "--scopes",
         nargs="+",
-        choices=("all", "free"),
+        choices=("all", "free", "default"),
         default=["all"],
-        help="parameter scopes of stationarity to time (free: outside scale-invariant modules)",
+        help="parameter scopes of stationarity to time (free: outside scale-invariant modules; "
+        "default: what DeepSupportVectors() resolves its param_names to on this batch)",
     )
     args = p.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
@@ -82,7 +87,10 @@ def main() -> None:
 
     scopes = {}
     for scope in args.scopes:
-        names = None if scope == "all" else scale_invariant_modules(model, x0[:32]).free_param_names
+        if scope == "default":
+            names, _ = resolve_param_names(model, DeepSupportVectors().param_names, x0, x0.shape[1:], 0)
+        else:
+            names = None if scope == "all" else scale_invariant_modules(model, x0[:32]).free_param_names
         scopes[scope] = names
     results = {"train_step_s": median_time(train_step, args.repeats, clock=clock)}
     for scope, names in scopes.items():

@@ -41,6 +41,8 @@ def main() -> None:
         if "augmentation" in ex and isinstance(ex["augmentation"], dict):
             ex["augmentation"] = Augmentation(**ex["augmentation"])
         start = time.perf_counter()
+        # param_names=None unless a config says otherwise: the scope the recorded runs used (every
+        # parameter; the default is now "free")
         dsv = DeepSupportVectors(
             n_per_class=10,
             init=cfg.get("init", "real"),
@@ -48,7 +50,7 @@ def main() -> None:
             seed=0,
             input_range=train.input_range,
             progress=False,
-            **ex,
+            **{"param_names": None, **ex},
         ).attribute(
             teacher, init_data=(x_real, y_real), reference=reference_init() if cfg.get("reference") else None
         )

@@ -95,9 +95,9 @@ def _common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--param-names",
         nargs="+",
-        default=None,
-        help="parameters stationarity is measured on, e.g. fc.weight fc.bias, or 'free': all "
-        "outside scale-invariant modules (default: all)",
+        default=["free"],
+        help="parameters stationarity is measured on, e.g. fc.weight fc.bias; 'free': all "
+        "outside scale-invariant modules (the default); 'all': every parameter (the paper's)",
     )
     _objective_option(p)
     p.add_argument(
@@ -423,5 +423,7 @@ VERBS = {
 
 
 def _param_names(names: list[str] | None) -> list[str] | str | None:
-    """``--param-names``: a list of names, or the one word ``free``."""
+    """``--param-names``: a list of names, or one of the words ``free`` and ``all`` (``None``)."""
+    if names is None or names == ["all"]:
+        return None
     return "free" if names == ["free"] else names

@@ -99,15 +99,17 @@ class DeepSupportVectors(SettingsMixin):
         ``||theta*||`` (the paper leaves the scale open); irrelevant to a scale-free distance.
     lambda_max : float, optional
         Upper bound ``C`` on every λ, as the soft-margin SVM's box constraint.
-    param_names : sequence of str or "free", optional
-        Parameters that stationarity is measured on (``None``: all). E.g. only the last layers
-        of a fine-tuned model. ``"free"`` takes every parameter outside the modules whose
-        scale the logits ignore (a convolution before a normalisation, a norm layer feeding
-        another, found by :func:`kktexplain.kkt.scale_invariant_modules` on the candidates,
-        the initialisation data or, failing both, seeded noise): every loss gradient is
-        orthogonal to those parameters, so stationarity cannot hold on them. Recommended for
-        models with normalisation (docs: "Residuals"); the same as ``None`` without it. The
-        resolved names are in ``settings["resolved_param_names"]``.
+    param_names : "free", sequence of str or None, default="free"
+        Parameters that stationarity is measured on. ``"free"`` takes every parameter
+        outside the modules whose scale the logits ignore (a convolution before a
+        normalisation, a norm layer feeding another, found by
+        :func:`kktexplain.kkt.scale_invariant_modules` on the candidates, the initialisation
+        data or, failing both, seeded noise): every loss gradient is orthogonal to those
+        parameters (Euler's theorem), so stationarity cannot hold on them, and the default
+        objective's terms there are zero up to rounding. On a model without normalisation
+        that is every parameter. ``None``: every parameter, the paper's scope. A sequence:
+        those parameters, e.g. only the last layers of a fine-tuned model. The resolved names
+        are in ``settings["resolved_param_names"]`` (docs: "Where our defaults differ").
     input_range : tuple of float, optional
         ``(low, high)`` to clamp the inputs into after every step, e.g. a dataset's
         ``input_range``.
@@ -221,7 +223,7 @@ class DeepSupportVectors(SettingsMixin):
         dual: str = "exp",
         lambda_scale: float | str = "auto",
         lambda_max: float | None = None,
-        param_names: Sequence[str] | None = None,
+        param_names: Sequence[str] | str | None = "free",
         input_range: tuple[float, float] | None = None,
         init_scale: float = 1.0,
         projection_dim: int | None = None,
@@ -476,12 +478,13 @@ class DeepSupportVectors(SettingsMixin):
             num_classes = infer_num_classes(model, shape, args)
             if labels is not None:
                 labels = check_labels(labels, num_classes)
+            if candidates is not None:
+                check_inputs("candidates", candidates, shape)
             names, scope = resolve_param_names(model, est.param_names, data, shape, est.seed, args)
             inferred.update(scope)
             fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
             inferred.update(input_shape=list(shape), num_classes=num_classes)
             if candidates is not None:
-                check_inputs("candidates", candidates, shape)
                 if labels is None:
                     raise ValueError(
                         "selection needs labels: attribute(model, candidates=X, labels=y), or "

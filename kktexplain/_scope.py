@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from torch import Tensor, nn
 
 from .kkt import scale_invariant_modules
 
-__all__ = ["resolve_param_names"]
+__all__ = ["recorded_param_names", "resolve_param_names"]
 
 # Samples of the data that the scale-invariance probe reads (invariance is structural: a few do).
 _PROBE_ROWS = 32
@@ -35,7 +36,8 @@ def resolve_param_names(
         the logits ignore, found on ``data[:32]`` or, without data, on 8 standard-normal inputs
         drawn with ``seed``.
     data : Tensor of shape (N, *input_shape), optional
-        Candidates or initialisation data.
+        Candidates or initialisation data (not read if its shape is another: that is reported
+        by the data's own check).
     input_shape : sequence of int
         Shape of one input, for the seeded probe.
     seed : int
@@ -48,10 +50,11 @@ def resolve_param_names(
     recorded : dict
         For ``"free"``: ``resolved_param_names`` and ``invariant_param_names``; else empty.
 
-    Raises
-    ------
-    ValueError
-        ``"free"`` on a model whose logits ignore the scale of every module.
+    Warns
+    -----
+    UserWarning
+        ``"free"`` on a model whose logits ignore the scale of every module: every parameter
+        is used then (``names=None``).
     """
     if param_names is None:
         return None, {}
@@ -59,13 +62,46 @@ def resolve_param_names(
         return list(param_names), {}
     probe = (
         data[:_PROBE_ROWS]
-        if data is not None
+        if data is not None and tuple(data.shape[1:]) == tuple(input_shape)
         else torch.randn(8, *input_shape, generator=torch.Generator().manual_seed(seed))
     )
     invariance = scale_invariant_modules(model, probe, additional_forward_args=additional_forward_args)
     names = invariance.free_param_names
+    recorded = {"resolved_param_names": names, "invariant_param_names": invariance.param_names}
     if not names:
-        raise ValueError(
-            "param_names='free' leaves no parameter: the logits ignore the scale of every module"
+        warnings.warn(
+            "param_names='free' leaves no parameter: the logits ignore the scale of every module, so "
+            "stationarity cannot hold in any scope (its cosine is 0 up to rounding); every parameter "
+            "is used (param_names=None)",
+            UserWarning,
+            stacklevel=4,
         )
-    return names, {"resolved_param_names": names, "invariant_param_names": invariance.param_names}
+        return None, {**recorded, "resolved_param_names": None}
+    return names, recorded
+
+
+def recorded_param_names(settings: Mapping[str, Any]) -> list[str] | None:
+    """The parameter names a result's stationarity was measured on, from its ``settings``.
+
+    Parameters
+    ----------
+    settings : mapping
+        A :class:`~kktexplain.DSVResult`'s ``settings``.
+
+    Returns
+    -------
+    list of str or None
+        ``settings["resolved_param_names"]`` where ``"free"`` was resolved, else
+        ``settings["param_names"]``; ``None`` means every parameter (also for results that
+        record neither).
+    """
+    if "resolved_param_names" in settings:
+        names = settings["resolved_param_names"]
+    else:
+        names = settings.get("param_names")
+    if names == "free":
+        raise ValueError(
+            "the result's settings say param_names='free' without the resolved names "
+            "(settings['resolved_param_names']); pass param_names= explicitly"
+        )
+    return None if names is None else list(names)

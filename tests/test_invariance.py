@@ -126,9 +126,72 @@ def test_param_names_free_without_normalisation_is_every_parameter():
     free = DeepSupportVectors(param_names="free", steps=2, progress=False).attribute(
         net, input_shape=(1, 6, 6)
     )
-    every = DeepSupportVectors(steps=2, progress=False).attribute(net, input_shape=(1, 6, 6))
+    every = DeepSupportVectors(param_names=None, steps=2, progress=False).attribute(
+        net, input_shape=(1, 6, 6)
+    )
     assert free.settings["resolved_param_names"] == [k for k, _ in net.named_parameters()]
     torch.testing.assert_close(free.inputs, every.inputs, rtol=0, atol=0)
+
+
+def test_free_is_the_default_scope():
+    from kktexplain import DeepSupportVectors
+
+    assert DeepSupportVectors().param_names == "free"
+    net = _free_scope_model()
+    x = torch.randn(9, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(9) % 3
+    default = DeepSupportVectors(progress=False).attribute(net, candidates=x, labels=y)
+    free = DeepSupportVectors(param_names="free", progress=False).attribute(net, candidates=x, labels=y)
+    every = DeepSupportVectors(param_names=None, progress=False).attribute(net, candidates=x, labels=y)
+    assert default.settings["resolved_param_names"] == ["1.weight", "1.bias", "4.weight", "4.bias"]
+    torch.testing.assert_close(default.lambdas, free.lambdas, rtol=0, atol=0)
+    assert "resolved_param_names" not in every.settings
+    assert every.settings["param_names"] == [k for k, _ in net.named_parameters()]
+    # over every parameter the invariant conv caps the cosine; the free scope is not capped
+    assert every.kkt.stationarity["cosine"] <= kkt_bound(net) + 1e-9
+
+
+def kkt_bound(net):
+    x = torch.randn(8, 1, 6, 6, dtype=torch.float64)
+    return scale_invariant_modules(net, x).max_cosine
+
+
+class _Constant(nn.Module):
+    """Logits that ignore every parameter's scale (exactly: they are zero)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x) * 0.0
+
+
+def test_free_on_a_model_with_no_free_module_warns_and_uses_every_parameter():
+    from kktexplain import DeepSupportVectors
+
+    torch.manual_seed(0)
+    net = _Constant().double()
+    x = torch.randn(6, 4, dtype=torch.float64)
+    y = torch.arange(6) % 3
+    with pytest.warns(UserWarning, match="leaves no parameter"):
+        res = DeepSupportVectors(progress=False).attribute(net, candidates=x, labels=y)
+    assert res.settings["resolved_param_names"] is None
+    assert res.settings["invariant_param_names"] == ["fc.weight", "fc.bias"]
+
+
+def test_influence_and_expansion_read_the_resolved_free_scope():
+    from kktexplain import DeepSupportVectors
+    from kktexplain.attr import SupportVectorInfluence
+
+    net = _free_scope_model()
+    x = torch.randn(12, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(12) % 3
+    sel = DeepSupportVectors(progress=False).attribute(net, candidates=x, labels=y)
+    svi = SupportVectorInfluence(net, sel)
+    assert svi.expansion.param_names == ["1.weight", "1.bias", "4.weight", "4.bias"]
+    assert svi.influence((x[:2], y[:2])).shape == (2, 12)
+    assert svi.self_influence().shape == (12,)
 
 
 def test_cli_param_names_free_word():
@@ -137,3 +200,18 @@ def test_cli_param_names_free_word():
     assert _param_names(["free"]) == "free"
     assert _param_names(["fc.weight"]) == ["fc.weight"]
     assert _param_names(None) is None
+
+
+def test_nan_logits_are_no_evidence_of_invariance():
+    class Poisoned(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+            self.out = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.out(self.fc(x)) * float("nan")
+
+    r = scale_invariant_modules(Poisoned().double(), torch.randn(5, 4, dtype=torch.float64))
+    assert r.modules == [] and r.free_param_names == ["fc.weight", "fc.bias", "out.weight", "out.bias"]
+    assert all(v == float("inf") for v in r.radial.values())

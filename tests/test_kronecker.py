@@ -154,7 +154,10 @@ def test_selection_with_the_kronecker_sketch_leaves_the_model_untouched():
     res = explainer.attribute(model, candidates=x, labels=y)
     again = explainer.attribute(model, candidates=x, labels=y)
     assert res.settings["sketch_kind"] == "kronecker"
-    assert res.settings["sketch_dim"] == KroneckerSketch(FunctionalModel(model), 64).out_features
+    # the default scope leaves out the convolution before the group norm
+    assert res.settings["resolved_param_names"] == ["1.weight", "1.bias", "4.weight", "4.bias"]
+    scope = FunctionalModel(model, res.settings["resolved_param_names"])
+    assert res.settings["sketch_dim"] == KroneckerSketch(scope, 64).out_features
     assert (res.lambdas >= 0).all() and (res.lambdas > 0).any()
     torch.testing.assert_close(res.lambdas, again.lambdas, rtol=0, atol=0)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .._model_info import as_forward_args
 from .._model_state import eval_mode
+from .._scope import recorded_param_names
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
 
@@ -121,7 +122,8 @@ class SupportExpansion:
         Synthesised DSVs or a selection result: ``inputs``, ``labels`` and ``lambdas``.
     param_names : sequence of str, optional
         The scope: the parameters the expansion runs over. Default: the scope the support set's
-        stationarity was solved on (``support.settings["param_names"]``), else all.
+        stationarity was solved on (its ``settings["resolved_param_names"]`` or
+        ``settings["param_names"]``), else all.
     reference : nn.Module or dict of str to Tensor, optional
         ``theta_0``: expand ``<theta* - theta_0, grad f_c(x)>`` (the displacement form).
     additional_forward_args : Any, optional
@@ -182,7 +184,7 @@ class SupportExpansion:
             )
         self.support = support
         if param_names is None:
-            param_names = support.settings.get("param_names")
+            param_names = recorded_param_names(support.settings)
         self.args = as_forward_args(additional_forward_args)
         with eval_mode(model):
             self.fmodel = FunctionalModel(

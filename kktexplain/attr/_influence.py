@@ -83,11 +83,12 @@ def equal_multipliers(model: nn.Module, support: Any, reference: Any = None, chu
     """
     from .._explainer import DeepSupportVectors
     from .._result import DSVResult
+    from .._scope import recorded_param_names
 
     if not isinstance(support, DSVResult):
         raise TypeError(f"support must be a DSVResult, got {type(support).__name__}")
     explainer = DeepSupportVectors(
-        param_names=support.settings.get("param_names"),
+        param_names=recorded_param_names(support.settings),
         objective=objective_from_settings(support.settings),
         multipliers="equal",
         chunk_size=chunk_size,

@@ -38,7 +38,8 @@ class ScaleInvariance:
         Their parameters: stationarity cannot hold on them.
     radial : dict of str to float
         For every module with parameters, ``||d f / d alpha||`` when its parameters are scaled by
-        ``alpha`` at 1, relative to the largest such value over the modules (0: invariant).
+        ``alpha`` at 1, relative to the largest finite such value over the modules (0:
+        invariant; ``inf`` where the derivative is not finite, a module then kept free).
     max_cosine : float
         Upper bound on the stationarity cosine over all parameters:
         ``sqrt(1 - sum ||theta_m||^2 / ||theta||^2)`` over the invariant modules.
@@ -134,8 +135,9 @@ def scale_invariant_modules(
             theta = {k: params[k] for k in names}
             _, d = jvp(logits, (theta,), (theta,))
             radial[mod_name] = float(d.double().norm())
-    top = max(radial.values(), default=0.0)
-    rel = {k: (v / top if top > 0 else 0.0) for k, v in radial.items()}
+    # a non-finite derivative (NaN logits) is no evidence of invariance: that module stays free
+    top = max((v for v in radial.values() if math.isfinite(v)), default=0.0)
+    rel = {k: (math.inf if not math.isfinite(v) else v / top if top > 0 else 0.0) for k, v in radial.items()}
     invariant = [k for k, v in rel.items() if v < rtol]
     inv_params = [p for m in invariant for p in owners[m]]
     max_cos = cosine_bound(params, inv_params)

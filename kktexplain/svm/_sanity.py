@@ -256,7 +256,7 @@ def sanity_check(
     }
     hinge = KKTObjective(loss="hinge", hinge_margin=1.0 + margin_tol, name="svm_hinge")
     selection = DeepSupportVectors(
-        objective=hinge, lambda_max=C, maximize_sum=True, progress=progress, seed=seed
+        objective=hinge, lambda_max=C, maximize_sum=True, param_names=None, progress=progress, seed=seed
     ).attribute(model, candidates=Xt, labels=yt, reference=reference)
     lam = selection.lambdas.double().numpy()
     alpha = np.zeros(len(Xn))
@@ -314,6 +314,7 @@ def sanity_check(
         lr_lambda = float(lr_lambda_auto if synth_lr_lambda is None else synth_lr_lambda)
         synthesis = DeepSupportVectors(
             n_per_class=n_synthetic,
+            param_names=None,  # w and b: the SVM's stationarity
             objective=synth_obj,
             augmentation=None,
             steps=synth_steps,
