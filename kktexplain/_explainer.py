@@ -109,7 +109,7 @@ class DeepSupportVectors(SettingsMixin):
         objective's terms there are zero up to rounding. On a model without normalisation
         that is every parameter. ``None``: every parameter, the paper's scope. A sequence:
         those parameters, e.g. only the last layers of a fine-tuned model. The resolved names
-        are in ``settings["resolved_param_names"]`` (docs: "Where our defaults differ").
+        are in ``settings["resolved_param_names"]`` (docs: "Defaults vs the paper").
     input_range : tuple of float, optional
         ``(low, high)`` to clamp the inputs into after every step, e.g. a dataset's
         ``input_range``.

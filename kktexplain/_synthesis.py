@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from ._checkpoint import check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
@@ -229,16 +230,19 @@ def synthesise(
         while state.step < config.steps:
             before = state.state_dict(history=False)  # the last good state, if this step fails
             try:
-                synthesis_step(
-                    state,
-                    fmodel,
-                    labels,
-                    objective,
-                    augmentation,
-                    multipliers,
-                    config.input_range,
-                    config.batch_size,
-                )
+                # attention's fused kernels (flash, memory-efficient) have no double backward; the
+                # math kernel has, and computes the same attention
+                with sdpa_kernel(SDPBackend.MATH):
+                    synthesis_step(
+                        state,
+                        fmodel,
+                        labels,
+                        objective,
+                        augmentation,
+                        multipliers,
+                        config.input_range,
+                        config.batch_size,
+                    )
             except BaseException:
                 state.load_state_dict(before)
                 raise

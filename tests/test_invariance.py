@@ -215,3 +215,70 @@ def test_nan_logits_are_no_evidence_of_invariance():
     r = scale_invariant_modules(Poisoned().double(), torch.randn(5, 4, dtype=torch.float64))
     assert r.modules == [] and r.free_param_names == ["fc.weight", "fc.bias", "out.weight", "out.bias"]
     assert all(v == float("inf") for v in r.radial.values())
+
+
+class _Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(6, 6)
+        self.b = nn.Linear(6, 6)
+        self.b.weight = self.a.weight
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+def test_tied_weights_are_named_once_and_the_default_runs():
+    from kktexplain import DeepSupportVectors
+
+    torch.manual_seed(0)
+    net = _Tied().double()
+    r = scale_invariant_modules(net, torch.randn(5, 6, dtype=torch.float64))
+    assert r.modules == [] and r.free_param_names == [k for k, _ in net.named_parameters()]
+    x, y = torch.randn(9, 6, dtype=torch.float64), torch.arange(9) % 3
+    before = model_snapshot(net)
+    sel = DeepSupportVectors(progress=False).attribute(net, candidates=x, labels=y)
+    assert_same_snapshot(before, model_snapshot(net))
+    assert sel.settings["resolved_param_names"] == ["a.weight", "a.bias", "b.bias", "out.weight", "out.bias"]
+
+
+def test_reverse_mode_estimate_finds_the_same_invariant_modules(net):
+    from kktexplain.kkt import _invariance
+
+    x = torch.randn(6, 1, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    exact = scale_invariant_modules(net, x)
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    owners = {m: [f"{m}.weight", f"{m}.bias"] for m in ("conv1", "norm1", "conv2", "norm2", "fc")}
+    est = _invariance._radial_by_projections(net, params, {}, owners, x, ())
+    top = max(est.values())
+    assert sorted(m for m, v in est.items() if v / top < 1e-3) == sorted(exact.modules)
+    for m in ("norm2", "fc"):  # the free ones: the estimate is within a small factor of the exact norm
+        ratio = (est[m] / top) / exact.radial[m]
+        assert 0.2 < ratio < 5
+
+
+class _Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Linear(4, 8)
+        self.enc = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.out(self.enc(self.emb(x.view(len(x), 3, 4))).mean(1))
+
+
+def test_a_transformer_layer_without_forward_ad_still_resolves_and_synthesises():
+    """The encoder's fused eval path has no forward-mode derivative, and its attention kernel no
+    double backward: the scope comes from reverse mode, and synthesis runs on the math kernel."""
+    from kktexplain import DeepSupportVectors
+
+    torch.manual_seed(0)
+    net = _Attention().eval()
+    r = scale_invariant_modules(net, torch.randn(6, 12))
+    assert "out" not in r.modules and r.free_param_names
+    before = model_snapshot(net)
+    dsv = DeepSupportVectors(n_per_class=1, steps=2, progress=False).attribute(net, input_shape=(12,))
+    assert_same_snapshot(before, model_snapshot(net))
+    assert torch.isfinite(dsv.inputs).all() and dsv.settings["resolved_param_names"]

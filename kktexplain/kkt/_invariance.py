@@ -81,6 +81,10 @@ def scale_invariant_modules(
 
     One forward-mode product (``torch.func.jvp``) per module with parameters: the tangent is
     the module's own parameters, so the product is the logits' derivative along scaling them.
+    Where an operator has no forward-mode derivative (a fused kernel, such as the fast path of
+    ``nn.TransformerEncoderLayer``), eight seeded reverse-mode products estimate every
+    module's derivative at once (their mean square is its squared norm). A parameter shared by
+    several modules (tied weights) is named once and scaled in all its uses.
 
     Parameters
     ----------
@@ -120,26 +124,23 @@ def scale_invariant_modules(
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     first = next(iter(params.values()))
     x = inputs.to(first.device, first.dtype)
+    # a parameter shared by several modules (tied weights) has one name: the first module's
+    canonical = {id(v): k for k, v in model.named_parameters()}
     owners: dict[str, list[str]] = {}
     for mod_name, module in model.named_modules():
-        own = [f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False)]
+        own = list(dict.fromkeys(canonical[id(v)] for _, v in module.named_parameters(recurse=False)))
         if own:
             owners[mod_name] = own
-    radial: dict[str, float] = {}
-    with eval_mode(model), torch.no_grad():
-
-        def logits(theta):
-            return functional_call(model, ({**params, **theta}, buffers), (x, *args))
-
-        for mod_name, names in owners.items():
-            theta = {k: params[k] for k in names}
-            _, d = jvp(logits, (theta,), (theta,))
-            radial[mod_name] = float(d.double().norm())
+    with eval_mode(model):
+        try:
+            radial = _radial_by_jvp(model, params, buffers, owners, x, args)
+        except NotImplementedError:  # an operator without forward-mode AD (e.g. a fused kernel)
+            radial = _radial_by_projections(model, params, buffers, owners, x, args)
     # a non-finite derivative (NaN logits) is no evidence of invariance: that module stays free
     top = max((v for v in radial.values() if math.isfinite(v)), default=0.0)
     rel = {k: (math.inf if not math.isfinite(v) else v / top if top > 0 else 0.0) for k, v in radial.items()}
     invariant = [k for k, v in rel.items() if v < rtol]
-    inv_params = [p for m in invariant for p in owners[m]]
+    inv_params = list(dict.fromkeys(p for m in invariant for p in owners[m]))
     max_cos = cosine_bound(params, inv_params)
     return ScaleInvariance(
         modules=invariant,
@@ -148,3 +149,47 @@ def scale_invariant_modules(
         max_cosine=max_cos,
         free_param_names=[p for p in params if p not in set(inv_params)],
     )
+
+
+def _radial_by_jvp(model, params, buffers, owners, x, args) -> dict[str, float]:
+    """``||d f / d alpha||`` per module, exactly: one forward-mode product per module."""
+    radial: dict[str, float] = {}
+    with torch.no_grad():
+
+        def logits(theta):
+            return functional_call(model, ({**params, **theta}, buffers), (x, *args))
+
+        for mod_name, names in owners.items():
+            theta = {k: params[k] for k in names}
+            _, d = jvp(logits, (theta,), (theta,))
+            radial[mod_name] = float(d.double().norm())
+    return radial
+
+
+def _radial_by_projections(model, params, buffers, owners, x, args, probes: int = 8) -> dict[str, float]:
+    """``||d f / d alpha||`` per module from reverse mode, for models without forward-mode AD.
+
+    For ``u ~ N(0, I)`` over the logits, ``<grad_theta (u . f), theta_m> = u . (d f / d alpha_m)``,
+    whose square has mean ``||d f / d alpha_m||^2``: ``probes`` backwards (seeded) estimate every
+    module's radial derivative at once. Zero stays zero (up to rounding); the others are
+    estimated to a factor of about 2, enough to tell invariance (``rtol``) from its absence.
+    """
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    gen = torch.Generator(device=x.device).manual_seed(0)
+    squares = dict.fromkeys(owners, 0.0)
+    with torch.enable_grad():
+        out = functional_call(model, (theta, buffers), (x, *args))
+        for k in range(probes):
+            u = torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype)
+            grads = torch.autograd.grad(
+                out, list(theta.values()), u, retain_graph=k < probes - 1, allow_unused=True
+            )
+            by_name = dict(zip(theta, grads, strict=True))
+            for mod_name, names in owners.items():
+                dot = sum(
+                    float((by_name[p].double() * params[p].double()).sum())
+                    for p in names
+                    if by_name[p] is not None
+                )
+                squares[mod_name] += dot * dot
+    return {m: math.sqrt(s / probes) for m, s in squares.items()}
