@@ -1397,6 +1397,15 @@ def select_scope_claims() -> list[tuple[str, str]]:
             f"{every[0]:.3f} over every parameter ({free[0]:.3f}\nin the free scope)",
         ),
     ]
+    ent = [r["entropy"]["support_lambda_gt_0"] for r in (a, b)]
+    pearson = [r["per_class"]["pearson"] for r in (a, b)]
+    spearman = [r["per_class"]["spearman"] for r in (a, b)]
+    page = "docs/selection.md"
+    out += [
+        (page, f"Its mean entropy is {ent[0]:.3f} with a 2,048 sketch\nand {ent[1]:.3f} with 4,096"),
+        (page, f"Pearson {pearson[0]:+.3f} with\n2,048 and {pearson[1]:+.3f} with 4,096".replace("-", "−")),
+        (page, f"(Spearman {spearman[0]:+.3f} and {spearman[1]:+.3f})".replace("-", "−").replace("+", "")),
+    ]
     out.append(
         (
             "README.md",

@@ -200,6 +200,19 @@ def test_cli_param_names_free_word():
     assert _param_names(["free"]) == "free"
     assert _param_names(["fc.weight"]) == ["fc.weight"]
     assert _param_names(None) is None
+    assert _param_names(["all"]) is None  # every parameter, the paper's scope
+
+
+def test_cli_defaults_to_the_free_scope():
+    """synthesize and select share these options: without --param-names the scope is 'free'."""
+    import argparse
+
+    from kktexplain._cli_verbs import _common_options, _param_names
+
+    p = argparse.ArgumentParser()
+    _common_options(p)
+    assert _param_names(p.parse_args(["--out", "r.npz"]).param_names) == "free"
+    assert _param_names(p.parse_args(["--out", "r.npz", "--param-names", "all"]).param_names) is None
 
 
 def test_nan_logits_are_no_evidence_of_invariance():
