@@ -1342,6 +1342,20 @@ def kronecker_claims() -> list[tuple[str, str]]:
 _SELECT_SCOPE_RUNS = ("select_fmnist_free_k2048", "select_fmnist_free", "select_fmnist")
 
 
+def fig2_rows() -> list[str]:
+    """docs/defaults.md's Fig 2a/2b table from fig2_default.json."""
+    rows = load("fig2_default.json")["rows"]
+    out = []
+    for name in ("fashion_mnist_small", "fashion_mnist_convnet"):
+        rs = [r for r in rows if r["model"] == name]
+        ent = " / ".join(f"{r['entropy_start']:.2f} → {r['entropy_end']:.2f}" for r in rs)
+        cos = " / ".join(f"{r['cosine']:.3f}" for r in rs)
+        pea = " / ".join(f"{r['pearson']:+.2f}" for r in rs).replace("-", "−")
+        spe = " / ".join(f"{r['spearman']:+.2f}" for r in rs).replace("-", "−")
+        out.append(f"| `{name}` | {ent} | {cos} | {pea} | {spe} |")
+    return out
+
+
 def select_scope_table() -> list[str]:
     """docs/defaults.md's selection table: the default scope at two sketch sizes, every parameter."""
     a, b, c = (load(f"{n}.json") for n in _SELECT_SCOPE_RUNS)
@@ -1445,6 +1459,7 @@ def scope_claims() -> list[tuple[str, str]]:
             f"{d['ratio_default']:.2f}× wall, 2 threads) |",
         ),
     ]
+    out += [(page, row) for row in fig2_rows()]
     return out + select_scope_claims()
 
 
