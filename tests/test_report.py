@@ -136,6 +136,23 @@ def test_verdicts_state_thresholds():
     assert feasibility_verdict(1.0).startswith("good") and feasibility_verdict(0.5).startswith("poor")
 
 
+def test_the_kkt_table_names_the_scope():
+    from kktexplain.report._sections import _scope_row
+
+    free = {
+        "param_names": "free",
+        "resolved_param_names": ["c.weight", "fc.weight"],
+        "invariant_param_names": ["a.w"],
+    }
+    assert _scope_row(free)[1] == "2 of 3 parameter tensors" and "scale-invariant" in _scope_row(free)[2]
+    assert _scope_row({"param_names": ["a", "b", "c"]})[1] == "3 parameter tensors"
+    # nothing invariant: the free scope is every parameter, said as a count
+    assert _scope_row({"param_names": "free", "resolved_param_names": ["a"], "invariant_param_names": []})[
+        1
+    ] == ("1 parameter tensor")
+    assert _scope_row({})[1] == "every parameter"
+
+
 def test_matplotlib_twins_take_ax_and_page(audit):
     dsv, sel = audit["dsv"], audit["sel"]
     fig, axes = plt.subplots(2, 3)

@@ -127,6 +127,23 @@ def _gallery(result, classes, per_page, per_class, class_names, denormalize) -> 
     return _pager("gallery", pages, labels)
 
 
+def _scope_row(settings: dict) -> tuple[str, str, str]:
+    """Which parameters stationarity was measured on: the free scope says what it left out."""
+    resolved = settings.get("resolved_param_names")
+    names = resolved if resolved is not None else settings.get("param_names")
+    invariant = settings.get("invariant_param_names") or []
+    if resolved is not None and invariant:
+        return (
+            "stationarity measured on",
+            f"{len(names)} of {len(names) + len(invariant)} parameter tensors",
+            "free scope: the others lie in scale-invariant modules, where no λ can help",
+        )
+    if isinstance(names, list | tuple):
+        tensors = "parameter tensor" if len(names) == 1 else "parameter tensors"
+        return ("stationarity measured on", f"{len(names)} {tensors}", "the scope of the run")
+    return ("stationarity measured on", "every parameter", "the scope of the run")
+
+
 def _kkt_section(result: DSVResult, tag: str) -> str:
     import plotly.graph_objects as go
 
@@ -145,6 +162,7 @@ def _kkt_section(result: DSVResult, tag: str) -> str:
             "good: every λ ≥ 0" if dual == 0 else "poor: negative λ",
         ),
         ("stationarity cosine cos(θ*, −Σλ∇L)", f"{cos:.3f}", sv),
+        _scope_row(result.settings),
     ]
     for key in ("rel_l1", "rel_l2", "l1", "g_norm_ratio"):
         if key in st:
