@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ._data import as_data
+from ._model_info import ScriptedModel
 
 __all__ = ["ScriptedModel", "load_data", "load_model", "load_weights", "resolve_object"]
 
@@ -146,27 +147,6 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> nn.Module
         except RuntimeError as e:
             raise ValueError(f"--weights do not fit the model of --model {spec}: {e}") from e
     return model.eval()
-
-
-class ScriptedModel(nn.Module):
-    """A TorchScript module behind a Python ``nn.Module``.
-
-    ``torch.func.functional_call`` (which stationarity's gradients need) refuses a
-    ``ScriptModule`` itself but substitutes the parameters of one held as a submodule. The
-    parameter names get the prefix ``scripted.`` (for ``--param-names``).
-
-    Parameters
-    ----------
-    scripted : torch.jit.ScriptModule
-    """
-
-    def __init__(self, scripted: nn.Module) -> None:
-        super().__init__()
-        self.scripted = scripted
-
-    def forward(self, x: Tensor, *args: Any) -> Tensor:
-        """``scripted(x, *args)``: logits of shape (N, C) for inputs of shape (N, *input_shape)."""
-        return self.scripted(x, *args)
 
 
 def _npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

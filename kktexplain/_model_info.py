@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "ScriptedModel",
     "as_forward_args",
     "model_device",
     "model_dtype",
@@ -186,3 +187,24 @@ def as_forward_args(additional_forward_args: Any) -> tuple:
     if isinstance(additional_forward_args, tuple):
         return additional_forward_args
     return (additional_forward_args,)
+
+
+class ScriptedModel(nn.Module):
+    """A TorchScript module behind a Python ``nn.Module``.
+
+    ``torch.func.functional_call`` (which stationarity's gradients need) refuses a
+    ``ScriptModule`` itself but substitutes the parameters of one held as a submodule. The
+    parameter names get the prefix ``scripted.`` (for ``--param-names``).
+
+    Parameters
+    ----------
+    scripted : torch.jit.ScriptModule
+    """
+
+    def __init__(self, scripted: nn.Module) -> None:
+        super().__init__()
+        self.scripted = scripted
+
+    def forward(self, x: Tensor, *args: Any) -> Tensor:
+        """``scripted(x, *args)``: logits of shape (N, C) for inputs of shape (N, *input_shape)."""
+        return self.scripted(x, *args)

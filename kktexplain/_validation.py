@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import check_writable
+from ._model_info import ScriptedModel
 from .kkt._rows import rows_all_finite
 
 __all__ = [
@@ -50,11 +51,23 @@ def check_positive(name: str, value: object, integer: bool = False, allow_zero: 
 
 
 def check_model(model: object) -> nn.Module:
-    """Raise ``TypeError`` unless ``model`` is an ``nn.Module`` with parameters."""
+    """The model to compute with: ``model`` itself, or a TorchScript module held in a
+    :class:`~kktexplain._model_info.ScriptedModel` (its parameter names get the prefix
+    ``scripted.``), because ``torch.func.functional_call`` refuses a ``ScriptModule``.
+
+    Raises
+    ------
+    TypeError
+        Unless ``model`` is an ``nn.Module``.
+    ValueError
+        When it has no parameters.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if next(model.parameters(), None) is None:
         raise ValueError("model must have parameters: stationarity is a condition on them")
+    if isinstance(model, torch.jit.ScriptModule):
+        return ScriptedModel(model)
     return model
 
 

@@ -10,6 +10,7 @@ from captum.attr import GradientAttribution, IntegratedGradients, Saliency
 from torch import Tensor, nn
 
 from .._model_state import eval_mode
+from ..kkt._grads import parameter_jvp
 from ._expansion import SupportExpansion
 from ._influence import resolve_target
 
@@ -111,7 +112,7 @@ class SupportVectorAttribution(GradientAttribution):
             params = {**exp.fmodel.fixed, **th}
             return torch.func.functional_call(exp.fmodel.model, (params, exp.fmodel.buffers), inputs_and_args)
 
-        _, out = torch.func.jvp(call, (theta,), (tangent,))
+        _, out = parameter_jvp(call, theta, tangent)
         return out
 
     def has_convergence_delta(self) -> bool:

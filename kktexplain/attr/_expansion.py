@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import jvp
 from tqdm.auto import tqdm
 
 from .._model_info import as_forward_args
@@ -32,6 +31,7 @@ from .._model_state import eval_mode
 from .._scope import recorded_param_names
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
+from ..kkt._grads import parameter_jvp
 
 __all__ = ["SupportExpansion", "ExpansionFidelity", "logit_of", "objective_from_settings"]
 
@@ -159,7 +159,7 @@ class SupportExpansion:
     ) -> None:
         from .._result import DSVResult
 
-        self.model = check_model(model)
+        self.model = model = check_model(model)
         if not isinstance(support, DSVResult):
             raise TypeError(
                 "support must be a DSVResult (from DeepSupportVectors.attribute or DSVResult.load), "
@@ -305,7 +305,7 @@ class SupportExpansion:
     def _jvp(self, x: Tensor, direction: Mapping[str, Tensor], args: tuple) -> Tensor:
         theta = self.fmodel.theta
         tangent = {k: direction[k].to(theta[k].dtype) for k in theta}
-        _, out = jvp(lambda th: self._call(x, th, args), (theta,), (tangent,))
+        _, out = parameter_jvp(lambda th: self._call(x, th, args), theta, tangent)
         return out
 
     def _batched(self, inputs: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:

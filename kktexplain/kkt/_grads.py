@@ -15,7 +15,13 @@ from torch.func import functional_call, grad, vmap
 
 from ._conditions import cross_entropy
 
-__all__ = ["FunctionalModel", "weighted_loss_grad", "per_sample_grads", "iter_per_sample_grads"]
+__all__ = [
+    "FunctionalModel",
+    "weighted_loss_grad",
+    "per_sample_grads",
+    "iter_per_sample_grads",
+    "parameter_jvp",
+]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -189,3 +195,34 @@ def iter_per_sample_grads(
         g = per_sample_grads(fmodel, inputs[rows].to(device), labels[rows].to(device), loss_fn)
         flat = torch.cat([g[k].flatten(1) for k in fmodel.theta], dim=1)
         yield rows, (flat if projection is None else projection(flat))
+
+
+def parameter_jvp(
+    f: Callable[[dict[str, Tensor]], Tensor], theta: dict[str, Tensor], tangent: dict[str, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """``(f(theta), J_f(theta) tangent)``: the derivative of ``f`` along ``tangent``.
+
+    One forward-mode product (:func:`torch.func.jvp`). Where an operator has no forward-mode
+    rule (e.g. ``weight_norm``'s fused kernel), the same product by reverse mode twice: ``J v``
+    is the vector-Jacobian product of the linear map ``u -> J^T u`` with ``v``.
+
+    Parameters
+    ----------
+    f : callable
+        Parameters (a dict of tensors) to an output tensor, e.g. logits ``(N, C)``.
+    theta, tangent : dict of str to Tensor
+        The point and the direction, with the same keys and shapes.
+
+    Returns
+    -------
+    out : Tensor
+        ``f(theta)``.
+    derivative : Tensor
+        Of ``out``'s shape.
+    """
+    try:
+        return torch.func.jvp(f, (theta,), (tangent,))
+    except NotImplementedError:
+        out, vjp_fn = torch.func.vjp(f, theta)
+        _, back = torch.func.vjp(lambda u: vjp_fn(u)[0], torch.zeros_like(out))
+        return out, back(tangent)[0]

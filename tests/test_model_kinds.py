@@ -1,0 +1,72 @@
+"""Model kinds beyond a plain nn.Module: TorchScript, parametrisations without forward-mode AD."""
+
+import pytest
+import torch
+from conftest import assert_same_snapshot, model_snapshot
+from torch import nn
+from torch.func import functional_call
+
+from kktexplain import DeepSupportVectors
+from kktexplain.attr import SupportVectorAttribution, SupportVectorInfluence
+from kktexplain.kkt._grads import parameter_jvp
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double().eval()
+
+
+@pytest.fixture
+def data():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(12, 6, generator=g, dtype=torch.float64), torch.arange(12) % 3
+
+
+def test_parameter_jvp_by_reverse_mode_equals_forward_mode(monkeypatch, data):
+    net, (x, _) = _mlp(), data
+    theta = {k: v.detach() for k, v in net.named_parameters()}
+    tangent = {k: torch.randn_like(v) for k, v in theta.items()}
+
+    def f(th):
+        return functional_call(net, th, (x,))
+
+    out, exact = parameter_jvp(f, theta, tangent)
+
+    def no_forward_ad(*args, **kwargs):
+        raise NotImplementedError("no forward-mode rule")
+
+    monkeypatch.setattr(torch.func, "jvp", no_forward_ad)
+    out2, reverse = parameter_jvp(f, theta, tangent)
+    torch.testing.assert_close(out2, out, rtol=0, atol=0)
+    torch.testing.assert_close(reverse, exact, rtol=1e-12, atol=1e-12)
+
+
+def test_a_torchscript_model_is_computed_through_a_wrapper(data):
+    x, y = data
+    net = _mlp()
+    scripted = torch.jit.script(_mlp())
+    before = model_snapshot(scripted)
+    sel = DeepSupportVectors(progress=False).attribute(scripted, candidates=x, labels=y)
+    assert_same_snapshot(before, model_snapshot(scripted))
+    assert sel.settings["resolved_param_names"] == [
+        "scripted.0.weight",
+        "scripted.0.bias",
+        "scripted.2.weight",
+        "scripted.2.bias",
+    ]
+    plain = DeepSupportVectors(progress=False).attribute(net, candidates=x, labels=y)
+    torch.testing.assert_close(sel.lambdas, plain.lambdas, rtol=1e-6, atol=1e-9)
+    attr = SupportVectorAttribution(scripted, sel).attribute(x[:2], target=0)
+    assert attr.shape == (2, 6)
+    assert SupportVectorInfluence(scripted, sel).influence((x[:2], y[:2])).shape == (2, 12)
+
+
+def test_weight_norm_has_no_forward_ad_and_still_explains(data):
+    x, y = data
+    net = _mlp()
+    net[0] = nn.utils.parametrizations.weight_norm(net[0])
+    sel = DeepSupportVectors(progress=False).attribute(net, candidates=x, labels=y)
+    before = model_snapshot(net)
+    attr, delta = SupportVectorAttribution(net, sel).attribute(x[:2], target=1, return_convergence_delta=True)
+    assert_same_snapshot(before, model_snapshot(net))
+    assert attr.shape == (2, 6) and torch.isfinite(attr).all() and torch.isfinite(delta).all()
