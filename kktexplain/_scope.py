@@ -13,8 +13,9 @@ from .kkt import scale_invariant_modules
 
 __all__ = ["recorded_param_names", "resolve_param_names"]
 
-# Samples of the data that the scale-invariance probe reads (invariance is structural: a few do).
-_PROBE_ROWS = 32
+# Samples the scale-invariance probe reads: invariance is structural, so a few do, and the probe's
+# cost (one jvp per module) grows with them.
+_PROBE_ROWS = 8
 
 
 def resolve_param_names(
@@ -33,7 +34,7 @@ def resolve_param_names(
         Only read (evaluated in eval mode by :func:`~kktexplain.kkt.scale_invariant_modules`).
     param_names : sequence of str, "free" or None
         ``None``: every parameter. ``"free"``: every parameter outside the modules whose scale
-        the logits ignore, found on ``data[:32]`` or, without data, on 8 standard-normal inputs
+        the logits ignore, found on ``data[:8]`` or, without data, on 8 standard-normal inputs
         drawn with ``seed``.
     data : Tensor of shape (N, *input_shape), optional
         Candidates or initialisation data (not read if its shape is another: that is reported
