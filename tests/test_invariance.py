@@ -295,3 +295,19 @@ def test_a_transformer_layer_without_forward_ad_still_resolves_and_synthesises()
     dsv = DeepSupportVectors(n_per_class=1, steps=2, progress=False).attribute(net, input_shape=(12,))
     assert_same_snapshot(before, model_snapshot(net))
     assert torch.isfinite(dsv.inputs).all() and dsv.settings["resolved_param_names"]
+
+
+def test_batch_norm_in_eval_mode_makes_nothing_invariant():
+    """Eval-mode BatchNorm normalises with fixed running statistics: an affine map, so scaling
+    the convolution before it changes the logits, and the free scope is every parameter."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 3)
+    ).double()
+    net.train()
+    with torch.no_grad():  # non-trivial running statistics
+        net(torch.randn(16, 1, 6, 6, dtype=torch.float64) * 3 + 1)
+    net.eval()
+    r = scale_invariant_modules(net, torch.randn(8, 1, 6, 6, dtype=torch.float64))
+    assert r.modules == [] and r.free_param_names == [k for k, _ in net.named_parameters()]
+    assert not net.training
