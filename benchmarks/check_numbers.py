@@ -1356,6 +1356,28 @@ def fig2_rows() -> list[str]:
     return out
 
 
+def generation_scope_claims() -> list[tuple[str, str]]:
+    """docs/generate.md's scope table from generation_scope.json."""
+    d = load("generation_scope.json")
+    s = d["summary"]
+
+    def rate(scope, seed):
+        return next(r for r in d["rows"] if r["scope"] == scope and r["seed"] == seed)["judge_rate"]
+
+    return [
+        (
+            "docs/generate.md",
+            f"the default here) | {rate('all', 2):.2f} / {rate('all', 3):.2f} | "
+            f"**{s['all']['judge_rate']:.2f}** | {s['all']['teacher_rate']:.2f} |",
+        ),
+        (
+            "docs/generate.md",
+            f'(`param_names="free"`) | {rate("free", 2):.2f} / {rate("free", 3):.2f} | '
+            f"{s['free']['judge_rate']:.2f} | {s['free']['teacher_rate']:.2f} |",
+        ),
+    ]
+
+
 def select_scope_table() -> list[str]:
     """docs/defaults.md's selection table: the default scope at two sketch sizes, every parameter."""
     a, b, c = (load(f"{n}.json") for n in _SELECT_SCOPE_RUNS)
@@ -1460,7 +1482,7 @@ def scope_claims() -> list[tuple[str, str]]:
         ),
     ]
     out += [(page, row) for row in fig2_rows()]
-    return out + select_scope_claims()
+    return out + select_scope_claims() + generation_scope_claims()
 
 
 def all_claims() -> list[tuple[str, str]]:

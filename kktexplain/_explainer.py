@@ -106,10 +106,11 @@ class DeepSupportVectors(SettingsMixin):
         :func:`kktexplain.kkt.scale_invariant_modules` on the candidates, the initialisation
         data or, failing both, seeded noise): every loss gradient is orthogonal to those
         parameters (Euler's theorem), so stationarity cannot hold on them, and the default
-        objective's terms there are zero up to rounding. On a model without normalisation
-        that is every parameter. ``None``: every parameter, the paper's scope. A sequence:
-        those parameters, e.g. only the last layers of a fine-tuned model. The resolved names
-        are in ``settings["resolved_param_names"]`` (docs: "Defaults vs the paper").
+        objective's terms there are zero up to rounding and the normalisation's ``eps``. On a
+        model without normalisation that is every parameter. ``None``: every parameter, the
+        paper's scope (and :mod:`kktexplain.generate`'s default). A sequence: those
+        parameters, e.g. only the last layers of a fine-tuned model. The resolved names are in
+        ``settings["resolved_param_names"]`` (docs: "Defaults vs the paper").
     input_range : tuple of float, optional
         ``(low, high)`` to clamp the inputs into after every step, e.g. a dataset's
         ``input_range``.

@@ -217,3 +217,18 @@ def test_initial_noise_centre_and_defaults(conv):
         sample(conv, init_mean="high")
     with pytest.raises(TypeError, match="init_mean"):
         sample(conv, init_mean=True)
+
+
+def test_generation_keeps_every_parameter_on_a_normalised_teacher():
+    """Unlike DeepSupportVectors' free default: the invariant modules' gradient is an image prior
+    (docs/generate.md, the scope on a normalised teacher)."""
+
+    from kktexplain.generate import sample
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.GroupNorm(3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 3)
+    )
+    r = sample(net, n_per_class=1, steps=2, progress=False, input_shape=(1, 6, 6))
+    assert r.settings["param_names"] == [k for k, _ in net.named_parameters()]
+    assert "invariant_param_names" not in r.settings

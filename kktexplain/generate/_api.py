@@ -38,6 +38,7 @@ EDIT_DEFAULTS: dict[str, Any] = {
     "steps": 150,
     "lr": 0.05,
     "objective": KKTObjective(primal_kind="ce", tv=0.1, name="edit"),
+    "param_names": None,  # every parameter, as GENERATION_DEFAULTS
 }
 
 
