@@ -311,3 +311,14 @@ def test_batch_norm_in_eval_mode_makes_nothing_invariant():
     r = scale_invariant_modules(net, torch.randn(8, 1, 6, 6, dtype=torch.float64))
     assert r.modules == [] and r.free_param_names == [k for k, _ in net.named_parameters()]
     assert not net.training
+
+
+def test_recorded_param_names_reads_the_resolved_scope():
+    from kktexplain._scope import recorded_param_names
+
+    assert recorded_param_names({"param_names": "free", "resolved_param_names": ["a", "b"]}) == ["a", "b"]
+    assert recorded_param_names({"param_names": "free", "resolved_param_names": None}) is None
+    assert recorded_param_names({"param_names": ("a",)}) == ["a"]
+    assert recorded_param_names({}) is None
+    with pytest.raises(ValueError, match="resolved_param_names"):
+        recorded_param_names({"param_names": "free"})
