@@ -64,7 +64,7 @@ def resolve_param_names(
     probe = (
         data[:_PROBE_ROWS]
         if data is not None and tuple(data.shape[1:]) == tuple(input_shape)
-        else torch.randn(8, *input_shape, generator=torch.Generator().manual_seed(seed))
+        else torch.randn(_PROBE_ROWS, *input_shape, generator=torch.Generator().manual_seed(seed))
     )
     invariance = scale_invariant_modules(model, probe, additional_forward_args=additional_forward_args)
     names = invariance.free_param_names
