@@ -1,12 +1,12 @@
-"""DeepSupportVectors: the settings, their validation, and dispatch to synthesis or selection.
+"""DeepSupportVectors: the settings and dispatch to synthesis or selection.
 
-The DeepKKT loop is in :mod:`kktexplain._synthesis`, selection in :mod:`kktexplain._select`, the
-residuals in :mod:`kktexplain.kkt._residuals`.
+The checks of the settings are in :mod:`kktexplain._settings_check`, the DeepKKT loop in
+:mod:`kktexplain._synthesis`, selection in :mod:`kktexplain._select`, the residuals in
+:mod:`kktexplain.kkt._residuals`.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,28 +30,19 @@ from ._params import SettingsMixin
 from ._result import DSVResult
 from ._scope import resolve_param_names
 from ._select import select
+from ._settings_check import check_settings, normalized_settings
 from ._synthesis import SynthesisConfig, synthesise
 from ._validation import (
-    check_choice,
     check_finite,
     check_inputs,
     check_labels,
     check_model,
     check_offload_dir,
-    check_positive,
     check_run_options,
-    resolve_seed,
-    to_python,
 )
 from .kkt import Augmentation, FunctionalModel, KKTObjective, kkt_residuals
 
 __all__ = ["DeepSupportVectors"]
-
-_INITS = ("noise", "real", "other")
-_DUALS = ("prune", "clamp", "exp")
-_OPTIMIZERS = ("adam", "sgd")
-_SKETCHES = ("count", "kronecker")
-_MULTIPLIERS = ("fit", "equal")
 
 
 class DeepSupportVectors(SettingsMixin):
@@ -279,93 +270,6 @@ class DeepSupportVectors(SettingsMixin):
         if name == "n_per_class" and isinstance(value, nn.Module):
             raise TypeError("n_per_class cannot be a model: pass the model to attribute(model)")
 
-    def _normalized(self) -> DeepSupportVectors:
-        """A copy with numpy scalars as Python numbers and ``seed`` resolved to an int."""
-        out = copy.copy(self)
-        for k in self._param_names():
-            setattr(out, k, to_python(getattr(self, k)))
-        if isinstance(out.input_range, tuple | list):
-            out.input_range = tuple(to_python(v) for v in out.input_range)
-        if out.classes is not None and not isinstance(out.classes, str):
-            try:
-                out.classes = [to_python(c) for c in out.classes]
-            except TypeError:
-                pass  # not iterable: reported by _validate
-        out.seed = resolve_seed(self.seed)
-        if isinstance(out.offload_dir, os.PathLike):
-            out.offload_dir = os.fspath(out.offload_dir)  # settings are JSON
-        return out
-
-    def _validate(self) -> tuple[KKTObjective, Augmentation | None]:
-        check_positive("n_per_class", self.n_per_class, integer=True)
-        check_choice("init", self.init, _INITS)
-        check_choice("dual", self.dual, _DUALS)
-        check_choice("optimizer", self.optimizer, _OPTIMIZERS)
-        check_choice("sketch", self.sketch, _SKETCHES)
-        check_choice("multipliers", self.multipliers, _MULTIPLIERS)
-        if self.steps is not None:
-            check_positive("steps", self.steps, integer=True, allow_zero=True)
-        if self.lr is not None:
-            check_positive("lr", self.lr)
-        check_positive("lr_lambda", self.lr_lambda, allow_zero=True)
-        check_positive("init_scale", self.init_scale, allow_zero=True)
-        check_positive("chunk_size", self.chunk_size, integer=True)
-        if self.projection_dim is not None:
-            check_positive("projection_dim", self.projection_dim, integer=True)
-        if self.lambda_scale != "auto":
-            check_positive("lambda_scale", self.lambda_scale)
-        if self.lambda_max is not None:
-            check_positive("lambda_max", self.lambda_max)
-        if self.ridge is not None:
-            check_positive("ridge", self.ridge)
-        if self.refit_dim is not None:
-            check_positive("refit_dim", self.refit_dim, integer=True)
-            if self.projection_dim is None:
-                raise ValueError("refit_dim re-solves a sketched selection: set projection_dim as well")
-            if self.refit_dim <= self.projection_dim:
-                raise ValueError(
-                    f"refit_dim must exceed projection_dim ({self.projection_dim}), got {self.refit_dim}"
-                )
-        if self.batch_size is not None:
-            check_positive("batch_size", self.batch_size, integer=True)
-        if isinstance(self.param_names, str) and self.param_names != "free":
-            raise ValueError(
-                f"param_names must be a sequence of parameter names, 'free' or None, got {self.param_names!r}"
-            )
-        if self.classes is not None:
-            if isinstance(self.classes, str) or not isinstance(self.classes, Sequence):
-                raise TypeError(f"classes must be a sequence of ints, got {type(self.classes).__name__}")
-            if len(self.classes) == 0:
-                raise ValueError("classes must name at least one class, got an empty sequence")
-            for c in self.classes:
-                if isinstance(c, bool) or not isinstance(c, int):
-                    raise TypeError(f"classes must be a sequence of ints, got {c!r}")
-            if len(set(self.classes)) != len(self.classes):
-                raise ValueError(f"classes must not repeat a class, got {list(self.classes)}")
-        if self.input_range is not None and (
-            len(self.input_range) != 2 or self.input_range[0] >= self.input_range[1]
-        ):
-            raise ValueError(f"input_range must be (low, high) with low < high, got {self.input_range!r}")
-        if isinstance(self.objective, str):
-            objective = KKTObjective.from_preset(self.objective)
-        elif isinstance(self.objective, KKTObjective):
-            objective = self.objective
-        else:
-            raise TypeError(
-                f"objective must be a preset name or a KKTObjective, got {type(self.objective).__name__}"
-            )
-        if isinstance(self.augmentation, str):
-            check_choice("augmentation", self.augmentation, ("default",))
-            augmentation: Augmentation | None = Augmentation()
-        elif self.augmentation is None or isinstance(self.augmentation, Augmentation):
-            augmentation = self.augmentation
-        else:
-            raise TypeError(
-                "augmentation must be an Augmentation, 'default' or None, got "
-                f"{type(self.augmentation).__name__}"
-            )
-        return objective, augmentation
-
     # ------------------------------------------------------------------ main verb
     def attribute(
         self,
@@ -447,8 +351,8 @@ class DeepSupportVectors(SettingsMixin):
             A loss term or gradient became NaN or inf at some step: ``.step``, ``.term``, and
             ``.result`` (the partial result of the last good state, also in ``checkpoint``).
         """
-        est = self._normalized()
-        objective, augmentation = est._validate()
+        est = normalized_settings(self)
+        objective, augmentation = check_settings(est)
         model = check_model(model)
         checkpoint_path = check_run_options(candidates, checkpoint, checkpoint_every, callback)
         offload = check_offload_dir(est.offload_dir, candidates is not None, est.multipliers)
