@@ -948,7 +948,7 @@ def curve_variant_tables() -> list[str]:
         out.append(f"| {label} | " + " | ".join(cell(f"synth/all/{variant}/{k:03d}") for k in (1, 10)) + " |")
     out += [
         "",
-        "| scope, N = 100 | per-tensor average (default) | global cosine | "
+        "| scope, N = 100 | per-tensor average (the default before) | global cosine (default) | "
         "default DSVs, λ refitted by NNLS |",
     ]
     out.append("|---|---|---|---|")
@@ -963,7 +963,7 @@ def curve_variant_tables() -> list[str]:
         sizes = load("stationarity_curves.json")["rows"]["bounds"]["tensor_sizes"]
         out += [
             "",
-            "| tensor (size), N = 100 | per-tensor average (default) | global cosine |",
+            "| tensor (size), N = 100 | per-tensor average (the default before) | global cosine (default) |",
             "|---|---|---|",
         ]
         for name, c in base["measured"]["all"]["per_layer_cosine"].items():
@@ -1276,6 +1276,30 @@ def svm_heldout_claims() -> list[tuple[str, str]]:
     return out
 
 
+def lambda_solve_claims() -> list[tuple[str, str]]:
+    """docs/defaults.md's table of the default distance and the exact λ step (lambda_solve*.json)."""
+    labels = {
+        "fashion_mnist_small": "`fashion_mnist_small` (the demo's)",
+        "digits_near_kkt": "digits MLP near a KKT point (held out)",
+        "digits_mlp": "`digits_mlp` (held out)",
+        "fashion_mnist_convnet": "`fashion_mnist_convnet` (held out)",
+    }
+    out = []
+    for name in ("lambda_solve_small.json", "lambda_solve_convnet.json"):
+        if not (RESULTS / name).is_file():
+            continue
+        rows = {(r["model"], r["variant"]): r for r in load(name)["rows"]}
+        for model in dict.fromkeys(m for m, _ in rows):
+            cos = [
+                f"{rows[(model, v)]['cosine_median']:.3f}"
+                for v in ("per_tensor", "global", "global_solve10", "global_solve10_noaug")
+            ]
+            plain, solved = (rows[(model, v)]["seconds_median"] for v in ("global", "global_solve10"))
+            secs = f"{plain:.1f} / {solved:.1f}"
+            out.append(("docs/defaults.md", f"| {labels[model]} | " + " | ".join(cos) + f" | {secs} |"))
+    return out
+
+
 def near_kkt_claims() -> list[tuple[str, str]]:
     """docs/residuals.md's "On a model near a KKT point" against near_kkt_dsv.json."""
     page = "docs/residuals.md"
@@ -1504,6 +1528,7 @@ def all_claims() -> list[tuple[str, str]]:
         + generate_claims()
         + svm_heldout_claims()
         + near_kkt_claims()
+        + lambda_solve_claims()
         + distill_rows_claims()
         + kronecker_claims()
     )

@@ -77,20 +77,22 @@ def make_sets(row, ipc, seed, teacher, train, pool, range_, progress):
         )
         return coreset(sel, ipc)
     # every row but dsv_kshot_free over every parameter, the scope its results were recorded in
-    # (param_names=None; the default is now "free")
+    # (param_names=None; the default is now "free"), and with the per-tensor cosine, the default
+    # objective they were recorded with (now the global cosine, the *_global rows)
     kshot = {  # started from the random row's images, with these settings
-        "dsv_kshot": {"param_names": None},
+        "dsv_kshot": {"objective": "per_tensor", "param_names": None},
         "dsv_kshot_global": {"objective": KKTObjective(per_layer=False), "param_names": None},
         "dsv_kshot_paper": {"objective": "paper_eq9", "dual": "prune", "param_names": None},
         # stationarity only on the parameters outside scale-invariant modules (docs/residuals.md)
         "dsv_kshot_free": {
-            "param_names": scale_invariant_modules(teacher, train.inputs[:32]).free_param_names
+            "objective": "per_tensor",
+            "param_names": scale_invariant_modules(teacher, train.inputs[:32]).free_param_names,
         },
     }
     if row in kshot:
         return distill(teacher, ipc, init="real", real=(base.inputs, base.labels), **kshot[row], **kw)
     zero_shot = {
-        "dsv_0shot": {"param_names": None},
+        "dsv_0shot": {"objective": "per_tensor", "param_names": None},
         "dsv_0shot_global": {"objective": KKTObjective(per_layer=False), "param_names": None},
     }
     if row in zero_shot:

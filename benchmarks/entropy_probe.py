@@ -46,7 +46,7 @@ def main() -> None:
             n_per_class=args.per_class,
             init="real",
             steps=args.steps,
-            objective=KKTObjective.from_preset("default", distance="cosine_norm"),
+            objective=KKTObjective.from_preset("per_tensor", distance="cosine_norm"),  # as recorded
             seed=0,
             input_range=train.input_range,
             progress=False,

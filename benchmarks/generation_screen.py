@@ -51,13 +51,20 @@ OLD = {
     "lr": 0.05,
     "init_scale": 0.1,
     "init_mean": 0.0,
-    "objective": KKTObjective(name="default"),
+    "objective": KKTObjective(per_layer=True, name="default"),
 }
-EDIT_OLD = {"augmentation": None, "steps": 150, "lr": 0.05, "objective": KKTObjective(primal_kind="ce")}
+EDIT_OLD = {
+    "augmentation": None,
+    "steps": 150,
+    "lr": 0.05,
+    "objective": KKTObjective(primal_kind="ce", per_layer=True),
+}
 
 
 def _obj(name: str, **kw) -> KKTObjective:
-    return KKTObjective(name=name, **kw)
+    # the per-tensor cosine unless a row says otherwise (obj.per_layer=false): the default
+    # objective when the recorded rows were screened (now the global cosine)
+    return KKTObjective(name=name, **{"per_layer": True, **kw})
 
 
 def _cfg(**kw) -> dict:
@@ -89,7 +96,7 @@ def parse_extra(text: str) -> dict:
     for item in filter(None, text.split(";")):
         key, value = item.split("=")
         if key.startswith("obj."):
-            v = json.loads(value) if value[0] in "0123456789.-" else value
+            v = json.loads(value) if value[0] in "0123456789.-" or value in ("true", "false") else value
             obj[key[4:]] = v
         elif key == "aug":
             cfg["augmentation"] = {"paper": PAPER_AUG, "one": Augmentation(mode="one"), "none": None}[value]
@@ -100,7 +107,7 @@ def parse_extra(text: str) -> dict:
         else:
             cfg[key] = float(value)
     if obj:
-        cfg["objective"] = KKTObjective(name="custom", **obj)
+        cfg["objective"] = _obj("custom", **obj)
     return cfg
 
 
@@ -108,7 +115,7 @@ def describe(cfg: dict) -> dict:
     out = {}
     for k, v in cfg.items():
         if isinstance(v, KKTObjective):
-            base = KKTObjective()
+            base = _obj("base")  # what the recorded descriptions are relative to
             out["objective"] = {f: getattr(v, f) for f in v.to_dict() if getattr(v, f) != getattr(base, f)}
             out["objective"].pop("name", None)
         elif isinstance(v, Augmentation):

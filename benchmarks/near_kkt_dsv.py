@@ -44,9 +44,11 @@ def measure(name: str, model, x, y, seeds) -> dict:
         cos, feas = [], []
         for seed in seeds:
             kw = {"init_data": (x, y)} if init == "real" else {}
-            res = DeepSupportVectors(n_per_class=10, init=init, seed=seed, progress=False).attribute(
-                model, **kw
-            )
+            # objective="per_tensor": the default objective when this was recorded (now the
+            # global cosine, the per_layer=False variants below)
+            res = DeepSupportVectors(
+                n_per_class=10, init=init, objective="per_tensor", seed=seed, progress=False
+            ).attribute(model, **kw)
             cos.append(res.kkt.stationarity["cosine"])
             feas.append(res.kkt.feasibility_rate)
         row[f"dsv_{init}_cosine"] = cos

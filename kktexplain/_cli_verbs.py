@@ -52,7 +52,7 @@ def _objective_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--objective",
         default="default",
-        choices=("default", "paper_eq9", "paper_alg1"),
+        choices=("default", "paper_eq9", "paper_alg1", "per_tensor"),
         help="preset of the DeepKKT objective (default: default)",
     )
 
@@ -159,6 +159,12 @@ def _synthesize_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="candidates per chunk of a step (exact; bounds memory; default all at once)",
     )
+    p.add_argument(
+        "--lambda-solve-every",
+        type=int,
+        default=None,
+        help="solve λ exactly for the current inputs every K steps and after the last (default: never)",
+    )
     _synthesis_options(p)
     p.add_argument(
         "--checkpoint", default=None, help="a file to resume from and save the run's state to (.npz)"
@@ -176,6 +182,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         lambda_max=args.lambda_max,
         param_names=_param_names(args.param_names),
         batch_size=args.batch_size,
+        lambda_solve_every=args.lambda_solve_every,
         classes=args.classes,
         seed=args.seed,
         progress=not args.no_progress,

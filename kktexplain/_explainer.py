@@ -64,7 +64,8 @@ class DeepSupportVectors(SettingsMixin):
         random samples of ``init_data`` whatever their labels (another dataset, the paper's
         0-shot setting).
     objective : str or KKTObjective, default="default"
-        A preset name (``"default"``, ``"paper_eq9"``, ``"paper_alg1"``) or an objective.
+        A preset name (``"default"``, ``"paper_eq9"``, ``"paper_alg1"``, ``"per_tensor"``) or an
+        objective.
     augmentation : Augmentation, "default" or None, default="default"
         ``"default"`` is the paper's strengths (translate 0.125, crop 0.2, flip 0.5, cutout
         0.15, noise 0.01); ``None`` disables the augmented view.
@@ -75,6 +76,14 @@ class DeepSupportVectors(SettingsMixin):
         ``init="real"``, 0.05 otherwise.
     lr_lambda : float, default=0.05
         Step size for the multipliers' parameter ``rho`` (``lambda = s * f(rho)``).
+    lambda_solve_every : int, optional
+        Synthesis only: every this many steps, and after the last one, replace λ by the
+        exact solution of stationarity for the current inputs, the bounded non-negative least
+        squares ``min_{0 <= λ <= lambda_max} ||theta* + sum_i λ_i grad L_i||`` that selection
+        solves (per-sample gradients in the stationarity scope, exact up to 1 GiB, else a
+        CountSketch of 8192 columns). Between solves λ takes gradient steps as without it.
+        ``None``: gradient steps only, as in the paper. A run interrupted between two solves
+        reports the λ of its last step. See docs: "Defaults vs the paper".
     optimizer : {"adam", "sgd"}, default="adam"
         Optimiser of inputs and multipliers (the paper does not name one). Adam's steps have a
         size of about ``lr`` per coordinate whatever the gradient's size, so they do not shrink
@@ -211,6 +220,7 @@ class DeepSupportVectors(SettingsMixin):
         steps: int | None = None,
         lr: float | None = None,
         lr_lambda: float = 0.05,
+        lambda_solve_every: int | None = None,
         optimizer: str = "adam",
         dual: str = "exp",
         lambda_scale: float | str = "auto",
@@ -244,6 +254,7 @@ class DeepSupportVectors(SettingsMixin):
         self.steps = steps
         self.lr = lr
         self.lr_lambda = lr_lambda
+        self.lambda_solve_every = lambda_solve_every
         self.optimizer = optimizer
         self.dual = dual
         self.lambda_scale = lambda_scale
@@ -471,6 +482,8 @@ class DeepSupportVectors(SettingsMixin):
             seed=self.seed,
             progress=self.progress,
             batch_size=self.batch_size,
+            lambda_solve_every=self.lambda_solve_every,
+            chunk_size=self.chunk_size,
         )
 
     def resolved_schedule(self) -> tuple[int, float]:

@@ -29,6 +29,8 @@ class SynthesisConfig:
     seed: int
     progress: bool
     batch_size: int | None = None
+    lambda_solve_every: int | None = None
+    chunk_size: int = 256
 
 
 @dataclass

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ._checkpoint import check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
 from ._chunked import chunked_objective_backward, gradient_sum
 from ._errors import NonFiniteError
+from ._lambda_solve import exact_multipliers, set_multipliers_
 from ._multipliers import Multipliers
 from ._result import DSVResult
 from ._state import SynthesisConfig, SynthesisState, init_state
@@ -243,6 +244,19 @@ def synthesise(
                         config.input_range,
                         config.batch_size,
                     )
+                if _solve_due(config, state.step):
+                    lam = exact_multipliers(
+                        fmodel,
+                        state.inputs,
+                        labels,
+                        objective,
+                        state.active,
+                        config.lambda_max,
+                        config.chunk_size,
+                        config.seed,
+                        state.step,
+                    )
+                    set_multipliers_(state, multipliers, lam)
             except BaseException:
                 state.load_state_dict(before)
                 raise
@@ -264,6 +278,13 @@ def synthesise(
     if checkpoint is not None:
         save_checkpoint(checkpoint, state.state_dict(), run_id)
     return _result(fmodel, state, multipliers, labels, objective, indices, settings, start, stopped)
+
+
+def _solve_due(config: SynthesisConfig, step: int) -> bool:
+    """Whether the exact λ step follows step ``step`` (1-based count of steps taken): every
+    ``lambda_solve_every`` steps and after the last one."""
+    k = config.lambda_solve_every
+    return k is not None and (step % k == 0 or step == config.steps)
 
 
 def _result(

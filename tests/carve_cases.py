@@ -116,8 +116,11 @@ def run_case(name: str):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        # every parameter: the default scope when the reference was written (now "free")
-        return DeepSupportVectors(**{"param_names": None, **settings}).attribute(make_model(), **kwargs())
+        # every parameter and the per-tensor cosine: the defaults when the reference was written
+        # (now "free" and the global cosine)
+        return DeepSupportVectors(**{"param_names": None, "objective": "per_tensor", **settings}).attribute(
+            make_model(), **kwargs()
+        )
     finally:
         torch.set_num_threads(threads)
 

@@ -14,6 +14,8 @@ from kktexplain.models import MLP
 
 SETTINGS = {
     "adam_exp": {"n_per_class": 2, "steps": 10, "progress": False, "seed": 1},
+    # exact λ steps at 5, 10 and 12 (the last): the interrupted state at 5 includes the solve
+    "adam_exp_lambda_solve": {"n_per_class": 2, "steps": 12, "lambda_solve_every": 5, "progress": False},
     "sgd_prune_bound": {
         "n_per_class": 2,
         "steps": 10,

@@ -29,7 +29,10 @@ __all__ = ["blend", "blend_labels", "edit", "interpolate", "sample"]
 # A soft label asks for a distribution, which only the plain cross-entropy aims at: the masked
 # one of Eq 7 stops at the arg-max (for δ = 0.5 an arbitrary tie-break) and ignores the mixture.
 # The screen (docs/generate.md) kept the black start for soft labels but not the TV prior.
-_SOFT_DEFAULTS = {**GENERATION_DEFAULTS, "objective": KKTObjective(primal_kind="ce", name="soft_label")}
+_SOFT_DEFAULTS = {
+    **GENERATION_DEFAULTS,
+    "objective": KKTObjective(primal_kind="ce", per_layer=True, name="soft_label"),
+}
 # Edits start from a real image; see docs/generate.md for the trade-off between the judges'
 # agreement and the similarity to the source that picked this schedule, and for the TV prior
 # (weight 0.1; before the screen: none).
@@ -37,7 +40,7 @@ EDIT_DEFAULTS: dict[str, Any] = {
     "augmentation": None,
     "steps": 150,
     "lr": 0.05,
-    "objective": KKTObjective(primal_kind="ce", tv=0.1, name="edit"),
+    "objective": KKTObjective(primal_kind="ce", tv=0.1, per_layer=True, name="edit"),
     "param_names": None,  # every parameter, as GENERATION_DEFAULTS
 }
 
@@ -126,9 +129,10 @@ def sample(
         initial noise, and ``init_mean`` (default ``"low"``), its centre: a float, or
         ``"low"`` for the lower end of ``input_range`` for images ``(C, H, W)`` (a black start;
         0 for other inputs or without a range).
-        Defaults: ``steps=300, lr=0.05, augmentation=None``, the ``"default"`` objective with a
-        total-variation prior ``tv=0.1``. The settings before the screen of docs/generate.md:
-        ``init_mean=0.0, objective="default"``.
+        Defaults: ``steps=300, lr=0.05, augmentation=None``, the ``"per_tensor"`` objective
+        (the cosine averaged over parameter tensors) with a total-variation prior ``tv=0.1``.
+        The settings before the screen of docs/generate.md: ``init_mean=0.0,
+        objective="per_tensor"``.
 
     Returns
     -------
@@ -185,7 +189,7 @@ def blend(
     seed, device, progress, input_shape
         As in :func:`sample`.
     **settings
-        As in :func:`sample`; the default objective is the ``"default"`` preset with the plain
+        As in :func:`sample`; the default objective is the ``"per_tensor"`` preset with the plain
         (soft-target) cross-entropy as primal term, ``primal_kind="ce"``, and no TV prior; the
         initial noise is centred on ``"low"`` as in :func:`sample` (before the screen of
         docs/generate.md: ``init_mean=0.0``).
@@ -318,9 +322,9 @@ def edit(
         As in :func:`sample` (the seed matters only for an augmented view).
     **settings
         :class:`~kktexplain.DeepSupportVectors` settings. Defaults: ``steps=150, lr=0.05``,
-        no augmentation, the ``"default"`` objective with the plain cross-entropy primal term
-        and a total-variation prior ``tv=0.1`` (before the screen of docs/generate.md: no TV,
-        ``objective=KKTObjective(primal_kind="ce")``).
+        no augmentation, the ``"per_tensor"`` objective with the plain cross-entropy primal
+        term and a total-variation prior ``tv=0.1`` (before the screen of docs/generate.md: no
+        TV, ``objective=KKTObjective(primal_kind="ce", per_layer=True)``).
 
     Returns
     -------
