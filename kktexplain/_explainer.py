@@ -83,7 +83,9 @@ class DeepSupportVectors(SettingsMixin):
         solves (per-sample gradients in the stationarity scope, exact up to 1 GiB, else a
         CountSketch of 8192 columns). Between solves λ takes gradient steps as without it.
         ``None``: gradient steps only, as in the paper. A run interrupted between two solves
-        reports the λ of its last step. See docs: "Defaults vs the paper".
+        reports the λ of its last step. For a stationarity audit use ``lambda_solve_every=1``
+        with ``augmentation=None``: 100 DSVs of the demo's model reach a cosine of 0.435 against
+        0.314 with the defaults (docs: "Defaults vs the paper").
     optimizer : {"adam", "sgd"}, default="adam"
         Optimiser of inputs and multipliers (the paper does not name one). Adam's steps have a
         size of about ``lr`` per coordinate whatever the gradient's size, so they do not shrink
