@@ -15,16 +15,23 @@ without the solve, on four models:
 * ``fashion_mnist_convnet``: the reference ConvNet-3 (instance norm: the free scope is the last
   norm layer and the classifier), held out; trained on first use (minutes).
 
-Each run is also measured with λ refitted exactly on its final inputs (selection with the DSVs
+``--scope last`` measures stationarity on the last ``nn.Linear`` layer's weight and bias only
+(``param_names``), the scope in which the model is linear in its parameters and the
+explanations' expansion is the logit itself.
+
+Each run's cosine is also recomputed in float64 (a double copy of the model, the same inputs
+and λ), and each run is measured with λ refitted exactly on its final inputs (selection with the DSVs
 as candidates): the best multipliers those inputs have. One thread. Writes
 ``benchmarks/results/lambda_solve.json``::
 
     OMP_NUM_THREADS=1 python benchmarks/lambda_solve.py --seeds 0 1
+    OMP_NUM_THREADS=1 python benchmarks/lambda_solve.py --seeds 0 1 --scope last --name lambda_solve_last
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -32,8 +39,11 @@ import torch
 from _common import write_json
 
 from kktexplain import DeepSupportVectors
+from kktexplain._scope import recorded_param_names
+from kktexplain.attr._baselines import last_linear
 from kktexplain.attr._protocol import _digits_split, fit_full_batch
 from kktexplain.datasets import load_fashion_mnist
+from kktexplain.kkt import FunctionalModel, kkt_residuals
 from kktexplain.models import load_reference_model
 
 VARIANTS = {
@@ -68,13 +78,24 @@ def main() -> None:
         default=["fashion_mnist_small", "digits_near_kkt", "digits_mlp", "fashion_mnist_convnet"],
     )
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument(
+        "--scope",
+        choices=("default", "last"),
+        default="default",
+        help="stationarity's parameters: the default scope, or the last Linear layer's weight and bias",
+    )
     p.add_argument("--name", default="lambda_solve")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
     for name, model, input_range in models(args.models):
+        model64 = copy.deepcopy(model).double()
+        scope = {}
+        if args.scope == "last":
+            layer = last_linear(model)[0]
+            scope = {"param_names": [f"{layer}.weight", f"{layer}.bias"]}
         for variant in args.variants:
-            cos, refit, feas, secs = [], [], [], []
+            cos, cos64, refit, feas, secs = [], [], [], [], []
             for seed in args.seeds:
                 start = time.perf_counter()
                 res = DeepSupportVectors(
@@ -83,12 +104,17 @@ def main() -> None:
                     seed=seed,
                     input_range=input_range,
                     progress=False,
-                    **VARIANTS[variant],
+                    **{**scope, **VARIANTS[variant]},
                 ).attribute(model)
                 secs.append(time.perf_counter() - start)
                 cos.append(res.kkt.stationarity["cosine"])
                 feas.append(res.kkt.feasibility_rate)
-                names = res.settings["resolved_param_names"]
+                names = recorded_param_names(res.settings)
+                # the same inputs and λ in float64: the cosine without float32's rounding
+                r64 = kkt_residuals(
+                    FunctionalModel(model64, names), res.inputs.double(), res.labels, res.lambdas.double()
+                )
+                cos64.append(r64.stationarity["cosine"])
                 sel = DeepSupportVectors(param_names=names, progress=False).attribute(
                     model, candidates=res.inputs, labels=res.labels
                 )
@@ -97,9 +123,11 @@ def main() -> None:
                 "model": name,
                 "variant": variant,
                 "settings": {k: v for k, v in VARIANTS[variant].items()},
-                "scope_size": len(names) if names is not None else None,
+                "scope": args.scope,
+                "param_names": names,
                 "cosine": cos,
                 "cosine_median": statistics.median(cos),
+                "cosine_float64": cos64,
                 "refit_cosine": refit,
                 "refit_cosine_median": statistics.median(refit),
                 "feasibility": feas,
@@ -108,7 +136,7 @@ def main() -> None:
             }
             print(row, flush=True)
             rows.append(row)
-            write_json(args.name, {"seeds": args.seeds, "threads": 1, "rows": rows})
+            write_json(args.name, {"seeds": args.seeds, "threads": 1, "scope": args.scope, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -244,19 +244,9 @@ def synthesise(
                         config.input_range,
                         config.batch_size,
                     )
-                if _solve_due(config, state.step):
-                    lam = exact_multipliers(
-                        fmodel,
-                        state.inputs,
-                        labels,
-                        objective,
-                        state.active,
-                        config.lambda_max,
-                        config.chunk_size,
-                        config.seed,
-                        state.step,
-                    )
-                    set_multipliers_(state, multipliers, lam)
+                k = config.lambda_solve_every
+                if k is not None and state.step % k == 0 and state.step < config.steps:
+                    _solve(state, fmodel, labels, objective, multipliers, config)
             except BaseException:
                 state.load_state_dict(before)
                 raise
@@ -275,16 +265,44 @@ def synthesise(
         raise
     finally:
         bar.close()
+    final = None
+    if config.lambda_solve_every is not None and stopped is None:
+        # the last solve, after the last step: the result reports these λ as solved (through
+        # rho, exp's rounding would move them by about 1e-7 relative, which an ill-conditioned
+        # solution does not tolerate: docs/defaults.md)
+        try:
+            final = _solve(state, fmodel, labels, objective, multipliers, config)
+        except NonFiniteError as e:
+            stopped = {"reason": "non-finite", "step": e.step, "term": e.term}
+            e.result = _result(fmodel, state, multipliers, labels, objective, indices, settings, start, stopped)
+            raise
     if checkpoint is not None:
         save_checkpoint(checkpoint, state.state_dict(), run_id)
-    return _result(fmodel, state, multipliers, labels, objective, indices, settings, start, stopped)
+    return _result(fmodel, state, multipliers, labels, objective, indices, settings, start, stopped, final)
 
 
-def _solve_due(config: SynthesisConfig, step: int) -> bool:
-    """Whether the exact λ step follows step ``step`` (1-based count of steps taken): every
-    ``lambda_solve_every`` steps and after the last one."""
-    k = config.lambda_solve_every
-    return k is not None and (step % k == 0 or step == config.steps)
+def _solve(
+    state: SynthesisState,
+    fmodel: FunctionalModel,
+    labels: Tensor,
+    objective: KKTObjective,
+    multipliers: Multipliers,
+    config: SynthesisConfig,
+) -> Tensor:
+    """The exact λ step: solve λ for the current inputs, set ``rho`` to it, return the solution."""
+    lam = exact_multipliers(
+        fmodel,
+        state.inputs,
+        labels,
+        objective,
+        state.active,
+        config.lambda_max,
+        config.chunk_size,
+        config.seed,
+        state.step,
+    )
+    set_multipliers_(state, multipliers, lam)
+    return lam * state.active
 
 
 def _result(
@@ -297,8 +315,9 @@ def _result(
     settings: dict[str, Any],
     start: float,
     stopped: dict[str, Any] | None,
+    lambdas: Tensor | None = None,
 ) -> DSVResult:
-    lam = multipliers(state.rho, state.active).detach()
+    lam = multipliers(state.rho, state.active).detach() if lambdas is None else lambdas.detach()
     x = state.inputs.detach()
     kkt = kkt_residuals(fmodel, x, labels, lam, objective.loss_fn())
     settings = dict(settings)

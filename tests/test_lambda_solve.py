@@ -110,11 +110,8 @@ def test_synthesis_ends_on_the_exact_multipliers_of_its_inputs(dual):
         seed=0,
         step=7,
     )
-    keep = want > 1e-6 * want.max()
-    torch.testing.assert_close(res.lambdas.double()[keep], want[keep], rtol=1e-4, atol=1e-7)
-    rest = res.lambdas.double()[~keep]
-    top = float(rest.max()) if len(rest) else 0.0
-    assert top <= 1e-6 * float(want.max()) * (1 + 1e-4)
+    # the result reports the solved λ themselves (zeros included), not their round trip through rho
+    torch.testing.assert_close(res.lambdas.double(), want, rtol=1e-4, atol=1e-8)
     plain = DeepSupportVectors(**settings).attribute(TinyMLP(d=4, h=6, c=3))
     assert plain.settings["lambda_solve_every"] is None
     assert res.settings["lambda_solve_every"] == 3

@@ -14,8 +14,6 @@ from kktexplain.models import MLP
 
 SETTINGS = {
     "adam_exp": {"n_per_class": 2, "steps": 10, "progress": False, "seed": 1},
-    # exact λ steps at 5, 10 and 12 (the last): the interrupted state at 5 includes the solve
-    "adam_exp_lambda_solve": {"n_per_class": 2, "steps": 12, "lambda_solve_every": 5, "progress": False},
     "sgd_prune_bound": {
         "n_per_class": 2,
         "steps": 10,
@@ -65,6 +63,21 @@ def test_ctrl_c_returns_a_partial_result_and_resume_equals_an_uninterrupted_run(
     resumed = DeepSupportVectors(**settings).attribute(model, checkpoint=ck)
     assert resumed.settings["resumed_from_step"] == 5 and not resumed.partial
     _same(resumed, full)
+
+
+@pytest.mark.parametrize("dual", ["exp", "prune"])
+def test_resume_with_exact_lambda_steps_equals_an_uninterrupted_run(tmp_path, dual):
+    # exact λ steps after steps 5 and 10, and after the last (12)
+    settings = {"n_per_class": 2, "steps": 12, "lambda_solve_every": 5, "dual": dual, "progress": False}
+    model = _mlp()
+    full = DeepSupportVectors(**settings).attribute(model)
+    ck = tmp_path / "run"
+    part = DeepSupportVectors(**settings).attribute(model, checkpoint=ck, callback=_stop_at(7))
+    assert part.partial and part.settings["stopped"]["step"] == 7
+    resumed = DeepSupportVectors(**settings).attribute(model, checkpoint=ck)
+    _same(resumed, full)
+    # a run that ended reports the solved λ as they are: exact zeros, not exp's floor
+    assert bool((full.lambdas == 0).any()) or dual == "prune"
 
 
 def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path):
