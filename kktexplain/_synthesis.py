@@ -274,7 +274,9 @@ def synthesise(
             final = _solve(state, fmodel, labels, objective, multipliers, config)
         except NonFiniteError as e:
             stopped = {"reason": "non-finite", "step": e.step, "term": e.term}
-            e.result = _result(fmodel, state, multipliers, labels, objective, indices, settings, start, stopped)
+            e.result = _result(
+                fmodel, state, multipliers, labels, objective, indices, settings, start, stopped
+            )
             raise
     if checkpoint is not None:
         save_checkpoint(checkpoint, state.state_dict(), run_id)
