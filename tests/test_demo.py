@@ -95,6 +95,12 @@ def test_demo_end_to_end_smoke(tmp_path, capsys):
     assert 0 <= summary["primal_feasibility_rate"] <= 1
     assert -1 <= summary["stationarity_cosine"] <= 1 and summary["stationarity_rel_l1"] >= 0
     assert summary["selection"]["candidates"] == 60
+    # the DSVs are a stationarity audit of the last layer, as the selection: λ solved every step
+    from kktexplain import DSVResult
+
+    dsv = DSVResult.load(out / "dsv.npz")
+    assert dsv.settings["param_names"] == summary["selection"]["param_names"]
+    assert dsv.settings["lambda_solve_every"] == 1
     assert [e["test_index"] for e in summary["explanations"]] == [0, 1]
     assert all(len(e["supporting"]) == 5 for e in summary["explanations"])
     assert len(summary["likely_mislabels"]) == 10
