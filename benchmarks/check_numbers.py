@@ -1304,6 +1304,26 @@ def _lambda_rows(files: tuple[str, ...], variants: tuple[str, ...]) -> list[str]
     return out
 
 
+def lambda_n_rows() -> list[str]:
+    """docs/defaults.md's table of the last-layer cosine against N (lambda_solve_last_n.json)."""
+    if not (RESULTS / "lambda_solve_last_n.json").is_file():
+        return []
+    rows = load("lambda_solve_last_n.json")["rows"]
+    sizes = sorted({r["n_per_class"] for r in rows})
+    labels = {"global": "global cosine (default)", "global_solve1": "+ exact λ every step"}
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for variant, label in labels.items():
+            got = {
+                r["n_per_class"]: r["cosine"][0]
+                for r in rows
+                if r["model"] == model and r["variant"] == variant
+            }
+            cells = " | ".join(f"{got[k]:.3f}" if k in got else "—" for k in sizes)
+            out.append(f"| {_LAMBDA_LABELS[model]}, {label} | {cells} |")
+    return out
+
+
 def lambda_solve_claims() -> list[tuple[str, str]]:
     """docs/defaults.md's tables of the default distance and the exact λ step (lambda_solve*.json)."""
     page = "docs/defaults.md"
@@ -1317,6 +1337,7 @@ def lambda_solve_claims() -> list[tuple[str, str]]:
         (page, t)
         for t in _lambda_rows(("lambda_solve_last.json", "lambda_solve_convnet_last.json"), last_scope)
     ]
+    out += [(page, t) for t in lambda_n_rows()]
     rows = {(r["model"], r["variant"]): r for r in load("lambda_solve_small.json")["rows"]}
     demo = {v: statistics.mean(r["cosine"]) for (m, v), r in rows.items() if m == "fashion_mnist_small"}
     last = {(r["model"], r["variant"]): r for r in load("lambda_solve_last.json")["rows"]}

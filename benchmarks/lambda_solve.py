@@ -85,6 +85,7 @@ def main() -> None:
         default="default",
         help="stationarity's parameters: the default scope, or the last Linear layer's weight and bias",
     )
+    p.add_argument("--per-class", type=int, nargs="+", default=[10], help="DSVs per class (N / classes)")
     p.add_argument("--name", default="lambda_solve")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -95,12 +96,12 @@ def main() -> None:
         if args.scope == "last":
             layer = last_linear(model)[0]
             scope = {"param_names": [f"{layer}.weight", f"{layer}.bias"]}
-        for variant in args.variants:
+        for variant, per_class in [(v, k) for k in args.per_class for v in args.variants]:
             cos, cos64, refit, feas, secs = [], [], [], [], []
             for seed in args.seeds:
                 start = time.perf_counter()
                 res = DeepSupportVectors(
-                    n_per_class=10,
+                    n_per_class=per_class,
                     init="noise",
                     seed=seed,
                     input_range=input_range,
@@ -123,6 +124,7 @@ def main() -> None:
             row = {
                 "model": name,
                 "variant": variant,
+                "n_per_class": per_class,
                 "settings": {k: v for k, v in VARIANTS[variant].items()},
                 "scope": args.scope,
                 "param_names": names,
