@@ -1338,6 +1338,9 @@ def lambda_solve_claims() -> list[tuple[str, str]]:
         for t in _lambda_rows(("lambda_solve_last.json", "lambda_solve_convnet_last.json"), last_scope)
     ]
     out += [(page, t) for t in lambda_n_rows()]
+    big = [r for r in load("lambda_solve_last_n.json")["rows"] if r["variant"] == "global"]
+    big = max(big, key=lambda r: r["n_per_class"])
+    out.append((page, f"gives {big['refit_cosine'][0]:.3f} where its own λ give {big['cosine'][0]:.3f}"))
     rows = {(r["model"], r["variant"]): r for r in load("lambda_solve_small.json")["rows"]}
     demo = {v: statistics.mean(r["cosine"]) for (m, v), r in rows.items() if m == "fashion_mnist_small"}
     last = {(r["model"], r["variant"]): r for r in load("lambda_solve_last.json")["rows"]}
