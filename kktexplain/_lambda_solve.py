@@ -20,13 +20,10 @@ from ._errors import NonFiniteError
 from ._multipliers import Multipliers
 from ._state import SynthesisState
 from .kkt import CountSketch, FunctionalModel, KKTObjective, collect_gradients, solve_multipliers
+from .kkt._collect import auto_sketch_dim
+from .kkt._rows import rows_all_finite
 
-__all__ = ["EXACT_MAX_ENTRIES", "SKETCH_DIM", "exact_multipliers", "set_multipliers_"]
-
-# Solve from the exact per-sample gradients while they take at most this many floats (1 GiB in
-# float32), from a CountSketch of SKETCH_DIM columns beyond: the rule of the explanations' cache.
-EXACT_MAX_ENTRIES = 2.5e8
-SKETCH_DIM = 8192
+__all__ = ["exact_multipliers", "set_multipliers_"]
 # A multiplier the solve sets to zero keeps this fraction of the largest one under dual="exp",
 # whose parametrisation cannot reach zero; its term in the stationarity sum is then negligible.
 _EXP_FLOOR = 1e-6
@@ -79,18 +76,23 @@ def exact_multipliers(
     if len(rows) == 0:
         return lam
     p = fmodel.num_params
+    # exact up to 1 GiB, sketched beyond: the rule of the explanations' cache
+    dim = auto_sketch_dim(len(rows), p)
     sketch = None
-    if len(rows) * p > EXACT_MAX_ENTRIES and SKETCH_DIM < p:
-        device = next(iter(fmodel.theta.values())).device
-        sketch = CountSketch(p, SKETCH_DIM, seed=seed, device=device)
+    if dim is not None and dim < p:
+        sketch = CountSketch(p, dim, seed=seed, device=next(iter(fmodel.theta.values())).device)
     idx = rows.to(inputs.device)
     grads = collect_gradients(
         fmodel, inputs.detach()[idx], labels[idx], objective.loss_fn(), chunk_size, sketch
     )
     target = torch.cat([v.detach().flatten() for v in fmodel.target.values()])
     target = (target if sketch is None else sketch(target[None])[0]).cpu()
-    for term, value in (("per-sample gradients (exact λ step)", grads), ("theta* (exact λ step)", target)):
-        if not bool(torch.isfinite(value).all()):
+    # in blocks of rows, as selection checks them: torch.isfinite would copy the whole matrix
+    for term, value in (
+        ("per-sample gradients (exact λ step)", grads),
+        ("theta* (exact λ step)", target[None]),
+    ):
+        if not bool(rows_all_finite(value).all()):
             raise NonFiniteError(step, term)
     solved, _ = solve_multipliers(grads.double(), target.double(), upper=lambda_max)
     lam[idx] = solved.to(lam.device, lam.dtype)

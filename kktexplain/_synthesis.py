@@ -304,7 +304,7 @@ def _solve(
         state.step,
     )
     set_multipliers_(state, multipliers, lam)
-    return lam * state.active
+    return lam  # zero where inactive, so also where "prune" has just pruned a zero
 
 
 def _result(

@@ -31,14 +31,10 @@ from .._model_state import eval_mode
 from .._scope import recorded_param_names
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
+from ..kkt._collect import auto_sketch_dim
 from ..kkt._grads import parameter_jvp
 
 __all__ = ["SupportExpansion", "ExpansionFidelity", "logit_of", "objective_from_settings"]
-
-# Cache the support gradients exactly while they take at most this many floats (1 GiB in
-# float32); beyond it they are sketched with a CountSketch to ``projection_dim`` columns.
-_EXACT_MAX_ENTRIES = 2.5e8
-_DEFAULT_SKETCH = 8192
 
 
 def logit_of(logits: Tensor, target: Tensor) -> Tensor:
@@ -234,7 +230,7 @@ class SupportExpansion:
         p = self.fmodel.num_params
         dim = self.projection_dim
         if dim == "auto":
-            dim = None if len(rows) * p <= _EXACT_MAX_ENTRIES else min(_DEFAULT_SKETCH, p)
+            dim = auto_sketch_dim(len(rows), p)
         sketch = None if dim is None or dim >= p else CountSketch(p, dim, seed=self.seed, device=self.device)
         x = self.support.inputs[rows]
         y = self.support.labels[rows]

@@ -16,7 +16,30 @@ from ._columns import GradientFile
 from ._grads import FunctionalModel, LossFn, iter_per_sample_grads
 from ._kronecker import KroneckerSketch
 
-__all__ = ["CountSketch", "collect_gradients"]
+__all__ = ["AUTO_SKETCH_DIM", "EXACT_MAX_ENTRIES", "CountSketch", "auto_sketch_dim", "collect_gradients"]
+
+#: Per-sample gradients are kept exact while the matrix takes at most this many floats (1 GiB in
+#: float32) ...
+EXACT_MAX_ENTRIES = 2.5e8
+#: ... and sketched with a CountSketch to this many columns beyond.
+AUTO_SKETCH_DIM = 8192
+
+
+def auto_sketch_dim(n_rows: int, num_params: int) -> int | None:
+    """The sketch width for ``n_rows`` per-sample gradients of ``num_params`` coordinates.
+
+    Parameters
+    ----------
+    n_rows : int
+    num_params : int
+
+    Returns
+    -------
+    int or None
+        ``None`` (keep them exact) while ``n_rows * num_params <= EXACT_MAX_ENTRIES``, else
+        ``min(AUTO_SKETCH_DIM, num_params)`` (a width equal to ``num_params`` needs no sketch).
+    """
+    return None if n_rows * num_params <= EXACT_MAX_ENTRIES else min(AUTO_SKETCH_DIM, num_params)
 
 
 class CountSketch:
