@@ -56,7 +56,7 @@ def main() -> None:
         model = ConvNet((1, 28, 28), 10, **REFERENCE_MODELS["fashion_mnist_convnet"].arch_kwargs)
         model.load_state_dict(torch.load(cached, weights_only=True))
     else:
-        model = _train_convnet(x, noisy, progress=False)
+        model, _ = _train_convnet(x, noisy, progress=False)
     model.eval()
     _, lin = last_linear(model)
     feats = []

@@ -68,7 +68,7 @@ def main() -> None:
         model.load_state_dict(torch.load(cached, weights_only=True))
         model.eval()
     else:
-        model = _train_convnet(x, noisy, False)
+        model, _ = _train_convnet(x, noisy, False)
     s, c, cos = scores(model, x, noisy)
     for k, v in s.items():
         rows.append(

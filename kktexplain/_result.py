@@ -177,6 +177,8 @@ class DSVResult:
             "active": self.active,
             **{f"kkt_{k}": getattr(self.kkt, k) for k in _PER_SAMPLE},
         }
+        if self.kkt.grad_sq_norm is not None:
+            arrays["kkt_grad_sq_norm"] = self.kkt.grad_sq_norm
         if self.indices is not None:
             arrays["indices"] = self.indices
         meta = {
@@ -214,6 +216,7 @@ class DSVResult:
             **{k: arrays.pop(f"kkt_{k}") for k in _PER_SAMPLE},
             stationarity=meta["stationarity"],
             per_layer_cosine=meta["per_layer_cosine"],
+            grad_sq_norm=arrays.pop("kkt_grad_sq_norm", None),
         )
         return cls(
             inputs=arrays["inputs"],

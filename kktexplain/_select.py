@@ -27,6 +27,7 @@ from .kkt import (
     solve_multipliers,
 )
 from .kkt._columns import GradientFile
+from .kkt._grads import linear_factored
 from .kkt._residuals import KKTResiduals, residuals_from_sum, stationarity_sum
 from .kkt._rows import rows_all_finite
 
@@ -260,8 +261,13 @@ def equal_multiplier(
     residuals : KKTResiduals
         Every DeepKKT residual at ``lambda_i = c`` (from the same pass).
     """
-    ones = torch.ones(len(inputs), dtype=inputs.dtype)
-    g, logits = stationarity_sum(fmodel, inputs, labels, ones, loss_fn, chunk_size)
+    found = _factored_sum(fmodel, inputs, labels, loss_fn, chunk_size)
+    if found is None:
+        ones = torch.ones(len(inputs), dtype=inputs.dtype)
+        g, logits = stationarity_sum(fmodel, inputs, labels, ones, loss_fn, chunk_size)
+        sq_norms = None
+    else:
+        g, logits, sq_norms = found
     theta = fmodel.target
     dot = sum(float((theta[k].double() * g[k].double()).sum()) for k in g)
     sq = sum(float(g[k].double().pow(2).sum()) for k in g)
@@ -272,7 +278,48 @@ def equal_multiplier(
         c = min(c, float(upper))
     lam = torch.full((len(inputs),), c, dtype=inputs.dtype)
     scaled = {k: c * v for k, v in g.items()}
-    return c, residuals_from_sum(fmodel, inputs, labels, lam, scaled, logits)
+    kkt = residuals_from_sum(fmodel, inputs, labels, lam, scaled, logits)
+    kkt.grad_sq_norm = sq_norms
+    return c, kkt
+
+
+_FACTORED_ENTRIES = 2**26  # 256 MiB of float32 per chunk of per-sample gradients
+
+
+def _factored_sum(
+    fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, loss_fn: Any, chunk_size: int
+) -> tuple[dict[str, Tensor], Tensor, Tensor] | None:
+    """``sum_i grad L_i``, the logits and every ``||grad L_i||^2`` from one forward per chunk.
+
+    Only for a scope of ``nn.Linear`` layers, whose per-sample gradients cost a forward pass
+    (:func:`~kktexplain.kkt._grads.linear_factored`); ``None`` elsewhere or if the factored
+    path refuses the model, and the caller takes the summed backward instead.
+    """
+    factored = linear_factored(fmodel)
+    # the rows of a chunk are formed, (rows, P): bounded to _FACTORED_ENTRIES, and not worth it
+    # (the summed backward forms none) when that leaves fewer than 16 rows per forward
+    rows = min(chunk_size, _FACTORED_ENTRIES // max(fmodel.num_params, 1))
+    if factored is None or rows < 16:
+        return None
+    device = _device(fmodel)
+    total, logits, sq = None, [], []
+    try:
+        for start in range(0, len(inputs), rows):
+            x = inputs[start : start + rows].to(device)
+            y = labels[start : start + rows].to(device)
+            flat, lg = factored.per_sample_grads(fmodel, x, y, loss_fn, return_logits=True)
+            total = flat.sum(0) if total is None else total + flat.sum(0)
+            sq.append(flat.pow(2).sum(1).cpu())
+            logits.append(lg.cpu())
+    except ValueError:  # a layer used in a way the factored path cannot see: the caller's pass
+        return None
+    if total is None:
+        return None
+    g, offset = {}, 0
+    for k, v in fmodel.target.items():
+        g[k] = total[offset : offset + v.numel()].view_as(v)
+        offset += v.numel()
+    return g, torch.cat(logits), torch.cat(sq)
 
 
 def _refit(

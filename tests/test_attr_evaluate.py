@@ -115,3 +115,37 @@ def test_cli_evaluate_removal_part(tmp_path):
     assert res["removal"]["n_test"] == 2 and res["removal"]["k"] == 3
     assert (tmp_path / "evaluation" / "removal.png").is_file()
     assert main(["evaluate", "--json", str(out), "--parts", "nope", "--no-progress"]) == 2
+
+
+def test_tracin_over_training_checkpoints_is_the_lr_weighted_sum(blobs, tmp_path):
+    """TracInCP over epoch checkpoints: sum_i eta_i TracIn_i, and the model ends as it was."""
+    from kktexplain.attr._baselines import tracin
+    from kktexplain.models import MLP, train_classifier
+
+    x, y, flipped, _ = blobs
+    torch.manual_seed(0)
+    model = MLP((2,), 3, hidden=(8,))
+    saved = []
+
+    def save(epoch, m, lr):
+        assert m.training
+        path = tmp_path / f"epoch{epoch}.pt"
+        torch.save(m.state_dict(), path)
+        saved.append((str(path), lr))
+
+    train_classifier(
+        model, (x, y), epochs=4, lr=0.05, batch_size=32, lr_decay_at=0.5, progress=False, on_epoch_end=save
+    )
+    assert [lr for _, lr in saved] == pytest.approx([0.05, 0.05, 0.005, 0.005])
+    final = {k: v.clone() for k, v in model.state_dict().items()}
+    each = []
+    for path, lr in saved:
+        single = MLP((2,), 3, hidden=(8,))
+        single.load_state_dict(torch.load(path, weights_only=True))
+        each.append(lr * tracin(single.eval(), x, y, 64).self_influence(show_progress=False))
+    res = evaluate_mislabels(model, x, y, flipped, batch_size=64, checkpoints=saved)
+    assert res["tracin_checkpoints"]["n_checkpoints"] == 4
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, final[k])
+    summed = tracin(model, x, y, 64, checkpoints=saved).self_influence(show_progress=False)
+    torch.testing.assert_close(summed, torch.stack(each).sum(0), rtol=1e-5, atol=1e-6)

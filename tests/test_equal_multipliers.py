@@ -151,3 +151,55 @@ def test_refit_dim_is_validated(problem):
         explainer = DeepSupportVectors(projection_dim=16, refit_dim=refit, progress=False)
         with pytest.raises(ValueError, match=match):
             explainer.attribute(model, candidates=x, labels=y)
+
+
+def test_equal_selection_records_the_gradient_norms_and_self_influence_reads_them(problem, tmp_path):
+    """Linear scope: one pass gives every ||grad L_j||² (float64 loop); no second pass after."""
+    from kktexplain import DSVResult
+
+    model, x, y = problem
+    sel = DeepSupportVectors(multipliers="equal", chunk_size=7, progress=False).attribute(
+        model, candidates=x, labels=y
+    )
+    params = list(model.parameters())
+    ref = []
+    for i in range(len(x)):
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        ref.append(sum(g.pow(2).sum() for g in torch.autograd.grad(loss, params)))
+    torch.testing.assert_close(sel.kkt.grad_sq_norm, torch.stack(ref), rtol=1e-10, atol=1e-14)
+    svi = SupportVectorInfluence(model, sel)
+    si = svi.self_influence()
+    assert svi.expansion._cache is None  # read from the selection, no pass
+    torch.testing.assert_close(si, sel.lambdas * torch.stack(ref), rtol=1e-10, atol=1e-14)
+    # another scope or loss than the selection's: computed, not read
+    other = SupportVectorInfluence(model, sel, param_names=["fc2.weight"])
+    other.self_influence()
+    assert other.expansion._cache is not None
+    # the norms survive a save and load
+    sel.save(tmp_path / "sel.npz")
+    back = DSVResult.load(tmp_path / "sel.npz")
+    torch.testing.assert_close(back.kkt.grad_sq_norm, sel.kkt.grad_sq_norm, rtol=0, atol=0)
+
+
+def test_equal_selection_outside_linear_scopes_records_no_norms():
+    model = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 3)).double()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 1, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(3, (9,), generator=gen)
+    sel = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    assert sel.kkt.grad_sq_norm is None
+    svi = SupportVectorInfluence(model, sel)
+    assert svi.self_influence().shape == (9,)
+    assert svi.expansion._cache is not None  # computed by the expansion's own pass
+
+
+def test_equal_selection_keeps_memory_bounded_by_falling_back_to_the_summed_pass(problem, monkeypatch):
+    """Too many parameters for 16 formed rows per chunk: the summed backward, same multiplier."""
+    import kktexplain._select as select_module
+
+    model, x, y = problem
+    fast = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    monkeypatch.setattr(select_module, "_FACTORED_ENTRIES", 15 * 38)  # 38 parameters: 15 rows
+    slow = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    assert fast.kkt.grad_sq_norm is not None and slow.kkt.grad_sq_norm is None
+    torch.testing.assert_close(slow.lambdas, fast.lambdas, rtol=1e-12, atol=0)

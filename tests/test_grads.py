@@ -1,5 +1,6 @@
 """The batched stationarity gradient and per-sample gradients against literal loops (float64)."""
 
+import pytest
 import torch
 
 from kktexplain.kkt import (
@@ -86,3 +87,88 @@ def test_param_subset(tiny64, rng):
     ref = _loop_grad_sum(tiny64, x, y, torch.ones(4, dtype=torch.float64))
     torch.testing.assert_close(g["fc2.weight"], ref["fc2.weight"])
     assert fm.num_params == 15
+
+
+class _Bypass(torch.nn.Module):
+    """a.weight is used without calling a: the factored path must notice and fall back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.h = torch.nn.Linear(4, 4), torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.h(torch.tanh(torch.nn.functional.linear(x, self.a.weight, self.a.bias)))
+
+
+class _SeqFirst(torch.nn.Module):
+    """The layers see (L, n, d): samples are not on the first dimension."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.h = torch.nn.Linear(4, 4), torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.h(torch.tanh(self.a(x.transpose(0, 1))).mean(0))
+
+
+def _loop_rows(model, x, y, names):
+    params = dict(model.named_parameters())
+    rows = []
+    for i in range(len(x)):
+        loss = cross_entropy(model(x[i : i + 1]), y[i : i + 1]).sum()
+        g = torch.autograd.grad(loss, [params[k] for k in names], allow_unused=True)
+        rows.append(
+            torch.cat([(torch.zeros_like(params[k]) if v is None else v).flatten() for k, v in zip(names, g)])
+        )
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize(
+    "make, names, factored",
+    [
+        (
+            lambda: torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)),
+            None,
+            True,
+        ),
+        (
+            lambda: torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)),
+            ["2.weight"],
+            True,
+        ),
+        (
+            lambda: torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 3)),
+            ["2.weight", "2.bias"],
+            True,
+        ),
+        (
+            lambda: torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 3)),
+            None,
+            False,
+        ),
+        (_Bypass, None, True),  # refused by the check against vmap on the first chunk
+        (_SeqFirst, None, True),
+    ],
+)
+def test_per_sample_grads_of_linear_scopes_match_a_loop(make, names, factored):
+    """The factored Linear path (one forward per chunk) and its fallbacks equal a float64 loop."""
+    from kktexplain.kkt._grads import linear_factored
+
+    torch.manual_seed(0)
+    model = make().double().eval()
+    gen = torch.Generator().manual_seed(1)
+    first = next(m for m in model.modules() if not isinstance(m, (torch.nn.Sequential, _Bypass, _SeqFirst)))
+    shape = (
+        (7, 1, 6)
+        if isinstance(first, torch.nn.Conv1d)
+        else (7, 5, 4)
+        if isinstance(model, _SeqFirst)
+        else (7, 4)
+    )
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    y = torch.randint(3, (7,), generator=gen)
+    fm = FunctionalModel(model, names)
+    assert (linear_factored(fm) is not None) == factored
+    fast = torch.cat([g for _, g in iter_per_sample_grads(fm, x, y, 3, cross_entropy)])
+    torch.testing.assert_close(fast, _loop_rows(model, x, y, fm.names), rtol=1e-10, atol=1e-12)
+    assert not any(m._forward_hooks for m in model.modules())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -23,9 +24,14 @@ def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
 
 
 def tracin(
-    model: nn.Module, inputs: Tensor, labels: Tensor, batch_size: int = 256, folder: str | None = None
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    batch_size: int = 256,
+    folder: str | None = None,
+    checkpoints: Sequence[tuple[str, float]] | None = None,
 ):
-    """captum's ``TracInCP`` on one checkpoint (the model as it is), all Linear/Conv2d layers.
+    """captum's ``TracInCP`` over all Linear/Conv2d layers, on one checkpoint or on several.
 
     ``sample_wise_grads_per_batch=True`` is captum's fast path; it supports ``Linear`` and
     ``Conv2d`` layers, so normalisation parameters are left out of TracIn's gradients.
@@ -33,11 +39,16 @@ def tracin(
     Parameters
     ----------
     model : nn.Module
+        Loaded with each checkpoint in turn by TracInCP (and left with the last one).
     inputs : Tensor of shape (N, *input_shape)
     labels : Tensor of shape (N,)
     batch_size : int, default=256
     folder : str, optional
-        Where to write the checkpoint (a temporary folder when omitted).
+        Where to write the checkpoint of the model as it is (a temporary folder when omitted).
+    checkpoints : sequence of (str, float), optional
+        Saved ``state_dict`` files taken during training and the learning rate each was trained
+        at (TracIn's weights ``eta_i``), as in the TracIn paper. Default: one checkpoint, the
+        model as it is, weight 1.
 
     Returns
     -------
@@ -45,19 +56,22 @@ def tracin(
     """
     from captum.influence import TracInCP
 
-    folder = folder or tempfile.mkdtemp(prefix="kktexplain-tracin-")
-    path = Path(folder) / "checkpoint.pt"
-    torch.save(model.state_dict(), path)
+    if checkpoints is None:
+        folder = folder or tempfile.mkdtemp(prefix="kktexplain-tracin-")
+        path = Path(folder) / "checkpoint.pt"
+        torch.save(model.state_dict(), path)
+        checkpoints = [(str(path), 1.0)]
+    weights = {str(p): float(lr) for p, lr in checkpoints}
     layers = [k for k, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
 
     def load(m: nn.Module, p: str) -> float:
         m.load_state_dict(torch.load(p, weights_only=True))
-        return 1.0
+        return weights[str(p)]
 
     return TracInCP(
         model,
         TensorDataset(inputs, labels),
-        checkpoints=[str(path)],
+        checkpoints=list(weights),
         checkpoints_load_func=load,
         layers=layers,
         loss_fn=nn.CrossEntropyLoss(reduction="sum"),

@@ -54,6 +54,7 @@ def evaluate_mislabels(
     batch_size: int = 256,
     compare_tracin: bool = True,
     fitted: Any = None,
+    checkpoints: Sequence[tuple[str, float]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Rank training samples by self-influence and score how well it finds flipped labels.
 
@@ -76,13 +77,19 @@ def evaluate_mislabels(
         A second selection to compare with, usually with fitted multipliers
         (``multipliers="fit"``): adds ``self_influence_fit``, ``lambda_fit`` (raw λ) and
         ``self_influence_fit_then_loss`` (the fitted support first, then the rest by loss).
+    checkpoints : sequence of (str, float), optional
+        ``state_dict`` files saved during the model's training and their learning rates: adds
+        ``tracin_checkpoints``, TracInCP summed over them as the TracIn paper defines it (the
+        ``tracin`` row uses the final model only). The model is reloaded with its own state
+        afterwards.
 
     Returns
     -------
     dict
-        For each ranking (``self_influence``, ``loss``, ``tracin`` and, with ``fitted``, the
-        rows above): ``roc_auc``, ``flipped_in_top10`` and ``seconds`` (wall time, measured in
-        this call; ``self_influence``'s includes its selection and support gradients).
+        For each ranking (``self_influence``, ``loss``, ``tracin`` and, with ``fitted`` or
+        ``checkpoints``, the rows above): ``roc_auc``, ``flipped_in_top10`` and ``seconds``
+        (wall time, measured in this call; ``self_influence``'s includes its selection and
+        support gradients).
     """
     from .._explainer import DeepSupportVectors
 
@@ -126,6 +133,20 @@ def evaluate_mislabels(
         with eval_mode(model):
             tr = tracin(model, inputs, labels, batch_size).self_influence(show_progress=False)
         out["tracin"] = {**_rank_metrics(tr.detach().cpu(), flipped), "seconds": time.perf_counter() - start}
+    if compare_tracin and checkpoints:
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        try:
+            start = time.perf_counter()
+            with eval_mode(model):
+                tr = tracin(model, inputs, labels, batch_size, checkpoints=checkpoints)
+                tr = tr.self_influence(show_progress=False)
+            out["tracin_checkpoints"] = {
+                **_rank_metrics(tr.detach().cpu(), flipped),
+                "seconds": time.perf_counter() - start,
+                "n_checkpoints": len(checkpoints),
+            }
+        finally:
+            model.load_state_dict(state)
     return out
 
 

@@ -188,6 +188,12 @@ class SupportExpansion:
             )
         self.param_names = self.fmodel.names
         self.loss_fn = loss_fn if loss_fn is not None else _loss_from_settings(support.settings)
+        # the selection's own gradient norms describe this expansion's gradients only when it
+        # measures the same scope with the same loss and no extra forward arguments
+        recorded = recorded_param_names(support.settings)
+        if recorded is None:
+            recorded = [k for k, _ in model.named_parameters()]
+        self._same_gradients = loss_fn is None and not self.args and self.param_names == recorded
         self.projection_dim = projection_dim
         self.chunk_size = chunk_size
         self.seed = seed
@@ -272,6 +278,17 @@ class SupportExpansion:
         if self._cache is None:
             self._cache = self._build_cache()
         return self._cache
+
+    def support_sq_norms(self) -> Tensor:
+        """``||grad L_j||^2`` of the rows :attr:`rows`, exact, shape ``(S,)``.
+
+        Read from the support set's ``kkt.grad_sq_norm`` where its selection recorded them for
+        this scope and loss (no pass over the data); otherwise from the cache (built on first use).
+        """
+        recorded = self.support.kkt.grad_sq_norm
+        if self._cache is None and self._same_gradients and recorded is not None:
+            return recorded[self.rows].to(self.dtype)
+        return self.cache["sq_norms"].cpu()
 
     @property
     def direction(self) -> dict[str, Tensor]:

@@ -268,6 +268,10 @@ class SupportVectorInfluence(DataInfluence):
         the λ-weighted counterpart of TracIn's self-influence ``||grad L_j||²``; raw λ alone
         ignores how large a sample's gradient is.
 
+        Where the selection recorded the exact norms (``support.kkt.grad_sq_norm``: a selection
+        with ``multipliers="equal"`` in a scope of ``nn.Linear`` layers, measured here with the
+        same scope and loss), this reads them and makes no pass over the data.
+
         Parameters
         ----------
         inputs : None
@@ -284,9 +288,8 @@ class SupportVectorInfluence(DataInfluence):
                 "set; score new samples with DeepSupportVectors(...).attribute(model, candidates=...)"
             )
         self.expansion.progress = self.expansion.progress or show_progress
-        cache = self.expansion.cache
         rows = self.expansion.rows
         out = torch.zeros(len(self.train_dataset), dtype=self.expansion.dtype)
         lam = self.train_dataset.lambdas[rows].to(out.dtype)
-        out[rows] = lam * cache["sq_norms"].cpu().to(out.dtype)
+        out[rows] = lam * self.expansion.support_sq_norms().to(out.dtype)
         return out

@@ -190,11 +190,45 @@ def iter_per_sample_grads(
     grads : Tensor of shape (chunk, P) or (chunk, K)
     """
     device = next(iter(fmodel.theta.values())).device
+    factored = linear_factored(fmodel)
     for start in range(0, inputs.shape[0], chunk_size):
         rows = slice(start, min(start + chunk_size, inputs.shape[0]))
-        g = per_sample_grads(fmodel, inputs[rows].to(device), labels[rows].to(device), loss_fn)
-        flat = torch.cat([g[k].flatten(1) for k in fmodel.theta], dim=1)
+        x, y = inputs[rows].to(device), labels[rows].to(device)
+        flat = None
+        if factored is not None:
+            try:
+                flat = factored.per_sample_grads(fmodel, x, y, loss_fn)
+            except ValueError:  # the layer is used in a way the factored path cannot see
+                factored = None
+        if flat is None:
+            g = per_sample_grads(fmodel, x, y, loss_fn)
+            flat = torch.cat([g[k].flatten(1) for k in fmodel.theta], dim=1)
         yield rows, (flat if projection is None else projection(flat))
+
+
+def linear_factored(fmodel: FunctionalModel):
+    """An exact (unprojected) :class:`KroneckerSketch` when every parameter is a Linear layer's.
+
+    For ``nn.Linear`` layers the per-sample gradient is ``g_i a_i^T`` (``a`` the layer's input,
+    ``g`` the loss gradient in its output), so one batched forward and a backward to the layer
+    outputs give every row exactly: the cost of about one forward pass, where ``vmap`` runs the
+    whole network per sample. This is the common last-layer scope. The factored path checks
+    itself against ``vmap`` on its first chunk and is dropped (``vmap`` is used) if it
+    disagrees or the model uses the layer in a way it cannot factor; other layer types always
+    take the ``vmap`` path (their exact factored gradients cost more than ``vmap``'s).
+    """
+    from ._kronecker import KroneckerSketch
+
+    modules = dict(fmodel.model.named_modules())
+    for name in fmodel.theta:
+        module = modules.get(name.rpartition(".")[0])
+        if type(module) is not nn.Linear:
+            return None
+    try:
+        sketch = KroneckerSketch(fmodel, fmodel.num_params)
+    except ValueError:
+        return None
+    return sketch if sketch.out_features == fmodel.num_params and sketch.is_exact else None
 
 
 def parameter_jvp(

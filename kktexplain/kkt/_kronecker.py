@@ -184,6 +184,11 @@ class KroneckerSketch:
         self._clone = False  # set once an in-place op downstream of a layer is seen
         self._verified = False  # set once the first chunk agrees with vmap's per-sample gradients
 
+    @property
+    def is_exact(self) -> bool:
+        """Whether no block is projected (the width covers every parameter): the identity map."""
+        return all(b.p_out is None and b.p_in is None for b in self.blocks)
+
     def __call__(self, x: Tensor) -> Tensor:
         """Project flat parameter vectors ``x (..., P)``, in ``fmodel.theta``'s order, to ``(..., K)``.
 

@@ -70,6 +70,10 @@ class KKTResiduals:
         paper's Eq 8), ``g_norm_ratio`` (``||g|| / ||theta*||``).
     per_layer_cosine : dict of str to float
         The similarity ``cos(theta*_l, g_l)`` for every parameter tensor ``l``.
+    grad_sq_norm : Tensor or None
+        ``||grad_theta L_i||^2`` in the scope, exact, where the run computed it on the way (a
+        selection with ``multipliers="equal"`` in a scope of ``nn.Linear`` layers); ``None``
+        elsewhere.
     """
 
     margin: Tensor
@@ -81,6 +85,7 @@ class KKTResiduals:
     norm: Tensor
     stationarity: dict[str, float] = field(default_factory=dict)
     per_layer_cosine: dict[str, float] = field(default_factory=dict)
+    grad_sq_norm: Tensor | None = None
 
     @property
     def feasibility_rate(self) -> float:

@@ -177,7 +177,14 @@ def solve_multipliers(
             "ridge_center": center,
         }
     elif upper is None and n * at.shape[0] <= _DIRECT_NNLS_MAX:
-        lam, _ = nnls(_dense(at).double().numpy(), b, maxiter=max_iter or max(50 * n, 1000))
+        a_np, b_np = _dense(at).double().numpy(), b
+        if a_np.shape[0] > 2 * n:
+            # the same minimiser from the n x n triangular factor: ||A x - b||^2 =
+            # ||R x - Q^T b||^2 + const, and Lawson-Hanson's cost grows with the rows
+            # (N = 1,000 DSVs, P = 11,530: 1.4 s against 6.8 s; docs/residuals.md)
+            q, r = np.linalg.qr(a_np)
+            a_np, b_np = r, q.T @ b
+        lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
         info = {"solver": "nnls", "status": 0}
     elif upper is None:
         x0, iters = projected_fista(at, bt, None, max_iter=200)

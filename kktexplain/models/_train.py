@@ -39,6 +39,7 @@ def train_classifier(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    on_epoch_end: Callable[[int, nn.Module, float], None] | None = None,
 ) -> list[float]:
     """Train ``model`` in place with cross-entropy; hard ``(N,)`` or soft ``(N, C)`` labels.
 
@@ -66,6 +67,9 @@ def train_classifier(
         Defaults to the model's device.
     progress : bool, default=True
         Show a progress bar over epochs.
+    on_epoch_end : callable, optional
+        ``on_epoch_end(epoch, model, lr)`` after every epoch, with the learning rate that epoch
+        ran at (to save the checkpoints of TracInCP, for example). The model is in train mode.
 
     Returns
     -------
@@ -105,6 +109,8 @@ def train_classifier(
             total += loss.item() * len(x)
             count += len(x)
         losses.append(total / count)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model, float(opt.param_groups[0]["lr"]))
     model.eval()
     return losses
 
