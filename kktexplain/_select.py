@@ -279,7 +279,9 @@ def equal_multiplier(
     lam = torch.full((len(inputs),), c, dtype=inputs.dtype)
     scaled = {k: c * v for k, v in g.items()}
     kkt = residuals_from_sum(fmodel, inputs, labels, lam, scaled, logits)
-    kkt.grad_sq_norm = sq_norms
+    # recorded for forwards without extra arguments only: a reader (self_influence) cannot tell
+    # which arguments a result was selected with
+    kkt.grad_sq_norm = None if fmodel.args else sq_norms
     return c, kkt
 
 

@@ -203,3 +203,24 @@ def test_equal_selection_keeps_memory_bounded_by_falling_back_to_the_summed_pass
     slow = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
     assert fast.kkt.grad_sq_norm is not None and slow.kkt.grad_sq_norm is None
     torch.testing.assert_close(slow.lambdas, fast.lambdas, rtol=1e-12, atol=0)
+
+
+def test_equal_selection_with_forward_args_records_no_norms(problem):
+    """A reader cannot tell which extra arguments a result was selected with: nothing recorded."""
+
+    class Scaled(torch.nn.Module):
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x, temperature):
+            return self.body(x) / temperature
+
+    model, x, y = problem
+    scaled = Scaled(model)
+    sel = DeepSupportVectors(multipliers="equal", progress=False).attribute(
+        scaled, candidates=x, labels=y, additional_forward_args=2.0
+    )
+    assert sel.kkt.grad_sq_norm is None
+    plain = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    assert plain.kkt.grad_sq_norm is not None

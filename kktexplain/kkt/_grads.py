@@ -170,6 +170,9 @@ def iter_per_sample_grads(
 ) -> Iterator[tuple[slice, Tensor]]:
     """Flattened per-sample gradients, chunk by chunk, optionally randomly projected.
 
+    Where every parameter of ``fmodel.theta`` belongs to an ``nn.Linear`` layer, a chunk's rows
+    are formed from one batched forward (:func:`linear_factored`); otherwise by ``vmap``.
+
     Parameters
     ----------
     fmodel : FunctionalModel
@@ -214,8 +217,9 @@ def linear_factored(fmodel: FunctionalModel):
     outputs give every row exactly: the cost of about one forward pass, where ``vmap`` runs the
     whole network per sample. This is the common last-layer scope. The factored path checks
     itself against ``vmap`` on its first chunk and is dropped (``vmap`` is used) if it
-    disagrees or the model uses the layer in a way it cannot factor; other layer types always
-    take the ``vmap`` path (their exact factored gradients cost more than ``vmap``'s).
+    disagrees or the model uses the layer in a way it cannot factor. Scopes with other layer
+    types take the ``vmap`` path (an exact convolution gradient would need the unfolded
+    patches of every sample, which this path does not try).
     """
     from ._kronecker import KroneckerSketch
 

@@ -72,8 +72,8 @@ class KKTResiduals:
         The similarity ``cos(theta*_l, g_l)`` for every parameter tensor ``l``.
     grad_sq_norm : Tensor or None
         ``||grad_theta L_i||^2`` in the scope, exact, where the run computed it on the way (a
-        selection with ``multipliers="equal"`` in a scope of ``nn.Linear`` layers); ``None``
-        elsewhere.
+        selection with ``multipliers="equal"`` in a scope of ``nn.Linear`` layers, without
+        ``additional_forward_args``); ``None`` elsewhere.
     """
 
     margin: Tensor
