@@ -1359,6 +1359,39 @@ def lambda_solve_claims() -> list[tuple[str, str]]:
     big = [r for r in load("lambda_solve_last_n.json")["rows"] if r["variant"] == "global"]
     big = max(big, key=lambda r: r["n_per_class"])
     out.append((page, f"gives {big['refit_cosine'][0]:.3f} where its own λ give {big['cosine'][0]:.3f}"))
+    n_rows = load("lambda_solve_last_n.json")["rows"]
+    solved = {r["model"]: r for r in n_rows if r["variant"] == "global_solve1" and r["n_per_class"] == 100}[
+        "fashion_mnist_small"
+    ]
+    plain = {r["model"]: r for r in n_rows if r["variant"] == "global" and r["n_per_class"] == 100}
+    out.append(
+        (
+            page,
+            f"The exact step at N = 1,000 took {solved['seconds'][0]:.0f} s against "
+            f"{plain['fashion_mnist_small']['seconds'][0]:.0f} s without it",
+        )
+    )
+    gains = [
+        a["cosine"][0] - b["cosine"][0]
+        for a in n_rows
+        for b in n_rows
+        if a["model"] == b["model"] == "digits_mlp"
+        and a["n_per_class"] == b["n_per_class"]
+        and (a["variant"], b["variant"]) == ("global_solve1", "global")
+    ]
+    out.append((page, f"the exact step by {min(gains):.2f} to {max(gains):.2f} at\nevery N"))
+    qr = {r["n"]: r for r in load("nnls_qr_time.json")["rows"]}[1000]
+    out.append(
+        (
+            page,
+            f"{qr['median_seconds']['nnls_qr']:.1f} s\nagainst {qr['median_seconds']['nnls_full']:.1f} s "
+            f"on the full `{qr['p']:,} × 1,000` problem, λ equal to "
+            f"{qr['max_abs_lambda_difference']:.0e}",
+        )
+    )
+    n300 = load("lambda_solve_last_n300.json")["rows"][0]["cosine"]
+    cells = " / ".join(f"{c:.3f}" for c in n300)
+    out.append((page, f"{statistics.mean(n300):.3f} on average ({cells})"))
     rows = {(r["model"], r["variant"]): r for r in load("lambda_solve_small.json")["rows"]}
     demo = {v: statistics.mean(r["cosine"]) for (m, v), r in rows.items() if m == "fashion_mnist_small"}
     last = {(r["model"], r["variant"]): r for r in load("lambda_solve_last.json")["rows"]}

@@ -165,6 +165,12 @@ def _synthesize_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="solve λ exactly for the current inputs every K steps and after the last (default: never)",
     )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="step sizes: constant (default) or a half cosine down to 0 at the last step",
+    )
     _synthesis_options(p)
     p.add_argument(
         "--checkpoint", default=None, help="a file to resume from and save the run's state to (.npz)"
@@ -183,6 +189,7 @@ def _synthesize(args: argparse.Namespace) -> int:
         param_names=_param_names(args.param_names),
         batch_size=args.batch_size,
         lambda_solve_every=args.lambda_solve_every,
+        lr_schedule=args.lr_schedule,
         classes=args.classes,
         seed=args.seed,
         progress=not args.no_progress,

@@ -84,6 +84,7 @@ def check_settings(est: DeepSupportVectors) -> tuple[KKTObjective, Augmentation 
     if est.lr is not None:
         check_positive("lr", est.lr)
     check_positive("lr_lambda", est.lr_lambda, allow_zero=True)
+    check_choice("lr_schedule", est.lr_schedule, ("constant", "cosine"))
     if est.lambda_solve_every is not None:
         check_positive("lambda_solve_every", est.lambda_solve_every, integer=True)
     check_positive("init_scale", est.init_scale, allow_zero=True)

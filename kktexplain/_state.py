@@ -31,6 +31,7 @@ class SynthesisConfig:
     batch_size: int | None = None
     lambda_solve_every: int | None = None
     chunk_size: int = 256
+    lr_schedule: str = "constant"
 
 
 @dataclass

@@ -81,6 +81,20 @@ def lambda_scale(
     return t_norm / max(g_norm, 1e-12)
 
 
+def _set_learning_rates(state: SynthesisState, config: SynthesisConfig) -> None:
+    """The step sizes of step ``state.step``: constant, or a half cosine from ``lr`` to 0.
+
+    Computed from the step number alone (not accumulated), so a resumed run takes the same
+    steps as an uninterrupted one.
+    """
+    factor = 1.0
+    if config.lr_schedule == "cosine":
+        factor = 0.5 * (1.0 + math.cos(math.pi * state.step / max(config.steps, 1)))
+    groups = state.optimizer.param_groups
+    groups[0]["lr"] = config.lr * factor
+    groups[1]["lr"] = config.lr_lambda * factor
+
+
 def synthesis_step(
     state: SynthesisState,
     fmodel: FunctionalModel,
@@ -233,6 +247,7 @@ def synthesise(
             try:
                 # attention's fused kernels (flash, memory-efficient) have no double backward; the
                 # math kernel has, and computes the same attention
+                _set_learning_rates(state, config)
                 with sdpa_kernel(SDPBackend.MATH):
                     synthesis_step(
                         state,

@@ -66,8 +66,10 @@ def test_cli_end_to_end_on_a_user_model_with_safetensors_weights(user_dir, capsy
                  "--classes", "2", "--batch-size", "1", "--no-progress", "--out", "synth2"]) == 0  # fmt: skip
     assert DSVResult.load(tmp / "synth2.npz").labels.tolist() == [2, 2]
     assert main(["synthesize", *user, "--input-shape", "1", "4", "4", "--n-per-class", "2", "--steps", "3",
-                 "--lambda-solve-every", "2", "--no-progress", "--out", "synth3"]) == 0  # fmt: skip
+                 "--lambda-solve-every", "2", "--lr-schedule", "cosine", "--no-progress",
+                 "--out", "synth3"]) == 0  # fmt: skip
     assert DSVResult.load(tmp / "synth3.npz").settings["lambda_solve_every"] == 2
+    assert DSVResult.load(tmp / "synth3.npz").settings["lr_schedule"] == "cosine"
 
     assert main(["select", *user, "--data", "train.npz", "--no-progress", "--out", "sel"]) == 0
     sel = DSVResult.load(tmp / "sel.npz")

@@ -80,6 +80,44 @@ def test_resume_with_exact_lambda_steps_equals_an_uninterrupted_run(tmp_path, du
     assert bool((full.lambdas == 0).any()) or dual == "prune"
 
 
+def test_cosine_schedule_follows_the_half_cosine_and_resumes_exactly(tmp_path):
+    """lr_schedule="cosine": step t runs at lr * (1 + cos(pi t / T)) / 2, and a resumed run
+    takes the same steps as an uninterrupted one (the rate comes from the step number)."""
+    import math
+
+    import kktexplain._synthesis as synthesis
+
+    settings = {"n_per_class": 2, "steps": 10, "lr": 0.04, "lr_lambda": 0.02, "progress": False}
+    model = _mlp()
+    seen = []
+    real = synthesis.synthesis_step
+
+    def spy(state, *args, **kwargs):
+        seen.append((state.step, [g["lr"] for g in state.optimizer.param_groups]))
+        return real(state, *args, **kwargs)
+
+    synthesis.synthesis_step = spy
+    try:
+        full = DeepSupportVectors(lr_schedule="cosine", **settings).attribute(model)
+        constant = DeepSupportVectors(**settings).attribute(model)
+    finally:
+        synthesis.synthesis_step = real
+    for step, (lr, lr_lambda) in seen[:10]:
+        factor = 0.5 * (1 + math.cos(math.pi * step / 10))
+        assert lr == pytest.approx(0.04 * factor) and lr_lambda == pytest.approx(0.02 * factor)
+    assert all(lrs == [0.04, 0.02] for _, lrs in seen[10:])
+    assert not torch.equal(full.inputs, constant.inputs)
+    ck = tmp_path / "run"
+    part = DeepSupportVectors(lr_schedule="cosine", **settings).attribute(
+        model, checkpoint=ck, callback=_stop_at(4)
+    )
+    assert part.partial
+    resumed = DeepSupportVectors(lr_schedule="cosine", **settings).attribute(model, checkpoint=ck)
+    _same(resumed, full)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        DeepSupportVectors(lr_schedule="linear", **settings).attribute(model)
+
+
 def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path):
     settings = SETTINGS["adam_exp"]
     model = _mlp()

@@ -181,7 +181,7 @@ def solve_multipliers(
         if a_np.shape[0] > 2 * n:
             # the same minimiser from the n x n triangular factor: ||A x - b||^2 =
             # ||R x - Q^T b||^2 + const, and Lawson-Hanson's cost grows with the rows
-            # (N = 1,000 DSVs, P = 11,530: 1.4 s against 6.8 s; docs/residuals.md)
+            # (N = 1,000, P = 7,850: 1.3 s against 7.2 s; benchmarks/nnls_qr_time.py)
             q, r = np.linalg.qr(a_np)
             a_np, b_np = r, q.T @ b
         lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
