@@ -1342,6 +1342,36 @@ def lambda_n_rows() -> list[str]:
     return out
 
 
+def lambda_cosine_rows() -> list[tuple[str, str]]:
+    """docs/defaults.md's table of the step-size schedule (lambda_solve_last*_cosine*.json)."""
+    runs = {
+        ("last", "global_solve1"): "lambda_solve_last.json",
+        ("last", "global_solve1_cosine"): "lambda_solve_last_cosine.json",
+        ("last", "global_solve1_cosine_600"): "lambda_solve_last_cosine600.json",
+        ("convnet", "global_solve1"): "lambda_solve_convnet_last.json",
+        ("convnet", "global_solve1_cosine_600"): "lambda_solve_convnet_last_cosine600.json",
+    }
+    got = {}
+    for (_, variant), name in runs.items():
+        for r in load(name)["rows"]:
+            if r["variant"] == variant:
+                got[(r["model"], variant)] = r["cosine"]
+    variants = ("global_solve1", "global_solve1_cosine", "global_solve1_cosine_600")
+    out = []
+    for model in ("fashion_mnist_small", "digits_near_kkt", "digits_mlp", "fashion_mnist_convnet"):
+        cells = []
+        for v in variants:
+            c = got.get((model, v))
+            if c is None:
+                cells.append("—")
+            elif len(c) == 1:
+                cells.append(f"{c[0]:.3f}")
+            else:
+                cells.append(f"{statistics.mean(c):.3f} (" + " / ".join(f"{x:.3f}" for x in c) + ")")
+        out.append(("docs/defaults.md", f"| {_LAMBDA_LABELS[model]} | " + " | ".join(cells) + " |"))
+    return out
+
+
 def lambda_solve_claims() -> list[tuple[str, str]]:
     """docs/defaults.md's tables of the default distance and the exact λ step (lambda_solve*.json)."""
     page = "docs/defaults.md"
@@ -1389,13 +1419,21 @@ def lambda_solve_claims() -> list[tuple[str, str]]:
             f"{qr['max_abs_lambda_difference']:.0e}",
         )
     )
+    default_n = load("lambda_solve_default_n.json")["rows"]
+    for variant, label in (
+        ("global", "global cosine (default)"),
+        ("global_solve10", "+ exact λ every 10 steps"),
+    ):
+        got = {r["n_per_class"]: r["cosine"][0] for r in default_n if r["variant"] == variant}
+        out.append((page, f"| {label} | " + " | ".join(f"{got[k]:.3f}" for k in sorted(got)) + " |"))
+    out += lambda_cosine_rows()
     n300 = load("lambda_solve_last_n300.json")["rows"][0]["cosine"]
     cells = " / ".join(f"{c:.3f}" for c in n300)
     out.append((page, f"{statistics.mean(n300):.3f} on average ({cells})"))
     rows = {(r["model"], r["variant"]): r for r in load("lambda_solve_small.json")["rows"]}
     demo = {v: statistics.mean(r["cosine"]) for (m, v), r in rows.items() if m == "fashion_mnist_small"}
-    last = {(r["model"], r["variant"]): r for r in load("lambda_solve_last.json")["rows"]}
-    demo_last = statistics.mean(last[("fashion_mnist_small", "global_solve1")]["cosine"])
+    last = {(r["model"], r["variant"]): r for r in load("lambda_solve_last_cosine600.json")["rows"]}
+    demo_last = statistics.mean(last[("fashion_mnist_small", "global_solve1_cosine_600")]["cosine"])
     out.append(
         (
             "README.md",

@@ -53,6 +53,7 @@ VARIANTS = {
     "global_solve10_noaug": {"lambda_solve_every": 10, "augmentation": None},
     "global_solve1": {"lambda_solve_every": 1},
     "global_solve1_cosine": {"lambda_solve_every": 1, "lr_schedule": "cosine"},
+    "global_solve1_cosine_600": {"lambda_solve_every": 1, "lr_schedule": "cosine", "steps": 600},
     "global_solve1_noaug": {"lambda_solve_every": 1, "augmentation": None},
     "global_solve10_noaug_lr0.01": {"lambda_solve_every": 10, "augmentation": None, "lr": 0.01},
 }

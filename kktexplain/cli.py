@@ -77,7 +77,7 @@ def _demo_parser(sub) -> None:
     )
     demo.add_argument("--out", default="kktexplain-demo", help="output folder (default kktexplain-demo)")
     demo.add_argument("--n-per-class", type=int, default=10, help="DSVs per class (default 10)")
-    demo.add_argument("--steps", type=int, default=None, help="synthesis steps (default 300)")
+    demo.add_argument("--steps", type=int, default=None, help="synthesis steps (default 600)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument(
         "--model",

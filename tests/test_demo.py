@@ -101,6 +101,7 @@ def test_demo_end_to_end_smoke(tmp_path, capsys):
     dsv = DSVResult.load(out / "dsv.npz")
     assert dsv.settings["param_names"] == summary["selection"]["param_names"]
     assert dsv.settings["lambda_solve_every"] == 1
+    assert dsv.settings["lr_schedule"] == "cosine"
     assert [e["test_index"] for e in summary["explanations"]] == [0, 1]
     assert all(len(e["supporting"]) == 5 for e in summary["explanations"])
     assert len(summary["likely_mislabels"]) == 10

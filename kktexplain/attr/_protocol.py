@@ -195,6 +195,13 @@ def run_evaluation(
     -------
     dict
         What was written to ``evaluation.json``.
+
+    Notes
+    -----
+    The noisy Fashion-MNIST ConvNet is trained once and cached in ``out``, with the checkpoint
+    of every training epoch and its learning rate (``*.checkpoints.json``): mislabel detection
+    also runs TracInCP summed over them (``tracin_checkpoints``), as the TracIn paper defines
+    it, beside TracInCP on the final model alone (``tracin``).
     """
     from .._explainer import DeepSupportVectors
     from ..datasets import load_fashion_mnist
