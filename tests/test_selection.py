@@ -625,3 +625,21 @@ def _grad_of(fmodel, x, y):
     theta = {k: v.detach().clone().requires_grad_(True) for k, v in fmodel.theta.items()}
     loss = torch.nn.functional.cross_entropy(fmodel(x[None], theta), y[None])
     return torch.autograd.grad(loss, list(theta.values()))
+
+
+def test_many_columns_are_solved_on_the_qr_factor_with_the_same_minimiser():
+    """N >= 200 columns and P > 2N rows: Lawson-Hanson on R (A = QR) gives scipy's full solution."""
+    from kktexplain.kkt._selection import _QR_MIN_COLUMNS
+
+    gen = torch.Generator().manual_seed(0)
+    n, p = _QR_MIN_COLUMNS + 40, 3 * _QR_MIN_COLUMNS + 200
+    grads = torch.randn(n, p, generator=gen, dtype=torch.float64)
+    target = -(grads[:30].T @ torch.rand(30, generator=gen, dtype=torch.float64)) + 0.5 * torch.randn(
+        p, generator=gen, dtype=torch.float64
+    )
+    lam, info = solve_multipliers(grads, target)
+    ref, rnorm = nnls(grads.T.numpy(), -target.numpy(), maxiter=50 * n)
+    assert info["solver"] == "nnls"
+    torch.testing.assert_close(lam, torch.from_numpy(ref), rtol=1e-8, atol=1e-10)
+    assert info["residual"] == pytest.approx(rnorm / float(target.norm()), rel=1e-9)
+    assert 0 < int((lam > 0).sum()) < n  # a genuinely constrained problem
