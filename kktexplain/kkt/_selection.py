@@ -185,7 +185,7 @@ def solve_multipliers(
         if n >= _QR_MIN_COLUMNS and dense.shape[0] > 2 * n:
             # the same minimiser from the n x n triangular factor: ||A x - b||^2 =
             # ||R x - Q^T b||^2 + const, and Lawson-Hanson's cost grows with the rows
-            # (N = 1,000, P = 7,850: 1.3 s against 7.2 s; benchmarks/nnls_qr_time.py). torch's
+            # (N = 1,000, P = 7,850: 1.2 s against 6.8 s; benchmarks/nnls_qr_time.py). torch's
             # QR, which keeps to torch's thread count: numpy's BLAS threads, oversubscribed
             # beside a torch run, made the same QR up to 10x slower
             q, r = torch.linalg.qr(dense)
