@@ -1492,6 +1492,18 @@ def distill_rows_claims() -> list[tuple[str, str]]:
             diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
             cell += f" {diff} (p = {vs['paired_t_pvalue']:.2f}) |"
         out.append((page, cell))
+    grid = {
+        **load("distillation_ipc1_3x3.json")["table"]["1"],
+        **load("distillation_ipc1_3x3_rows.json")["table"]["1"],
+    }
+    for key in ("random", "dsv_kshot", "dsv_kshot_paper", "coreset", "dsv_0shot"):
+        r = grid[key]
+        cell = f"| 1 | `{key}` | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {r['n']} |"
+        vs = r.get("vs_random")
+        if vs is not None:
+            diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
+            cell += f" {diff} (p = {vs['paired_t_pvalue']:.2f}) |"
+        out.append((page, cell))
     audit = load("distillation_ipc1_audit.json")["table"]["1"]
     for key in ("random", "dsv_kshot_audit", "dsv_0shot_audit"):
         r = audit[key]
