@@ -1504,6 +1504,13 @@ def distill_rows_claims() -> list[tuple[str, str]]:
             diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
             cell += f" {diff} (p = {vs['paired_t_pvalue']:.2f}) |"
         out.append((page, cell))
+    for key, r in load("distillation_ipc10_3x3.json")["table"]["10"].items():
+        cell = f"| 10 | `{key}` | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {r['n']} |"
+        vs = r.get("vs_random")
+        if vs is not None:
+            diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
+            cell += f" {diff} (p = {vs['paired_t_pvalue']:.2f}) |"
+        out.append((page, cell))
     audit = load("distillation_ipc1_audit.json")["table"]["1"]
     for key in ("random", "dsv_kshot_audit", "dsv_0shot_audit"):
         r = audit[key]
