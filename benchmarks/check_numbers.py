@@ -1479,49 +1479,34 @@ def near_kkt_claims() -> list[tuple[str, str]]:
     return out
 
 
+def _accuracy_cell(r: dict, p_value: bool = True) -> str:
+    """``mean ± std | n |`` of a distillation row, with its paired difference to ``random``."""
+    cell = f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {r['n']} |"
+    vs = r.get("vs_random")
+    if vs is not None:
+        diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
+        cell += f" {diff}" + (f" (p = {vs['paired_t_pvalue']:.2f}) |" if p_value else " |")
+    return cell
+
+
 def distill_rows_claims() -> list[tuple[str, str]]:
     """docs/distill.md's extra 1-per-class rows against distillation_ipc1_rows.json."""
     page = "docs/distill.md"
     rows = load("distillation_ipc1_rows.json")["table"]["1"]
     out = []
     for key in ("random", "dsv_kshot", "dsv_kshot_global", "dsv_kshot_paper", "coreset", "dsv_0shot_global"):
-        r = rows[key]
-        cell = f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {r['n']} |"
-        vs = r.get("vs_random")
-        if vs is not None:
-            diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
-            cell += f" {diff} (p = {vs['paired_t_pvalue']:.2f}) |"
-        out.append((page, cell))
+        out.append((page, _accuracy_cell(rows[key])))
     grid = {
         **load("distillation_ipc1_3x3.json")["table"]["1"],
         **load("distillation_ipc1_3x3_rows.json")["table"]["1"],
     }
     for key in ("random", "dsv_kshot", "dsv_kshot_paper", "coreset", "dsv_0shot"):
-        r = grid[key]
-        cell = f"| 1 | `{key}` | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {r['n']} |"
-        vs = r.get("vs_random")
-        if vs is not None:
-            diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
-            cell += f" {diff} (p = {vs['paired_t_pvalue']:.2f}) |"
-        out.append((page, cell))
+        out.append((page, f"| 1 | `{key}` | {_accuracy_cell(grid[key])}"))
     for key, r in load("distillation_ipc10_3x3.json")["table"]["10"].items():
-        cell = f"| 10 | `{key}` | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {r['n']} |"
-        vs = r.get("vs_random")
-        if vs is not None:
-            diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
-            cell += f" {diff} (p = {vs['paired_t_pvalue']:.2f}) |"
-        out.append((page, cell))
+        out.append((page, f"| 10 | `{key}` | {_accuracy_cell(r)}"))
     audit = load("distillation_ipc1_audit.json")["table"]["1"]
     for key in ("random", "dsv_kshot_audit", "dsv_0shot_audit"):
-        r = audit[key]
-        cell = f"| `{key}` | {100 * r['mean']:.1f} ± {100 * r['std']:.1f} | {r['n']} |"
-        vs = r.get("vs_random")
-        if vs is not None:
-            diff = f"{100 * vs['mean_difference']:+.1f}".replace("-", "−")
-            cell += f" {diff}" + (
-                f" (p = {vs['paired_t_pvalue']:.2f}) |" if key.startswith("dsv_k") else " |"
-            )
-        out.append((page, cell))
+        out.append((page, f"| `{key}` | {_accuracy_cell(audit[key], p_value=key.startswith('dsv_k'))}"))
     return out
 
 
