@@ -195,11 +195,11 @@ def test_equal_selection_outside_linear_scopes_records_no_norms():
 
 def test_equal_selection_keeps_memory_bounded_by_falling_back_to_the_summed_pass(problem, monkeypatch):
     """Too many parameters for 16 formed rows per chunk: the summed backward, same multiplier."""
-    import kktexplain._select as select_module
+    import kktexplain._equal as equal_module
 
     model, x, y = problem
     fast = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
-    monkeypatch.setattr(select_module, "_FACTORED_ENTRIES", 15 * 38)  # 38 parameters: 15 rows
+    monkeypatch.setattr(equal_module, "_FACTORED_ENTRIES", 15 * 38)  # 38 parameters: 15 rows
     slow = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
     assert fast.kkt.grad_sq_norm is not None and slow.kkt.grad_sq_norm is None
     torch.testing.assert_close(slow.lambdas, fast.lambdas, rtol=1e-12, atol=0)
