@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=5)
     parser.add_argument("--blend-n", type=int, default=4)
     parser.add_argument("--edits", type=int, default=50)
-    parser.add_argument("--figures", type=Path, default=Path("docs/img"))
+    parser.add_argument(
+        "--figures", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "img"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()

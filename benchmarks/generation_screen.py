@@ -4,7 +4,8 @@ Same teacher, split and judges as ``benchmarks/generation.py``: settings are com
 tuning split (``sample``: seed 1, 3 per class; ``blend``: pairs (0,1) (2,7) (5,8) (3,9), seed 1;
 ``edit``: 50 test images from 0-4999) and the chosen ones are then scored on the held-out split
 (``sample``: seeds 2, 3, 5 per class; ``blend``: the six report pairs, seed 2; ``edit``: 50 test
-images from 5000-9999), exactly the cases ``generation.py`` reports.
+images from 5000-9999), exactly the cases ``generation.py`` reports. ``--split tune_wide``
+(``sample`` only) is a wider tuning split: seeds 4-7, 5 per class (200 samples).
 
 Judges: the MLP 784-256-256-10 of ``generation.py`` and the reference ConvNet-3 (width 128,
 instance norm, average pooling; ``load_reference_model("fashion_mnist_convnet")``, cached in
@@ -40,6 +41,8 @@ from kktexplain.kkt import Augmentation, KKTObjective, total_variation  # noqa: 
 from kktexplain.models import load_reference_model, load_shipped_model  # noqa: E402
 
 TUNE_SEED = 1
+# a wider tuning split for `sample` (200 samples; seeds disjoint from the held-out ones)
+WIDE_TUNE_SEEDS = (4, 5, 6, 7)
 TUNE_PAIRS = ((0, 1), (2, 7), (5, 8), (3, 9))
 PAPER_AUG = (
     Augmentation()
@@ -102,7 +105,7 @@ def parse_extra(text: str) -> dict:
             cfg["augmentation"] = {"paper": PAPER_AUG, "one": Augmentation(mode="one"), "none": None}[value]
         elif key in ("steps",):
             cfg[key] = int(value)
-        elif value == "low":
+        elif value == "low" or key == "lr_schedule":
             cfg[key] = value
         else:
             cfg[key] = float(value)
@@ -141,7 +144,9 @@ def tv_pixels(x, data):
 
 
 def run_sample(teacher, js, cfg, split, test):
-    seeds, per = ((TUNE_SEED,), 3) if split == "tune" else (REPORT_SEEDS, 5)
+    seeds, per = {"tune": ((TUNE_SEED,), 3), "tune_wide": (WIDE_TUNE_SEEDS, 5), "heldout": (REPORT_SEEDS, 5)}[
+        split
+    ]
     xs, ys, pt = [], [], []
     for s in seeds:
         r = sample(
@@ -236,7 +241,7 @@ def run_edit(teacher, js, cfg, split, test, n=50):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--part", choices=["sample", "blend", "edit"], required=True)
-    parser.add_argument("--split", choices=["tune", "heldout"], required=True)
+    parser.add_argument("--split", choices=["tune", "tune_wide", "heldout"], required=True)
     parser.add_argument("--configs", default="", help="comma-separated names of SAMPLE_CONFIGS")
     parser.add_argument(
         "--extra", action="append", default=[], help="NAME:key=value;key=value (see parse_extra); repeatable"
@@ -252,6 +257,8 @@ def main() -> None:
     for item in args.extra:
         name, text = item.split(":", 1)
         todo[name], extra[name] = parse_extra(text), item
+    if args.split == "tune_wide" and args.part != "sample":
+        parser.error("--split tune_wide is defined for --part sample only")
     fn = {"sample": run_sample, "blend": run_blend, "edit": run_edit}[args.part]
     data = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}
     for name, cfg in todo.items():

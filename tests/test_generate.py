@@ -169,7 +169,7 @@ def test_samples_of_a_trained_model_look_like_their_class():
         opt.zero_grad()
         nn.functional.cross_entropy(judge(x), y).backward()
         opt.step()
-    r = sample(model, n_per_class=8, input_range=(-8.0, 8.0), progress=False)  # the default 300 steps
+    r = sample(model, n_per_class=8, input_range=(-8.0, 8.0), progress=False)  # the default 1,000 steps
     with torch.no_grad():
         agree = judge(r.inputs).argmax(1) == r.labels
     assert float(agree.float().mean()) >= 0.7
