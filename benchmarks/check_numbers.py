@@ -1292,6 +1292,11 @@ def generate_claims() -> list[tuple[str, str]]:
             f"thread, against {wide['low_tv0.1']['seconds']:.0f} s at 300",
         ),
         (page, f"is {pct(judge['test_accuracy'], 1)} %) and {chosen['convnet_rate']:.2f} (ConvNet-3)"),
+        (
+            "README.md",
+            f"{n_sample} samples (held-out seeds): rate at which two independently trained judges name "
+            f"the label | MLP {smp['judge_rate']:.2f} / ConvNet-3 {smp['judge2_rate']:.2f}",
+        ),
     ]
     return out
 
