@@ -1575,9 +1575,9 @@ def kronecker_claims() -> list[tuple[str, str]]:
 _SELECT_SCOPE_RUNS = ("select_fmnist_free_k2048", "select_fmnist_free", "select_fmnist")
 
 
-def fig2_rows() -> list[str]:
-    """docs/defaults.md's Fig 2a/2b table from fig2_default.json."""
-    rows = load("fig2_default.json")["rows"]
+def fig2_rows(recipe: str = "default") -> list[str]:
+    """docs/defaults.md's Fig 2a/2b tables from fig2_default.json / fig2_audit.json."""
+    rows = load(f"fig2_{recipe}.json")["rows"]
     out = []
     for name in ("fashion_mnist_small", "fashion_mnist_convnet"):
         rs = [r for r in rows if r["model"] == name]
@@ -1715,6 +1715,10 @@ def scope_claims() -> list[tuple[str, str]]:
         ),
     ]
     out += [(page, row) for row in fig2_rows()]
+    out += [(page, row) for row in fig2_rows("audit")]
+    audit = [r for r in load("fig2_audit.json")["rows"] if r["model"] == "fashion_mnist_small"]
+    dips = " / ".join(f"{min(r['entropy_path']):.2f} → {r['entropy_end']:.2f}" for r in audit)
+    out.append((page, f"then rises again in the second half ({dips}"))
     small = [r for r in load("fig2_default.json")["rows"] if r["model"] == "fashion_mnist_small"]
     pea = " / ".join(f"{r['pearson']:+.2f}" for r in small).replace("+", "").replace("-", "−")
     out.append(("README.md", f"| Pearson {pea} (paper, CIFAR-10 DSVs: +0.78) |"))
