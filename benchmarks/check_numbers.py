@@ -475,8 +475,8 @@ def explain_claims() -> list[tuple[str, str]]:
         out.append(
             (
                 page,
-                f"| {r['model']} | {r['scope']} | {r['cosine']:.3f} | {r['verdict']} | "
-                f"{r['implied_weight_decay']:.2g} |",
+                f"| {r['model']} | {r['scope']} | {r['cosine']:.3f} | {pct(r['argmax_agreement'], 1)} % | "
+                f"{r['verdict']} | {r['implied_weight_decay']:.2g} |",
             )
         )
     wd_row = next(r for r in ready if r["model"] == "digits_mlp_fullbatch_wd" and r["scope"] == "all")

@@ -34,11 +34,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
-from _common import write_json
+from _common import RESULTS, write_json
 from scipy.stats import ttest_rel
 
 from kktexplain import DeepSupportVectors
@@ -136,6 +137,52 @@ def make_sets(row, ipc, seed, teacher, train, pool, range_, progress):
     raise ValueError(row)
 
 
+def summarize(rows: dict) -> None:
+    """Mean, std and count of each row's students, and the paired differences to ``random``."""
+    for r in rows.values():
+        accs = [a for e in r["per_synth_seed"] for a in e["accuracies"]]
+        r["mean"], r["std"], r["n"] = (
+            statistics.mean(accs),
+            statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            len(accs),
+        )
+    for key in (
+        "dsv_kshot",
+        "dsv_kshot_soft",
+        "dsv_kshot_paper",
+        "dsv_kshot_global",
+        "dsv_kshot_free",
+        "dsv_kshot_audit",
+        "dsv_0shot_audit",
+        "coreset",
+    ):
+        base = "random_soft" if key.endswith("soft") else "random"
+        if key in rows and base in rows:
+            a = [x for e in rows[key]["per_synth_seed"] for x in e["accuracies"]]
+            b = [x for e in rows[base]["per_synth_seed"] for x in e["accuracies"]]
+            rows[key]["vs_" + base] = {
+                "mean_difference": statistics.mean(a) - statistics.mean(b),
+                "paired_t_pvalue": float(ttest_rel(a, b).pvalue) if len(a) > 1 else None,
+            }
+
+
+def merge(names: list[str], name: str) -> None:
+    """One table from runs of the same rows on different synthesis seeds (``--merge``)."""
+    runs = [json.loads((RESULTS / f"{n}.json").read_text()) for n in names]
+    out = {k: v for k, v in runs[0].items() if k not in ("command", "torch", "threads", "table")}
+    out["merged_from"] = [r["command"] for r in runs]
+    table: dict = {}
+    for run in runs:
+        for ipc, rows in run["table"].items():
+            for key, r in rows.items():
+                entry = table.setdefault(ipc, {}).setdefault(key, {"per_synth_seed": []})
+                entry["per_synth_seed"] += r["per_synth_seed"]
+    for rows in table.values():
+        summarize(rows)
+    out["table"] = table
+    print("wrote", write_json(name, out))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10, 50])
@@ -151,7 +198,11 @@ def main() -> None:
     )
     p.add_argument("--name", default="distillation")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--merge", nargs="+", default=None, help="merge these results/NAME.json into --name")
     args = p.parse_args()
+    if args.merge:
+        merge(args.merge, args.name)
+        return
 
     train, test = load_fashion_mnist(train=True), load_fashion_mnist(train=False)
     teacher, card = teacher_model(args.teacher)
@@ -193,31 +244,7 @@ def main() -> None:
                         f"made in {made:.0f} s",
                         flush=True,
                     )
-        for r in rows.values():
-            accs = [a for e in r["per_synth_seed"] for a in e["accuracies"]]
-            r["mean"], r["std"], r["n"] = (
-                statistics.mean(accs),
-                statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                len(accs),
-            )
-        for key in (
-            "dsv_kshot",
-            "dsv_kshot_soft",
-            "dsv_kshot_paper",
-            "dsv_kshot_global",
-            "dsv_kshot_free",
-            "dsv_kshot_audit",
-            "dsv_0shot_audit",
-            "coreset",
-        ):
-            base = "random_soft" if key.endswith("soft") else "random"
-            if key in rows and base in rows:
-                a = [x for e in rows[key]["per_synth_seed"] for x in e["accuracies"]]
-                b = [x for e in rows[base]["per_synth_seed"] for x in e["accuracies"]]
-                rows[key]["vs_" + base] = {
-                    "mean_difference": statistics.mean(a) - statistics.mean(b),
-                    "paired_t_pvalue": float(ttest_rel(a, b).pvalue) if len(a) > 1 else None,
-                }
+        summarize(rows)
         table[str(ipc)] = rows
         out["table"] = table
         write_json(args.name, out)  # after every ipc, so a long run keeps what it finished

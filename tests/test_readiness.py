@@ -61,6 +61,58 @@ def test_matches_a_float64_per_sample_loop_and_leaves_the_model_alone():
         assert r.relative_residual == pytest.approx(math.sqrt(1 - r.cosine**2), abs=1e-6)
 
 
+def _literal_agreement(model, x, y):
+    """Share of x whose expansion <-c sum_i grad L_i, grad f_k(x)> picks the model's class, by a
+    float64 loop over samples and classes (c the best single multiplier)."""
+    m = _copy(model).double()
+    params = list(m.parameters())
+    total = [torch.zeros_like(p) for p in params]
+    for xi, yi in zip(x.double(), y):
+        loss = nn.functional.cross_entropy(m(xi[None]), yi[None])
+        for t, g in zip(total, torch.autograd.grad(loss, params)):
+            t += g
+    g = torch.cat([t.flatten() for t in total])
+    theta = torch.cat([p.detach().flatten() for p in params])
+    c = max(float(-(theta @ g) / (g @ g)), 0.0)
+    hits = 0
+    for xi in x.double():
+        out = m(xi[None])[0]
+        expanded = []
+        for k in range(out.shape[0]):
+            grads = torch.autograd.grad(out[k], params, retain_graph=True)
+            expanded.append(float(-c * g @ torch.cat([q.flatten() for q in grads])))
+        hits += int(np.argmax(expanded) == int(out.argmax()))
+    return hits / len(x)
+
+
+def test_argmax_agreement_matches_a_float64_loop():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    x, y = torch.randn(40, 5), torch.randint(3, (40,))
+    # a few steps of weight-decay training, so the expansion is neither empty nor perfect
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, weight_decay=1e-2)
+    for _ in range(50):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    snap = _snapshot(model)
+    r = kkt_readiness(model, (x, y), chunk_size=9)
+    _same(model, snap)
+    assert r.argmax_agreement == pytest.approx(_literal_agreement(model, x, y))
+    assert r.to_dict()["argmax_agreement"] == r.argmax_agreement
+
+
+def test_near_needs_the_expansion_to_reproduce_the_decisions():
+    """A high cosine alone does not make the verdict "near": the agreement must reach 95 %."""
+    from kktexplain._readiness import _verdict
+
+    assert _verdict(0.95, 1.0)[0] == "near" and _verdict(0.95, None)[0] == "near"
+    verdict, message = _verdict(0.95, 0.7)
+    assert verdict == "partial" and "70.0%" in message
+    assert _verdict(0.2, 1.0)[0] == "far"
+
+
 def _copy(model):
     import copy
 
@@ -82,6 +134,7 @@ def test_exact_at_a_weight_decay_stationary_point():
     assert r.cosine == pytest.approx(1.0, abs=1e-6)
     assert r.implied_weight_decay == pytest.approx(wd, rel=1e-4)
     assert r.verdict == "near"
+    assert r.argmax_agreement == 1.0  # at the stationary point the expansion is the model
     # moved off the stationary point, the cosine falls and the verdict says so
     with torch.no_grad():
         model.weight.add_(torch.randn_like(model.weight) * 5)
@@ -145,6 +198,7 @@ def test_report_shows_readiness_computed_on_the_selection(tmp_path):
     expected = kkt_readiness(model, (sel.inputs, sel.labels))
     page = write_html(tmp_path / "r.html", selection=sel, model=model).read_text(encoding="utf-8")
     assert 'id="readiness-table"' in page and f"{expected.cosine:.3f}" in page
+    assert f"{expected.argmax_agreement:.1%}" in page
     assert expected.verdict in page
     off = write_html(tmp_path / "n.html", selection=sel, model=model, readiness=False).read_text(
         encoding="utf-8"

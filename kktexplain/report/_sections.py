@@ -315,6 +315,11 @@ def _readiness_section(r: Any) -> str:
         ("equal-multiplier cosine cos(θ*, −Σ∇θL)", f"{r.cosine:.3f}", r.verdict),
         ("best single multiplier c", f"{r.scale:.3g}", ""),
         ("unexplained part ‖θ* + cΣ∇θL‖ / ‖θ*‖", f"{r.relative_residual:.3f}", ""),
+        (
+            "samples whose expansion picks the model's class",
+            "n/a" if r.argmax_agreement is None else f"{r.argmax_agreement:.1%}",
+            "",
+        ),
         ("implied weight decay 1/(n c)", f"{r.implied_weight_decay:.3g}", "compare with training's"),
         ("samples", f"{r.n}", ""),
         (
