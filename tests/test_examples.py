@@ -29,3 +29,11 @@ def test_explain_a_decision(tmp_path):
 def test_linear_svm_sanity(tmp_path):
     out = _run("01_linear_svm_sanity.py", tmp_path)
     assert "'f1': 1.0" in out  # the support set SVC finds, found again
+
+
+def test_distill_and_generate(tmp_path):
+    out = _run("05_distill_and_generate.py", tmp_path, "--out", "f", "--epochs", "20")
+    for name in ("samples", "blend", "edits"):
+        assert (tmp_path / f"f_{name}.png").stat().st_size > 0
+    assert "teacher's rate of the label on its samples: 1.0" in out
+    assert "a student learns" in out
