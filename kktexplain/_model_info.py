@@ -100,6 +100,13 @@ def infer_num_classes(
         raise TypeError(
             f"model must return a floating-point tensor of logits of shape (N, C), got {type(out).__name__}"
         )
+    if (out.ndim == 1 and out.shape[0] == 2) or (out.ndim == 2 and out.shape == (2, 1)):
+        raise ValueError(
+            f"model must return logits of shape (N, C) with C >= 2; for inputs of shape "
+            f"{tuple(probe.shape)} it returned {tuple(out.shape)}, one logit per input: wrap a "
+            f"binary classifier as kktexplain.models.TwoClassLogits(model), whose logits "
+            f"[-f/2, f/2] have the binary cross-entropy of f"
+        )
     if out.ndim != 2 or out.shape[0] != 2 or out.shape[1] < 2:
         raise ValueError(
             f"model must return logits of shape (N, C) with C >= 2; for inputs of shape "

@@ -70,3 +70,68 @@ def test_weight_norm_has_no_forward_ad_and_still_explains(data):
     attr, delta = SupportVectorAttribution(net, sel).attribute(x[:2], target=1, return_convergence_delta=True)
     assert_same_snapshot(before, model_snapshot(net))
     assert attr.shape == (2, 6) and torch.isfinite(attr).all() and torch.isfinite(delta).all()
+
+
+def _binary_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 1)).double().eval()
+
+
+def test_a_single_logit_model_is_refused_with_the_wrapper_named(data):
+    x, _ = data
+    with pytest.raises(ValueError, match="TwoClassLogits"):
+        DeepSupportVectors(progress=False).attribute(_binary_net(), candidates=x, labels=torch.arange(12) % 2)
+    flat = nn.Sequential(_binary_net(), nn.Flatten(0))
+    with pytest.raises(ValueError, match="TwoClassLogits"):
+        DeepSupportVectors(progress=False).attribute(flat, candidates=x, labels=torch.arange(12) % 2)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_two_class_logits_have_the_binary_cross_entropy_and_its_gradients(data, flat):
+    from kktexplain.models import TwoClassLogits
+
+    x, _ = data
+    y = torch.arange(12) % 2
+    net = _binary_net()
+    wrapped = TwoClassLogits(nn.Sequential(net, nn.Flatten(0)) if flat else net)
+    logits = wrapped(x)
+    assert logits.shape == (12, 2)
+    f = net(x)[:, 0]
+    torch.testing.assert_close(logits[:, 1] - logits[:, 0], f, rtol=0, atol=1e-15)
+    torch.testing.assert_close(logits.argmax(1), (f > 0).long(), rtol=0, atol=0)
+    ce = nn.functional.cross_entropy(logits, y)
+    g_ce = torch.autograd.grad(ce, list(net.parameters()))
+    bce = nn.functional.binary_cross_entropy_with_logits(f, y.double())
+    g_bce = torch.autograd.grad(bce, list(net.parameters()))
+    torch.testing.assert_close(ce, bce, rtol=1e-12, atol=1e-14)
+    for a, b in zip(g_ce, g_bce, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_two_class_logits_select_and_explain_a_binary_classifier(data):
+    from kktexplain.models import TwoClassLogits
+
+    x, _ = data
+    y = (x[:, 0] > 0).long()
+    net = _binary_net()
+    before = model_snapshot(net)
+    wrapped = TwoClassLogits(net)
+    sel = DeepSupportVectors(progress=False).attribute(wrapped, candidates=x, labels=y)
+    assert sel.settings["resolved_param_names"][0] == "model.0.weight"
+    svi = SupportVectorInfluence(wrapped, sel)
+    c1 = svi.influence((x[:4], torch.ones(4, dtype=torch.long)))
+    c0 = svi.influence((x[:4], torch.zeros(4, dtype=torch.long)))
+    # class 0's logit is -f/2: its expansion is class 1's with the opposite sign, and not zero
+    torch.testing.assert_close(c0, -c1, rtol=1e-10, atol=1e-12)
+    assert bool(c1.abs().sum() > 0)
+    assert_same_snapshot(before, model_snapshot(net))
+
+
+def test_two_class_logits_refuse_a_model_with_several_outputs(data):
+    from kktexplain.models import TwoClassLogits
+
+    x, _ = data
+    with pytest.raises(ValueError, match="one logit per input"):
+        TwoClassLogits(_mlp())(x)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        TwoClassLogits(lambda t: t)
