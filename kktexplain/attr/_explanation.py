@@ -135,13 +135,11 @@ class Explanation:
         """
         import matplotlib.pyplot as plt
 
-        from ..viz import show_image
-
         i = self._check_index(index)
         k = self.supporting_indices.shape[1]
         fig, axes = plt.subplots(3, k + 1, figsize=(1.6 * (k + 1), 5.2), squeeze=False)
         show = denormalize if denormalize is not None else (lambda t: t)
-        show_image(show(self.inputs[i]), ax=axes[0, 0], title=f"pred {self._name(int(self.prediction[i]))}")
+        _show_input(show(self.inputs[i]), axes[0, 0], f"pred {self._name(int(self.prediction[i]))}")
         _heat(self.feature_map[i], axes[1, 0], "feature map")
         axes[2, 0].axis("off")
         for j in range(k):
@@ -162,10 +160,10 @@ class Explanation:
                 ]
             ):
                 ax = axes[0 if row == 0 else 2, j + 1]
-                show_image(
+                _show_input(
                     show(img[i, j]),
-                    ax=ax,
-                    title=f"{'+' if row == 0 else ''}{con[i, j]:.2g} {self._name(int(lab[i, j]))}",
+                    ax,
+                    f"{'+' if row == 0 else ''}{con[i, j]:.2g} {self._name(int(lab[i, j]))}",
                 )
             if self.supporting_maps is not None:
                 _heat(self.supporting_maps[i, j], axes[1, j + 1], f"#{int(self.supporting_indices[i, j])}")
@@ -259,7 +257,41 @@ def _plane(t: Tensor) -> list:
     return t.tolist()
 
 
+def _show_input(t: Tensor, ax: Any, title: str) -> None:
+    """An image ``(C, H, W)`` as a picture, a ``(H, W)`` array as a grey map, anything else
+    (flat features) as a bar per feature."""
+    from ..viz import show_image
+
+    t = t.detach().float().cpu()
+    if t.ndim == 3:
+        show_image(t, ax=ax, title=title)
+    elif t.ndim == 2:
+        show_image(t.unsqueeze(0), ax=ax, title=title)
+    else:
+        values = t.flatten()
+        ax.bar(range(values.numel()), values.tolist(), color="tab:gray")
+        ax.set_xticks([])
+        ax.tick_params(labelsize=6)
+        ax.set_title(title, fontsize=7)
+
+
 def _heat(t: Tensor, ax: Any, title: str) -> None:
+    """A signed map: red positive, blue negative, as a picture for images and as bars for
+    flat features."""
+    t = t.detach().float().cpu()
+    if t.ndim < 2:
+        values = t.flatten()
+        m = float(values.abs().max()) or 1.0
+        ax.bar(
+            range(values.numel()),
+            values.tolist(),
+            color=["tab:red" if v >= 0 else "tab:blue" for v in values],
+        )
+        ax.set_ylim(-1.05 * m, 1.05 * m)
+        ax.set_xticks([])
+        ax.tick_params(labelsize=6)
+        ax.set_title(title, fontsize=8)
+        return
     plane = torch.tensor(_plane(t))
     m = float(plane.abs().max()) or 1.0
     ax.imshow(plane, cmap="RdBu_r", vmin=-m, vmax=m)
