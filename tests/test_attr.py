@@ -266,7 +266,9 @@ def test_explain(problem, tmp_path):
     inputs_ax, map_ax = fig.axes[0], fig.axes[4]
     assert len(inputs_ax.patches) == 3 and not inputs_ax.images
     heights = [p.get_height() for p in map_ax.patches]
-    torch.testing.assert_close(torch.tensor(heights, dtype=torch.float32), e.feature_map[0].float(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(heights, dtype=torch.float32), e.feature_map[0].float(), rtol=1e-6, atol=1e-6
+    )
     with pytest.raises(ValueError, match="inputs must have shape"):
         sel.explain(model, torch.randn(2, 5, dtype=torch.float64))
 
