@@ -258,6 +258,10 @@ def test_explain(problem, tmp_path):
     assert int(e.prediction[0]) == int(model(xt[:1]).argmax())
     html = e.to_html()
     assert "plotly" in html.lower() and "<div" in html
+    fig = e.figure()  # flat features: the feature attribution and the contributions, full width
+    assert [t.type for t in fig.data] == ["bar", "bar"]
+    torch.testing.assert_close(torch.tensor(fig.data[0].y), e.feature_map[0].cpu(), check_dtype=False)
+    assert len(fig.data[1].y) == 6
     ax = e.plot()
     assert len(ax.patches) == 6
     with pytest.raises(ValueError, match="index"):

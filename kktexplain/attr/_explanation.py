@@ -213,8 +213,8 @@ class Explanation:
         titles = (
             ["input", "feature map"] + [""] * (cols - 2) + sup + [""] * (cols - k) + opp + [""] * (cols - k)
         )
-        fig = make_subplots(rows=3, cols=cols, subplot_titles=titles if image_like else None)
         if image_like:
+            fig = make_subplots(rows=3, cols=cols, subplot_titles=titles)
             fig.add_trace(go.Heatmap(z=_plane(self.inputs[i]), colorscale="gray", showscale=False), 1, 1)
             fig.add_trace(go.Heatmap(z=_plane(self.feature_map[i]), colorscale="RdBu", zmid=0), 1, 2)
             for j in range(k):
@@ -231,12 +231,18 @@ class Explanation:
             for ax in fig.layout:
                 if ax.startswith("yaxis"):
                     fig.layout[ax].autorange = "reversed"
-        else:
+        else:  # flat features: two full-width bar charts
+            fig = make_subplots(
+                rows=2,
+                cols=1,
+                subplot_titles=["feature attribution", "top supporting (+) and opposing (-) support vectors"],
+            )
             feats = self.feature_map[i].flatten().tolist()
             fig.add_trace(go.Bar(y=feats, name="feature attribution"), 1, 1)
             vals = torch.cat([self.supporting_contributions[i], self.opposing_contributions[i]]).tolist()
             names = [f"#{int(r)}" for r in torch.cat([self.supporting_indices[i], self.opposing_indices[i]])]
             fig.add_trace(go.Bar(x=names, y=vals, name="contribution"), 2, 1)
+            cols = max(cols, 4)
         t = int(self.target[i])
         fig.update_layout(
             title=html.escape(
