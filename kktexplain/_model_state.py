@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from torch import nn
 
-__all__ = ["eval_mode"]
+__all__ = ["eval_mode", "kept_grads"]
 
 
 @contextmanager
@@ -24,3 +24,23 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+@contextmanager
+def kept_grads(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore every parameter's ``.grad`` (the same tensor, or ``None``) and ``requires_grad``
+    on exit.
+
+    For third-party code that runs ``backward`` on the model itself (captum's ``TracInCP``):
+    its gradients accumulate into ``.grad``, which the user's model must not keep.
+    """
+    saved = [(p, p.grad, p.requires_grad) for p in model.parameters()]
+    values = [None if g is None else g.detach().clone() for _, g, _ in saved]
+    try:
+        yield model
+    finally:
+        for (param, grad, flag), value in zip(saved, values):
+            if grad is not None and value is not None:
+                grad.copy_(value)  # the user's own tensor, with its values as they were
+            param.grad = grad
+            param.requires_grad_(flag)

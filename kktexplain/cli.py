@@ -208,12 +208,37 @@ def _evaluate_parser(sub) -> None:
         description=(
             "Mislabel detection and the identical-class test on a Fashion-MNIST ConvNet trained "
             "with flipped labels, removal faithfulness on a digits MLP retrained many times, the "
-            "randomization sanity check, and how well the expansion reproduces the reference models."
+            "randomization sanity check, and how well the expansion reproduces the reference models. "
+            "With --model, --data and --test-data: the parts that need no retraining (readiness, "
+            "fidelity, identical_class, randomization, timing) on your own model."
         ),
     )
     ev.add_argument("--json", required=True, help="where to write the results (JSON)")
     ev.add_argument("--out", default=None, help="folder for the figures (default: next to --json)")
-    ev.add_argument("--parts", nargs="+", default=None, help="subset of: " + " ".join(_PARTS))
+    ev.add_argument(
+        "--parts",
+        nargs="+",
+        default=None,
+        help="subset of: " + " ".join(_PARTS) + " (with --model: readiness fidelity identical_class "
+        "randomization timing)",
+    )
+    ev.add_argument(
+        "--model",
+        default=None,
+        help="your model instead of the reference problems: module:factory or a TorchScript file",
+    )
+    ev.add_argument("--weights", default=None, help="weights for a module:factory --model")
+    ev.add_argument("--data", default=None, help="with --model: the training data (inputs and labels)")
+    ev.add_argument(
+        "--test-data", default=None, help="with --model: the inputs whose decisions are explained"
+    )
+    ev.add_argument("--limit", type=int, default=None, help="with --model: use the first N samples of --data")
+    ev.add_argument(
+        "--param-names",
+        nargs="+",
+        default=None,
+        help="with --model: the scope (default: last Linear)",
+    )
     ev.add_argument("--n-train", type=int, default=10_000, help="Fashion-MNIST training subset")
     ev.add_argument("--flip", type=float, default=0.1, help="fraction of flipped labels")
     ev.add_argument("--n-identical", type=int, default=1000, help="test inputs of the identical-class test")
@@ -231,6 +256,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .attr._protocol import run_evaluation
 
     out = Path(args.out) if args.out else Path(args.json).resolve().parent / "evaluation"
+    if args.model is not None:
+        return _evaluate_user_model(args, out)
+    if args.data or args.test_data or args.weights:
+        print("kktexplain evaluate: --data, --test-data and --weights go with --model", file=sys.stderr)
+        return 2
     try:
         run_evaluation(
             out,
@@ -245,6 +275,41 @@ def _evaluate(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError) as e:
+        print(f"kktexplain evaluate: {e}", file=sys.stderr)
+        return 2
+    shutil.copyfile(out / "evaluation.json", args.json)
+    print(f"wrote {args.json} and figures in {out}")
+    return 0
+
+
+def _evaluate_user_model(args: argparse.Namespace, out) -> int:
+    import shutil
+
+    from ._cli_io import load_data, load_model
+    from ._cli_verbs import _param_names
+    from .attr._user_evaluation import USER_PARTS, evaluate_model
+
+    try:
+        if not args.data or not args.test_data:
+            raise ValueError("--model needs --data (training inputs and labels) and --test-data")
+        model = load_model(args.model, args.weights)
+        x, y = load_data(args.data, limit=args.limit)
+        if y is None:
+            raise ValueError(f"--data {args.data!r} carries no labels")
+        test, _ = load_data(args.test_data)
+        evaluate_model(
+            model,
+            (x, y),
+            test,
+            out,
+            parts=args.parts or USER_PARTS,
+            param_names=_param_names(args.param_names) if args.param_names else None,
+            n_identical=args.n_identical,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError, TypeError) as e:
         print(f"kktexplain evaluate: {e}", file=sys.stderr)
         return 2
     shutil.copyfile(out / "evaluation.json", args.json)

@@ -149,3 +149,61 @@ def test_tracin_over_training_checkpoints_is_the_lr_weighted_sum(blobs, tmp_path
         assert torch.equal(v, final[k])
     summed = tracin(model, x, y, 64, checkpoints=saved).self_influence(show_progress=False)
     torch.testing.assert_close(summed, torch.stack(each).sum(0), rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_model_on_a_model_of_ones_own(blobs, tmp_path):
+    from conftest import assert_same_snapshot, model_snapshot
+
+    from kktexplain.attr import evaluate_model
+
+    x, noisy, flipped, xt = blobs
+    y = torch.where(flipped, (noisy - 1) % 3, noisy)
+    model = fit_full_batch(x, y, hidden=(8,), steps=200).train()  # left in train mode: kept
+    first = next(model.parameters())
+    first.grad = torch.full_like(first, 0.5)  # a user's own .grad: kept, values and all
+    before = model_snapshot(model)
+    res = evaluate_model(model, (x, y), xt, tmp_path, n_randomization=6, batch_size=32, progress=False)
+    assert_same_snapshot(before, model_snapshot(model))
+    assert res["param_names"] == [f"{last_linear(model)[0]}.weight", f"{last_linear(model)[0]}.bias"]
+    assert 0.0 <= res["readiness"]["argmax_agreement"] <= 1.0
+    assert {r["scope"] for r in res["fidelity"]} == {"scope", "all"}
+    scope_row = next(r for r in res["fidelity"] if r["scope"] == "scope")
+    assert scope_row["argmax_agreement"] > 0.9  # the last layer's expansion is the logit
+    ic = res["identical_class"]
+    assert set(ic) == {"ours", "representer", "grad_cosine", "tracin"}
+    assert ic["ours"]["identical_class"] == 1.0  # exact on the last layer (as the test above)
+    assert res["timing"]["ratio_tracin_over_ours"] > 0
+    assert [r["layer"] for r in res["randomization"]] == ["3", "1"]  # the Linear layers, top down
+    assert (tmp_path / "evaluation.json").is_file() and (tmp_path / "randomization.png").is_file()
+    with pytest.raises(ValueError, match="retrain"):
+        evaluate_model(model, (x, y), xt, tmp_path, parts=["mislabels"])
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_model(model, (x, y), xt[:, :1], tmp_path)
+
+
+def test_cli_evaluate_a_model_of_ones_own(blobs, tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from kktexplain.cli import main
+
+    x, noisy, flipped, xt = blobs
+    y = torch.where(flipped, (noisy - 1) % 3, noisy)
+    model = fit_full_batch(x, y, hidden=(8,), steps=200)
+    (tmp_path / "blobnet.py").write_text(
+        "from kktexplain.models import MLP\n\n\ndef build():\n"
+        "    return MLP((2,), num_classes=3, hidden=(8,))\n"
+    )
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    np.savez(tmp_path / "train.npz", x=x.numpy(), y=y.numpy())
+    np.savez(tmp_path / "test.npz", x=xt.numpy())
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--json", str(out), "--model", "blobnet:build", "--weights", "w.pt"]
+    args += ["--data", "train.npz", "--test-data", "test.npz", "--parts", "identical_class", "--no-progress"]
+    assert main(args) == 0
+    res = json.loads(out.read_text())
+    assert res["identical_class"]["ours"]["identical_class"] == 1.0 and res["n_train"] == len(x)
+    assert main(["evaluate", "--json", str(out), "--model", "blobnet:build", "--no-progress"]) == 2
+    assert main(["evaluate", "--json", str(out), "--data", "train.npz", "--no-progress"]) == 2

@@ -9,7 +9,8 @@
   for ranking;
 * :class:`SupportExpansion`: the cached engine, and :class:`ExpansionFidelity`, how well the
   expansion reproduces the model;
-* ``evaluate_*``: the faithfulness evaluations, each beside captum's TracInCP (:func:`tracin`).
+* ``evaluate_*``: the faithfulness evaluations, each beside captum's TracInCP (:func:`tracin`);
+  :func:`evaluate_model` runs those that need no retraining on a model of one's own.
 """
 
 from ._attribution import SupportVectorAttribution
@@ -23,8 +24,10 @@ from ._evaluate import (
 from ._expansion import ExpansionFidelity, SupportExpansion
 from ._explanation import Explanation, explain
 from ._influence import SupportVectorInfluence, equal_multipliers
+from ._user_evaluation import USER_PARTS, evaluate_model
 
 __all__ = [
+    "USER_PARTS",
     "ExpansionFidelity",
     "Explanation",
     "SupportExpansion",
@@ -33,6 +36,7 @@ __all__ = [
     "equal_multipliers",
     "evaluate_identical_class",
     "evaluate_mislabels",
+    "evaluate_model",
     "evaluate_randomization",
     "evaluate_removal",
     "explain",

@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from .._model_state import eval_mode
+from .._model_state import eval_mode, kept_grads
 from ..kkt import cross_entropy
 from ._attribution import SupportVectorAttribution
 from ._baselines import features, last_linear, tracin
@@ -130,14 +130,14 @@ def evaluate_mislabels(
         out["support_size_fit"] = {"n_support": int(fit.support.sum()), "n": len(inputs)}
     if compare_tracin:
         start = time.perf_counter()
-        with eval_mode(model):
+        with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
             tr = tracin(model, inputs, labels, batch_size).self_influence(show_progress=False)
         out["tracin"] = {**_rank_metrics(tr.detach().cpu(), flipped), "seconds": time.perf_counter() - start}
     if compare_tracin and checkpoints:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         try:
             start = time.perf_counter()
-            with eval_mode(model):
+            with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
                 tr = tracin(model, inputs, labels, batch_size, checkpoints=checkpoints)
                 tr = tr.self_influence(show_progress=False)
             out["tracin_checkpoints"] = {
@@ -222,7 +222,7 @@ def evaluate_identical_class(
     }
     if compare_tracin:
         start = time.perf_counter()
-        with eval_mode(model):
+        with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
             tr = tracin(model, support.inputs, labels, batch_size)
             idx = tr.influence((test_inputs, pred), k=1).indices[:, 0]
         out["tracin"] = {
