@@ -237,6 +237,33 @@ def test_large_unbounded_problems_use_the_working_set(rng, monkeypatch):
     assert (g.numpy() @ r).min() > -1e-8  # KKT of NNLS: no sample would lower the residual
 
 
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_few_samples_of_many_coordinates_solve_on_a_blocked_qr(rng, monkeypatch, duplicate):
+    import kktexplain.kkt._selection as sel
+
+    monkeypatch.setattr(sel, "_DIRECT_NNLS_MAX", 100)
+    monkeypatch.setattr(sel, "_BLOCKED_QR_ENTRIES", 20 * 70)  # blocks of 70 rows: 43 of them
+    g = torch.randn(20, 3000, generator=rng, dtype=torch.float64)  # 20 samples, 3,000 coordinates
+    if duplicate:  # a rank-deficient matrix: two samples with the same gradient
+        g[7] = g[3]
+    lam_true = torch.rand(20, generator=rng, dtype=torch.float64) * (torch.arange(20) % 3 != 0)
+    t = -(g.T @ lam_true) + 0.3 * torch.randn(3000, generator=rng, dtype=torch.float64)
+    lam, info = solve_multipliers(g, t)
+    assert info["solver"] == "blocked_qr+nnls"
+    ref, rnorm = nnls(g.numpy().T, -t.numpy())  # the literal problem, on all 3,000 rows
+    assert info["residual"] == pytest.approx(rnorm / t.norm().item(), rel=1e-9)
+    if duplicate:  # only the sum over the two copies is determined
+        lam_sum, ref_sum = lam.numpy().copy(), ref.copy()
+        lam_sum[3] += lam_sum[7]
+        ref_sum[3] += ref_sum[7]
+        lam_sum[7] = ref_sum[7] = 0.0
+        np.testing.assert_allclose(lam_sum, ref_sum, rtol=1e-8, atol=1e-10)
+    else:
+        np.testing.assert_allclose(lam.numpy(), ref, rtol=1e-8, atol=1e-10)
+    monkeypatch.setattr(sel, "_BLOCKED_QR_MAX_COLUMNS", 19)  # one sample too many: iterative path
+    assert solve_multipliers(g, t)[1]["solver"] == "projected_fista+working_set_nnls"
+
+
 @pytest.mark.parametrize("seeded", [False, True])
 def test_working_set_reaches_the_nnls_optimum_over_many_columns(rng, seeded):
     from kktexplain.kkt import working_set_nnls

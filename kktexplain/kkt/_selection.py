@@ -24,6 +24,13 @@ __all__ = ["solve_multipliers"]
 _QR_MIN_COLUMNS = 200
 # Problems with at most this many entries (P x N) go to scipy's Lawson-Hanson NNLS directly.
 _DIRECT_NNLS_MAX = 2e7
+# Larger problems with at most this many samples are reduced to their n x n triangular factor by
+# a QR over blocks of rows (2 P n^2 flops in BLAS-3, against 400 matrix-vector products of the
+# iterative path): the gradients of 32 / 64 samples of resnet18 (11.2 M parameters) solve in
+# 8.8 / 19.0 s instead of 43.5 / 134.1 s (benchmarks/nnls_blocked_qr_time.py).
+_BLOCKED_QR_MAX_COLUMNS = 512
+# Rows per block of that QR, times the number of columns (32 MiB of float64 per block).
+_BLOCKED_QR_ENTRIES = 4e6
 
 
 _FLOAT32_MIN = 5e7  # entries above which the iterative solvers work in float32
@@ -54,6 +61,30 @@ def _residual_norm(grads: Tensor, used: Tensor, lam: np.ndarray, b: np.ndarray) 
         rows = used[start : start + step]
         acc += g[rows].double().numpy().T @ lam[start : start + step]
     return float(np.linalg.norm(acc - b))
+
+
+def _blocked_qr(a: Tensor, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``R`` (n, n) and ``Q^T b`` (n,) of ``a (P, n) = Q R``, over blocks of rows.
+
+    ``||a x - b||^2 = ||R x - Q^T b||^2 + const``, so the NNLS over ``(R, Q^T b)`` has the same
+    minimiser as over ``(a, b)``. Each block is factored together with the factor of the blocks
+    before it (a streamed TSQR), in float64, so memory stays at one block.
+    """
+    n = a.shape[1]
+    block = max(2 * n, int(_BLOCKED_QR_ENTRIES // n))
+    bt = torch.from_numpy(b)
+    r = c = None
+    for start in range(0, a.shape[0], block):
+        rows, rhs = a[start : start + block].double(), bt[start : start + block]
+        if r is not None:
+            rows, rhs = torch.cat([r, rows]), torch.cat([c, rhs])
+        # Householder reflectors, applied to the right-hand side without forming Q: half the
+        # time of torch.linalg.qr, the same R
+        h, tau = torch.geqrf(rows)
+        k = min(n, rows.shape[0])
+        r = h[:k].triu()
+        c = torch.ormqr(h, tau, rhs.unsqueeze(1), left=True, transpose=True)[:k, 0]
+    return r.numpy(), c.numpy()
 
 
 def _dense(at: DenseColumns | FileColumns) -> Tensor:
@@ -134,6 +165,8 @@ def solve_multipliers(
     The solver depends on the problem:
 
     * ``upper=None`` and ``P * N <= 2e7``: Lawson-Hanson NNLS (:func:`scipy.optimize.nnls`), exact.
+    * ``upper=None``, larger, with at most 512 samples (and more coordinates than twice that):
+      the same NNLS on the ``n x n`` triangular factor of a QR over blocks of rows, exact.
     * ``upper=None``, larger: 200 FISTA iterations seed :func:`working_set_nnls`, which solves
       exactly over a growing set of columns. The result is a basic solution with at most ``P``
       non-zero multipliers. When ``N > P`` (e.g. 60,000 samples sketched to 2,048 dimensions)
@@ -192,6 +225,10 @@ def solve_multipliers(
             a_np, b_np = r.numpy(), (q.T @ torch.from_numpy(b)).numpy()
         lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
         info = {"solver": "nnls", "status": 0}
+    elif upper is None and not on_disk and n <= _BLOCKED_QR_MAX_COLUMNS and at.shape[0] > 2 * n:
+        r_np, c_np = _blocked_qr(at.a, b)
+        lam, _ = nnls(r_np, c_np, maxiter=max_iter or max(50 * n, 1000))
+        info = {"solver": "blocked_qr+nnls", "status": 0}
     elif upper is None:
         x0, iters = projected_fista(at, bt, None, max_iter=200)
         x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol)
