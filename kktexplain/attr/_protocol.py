@@ -156,6 +156,51 @@ def _fidelity_rows(
     return rows
 
 
+def time_queries(
+    model: nn.Module,
+    support: Any,
+    svi: Any,
+    one: Tensor,
+    train: tuple[Tensor, Tensor],
+    batch_size: int,
+    compare_tracin: bool = True,
+    explain_key: str = "explain_one_image_seconds_median",
+) -> dict[str, float]:
+    """Seconds of one ``explain`` call and of one influence query (medians of 5), and of
+    TracInCP's influence query on the same input (its prediction included), with their ratio.
+
+    ``svi`` is the prepared :class:`SupportVectorInfluence` of ``support`` (its cache built).
+    The model's ``.grad`` is put back after TracInCP's ``backward``.
+    """
+    from .._model_state import eval_mode, kept_grads
+    from ._baselines import tracin
+
+    times = []
+    for _ in range(5):
+        s = time.perf_counter()
+        support.explain(model, one, k=5, influence=svi)
+        times.append(time.perf_counter() - s)
+    rows = {explain_key: float(torch.tensor(times).median())}
+    times = []
+    for _ in range(5):
+        s = time.perf_counter()
+        svi.influence(one, k=5)
+        times.append(time.perf_counter() - s)
+    rows["ours_influence_one_query_seconds_median"] = float(torch.tensor(times).median())
+    if compare_tracin:
+        with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
+            tr = tracin(model, train[0], train[1], batch_size)
+            s = time.perf_counter()
+            with torch.no_grad():
+                p1 = model(one).argmax(1)
+            tr.influence((one, p1), k=5)
+            rows["tracin_influence_one_query_seconds"] = time.perf_counter() - s
+        rows["ratio_tracin_over_ours"] = (
+            rows["tracin_influence_one_query_seconds"] / rows["ours_influence_one_query_seconds_median"]
+        )
+    return rows
+
+
 def run_evaluation(
     out: str | Path,
     parts: Sequence[str] = PARTS,
@@ -205,7 +250,7 @@ def run_evaluation(
     """
     from .._explainer import DeepSupportVectors
     from ..datasets import load_fashion_mnist
-    from ._baselines import last_linear, tracin
+    from ._baselines import last_linear
     from ._evaluate import (
         evaluate_identical_class,
         evaluate_mislabels,
@@ -294,29 +339,7 @@ def run_evaluation(
         log(f"identical class: {json.dumps(result['identical_class'])}")
         save()
     if "timing" in parts:
-        rows = {}
-        one = test.inputs[:1]
-        times = []
-        for _ in range(5):
-            s = time.perf_counter()
-            support.explain(model, one, k=5, influence=svi)
-            times.append(time.perf_counter() - s)
-        rows["explain_one_image_seconds_median"] = float(torch.tensor(times).median())
-        times = []
-        for _ in range(5):
-            s = time.perf_counter()
-            svi.influence(one, k=5)
-            times.append(time.perf_counter() - s)
-        rows["ours_influence_one_query_seconds_median"] = float(torch.tensor(times).median())
-        tr = tracin(model, x, noisy, batch_size)
-        s = time.perf_counter()
-        with torch.no_grad():
-            p1 = model(one).argmax(1)
-        tr.influence((one, p1), k=5)
-        rows["tracin_influence_one_query_seconds"] = time.perf_counter() - s
-        rows["ratio_tracin_over_ours"] = (
-            rows["tracin_influence_one_query_seconds"] / rows["ours_influence_one_query_seconds_median"]
-        )
+        rows = time_queries(model, support, svi, test.inputs[:1], (x, noisy), batch_size)
         rows["support_cache_seconds"] = result.get("support_seconds")
         result["timing"] = rows
         log(f"timing: {json.dumps(rows)}")

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._model_state import eval_mode, kept_grads
+from .._model_state import eval_mode
 
 __all__ = ["USER_PARTS", "evaluate_model"]
 
@@ -85,10 +85,10 @@ def evaluate_model(
     """
     from .._explainer import DeepSupportVectors
     from .._readiness import kkt_readiness
-    from ._baselines import last_linear, tracin
+    from ._baselines import last_linear
     from ._evaluate import evaluate_identical_class, evaluate_randomization
     from ._influence import SupportVectorInfluence
-    from ._protocol import _fidelity_rows, _figures
+    from ._protocol import _fidelity_rows, _figures, time_queries
 
     bad = [p for p in parts if p not in USER_PARTS]
     if bad:
@@ -137,7 +137,6 @@ def evaluate_model(
             print(f"[evaluate] {msg}", flush=True)
 
     with torch.no_grad(), eval_mode(model):
-        pred = torch.cat([model(test[i : i + batch_size]).argmax(1) for i in range(0, len(test), batch_size)])
         train_pred = torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
     result["train_accuracy"] = float((train_pred.cpu() == y.cpu()).double().mean())
     save()
@@ -178,28 +177,16 @@ def evaluate_model(
         log(f"identical class: {json.dumps(result['identical_class'])}")
         save()
     if "timing" in parts:
-        one = test[:1]
-        times = []
-        for _ in range(5):
-            s = time.perf_counter()
-            support.explain(model, one, k=5, influence=svi)
-            times.append(time.perf_counter() - s)
-        rows: dict[str, Any] = {"explain_one_input_seconds_median": float(torch.tensor(times).median())}
-        times = []
-        for _ in range(5):
-            s = time.perf_counter()
-            svi.influence(one, k=5)
-            times.append(time.perf_counter() - s)
-        rows["ours_influence_one_query_seconds_median"] = float(torch.tensor(times).median())
-        if compare_tracin:
-            with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
-                tr = tracin(model, x, y, batch_size)
-                s = time.perf_counter()
-                tr.influence((one, pred[:1].to(one.device)), k=5)
-                rows["tracin_influence_one_query_seconds"] = time.perf_counter() - s
-            rows["ratio_tracin_over_ours"] = (
-                rows["tracin_influence_one_query_seconds"] / rows["ours_influence_one_query_seconds_median"]
-            )
+        rows = time_queries(
+            model,
+            support,
+            svi,
+            test[:1],
+            (x, y),
+            batch_size,
+            compare_tracin,
+            "explain_one_input_seconds_median",
+        )
         result["timing"] = rows
         log(f"timing: {json.dumps(rows)}")
         save()
