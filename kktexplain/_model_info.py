@@ -37,6 +37,10 @@ def model_dtype(model: nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
+# Layers with parameters that keep the width of flat features (the Linear after them tells it).
+_WIDTH_KEEPING = (nn.BatchNorm1d, nn.LayerNorm)
+
+
 def infer_input_shape(
     model: nn.Module, input_shape: Sequence[int] | None, warn_flatten: bool = True
 ) -> tuple[int, ...]:
@@ -69,7 +73,11 @@ def infer_input_shape(
             if flatten_first and warn_flatten:
                 warnings.warn(_flatten_hint(module.in_features), UserWarning, stacklevel=3)
             return (module.in_features,)
-        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        if isinstance(module, _WIDTH_KEEPING):
+            continue  # a normalisation of the features before the first Linear keeps their width
+        if module is not model and next(module.parameters(recurse=False), None) is not None:
+            # the first layer with parameters is not a Linear (a convolution, an RNN, an
+            # embedding, ...): a later Linear's width says nothing of the input
             break
     raise ValueError(
         "input_shape could not be inferred from the model; pass input_shape=(C, H, W) "

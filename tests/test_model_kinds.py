@@ -135,3 +135,38 @@ def test_two_class_logits_refuse_a_model_with_several_outputs(data):
         TwoClassLogits(_mlp())(x)
     with pytest.raises(TypeError, match="torch.nn.Module"):
         TwoClassLogits(lambda t: t)
+
+
+class _Recurrent(nn.Module):
+    """An LSTM classifier: its first Linear (the head, 8 wide) says nothing of the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.fc(out[:, -1])
+
+
+def test_the_input_shape_of_a_recurrent_model_comes_from_the_data():
+    torch.manual_seed(0)
+    model, x, y = _Recurrent(), torch.randn(10, 6, 4), torch.arange(10) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    assert sel.settings["input_shape"] == [6, 4]
+    with pytest.raises(ValueError, match="input_shape could not be inferred"):
+        DeepSupportVectors(n_per_class=1, steps=1, progress=False).attribute(model)
+    dsv = DeepSupportVectors(n_per_class=1, steps=1, progress=False).attribute(model, input_shape=(6, 4))
+    assert dsv.inputs.shape == (3, 6, 4)
+
+
+def test_a_normalisation_before_the_first_linear_keeps_the_inferred_width():
+    torch.manual_seed(0)
+    for norm in (nn.BatchNorm1d(5), nn.LayerNorm(5)):
+        model = nn.Sequential(norm, nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+        dsv = DeepSupportVectors(n_per_class=1, steps=1, progress=False).attribute(model)
+        assert dsv.inputs.shape == (3, 5)
+    embed = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 3))
+    with pytest.raises(ValueError, match="input_shape could not be inferred"):
+        DeepSupportVectors(n_per_class=1, steps=1, progress=False).attribute(embed)
