@@ -1770,7 +1770,7 @@ def scope_claims() -> list[tuple[str, str]]:
 
 
 def blocked_qr_claims() -> list[tuple[str, str]]:
-    """The blocked-QR solve against the iterative path (docs/selection.md, the solver's comment)."""
+    """The blocked-QR solve against the iterative path (docs/selection.md)."""
     rows = {r["n"]: r for r in load("nnls_blocked_qr_time.json")["rows"]}
     a, b = rows[32], rows[64]
     qr = f"{a['blocked_qr']['seconds']:.1f} / {b['blocked_qr']['seconds']:.1f} s"
@@ -1778,7 +1778,6 @@ def blocked_qr_claims() -> list[tuple[str, str]]:
     same = all(r["max_abs_lambda_difference"] == 0.0 for r in (a, b))
     return [
         ("docs/selection.md", f"solve in {qr}\ninstead of {it} on the iterative path"),
-        ("kktexplain/kkt/_selection.py", f"{qr} instead of {it}"),
         ("docs/selection.md", "the same residual and the same λ" if same else "MISMATCH: λ differ"),
     ]
 
