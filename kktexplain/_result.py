@@ -139,7 +139,8 @@ class DSVResult:
             The class to explain; the model's prediction when omitted.
         k : int, default=5
         **kwargs
-            ``maps``, ``n_steps``, ``param_names``, ``reference``, ``class_names``, ``influence``.
+            ``maps``, ``n_steps``, ``param_names``, ``reference``, ``class_names``, ``influence``,
+            ``additional_forward_args``.
 
         Returns
         -------

@@ -295,3 +295,32 @@ def test_explanation_html_titles_sit_over_their_tiles():
     assert ann[opp[0]][0] == pytest.approx(ann["input"][0])
     assert ann["input"][1] > ann[sup[0]][1] > ann[opp[0]][1]  # rows from the top
     assert len({ann[t][1] for t in sup}) == 1 and len({ann[t][1] for t in opp}) == 1
+
+
+class _Scaled(nn.Module):
+    """A model with an argument beyond its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x, scale):
+        return self.fc(x) * scale
+
+
+def test_explain_passes_additional_forward_args_and_names_them_when_missing():
+    torch.manual_seed(0)
+    model = _Scaled().double()
+    x, y = torch.randn(12, 3, dtype=torch.float64), torch.arange(12) % 3
+    sel = DeepSupportVectors(progress=False).attribute(
+        model, candidates=x, labels=y, additional_forward_args=(2.0,)
+    )
+    e = sel.explain(model, x[:2], k=2, n_steps=4, additional_forward_args=(2.0,))
+    torch.testing.assert_close(e.logits, model(x[:2], 2.0).detach().cpu())
+    full = SupportVectorInfluence(model, sel, additional_forward_args=(2.0,)).influence((x[:2], e.target))
+    torch.testing.assert_close(e.residual, e.exact - full.sum(1))
+    assert e.feature_map.abs().sum() > 0 and e.supporting_maps.abs().sum() > 0
+    with pytest.raises(TypeError, match="support_forward_args"):
+        SupportVectorAttribution(model, sel).attribute(x[:2], target=0, additional_forward_args=(2.0,))
+    with pytest.raises(TypeError, match="additional_forward_args="):
+        sel.explain(model, x[:2])

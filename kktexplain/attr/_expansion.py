@@ -18,7 +18,8 @@ in eval mode, so the user's module is left exactly as found.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,23 @@ def _pearson(a: Tensor, b: Tensor) -> float:
     a, b = a - a.mean(), b - b.mean()
     den = (a.norm() * b.norm()).item()
     return float((a @ b).item() / den) if den > 0 else float("nan")
+
+
+@contextmanager
+def _forward_args_hint(has_args: bool, what: str = "the support set") -> Iterator[None]:
+    """Name the usual cause when the model's forward pass fails with a ``TypeError`` about an
+    argument: the arguments it takes beyond its inputs were not given."""
+    try:
+        yield
+    except TypeError as e:
+        if has_args or "argument" not in str(e):
+            raise
+        raise TypeError(
+            f"the model's forward pass over {what} failed ({e}): a model that takes "
+            "arguments beyond its inputs needs those the support set was computed with, as "
+            "additional_forward_args= (SupportVectorInfluence, SupportExpansion) or "
+            "support_forward_args= (SupportVectorAttribution)"
+        ) from e
 
 
 class SupportExpansion:
@@ -218,7 +236,11 @@ class SupportExpansion:
 
     def logits(self, inputs: Tensor, args: tuple = ()) -> Tensor:
         """The model's logits of ``inputs`` (eval mode, no grad), shape ``(N, C)``."""
-        with torch.no_grad(), eval_mode(self.model):
+        with (
+            torch.no_grad(),
+            eval_mode(self.model),
+            _forward_args_hint(bool(args or self.args), "the inputs"),
+        ):
             out = [
                 self._call(inputs[i : i + self.chunk_size].to(self.device, self.dtype), None, args)
                 for i in range(0, len(inputs), self.chunk_size)
@@ -243,7 +265,7 @@ class SupportExpansion:
         lam = self.support.lambdas[rows].to(self.device, self.dtype)
         scaled, sq_norms = [], []
         direction = {k: torch.zeros_like(v) for k, v in self.fmodel.theta.items()}
-        with eval_mode(self.model):
+        with eval_mode(self.model), _forward_args_hint(bool(self.args)):
             chunks = iter_per_sample_grads(self.fmodel, x, y, self.chunk_size, self.loss_fn, None)
             bar = tqdm(
                 chunks,

@@ -317,6 +317,7 @@ def explain(
     reference: Any = None,
     class_names: list[str] | None = None,
     influence: SupportVectorInfluence | None = None,
+    additional_forward_args: Any = None,
 ) -> Explanation:
     """Explain decisions of ``model`` by the support set ``support``; see :meth:`DSVResult.explain`.
 
@@ -340,6 +341,10 @@ def explain(
     class_names : list of str, optional
     influence : SupportVectorInfluence, optional
         A prepared influence object, to reuse its cached support gradients across calls.
+    additional_forward_args : Any, optional
+        Arguments the model takes after its inputs (captum's convention), the same for the
+        inputs and for the support set (as in selection). Ignored with ``influence``, which
+        holds its own.
 
     Returns
     -------
@@ -359,8 +364,15 @@ def explain(
             f"inputs must have shape (n, {', '.join(map(str, shape))}) or {shape}, got {tuple(inputs.shape)}"
         )
     k = min(k, len(support))
-    svi = influence or SupportVectorInfluence(model, support, param_names=param_names, reference=reference)
+    svi = influence or SupportVectorInfluence(
+        model,
+        support,
+        param_names=param_names,
+        reference=reference,
+        additional_forward_args=additional_forward_args,
+    )
     exp = svi.expansion
+    args = exp.args or None  # the feature maps' forward passes take them too
     logits = exp.logits(inputs).cpu()
     t = resolve_target(target, len(inputs), lambda: logits, logits.shape[1])
     scores = exp.contributions(inputs, t)
@@ -374,7 +386,7 @@ def explain(
     sup_maps = opp_maps = None
     if maps != "none":
         sva = SupportVectorAttribution._from_expansion(exp)  # same scope, same cached direction
-        fmap = sva.attribute(inputs, target=t, n_steps=n_steps).detach().cpu()
+        fmap = sva.attribute(inputs, target=t, n_steps=n_steps, additional_forward_args=args).detach().cpu()
         if maps == "all":
             sup_maps = torch.zeros(n, k, *shape, dtype=fmap.dtype)
             opp_maps = torch.zeros_like(sup_maps)
@@ -387,6 +399,7 @@ def explain(
                                 target=t[i : i + 1],
                                 support_index=int(idx[i, j]),
                                 n_steps=n_steps,
+                                additional_forward_args=args,
                             )[0]
                             .detach()
                             .cpu()
