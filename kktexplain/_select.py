@@ -31,7 +31,51 @@ from .kkt._columns import GradientFile
 from .kkt._residuals import KKTResiduals
 from .kkt._rows import rows_all_finite
 
-__all__ = ["gather_gradients", "select"]
+__all__ = ["check_gradient_memory", "gather_gradients", "select"]
+
+
+def _available_bytes() -> int | None:
+    """The memory the system says is available (``MemAvailable`` of ``/proc/meminfo``), or
+    ``None`` where it cannot tell."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_gradient_memory(n: int, width: int, dtype: torch.dtype, available: int | None = None) -> None:
+    """Refuse, before any work, a gradient matrix ``(n, width)`` that cannot fit in memory.
+
+    Parameters
+    ----------
+    n, width : int
+        Candidates, and gradient coordinates per candidate (the sketch's width when sketched).
+    dtype : torch.dtype
+        The gradients' dtype.
+    available : int, optional
+        Bytes available; default ``MemAvailable`` of ``/proc/meminfo`` (no check where unknown).
+
+    Raises
+    ------
+    ValueError
+        When the matrix alone would take more than 80 % of the available memory: the message
+        gives its size and the two ways out, ``projection_dim=`` and ``offload_dir=``.
+    """
+    available = _available_bytes() if available is None else available
+    need = n * width * torch.empty(0, dtype=dtype).element_size()
+    if available is None or need <= 0.8 * available:
+        return
+    gib = 2**30
+    raise ValueError(
+        f"selection needs the per-sample gradients of {n:,} candidates over {width:,} coordinates: "
+        f"{need / gib:.1f} GiB, where {available / gib:.1f} GiB of memory are available. Sketch them "
+        f"(projection_dim=, e.g. 8192; --projection-dim), restrict the scope (param_names=), or "
+        f"write them to disk (offload_dir=; --offload-dir)"
+    )
 
 
 def gather_gradients(
@@ -74,6 +118,9 @@ def gather_gradients(
             "offload_dir works in one process; under torch.distributed the rows are gathered in memory"
         )
     n = len(candidates)
+    if offload_dir is None:
+        width = fmodel.num_params if sketch is None else sketch.out_features
+        check_gradient_memory(n, width, next(iter(fmodel.theta.values())).dtype)
     rank, world = (dist.get_rank(), dist.get_world_size()) if sharded else (0, 1)
     per = -(-n // world)
     rows = (min(rank * per, n), min((rank + 1) * per, n))
