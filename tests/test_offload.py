@@ -90,6 +90,7 @@ def test_solve_from_file_equals_in_memory(tmp_path, small_blocks, monkeypatch, p
     kwargs = {"bounded": {"upper": 0.8}, "ridge": {"ridge": 1e-2}}.get(path, {})
     if path == "working_set_nnls":
         monkeypatch.setattr(_selection, "_DIRECT_NNLS_MAX", 0)
+        monkeypatch.setattr(_selection, "_BLOCKED_QR_MAX_COLUMNS", 0)  # in memory only: off
     lam_mem, info_mem = _selection.solve_multipliers(g, target, **kwargs)
     lam_disk, info_disk = _selection.solve_multipliers(_stored(tmp_path, g), target, **kwargs)
     assert info_disk["solver"] == info_mem["solver"]
