@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch import nn
 
 from kktexplain import DeepSupportVectors
 from kktexplain.attr._baselines import last_linear
@@ -207,3 +208,18 @@ def test_cli_evaluate_a_model_of_ones_own(blobs, tmp_path, monkeypatch):
     assert res["identical_class"]["ours"]["identical_class"] == 1.0 and res["n_train"] == len(x)
     assert main(["evaluate", "--json", str(out), "--model", "blobnet:build", "--no-progress"]) == 2
     assert main(["evaluate", "--json", str(out), "--data", "train.npz", "--no-progress"]) == 2
+
+
+def test_evaluate_model_without_a_linear_layer_skips_the_last_layer_baselines(tmp_path):
+    from kktexplain.attr import evaluate_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+    x, y = torch.rand(20, 1, 6, 6), torch.arange(20) % 3
+    res = evaluate_model(model.eval(), (x, y), x[:5], tmp_path, parts=["identical_class"], progress=False)
+    assert res["param_names"] == "free"
+    ic = res["identical_class"]
+    assert ic["representer"] == ic["grad_cosine"] == {"skipped": "the model has no nn.Linear layer"}
+    assert 0.0 <= ic["ours"]["identical_class"] <= 1.0 and 0.0 <= ic["tracin"]["identical_class"] <= 1.0

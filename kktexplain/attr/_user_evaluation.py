@@ -111,13 +111,9 @@ def evaluate_model(
     out.mkdir(parents=True, exist_ok=True)
     if param_names is None:
         try:
-            layer, _ = last_linear(model)
-            param_names = [f"{layer}.weight", f"{layer}.bias"]
-            if not hasattr(dict(model.named_modules())[layer], "bias") or (
-                dict(model.named_modules())[layer].bias is None
-            ):
-                param_names = [f"{layer}.weight"]
-        except ValueError:
+            name, layer = last_linear(model)
+            param_names = [f"{name}.weight"] + ([f"{name}.bias"] if layer.bias is not None else [])
+        except ValueError:  # no nn.Linear: the default scope of selection
             param_names = "free"
     scope = list(param_names) if not isinstance(param_names, str) else param_names
     result: dict[str, Any] = {
