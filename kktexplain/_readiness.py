@@ -62,7 +62,8 @@ class KKTReadiness:
         that equal multipliers leave unexplained (``sqrt(1 - cosine^2)`` when ``cosine >= 0``).
     implied_weight_decay : float
         ``1 / (n c)``: the weight decay (on the mean loss) at whose stationary point these
-        samples would be. Compare it with the one used in training; ``inf`` when ``c = 0``.
+        samples would be. Compare it with the one used in training; ``inf`` when ``c = 0``
+        (``None`` in :meth:`to_dict`, which stays strict JSON).
     n : int
         Number of samples measured.
     param_names : list of str
@@ -109,7 +110,10 @@ class KKTReadiness:
             "per_layer_cosine": dict(self.per_layer_cosine),
             "scale": self.scale,
             "relative_residual": self.relative_residual,
-            "implied_weight_decay": self.implied_weight_decay,
+            # inf (no positive multiplier fits) is not JSON: None, as json.dumps(allow_nan=False) needs
+            "implied_weight_decay": (
+                self.implied_weight_decay if math.isfinite(self.implied_weight_decay) else None
+            ),
             "n": self.n,
             "param_names": list(self.param_names),
             "verdict": self.verdict,

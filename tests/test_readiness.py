@@ -206,3 +206,17 @@ def test_report_shows_readiness_computed_on_the_selection(tmp_path):
     assert "readiness-table" not in off
     with pytest.raises(TypeError, match="readiness"):
         write_html(tmp_path / "b.html", selection=sel, readiness=0.5)
+
+
+def test_a_model_no_multiplier_fits_reports_strict_json():
+    import json
+
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    for p in model.parameters():
+        nn.init.zeros_(p)  # theta* = 0: no positive multiplier, c = 0
+    x, y = torch.randn(20, 4, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 3
+    r = kkt_readiness(model, (x, y))
+    assert r.scale == 0.0 and r.implied_weight_decay == float("inf")
+    d = r.to_dict()
+    assert d["implied_weight_decay"] is None
+    json.dumps(d, allow_nan=False)
