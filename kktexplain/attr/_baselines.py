@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from .._model_state import eval_mode
 
-__all__ = ["features", "last_linear", "tracin"]
+__all__ = ["features", "last_layer_top1", "last_linear", "tracin"]
 
 
 def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -92,3 +93,65 @@ def features(model: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:
     finally:
         handle.remove()
     return torch.cat(store)
+
+
+def last_layer_top1(
+    model: nn.Module,
+    train_inputs: Tensor,
+    labels: Tensor,
+    test_inputs: Tensor,
+    pred: Tensor,
+    logits: Callable[[Tensor], Tensor],
+    batch_size: int,
+) -> dict[str, dict[str, float]]:
+    """The identical-class test of two last-layer baselines: representer points (Yeh et al.
+    2018, without their L2 refit) and the cosine of last-layer loss gradients.
+
+    Parameters
+    ----------
+    model : nn.Module
+        With an ``nn.Linear`` last layer (its inputs are the features).
+    train_inputs : Tensor of shape (N, *input_shape)
+    labels : Tensor of shape (N,)
+    test_inputs : Tensor of shape (n, *input_shape)
+    pred : Tensor of shape (n,)
+        The model's predictions on ``test_inputs``.
+    logits : callable
+        ``logits(x)``: the model's logits ``(len(x), C)``.
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        ``representer`` and ``grad_cosine``, each with ``identical_class`` (the fraction of
+        test inputs whose top-1 training sample has the predicted class) and ``seconds``.
+    """
+    res: dict[str, dict[str, float]] = {}
+    start = time.perf_counter()
+    h_train = features(model, train_inputs, batch_size)
+    h_test = features(model, test_inputs, batch_size)
+    with torch.no_grad():
+        p = torch.softmax(logits(train_inputs).cpu(), -1)
+    onehot = torch.nn.functional.one_hot(labels, p.shape[1]).to(p.dtype)
+    alpha = (onehot - p).to(h_train.dtype)  # -dL/df, the representer weights up to 1/(2 lambda n)
+    kernel = h_test @ h_train.T
+    rep = kernel * alpha[:, pred].T  # value of each train point for the predicted class
+    res["representer"] = {
+        "identical_class": float((labels[rep.argmax(1)] == pred).double().mean()),
+        "seconds": time.perf_counter() - start,
+    }
+    start = time.perf_counter()
+    pt = torch.softmax(logits(test_inputs).cpu(), -1)
+    rt = (pt - torch.nn.functional.one_hot(pred, pt.shape[1]).to(pt.dtype)).to(h_train.dtype)
+    ones_tr = torch.ones(len(h_train), 1, dtype=h_train.dtype)
+    ones_te = torch.ones(len(h_test), 1, dtype=h_train.dtype)
+    ha, hb = torch.cat([h_train, ones_tr], 1), torch.cat([h_test, ones_te], 1)
+    # last-layer gradients (p - y) (x) [h, 1]: inner products factorise
+    dot = (rt @ (-alpha).T) * (hb @ ha.T)
+    norms = (rt.norm(dim=1)[:, None] * hb.norm(dim=1)[:, None]) * (alpha.norm(dim=1) * ha.norm(dim=1))[None]
+    cos = dot / norms.clamp_min(1e-30)
+    res["grad_cosine"] = {
+        "identical_class": float((labels[cos.argmax(1)] == pred).double().mean()),
+        "seconds": time.perf_counter() - start,
+    }
+    return res

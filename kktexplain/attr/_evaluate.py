@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .._model_state import eval_mode, kept_grads
 from ..kkt import cross_entropy
 from ._attribution import SupportVectorAttribution
-from ._baselines import features, last_linear, tracin
+from ._baselines import last_layer_top1, last_linear, tracin
 from ._influence import SupportVectorInfluence
 
 __all__ = [
@@ -150,48 +150,6 @@ def evaluate_mislabels(
     return out
 
 
-def _last_layer_baselines(
-    model: nn.Module,
-    support: Any,
-    svi: SupportVectorInfluence,
-    test_inputs: Tensor,
-    pred: Tensor,
-    labels: Tensor,
-    batch_size: int,
-) -> dict[str, dict[str, float]]:
-    """Representer points and the cosine of last-layer loss gradients: each test input's top-1
-    training sample, for the identical-class test."""
-    res: dict[str, dict[str, float]] = {}
-    start = time.perf_counter()
-    h_train = features(model, support.inputs, batch_size)
-    h_test = features(model, test_inputs, batch_size)
-    with torch.no_grad():
-        p = torch.softmax(svi.expansion.logits(support.inputs).cpu(), -1)
-    onehot = torch.nn.functional.one_hot(labels, p.shape[1]).to(p.dtype)
-    alpha = (onehot - p).to(h_train.dtype)  # -dL/df, the representer weights up to 1/(2 lambda n)
-    kernel = h_test @ h_train.T
-    rep = kernel * alpha[:, pred].T  # value of each train point for the predicted class
-    res["representer"] = {
-        "identical_class": float((labels[rep.argmax(1)] == pred).double().mean()),
-        "seconds": time.perf_counter() - start,
-    }
-    start = time.perf_counter()
-    pt = torch.softmax(svi.expansion.logits(test_inputs).cpu(), -1)
-    rt = (pt - torch.nn.functional.one_hot(pred, pt.shape[1]).to(pt.dtype)).to(h_train.dtype)
-    ones_tr = torch.ones(len(h_train), 1, dtype=h_train.dtype)
-    ones_te = torch.ones(len(h_test), 1, dtype=h_train.dtype)
-    ha, hb = torch.cat([h_train, ones_tr], 1), torch.cat([h_test, ones_te], 1)
-    # last-layer gradients (p - y) (x) [h, 1]: inner products factorise
-    dot = (rt @ (-alpha).T) * (hb @ ha.T)
-    norms = (rt.norm(dim=1)[:, None] * hb.norm(dim=1)[:, None]) * (alpha.norm(dim=1) * ha.norm(dim=1))[None]
-    cos = dot / norms.clamp_min(1e-30)
-    res["grad_cosine"] = {
-        "identical_class": float((labels[cos.argmax(1)] == pred).double().mean()),
-        "seconds": time.perf_counter() - start,
-    }
-    return res
-
-
 def evaluate_identical_class(
     model: nn.Module,
     support: Any,
@@ -236,7 +194,11 @@ def evaluate_identical_class(
         "seconds": time.perf_counter() - start,
     }
     if any(isinstance(m, nn.Linear) for m in model.modules()):
-        out.update(_last_layer_baselines(model, support, svi, test_inputs, pred, labels, batch_size))
+        out.update(
+            last_layer_top1(
+                model, support.inputs, labels, test_inputs, pred, svi.expansion.logits, batch_size
+            )
+        )
     else:  # both baselines live in the last nn.Linear
         reason = "the model has no nn.Linear layer"
         out["representer"] = out["grad_cosine"] = {"skipped": reason}
