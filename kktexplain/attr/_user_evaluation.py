@@ -87,8 +87,9 @@ def evaluate_model(
     from .._readiness import kkt_readiness
     from ._baselines import last_linear
     from ._evaluate import evaluate_identical_class, evaluate_randomization
+    from ._figures import evaluation_figures
     from ._influence import SupportVectorInfluence
-    from ._protocol import _fidelity_rows, _figures, time_queries
+    from ._protocol import _fidelity_rows, time_queries
 
     bad = [p for p in parts if p not in USER_PARTS]
     if bad:
@@ -191,5 +192,5 @@ def evaluate_model(
         log(f"randomization: {json.dumps(result['randomization'])}")
         save()
     save()
-    _figures(result, out)
+    evaluation_figures(result, out)
     return result
