@@ -1782,10 +1782,21 @@ def blocked_qr_claims() -> list[tuple[str, str]]:
     ]
 
 
+def kshot_screen_claims() -> list[tuple[str, str]]:
+    """The k-shot screen's table cells (docs/distill.md): per-seed accuracies, mean, difference."""
+    out = []
+    for name, r in load("distill_kshot_screen.json")["rows"].items():
+        cells = " / ".join(f"{100 * a:.1f}" for a in r["accuracies"])
+        diff = "" if name == "random" else f" {100 * r['mean_difference_vs_random']:+.1f} |".replace("-", "−")
+        out.append(("docs/distill.md", f"| {cells} | {100 * r['mean']:.1f} |{diff}"))
+    return out
+
+
 def all_claims() -> list[tuple[str, str]]:
     return (
         claims()
         + blocked_qr_claims()
+        + kshot_screen_claims()
         + scope_claims()
         + explain_claims()
         + selection_claims()
