@@ -322,3 +322,22 @@ def test_loaded_results_make_the_same_report(audit, tmp_path):
     dsv = DSVResult.load(audit["dsv"].save(tmp_path / "d"))
     page = write_html(tmp_path / "r.html", dsv).read_text(encoding="utf-8")
     assert 'id="gallery"' in page and 'id="history"' in page
+
+
+def test_flat_features_are_a_feature_matrix_in_the_gallery():
+    from kktexplain.report._sections import _feature_rows_figure, _gallery
+
+    torch.manual_seed(0)
+    model = MLP((5,), num_classes=3, hidden=(8,))
+    dsv = DeepSupportVectors(n_per_class=2, steps=3, seed=0, progress=False).attribute(model)
+    page = _gallery(
+        dsv, [0, 1, 2], per_page=10, per_class=None, class_names=["a", "b", "c"], denormalize=None
+    )
+    assert "a row per DSV" in page
+    core = dsv.top_k_per_class(2)
+    fig = _feature_rows_figure(dsv, core, [0, 1, 2], ["a", "b", "c"])
+    z = torch.tensor(fig.data[0].z, dtype=torch.float64)
+    assert z.shape == (6, 5)  # a row per DSV, a column per feature
+    order = [int(i) for c in range(3) for i in core.indices[c]]  # by class, best λ first
+    torch.testing.assert_close(z, dsv.inputs[order].double())
+    assert list(fig.layout.yaxis.ticktext)[0] == f"a, λ={float(core.lambdas[0, 0]):.3g}"

@@ -271,12 +271,17 @@ def write_html(
     if readiness is not None and readiness is not False:
         sections.append(("readiness", "Is the model near a KKT point?", _readiness_section(readiness)))
     if synthesis is not None:
+        caption = (
+            "Each row is one DSV and each column one feature, grouped by class, largest λ first."
+            if synthesis.inputs.ndim == 2
+            else "Each row is one class; tiles are its DSVs, largest λ first (channel mean, each "
+            "tile scaled to its own range)."
+        )
         sections.append(
             (
                 "gallery",
                 "DSV gallery per class",
-                '<p class="note">Each row is one class; tiles are its DSVs, largest λ first '
-                "(channel mean, each tile scaled to its own range).</p>"
+                f'<p class="note">{caption}</p>'
                 + _gallery(synthesis, cls, per_page, per_class, class_names, denormalize),
             )
         )

@@ -100,6 +100,39 @@ def _pager(name: str, pages: list[str], labels: list[str]) -> str:
     return bar + body
 
 
+def _feature_rows_figure(result, core, rows, class_names) -> Any:
+    """DSVs with flat features as a heatmap: a row per DSV (by class, best λ first), a column
+    per feature, on a diverging scale centred at 0."""
+    import plotly.graph_objects as go
+
+    z, names = [], []
+    for c in rows:
+        for j, i in enumerate(core.indices[c].tolist()):
+            if i >= 0:
+                z.append(result.inputs[i].detach().double().cpu().tolist())
+                names.append(f"{_name(c, class_names)}, λ={float(core.lambdas[c, j]):.3g}")
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            y=list(range(len(z))),
+            colorscale="RdBu_r",
+            zmid=0,
+            hovertemplate="feature %{x}: %{z:.3g}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(
+        autorange="reversed", tickvals=list(range(len(z))), ticktext=[html.escape(n) for n in names]
+    )
+    fig.update_xaxes(title="feature")
+    fig.update_layout(
+        title=html.escape(f"DSVs of {len(rows)} classes, best λ first (a row per DSV)"),
+        height=22 * len(z) + 160,
+        width=min(1150, 28 * result.inputs.shape[1] + 320),
+        margin={"t": 60, "b": 40},
+    )
+    return fig
+
+
 def _gallery(result, classes, per_page, per_class, class_names, denormalize) -> str:
     y = result.hard_labels
     cls = [c for c in classes if int((y == c).sum()) > 0]
@@ -110,6 +143,10 @@ def _gallery(result, classes, per_page, per_class, class_names, denormalize) -> 
     pages, labels = [], []
     for start in range(0, len(cls), per_page):
         rows = cls[start : start + per_page]
+        if result.inputs.ndim == 2:  # flat features: one row per DSV, one column per feature
+            pages.append(_fig_html(_feature_rows_figure(result, core, rows, class_names)))
+            labels.append(f"{_name(rows[0], class_names)} … {_name(rows[-1], class_names)}")
+            continue
         tiles = [[result.inputs[int(i)] if i >= 0 else None for i in core.indices[c]] for c in rows]
         texts = [
             [f"λ={float(core.lambdas[c, j]):.3g}" if core.indices[c, j] >= 0 else "" for j in range(k)]
