@@ -112,7 +112,8 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> nn.Module
         in :class:`ScriptedModel`, so its parameter names start with ``scripted.``).
     weights : path-like, optional
         A ``.safetensors`` file or a state dict saved with ``torch.save``, loaded strictly
-        into the factory's model.
+        into the factory's model (into the wrapped classifier where the factory returns a
+        :class:`~kktexplain.models.TwoClassLogits` and the names lack its ``model.`` prefix).
 
     Returns
     -------
@@ -142,6 +143,10 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> nn.Module
         raise TypeError(f"--model {spec} must give a torch.nn.Module, got {type(model).__name__}")
     if weights is not None:
         state = load_weights(weights)
+        from .models import TwoClassLogits
+
+        if isinstance(model, TwoClassLogits) and not any(k.startswith("model.") for k in state):
+            state = {f"model.{k}": v for k, v in state.items()}  # the binary classifier's own weights
         try:
             model.load_state_dict(state)
         except RuntimeError as e:

@@ -203,3 +203,37 @@ def test_cli_distill_on_a_user_model(user_dir, capsys):
     assert DistilledSet.load(tmp / "noise.npz").source == "dsv-noise"
     assert main(["distill", *user, "--images-per-class", "1", "--out", "x"]) == 2
     assert "need --data" in capsys.readouterr().err
+
+
+def test_a_binary_classifier_wrapped_by_its_factory_takes_its_own_weights(tmp_path, monkeypatch):
+    from torch import nn
+
+    from kktexplain.models import TwoClassLogits
+
+    (tmp_path / "binnet.py").write_text(
+        textwrap.dedent(
+            """
+            from torch import nn
+            from kktexplain.models import TwoClassLogits
+
+
+            def net():
+                return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 1))
+
+
+            def build():
+                return TwoClassLogits(net())
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    torch.manual_seed(0)
+    trained = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 1))
+    torch.save(trained.state_dict(), tmp_path / "bin.pt")  # the binary classifier's own names
+    model = load_model("binnet:build", tmp_path / "bin.pt")
+    assert isinstance(model, TwoClassLogits)
+    x = torch.randn(5, 4)
+    torch.testing.assert_close(model(x)[:, 1] * 2, trained(x)[:, 0])
+    torch.save(TwoClassLogits(trained).state_dict(), tmp_path / "wrapped.pt")  # prefixed: as is
+    torch.testing.assert_close(load_model("binnet:build", tmp_path / "wrapped.pt")(x), model(x))
