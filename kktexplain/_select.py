@@ -63,7 +63,8 @@ def check_gradient_memory(n: int, width: int, dtype: torch.dtype, available: int
     ------
     ValueError
         When the matrix alone would take more than 80 % of the available memory: the message
-        gives its size and the two ways out, ``projection_dim=`` and ``offload_dir=``.
+        gives its size and the ways out, ``projection_dim=``, ``param_names=`` and
+        ``offload_dir=``.
     """
     available = _available_bytes() if available is None else available
     need = n * width * torch.empty(0, dtype=dtype).element_size()
