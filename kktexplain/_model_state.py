@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import nn
 
-__all__ = ["eval_mode", "kept_grads"]
+__all__ = ["eval_mode", "isolated", "kept_grads"]
 
 
 @contextmanager
@@ -44,3 +45,15 @@ def kept_grads(model: nn.Module) -> Iterator[nn.Module]:
                 grad.copy_(value)  # the user's own tensor, with its values as they were
             param.grad = grad
             param.requires_grad_(flag)
+
+
+@contextmanager
+def isolated(model: nn.Module) -> Iterator[nn.Module]:
+    """Run third-party code (captum's ``TracInCP``) on the user's model as if it had not run:
+    eval mode, every ``.grad`` and ``requires_grad`` put back (:func:`kept_grads`), and the
+    global random state of the CPU (and of the model's CUDA device) forked, since its data
+    loaders draw their seeds from it."""
+    device = next(model.parameters()).device
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), eval_mode(model), kept_grads(model):
+        yield model

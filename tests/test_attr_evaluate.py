@@ -223,3 +223,16 @@ def test_evaluate_model_without_a_linear_layer_skips_the_last_layer_baselines(tm
     ic = res["identical_class"]
     assert ic["representer"] == ic["grad_cosine"] == {"skipped": "the model has no nn.Linear layer"}
     assert 0.0 <= ic["ours"]["identical_class"] <= 1.0 and 0.0 <= ic["tracin"]["identical_class"] <= 1.0
+
+
+def test_a_float64_model_is_evaluated_on_float32_data_and_the_random_state_is_kept(blobs, tmp_path):
+    from kktexplain.attr import evaluate_model
+
+    x, noisy, flipped, xt = blobs
+    y = torch.where(flipped, (noisy - 1) % 3, noisy)
+    model = fit_full_batch(x, y, hidden=(8,), steps=100).double()  # the data stay float32
+    state = torch.get_rng_state()
+    res = evaluate_model(model, (x, y), xt, tmp_path, n_randomization=4, batch_size=32, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # randomization re-seeds inside a fork only
+    assert res["identical_class"]["ours"]["identical_class"] == 1.0
+    assert set(res) >= {"readiness", "fidelity", "identical_class", "timing", "randomization"}

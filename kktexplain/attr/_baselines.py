@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
+from .._model_info import model_device, model_dtype
 from .._model_state import eval_mode
 
 __all__ = ["features", "last_layer_top1", "last_linear", "tracin"]
@@ -71,7 +72,7 @@ def tracin(
 
     return TracInCP(
         model,
-        TensorDataset(inputs, labels),
+        TensorDataset(inputs.to(model_dtype(model)), labels),
         checkpoints=list(weights),
         checkpoints_load_func=load,
         layers=layers,
@@ -87,9 +88,10 @@ def features(model: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:
     store: list[Tensor] = []
     handle = layer.register_forward_pre_hook(lambda m, a: store.append(a[0].detach().flatten(1).cpu()))
     try:
+        device, dtype = model_device(model), model_dtype(model)
         with torch.no_grad(), eval_mode(model):
             for i in range(0, len(inputs), batch_size):
-                model(inputs[i : i + batch_size])
+                model(inputs[i : i + batch_size].to(device, dtype))
     finally:
         handle.remove()
     return torch.cat(store)

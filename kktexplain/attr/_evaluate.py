@@ -22,7 +22,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from .._model_state import eval_mode, kept_grads
+from .._model_info import model_device, model_dtype
+from .._model_state import eval_mode, isolated
 from ..kkt import cross_entropy
 from ._attribution import SupportVectorAttribution
 from ._baselines import last_layer_top1, last_linear, tracin
@@ -130,14 +131,14 @@ def evaluate_mislabels(
         out["support_size_fit"] = {"n_support": int(fit.support.sum()), "n": len(inputs)}
     if compare_tracin:
         start = time.perf_counter()
-        with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
+        with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
             tr = tracin(model, inputs, labels, batch_size).self_influence(show_progress=False)
         out["tracin"] = {**_rank_metrics(tr.detach().cpu(), flipped), "seconds": time.perf_counter() - start}
     if compare_tracin and checkpoints:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         try:
             start = time.perf_counter()
-            with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
+            with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
                 tr = tracin(model, inputs, labels, batch_size, checkpoints=checkpoints)
                 tr = tr.self_influence(show_progress=False)
             out["tracin_checkpoints"] = {
@@ -204,9 +205,9 @@ def evaluate_identical_class(
         out["representer"] = out["grad_cosine"] = {"skipped": reason}
     if compare_tracin:
         start = time.perf_counter()
-        with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
+        with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
             tr = tracin(model, support.inputs, labels, batch_size)
-            idx = tr.influence((test_inputs, pred), k=1).indices[:, 0]
+            idx = tr.influence((test_inputs.to(model_dtype(model)), pred), k=1).indices[:, 0]
         out["tracin"] = {
             "identical_class": float((labels[idx.cpu()] == pred).double().mean()),
             "seconds": time.perf_counter() - start,
@@ -395,6 +396,7 @@ def evaluate_randomization(
     missing = [k for k in layers if k not in mods]
     if missing:
         raise ValueError(f"layers must name modules of the model; not found: {missing}")
+    inputs = inputs.to(model_device(work), model_dtype(work))
     with torch.no_grad():
         pred = work(inputs).argmax(1)
 
@@ -405,18 +407,21 @@ def evaluate_randomization(
 
     ref_ours, ref_ig = maps(work)
     rows = []
-    torch.manual_seed(seed)
-    for name in layers:
-        mod = mods[name]
-        if not hasattr(mod, "reset_parameters"):
-            raise ValueError(f"layer {name!r} has no reset_parameters()")
-        mod.reset_parameters()
-        ours, ig = maps(work)
-        rows.append(
-            {
-                "layer": name,
-                "spearman": float(np.mean([_spearman(a, b) for a, b in zip(ref_ours, ours)])),
-                "spearman_ig": float(np.mean([_spearman(a, b) for a, b in zip(ref_ig, ig)])),
-            }
-        )
+    dev = model_device(work)
+    cuda = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # the re-initialisations' draws; the caller's state kept
+        torch.manual_seed(seed)
+        for name in layers:
+            mod = mods[name]
+            if not hasattr(mod, "reset_parameters"):
+                raise ValueError(f"layer {name!r} has no reset_parameters()")
+            mod.reset_parameters()
+            ours, ig = maps(work)
+            rows.append(
+                {
+                    "layer": name,
+                    "spearman": float(np.mean([_spearman(a, b) for a, b in zip(ref_ours, ours)])),
+                    "spearman_ig": float(np.mean([_spearman(a, b) for a, b in zip(ref_ig, ig)])),
+                }
+            )
     return rows

@@ -172,8 +172,11 @@ def time_queries(
     ``svi`` is the prepared :class:`SupportVectorInfluence` of ``support`` (its cache built).
     The model's ``.grad`` is put back after TracInCP's ``backward``.
     """
-    from .._model_state import eval_mode, kept_grads
+    from .._model_info import model_device, model_dtype
+    from .._model_state import isolated
     from ._baselines import tracin
+
+    one = one.to(model_device(model), model_dtype(model))
 
     times = []
     for _ in range(5):
@@ -188,7 +191,7 @@ def time_queries(
         times.append(time.perf_counter() - s)
     rows["ours_influence_one_query_seconds_median"] = float(torch.tensor(times).median())
     if compare_tracin:
-        with eval_mode(model), kept_grads(model):  # captum's backward fills .grad
+        with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
             tr = tracin(model, train[0], train[1], batch_size)
             s = time.perf_counter()
             with torch.no_grad():

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._model_info import model_device, model_dtype
 from .._model_state import eval_mode
 
 __all__ = ["USER_PARTS", "evaluate_model"]
@@ -133,14 +134,21 @@ def evaluate_model(
         if progress:
             print(f"[evaluate] {msg}", flush=True)
 
+    device, dtype = model_device(model), model_dtype(model)
     with torch.no_grad(), eval_mode(model):
-        train_pred = torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        train_pred = torch.cat(
+            [
+                model(x[i : i + batch_size].to(device, dtype)).argmax(1).cpu()
+                for i in range(0, len(x), batch_size)
+            ]
+        )
     result["train_accuracy"] = float((train_pred.cpu() == y.cpu()).double().mean())
     save()
     if "readiness" in parts:
         r = kkt_readiness(model, (x, y), param_names=scope if isinstance(scope, list) else None)
         result["readiness"] = {k: v for k, v in r.to_dict().items() if k != "per_layer_cosine"}
-        log(f"readiness: {r.verdict} (cosine {r.cosine:.3f}, argmax agreement {r.argmax_agreement:.3f})")
+        agreement = "n/a" if r.argmax_agreement is None else f"{r.argmax_agreement:.3f}"
+        log(f"readiness: {r.verdict} (cosine {r.cosine:.3f}, argmax agreement {agreement})")
         save()
     if "fidelity" in parts:
         from ..kkt._collect import auto_sketch_dim
