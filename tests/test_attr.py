@@ -324,3 +324,20 @@ def test_explain_passes_additional_forward_args_and_names_them_when_missing():
         SupportVectorAttribution(model, sel).attribute(x[:2], target=0, additional_forward_args=(2.0,))
     with pytest.raises(TypeError, match="additional_forward_args="):
         sel.explain(model, x[:2])
+
+
+def test_float32_inputs_of_a_float64_model(problem):
+    model, sel, _, _, xt = problem  # a float64 model and support set
+    x32 = xt.float()
+    sva = SupportVectorAttribution(model, sel)
+    a32, d32 = sva.attribute(x32, target=1, n_steps=8, return_convergence_delta=True)
+    a64, d64 = sva.attribute(x32.double(), target=1, n_steps=8, return_convergence_delta=True)
+    assert a32.dtype == torch.float32  # the inputs' own dtype, as captum's
+    torch.testing.assert_close(a32, a64.float(), rtol=1e-5, atol=1e-6)
+    svi = SupportVectorInfluence(model, sel)
+    torch.testing.assert_close(
+        svi.influence((x32, torch.ones(4, dtype=torch.long))),
+        svi.influence((x32.double(), torch.ones(4, dtype=torch.long))),
+    )
+    e = sel.explain(model, x32[:1], k=2, n_steps=4)
+    assert int(e.prediction[0]) == int(model(x32[:1].double()).argmax())

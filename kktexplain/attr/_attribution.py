@@ -108,9 +108,16 @@ class SupportVectorAttribution(GradientAttribution):
         direction = self._direction if self._direction is not None else exp.direction
         tangent = {k: direction[k].to(theta[k].dtype) for k in theta}
 
+        # floating tensors in the model's dtype and device (float32 data for a float64 model): the
+        # cast is differentiable, so the attributions keep the inputs' own dtype
+        args = tuple(
+            a.to(exp.device, exp.dtype) if isinstance(a, Tensor) and a.is_floating_point() else a
+            for a in inputs_and_args
+        )
+
         def call(th: Mapping[str, Tensor]) -> Tensor:
             params = {**exp.fmodel.fixed, **th}
-            return torch.func.functional_call(exp.fmodel.model, (params, exp.fmodel.buffers), inputs_and_args)
+            return torch.func.functional_call(exp.fmodel.model, (params, exp.fmodel.buffers), args)
 
         _, out = parameter_jvp(call, theta, tangent)
         return out
@@ -175,8 +182,10 @@ class SupportVectorAttribution(GradientAttribution):
         all_inputs = inputs if is_tuple else (inputs,)
 
         def logits() -> Tensor:
+            exp = self.expansion
+            cast = tuple(t.to(exp.device, exp.dtype) if t.is_floating_point() else t for t in all_inputs)
             with torch.no_grad(), eval_mode(self.model):
-                return self.model(*all_inputs, *args)
+                return self.model(*cast, *args)
 
         probe = logits() if target is None else None
         num_classes = int(self.expansion.support.settings.get("num_classes", 0)) or (
