@@ -31,7 +31,9 @@ def blobs():
 def test_fit_full_batch_is_deterministic(blobs):
     x, noisy, flipped, _ = blobs
     y = torch.where(flipped, (noisy - 1) % 3, noisy)  # the clean labels
+    state = torch.get_rng_state()
     a, b = fit_full_batch(x, y, hidden=(8,), steps=200), fit_full_batch(x, y, hidden=(8,), steps=200)
+    assert torch.equal(torch.get_rng_state(), state)  # seeded inside a fork: the caller's state kept
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
     assert (a(x).argmax(1) == y).double().mean() > 0.95

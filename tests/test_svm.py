@@ -251,3 +251,19 @@ def test_iris_duplicate_on_the_margin_makes_the_dual_non_unique():
     assert r.diagnosis.startswith("The dual is not unique") and "duplicate" in r.diagnosis
     clean = sanity_check(x, y, C=1.0, n_synthetic=0)
     assert clean.svc_dual_unique and clean.diagnosis == ""
+
+
+def test_the_torch_svm_fit_is_seeded_without_touching_the_callers_random_state():
+    import torch
+
+    from kktexplain.svm import fit_linear_svm_torch
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    y = (X[:, 0] > 0).long()
+    state = torch.get_rng_state()
+    a = fit_linear_svm_torch(X, y, 1.0, steps=50, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = fit_linear_svm_torch(X, y, 1.0, steps=50, seed=3)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)

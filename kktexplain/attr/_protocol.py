@@ -56,8 +56,11 @@ def fit_full_batch(
     """
     from ..models import MLP
 
-    torch.manual_seed(seed)
-    model = MLP(tuple(inputs.shape[1:]), int(labels.max()) + 1 if len(labels) else 2, hidden=tuple(hidden))
+    with torch.random.fork_rng(devices=[]):  # the initialisation's draws; the caller's state kept
+        torch.manual_seed(seed)
+        model = MLP(
+            tuple(inputs.shape[1:]), int(labels.max()) + 1 if len(labels) else 2, hidden=tuple(hidden)
+        )
     params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)

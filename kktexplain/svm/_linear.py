@@ -58,8 +58,9 @@ def fit_linear_svm_torch(
     -------
     LinearSVMModel
     """
-    torch.manual_seed(seed)
-    model = LinearSVMModel(X.shape[1]).to(X.dtype)
+    with torch.random.fork_rng(devices=[]):  # the initialisation's draws; the caller's state kept
+        torch.manual_seed(seed)
+        model = LinearSVMModel(X.shape[1]).to(X.dtype)
     ysign = y01.to(X.dtype) * 2 - 1
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
