@@ -19,6 +19,14 @@ __all__ = ["SupportVectorAttribution"]
 _METHODS = ("integrated_gradients", "saliency")
 
 
+def _to_model(exp: SupportExpansion, values: tuple) -> tuple:
+    """Floating tensors among ``values`` in the model's device and dtype (float32 data for a
+    float64 model); everything else as it is."""
+    return tuple(
+        v.to(exp.device, exp.dtype) if isinstance(v, Tensor) and v.is_floating_point() else v for v in values
+    )
+
+
 class SupportVectorAttribution(GradientAttribution):
     """Feature attributions of the support-vector expansion of a decision.
 
@@ -108,12 +116,8 @@ class SupportVectorAttribution(GradientAttribution):
         direction = self._direction if self._direction is not None else exp.direction
         tangent = {k: direction[k].to(theta[k].dtype) for k in theta}
 
-        # floating tensors in the model's dtype and device (float32 data for a float64 model): the
-        # cast is differentiable, so the attributions keep the inputs' own dtype
-        args = tuple(
-            a.to(exp.device, exp.dtype) if isinstance(a, Tensor) and a.is_floating_point() else a
-            for a in inputs_and_args
-        )
+        # a differentiable cast: the attributions keep the inputs' own dtype
+        args = _to_model(exp, inputs_and_args)
 
         def call(th: Mapping[str, Tensor]) -> Tensor:
             params = {**exp.fmodel.fixed, **th}
@@ -182,10 +186,8 @@ class SupportVectorAttribution(GradientAttribution):
         all_inputs = inputs if is_tuple else (inputs,)
 
         def logits() -> Tensor:
-            exp = self.expansion
-            cast = tuple(t.to(exp.device, exp.dtype) if t.is_floating_point() else t for t in all_inputs)
             with torch.no_grad(), eval_mode(self.model):
-                return self.model(*cast, *args)
+                return self.model(*_to_model(self.expansion, all_inputs), *args)
 
         probe = logits() if target is None else None
         num_classes = int(self.expansion.support.settings.get("num_classes", 0)) or (

@@ -260,7 +260,7 @@ class SupportExpansion:
         if dim == "auto":
             dim = auto_sketch_dim(len(rows), p)
         sketch = None if dim is None or dim >= p else CountSketch(p, dim, seed=self.seed, device=self.device)
-        x = self.support.inputs[rows].to(self.device, self.dtype)
+        x = self.support.inputs[rows]
         y = self.support.labels[rows]
         lam = self.support.lambdas[rows].to(self.device, self.dtype)
         scaled, sq_norms = [], []
@@ -363,8 +363,7 @@ class SupportExpansion:
         """Per-sample ``grad_theta f_c(x)``, flattened (and sketched like the cache), ``(N, P')``."""
         sketch = self.cache["sketch"]
         with eval_mode(self.model):
-            x = inputs.to(self.device, self.dtype)  # e.g. float32 data for a float64 model
-            chunks = iter_per_sample_grads(self.fmodel, x, target, self.chunk_size, logit_of, sketch)
+            chunks = iter_per_sample_grads(self.fmodel, inputs, target, self.chunk_size, logit_of, sketch)
             return torch.cat([g for _, g in chunks])
 
     def contributions(self, inputs: Tensor, target: Tensor) -> Tensor:

@@ -274,11 +274,16 @@ def _show_input(t: Tensor, ax: Any, title: str) -> None:
     elif t.ndim == 2:
         show_image(t.unsqueeze(0), ax=ax, title=title)
     else:
-        values = t.flatten()
-        ax.bar(range(values.numel()), values.tolist(), color="tab:gray")
-        ax.set_xticks([])
-        ax.tick_params(labelsize=6)
-        ax.set_title(title, fontsize=7)
+        _bars(t, ax, title, "tab:gray", 7)
+
+
+def _bars(t: Tensor, ax: Any, title: str, color: Any, fontsize: int) -> None:
+    """One bar per feature of a flat tensor, without ticks per feature."""
+    values = t.flatten()
+    ax.bar(range(values.numel()), values.tolist(), color=color)
+    ax.set_xticks([])
+    ax.tick_params(labelsize=6)
+    ax.set_title(title, fontsize=fontsize)
 
 
 def _heat(t: Tensor, ax: Any, title: str) -> None:
@@ -287,16 +292,9 @@ def _heat(t: Tensor, ax: Any, title: str) -> None:
     t = t.detach().float().cpu()
     if t.ndim < 2:
         values = t.flatten()
+        _bars(values, ax, title, ["tab:red" if v >= 0 else "tab:blue" for v in values], 8)
         m = float(values.abs().max()) or 1.0
-        ax.bar(
-            range(values.numel()),
-            values.tolist(),
-            color=["tab:red" if v >= 0 else "tab:blue" for v in values],
-        )
         ax.set_ylim(-1.05 * m, 1.05 * m)
-        ax.set_xticks([])
-        ax.tick_params(labelsize=6)
-        ax.set_title(title, fontsize=8)
         return
     plane = torch.tensor(_plane(t))
     m = float(plane.abs().max()) or 1.0

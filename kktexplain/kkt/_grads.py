@@ -177,7 +177,8 @@ def iter_per_sample_grads(
     ----------
     fmodel : FunctionalModel
     inputs : Tensor of shape (N, *input_shape)
-        May live on the CPU; chunks are moved to the model's device.
+        May live on the CPU; chunks are moved to the model's device (floating ones also to the
+        parameters' dtype).
     labels : Tensor of shape (N,) or (N, C)
     chunk_size : int, default=256
         Bounds the memory to ``chunk_size * P`` floats.
@@ -192,11 +193,14 @@ def iter_per_sample_grads(
         The samples of this chunk.
     grads : Tensor of shape (chunk, P) or (chunk, K)
     """
-    device = next(iter(fmodel.theta.values())).device
+    first = next(iter(fmodel.theta.values()))
+    device = first.device
+    # floating inputs in the parameters' dtype, a chunk at a time (float32 data, float64 model)
+    dtype = first.dtype if inputs.is_floating_point() else inputs.dtype
     factored = linear_factored(fmodel)
     for start in range(0, inputs.shape[0], chunk_size):
         rows = slice(start, min(start + chunk_size, inputs.shape[0]))
-        x, y = inputs[rows].to(device), labels[rows].to(device)
+        x, y = inputs[rows].to(device, dtype), labels[rows].to(device)
         flat = None
         if factored is not None:
             try:
