@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["as_data"]
+from ._validation import check_finite
+
+__all__ = ["as_data", "prepare_data"]
 
 
 def _writable(a: np.ndarray) -> np.ndarray:
@@ -114,6 +116,48 @@ def as_data(data: Any, name: str) -> tuple[Tensor, Tensor | None]:
         if len(y) != len(x):
             raise ValueError(f"{name} has {len(x)} inputs but {len(y)} labels")
     return x, y
+
+
+def prepare_data(
+    candidates: Any, labels: Any, init_data: Any
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+    """``DeepSupportVectors.attribute``'s data as tensors, checked for finiteness.
+
+    Parameters
+    ----------
+    candidates, labels, init_data
+        As :meth:`DeepSupportVectors.attribute` takes them (any form :func:`as_data` reads);
+        labels carried by ``candidates`` are used where ``labels`` is ``None``.
+
+    Returns
+    -------
+    candidates : Tensor of shape (N, *input_shape) or None
+    labels : Tensor of shape (N,) or (N, C), or None
+    init_inputs : Tensor of shape (M, *input_shape) or None
+    init_labels : Tensor of shape (M,) or None
+
+    Raises
+    ------
+    ValueError
+        For NaN or inf inputs, or an empty ``labels``.
+    """
+    init_x = init_y = None
+    if candidates is not None:
+        candidates, candidate_labels = as_data(candidates, "candidates")
+        check_finite("candidates", candidates)
+        if labels is None:
+            labels = candidate_labels
+    if init_data is not None:
+        init_x, init_y = as_data(init_data, "init_data")
+        check_finite("init_data", init_x)
+    if labels is not None:
+        labels = labels if isinstance(labels, Tensor) else torch.as_tensor(np.asarray(labels))
+        if labels.ndim >= 1 and len(labels) == 0:
+            raise ValueError(
+                "labels is empty: give at least one label, or omit labels= to synthesise "
+                "n_per_class candidates of every class"
+            )
+    return candidates, labels, init_x, init_y
 
 
 def _split_item(item: Any, where: str) -> tuple[Any, Any]:

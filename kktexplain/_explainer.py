@@ -11,11 +11,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._data import as_data
+from ._data import prepare_data
 from ._initial import initial_inputs
 from ._model_info import (
     as_forward_args,
@@ -33,7 +32,6 @@ from ._select import select
 from ._settings_check import check_settings, normalized_settings
 from ._synthesis import SynthesisConfig, synthesise
 from ._validation import (
-    check_finite,
     check_inputs,
     check_labels,
     check_model,
@@ -384,22 +382,7 @@ class DeepSupportVectors(SettingsMixin):
         if est.classes is not None and (labels is not None or candidates is not None):
             raise ValueError("classes= picks the classes to synthesise; it cannot be combined with labels=")
         args = as_forward_args(additional_forward_args)
-        data_x = data_y = None
-        if candidates is not None:
-            candidates, candidate_labels = as_data(candidates, "candidates")
-            check_finite("candidates", candidates)
-            if labels is None:
-                labels = candidate_labels
-        if init_data is not None:
-            data_x, data_y = as_data(init_data, "init_data")
-            check_finite("init_data", data_x)
-        if labels is not None:
-            labels = labels if isinstance(labels, Tensor) else torch.as_tensor(np.asarray(labels))
-            if labels.ndim >= 1 and len(labels) == 0:
-                raise ValueError(
-                    "labels is empty: give at least one label, or omit labels= to synthesise "
-                    "n_per_class candidates of every class"
-                )
+        candidates, labels, data_x, data_y = prepare_data(candidates, labels, init_data)
         model, inferred = computable_model(model)
         data = candidates if candidates is not None else data_x
         shape = resolve_input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
