@@ -171,7 +171,11 @@ def _scale_integers(x: np.ndarray) -> np.ndarray:
 
 
 def load_data(
-    spec: str, labels: str | None = None, limit: int | None = None, grayscale: bool = False
+    spec: str,
+    labels: str | None = None,
+    limit: int | None = None,
+    grayscale: bool = False,
+    token_ids: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Inputs and labels from a file, an image folder or ``module:function``.
 
@@ -190,11 +194,14 @@ def load_data(
         Keep the first ``limit`` samples.
     grayscale : bool, default=False
         Read an image folder as one channel instead of RGB.
+    token_ids : bool, default=False
+        The model reads token ids (its first layer is an embedding): integer inputs stay
+        integers (``torch.long``) instead of being refused.
 
     Returns
     -------
     x : Tensor of shape (N, *input_shape)
-        float32.
+        float32, or ``torch.long`` token ids with ``token_ids``.
     y : Tensor of shape (N,) or (N, C), or None
     """
     path = Path(spec)
@@ -227,12 +234,14 @@ def load_data(
                 "folder or module:function"
             )
         x, y = as_data(
-            (np.ascontiguousarray(xa), ya) if ya is not None else np.ascontiguousarray(xa), "--data"
+            (np.ascontiguousarray(xa), ya) if ya is not None else np.ascontiguousarray(xa),
+            "--data",
+            token_ids,
         )
     elif ":" in spec:
         obj = resolve_object(spec, "--data")
         data = obj() if callable(obj) else obj
-        x, y = as_data(data, f"--data {spec}")
+        x, y = as_data(data, f"--data {spec}", token_ids)
     else:
         raise ValueError(f"--data {spec!r}: no such file or folder, and not module:function")
     if labels is not None:
@@ -253,4 +262,4 @@ def load_data(
         y = None if y is None else y[:limit]
     if y is not None and not y.is_floating_point():
         y = y.long()
-    return x.float(), y
+    return (x if token_ids and not x.is_floating_point() else x.float()), y

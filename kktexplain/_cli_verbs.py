@@ -110,11 +110,13 @@ def _common_options(p: argparse.ArgumentParser) -> None:
 
 def _prepare(args: argparse.Namespace):
     from ._cli_io import load_data, load_model
+    from ._model_info import token_layer
 
     model = load_model(args.model, args.weights).to(args.device)
     data = None
     if getattr(args, "data", None):
-        data = load_data(args.data, args.labels, args.limit, args.grayscale)
+        tokens = token_layer(model) is not None
+        data = load_data(args.data, args.labels, args.limit, args.grayscale, token_ids=tokens)
     return model, data
 
 

@@ -19,13 +19,15 @@ def _writable(a: np.ndarray) -> np.ndarray:
     return a if a.flags.writeable else a.copy()
 
 
-def _as_float_tensor(x: Any, name: str) -> Tensor:
+def _as_float_tensor(x: Any, name: str, token_ids: bool = False) -> Tensor:
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise TypeError(f"{name} must be a numeric array, got a numpy array of dtype object")
         x = torch.from_numpy(_writable(x))
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must hold tensors or numpy arrays, got {type(x).__name__}")
+    if token_ids and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool:
+        return x.long()  # token ids of a model whose first layer is an embedding
     if not x.is_floating_point():
         raise TypeError(
             f"{name} must hold floating-point inputs, got dtype {x.dtype}; convert them to the "
@@ -40,7 +42,7 @@ def _labels_tensor(y: Any, name: str) -> Tensor:
     return y if isinstance(y, Tensor) else torch.as_tensor(y)
 
 
-def as_data(data: Any, name: str) -> tuple[Tensor, Tensor | None]:
+def as_data(data: Any, name: str, token_ids: bool = False) -> tuple[Tensor, Tensor | None]:
     """``(inputs, labels or None)`` from the forms ``candidates`` and ``init_data`` take.
 
     Parameters
@@ -52,11 +54,15 @@ def as_data(data: Any, name: str) -> tuple[Tensor, Tensor | None]:
         ``(inputs, labels)`` (read once, in its order).
     name : str
         The parameter's name, for the errors.
+    token_ids : bool, default=False
+        Accept integer inputs (token ids of a model whose first layer is an embedding) and
+        return them as ``torch.long``.
 
     Returns
     -------
     inputs : Tensor of shape (N, *input_shape)
-        Floating point, on the CPU unless given elsewhere.
+        Floating point (``torch.long`` token ids with ``token_ids``), on the CPU unless given
+        elsewhere.
     labels : Tensor of shape (N,) or (N, C), or None
 
     Raises
@@ -78,7 +84,7 @@ def as_data(data: Any, name: str) -> tuple[Tensor, Tensor | None]:
         xs, ys = [], []
         for i, batch in enumerate(data):
             bx, by = _split_item(batch, f"{name} (a DataLoader; batch {i})")
-            xs.append(_as_float_tensor(bx, f"{name} (a DataLoader; batch {i})"))
+            xs.append(_as_float_tensor(bx, f"{name} (a DataLoader; batch {i})", token_ids))
             if by is not None:
                 ys.append(_labels_tensor(by, name))
         if not xs:
@@ -99,7 +105,10 @@ def as_data(data: Any, name: str) -> tuple[Tensor, Tensor | None]:
             if n == 0:
                 raise ValueError(f"{name} is an empty Dataset")
             items = [_split_item(data[i], f"{name} (a Dataset; item {i})") for i in range(n)]
-            xs = [_as_float_tensor(item[0], f"{name} (a Dataset; item {i})") for i, item in enumerate(items)]
+            xs = [
+                _as_float_tensor(item[0], f"{name} (a Dataset; item {i})", token_ids)
+                for i, item in enumerate(items)
+            ]
             x = torch.stack(xs)
             if all(item[1] is not None for item in items):
                 y = torch.stack([_labels_tensor(item[1], name) for item in items])
@@ -108,7 +117,7 @@ def as_data(data: Any, name: str) -> tuple[Tensor, Tensor | None]:
             f"{name} must be a Tensor, a numpy array, an (inputs, labels) pair, a torch Dataset "
             f"or a DataLoader, got {type(data).__name__}"
         )
-    x = _as_float_tensor(x, name)
+    x = _as_float_tensor(x, name, token_ids)
     if len(x) == 0:
         raise ValueError(f"{name} is empty: it must hold at least one input")
     if y is not None:
@@ -119,7 +128,7 @@ def as_data(data: Any, name: str) -> tuple[Tensor, Tensor | None]:
 
 
 def prepare_data(
-    candidates: Any, labels: Any, init_data: Any
+    candidates: Any, labels: Any, init_data: Any, token_ids: bool = False
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
     """``DeepSupportVectors.attribute``'s data as tensors, checked for finiteness.
 
@@ -128,6 +137,8 @@ def prepare_data(
     candidates, labels, init_data
         As :meth:`DeepSupportVectors.attribute` takes them (any form :func:`as_data` reads);
         labels carried by ``candidates`` are used where ``labels`` is ``None``.
+    token_ids : bool, default=False
+        The model reads token ids: integer candidates are kept (see :func:`as_data`).
 
     Returns
     -------
@@ -143,7 +154,7 @@ def prepare_data(
     """
     init_x = init_y = None
     if candidates is not None:
-        candidates, candidate_labels = as_data(candidates, "candidates")
+        candidates, candidate_labels = as_data(candidates, "candidates", token_ids)
         check_finite("candidates", candidates)
         if labels is None:
             labels = candidate_labels

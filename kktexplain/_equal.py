@@ -55,9 +55,10 @@ def equal_multiplier(
     residuals : KKTResiduals
         Every DeepKKT residual at ``lambda_i = c`` (from the same pass).
     """
+    dtype = next(iter(fmodel.theta.values())).dtype  # the parameters' (inputs may be token ids)
     found = _factored_sum(fmodel, inputs, labels, loss_fn, chunk_size)
     if found is None:
-        ones = torch.ones(len(inputs), dtype=inputs.dtype)
+        ones = torch.ones(len(inputs), dtype=dtype)
         g, logits = stationarity_sum(fmodel, inputs, labels, ones, loss_fn, chunk_size)
         sq_norms = None
     else:
@@ -70,7 +71,7 @@ def equal_multiplier(
     c = max(-dot / sq, 0.0) if sq > 0 else 0.0
     if upper is not None:
         c = min(c, float(upper))
-    lam = torch.full((len(inputs),), c, dtype=inputs.dtype)
+    lam = torch.full((len(inputs),), c, dtype=dtype)
     scaled = {k: c * v for k, v in g.items()}
     kkt = residuals_from_sum(fmodel, inputs, labels, lam, scaled, logits)
     # recorded for forwards without extra arguments only: a reader (self_influence) cannot tell

@@ -23,6 +23,7 @@ from ._model_info import (
     model_device,
     model_dtype,
     resolve_input_shape,
+    token_layer,
 )
 from ._model_state import eval_mode
 from ._params import SettingsMixin
@@ -382,7 +383,14 @@ class DeepSupportVectors(SettingsMixin):
         if est.classes is not None and (labels is not None or candidates is not None):
             raise ValueError("classes= picks the classes to synthesise; it cannot be combined with labels=")
         args = as_forward_args(additional_forward_args)
-        candidates, labels, data_x, data_y = prepare_data(candidates, labels, init_data)
+        tokens = token_layer(model)
+        if tokens is not None and candidates is None:
+            raise ValueError(
+                f"the model reads token ids (its first layer, {tokens!r}, is an embedding): "
+                "synthesis optimises continuous inputs and cannot make them; score real "
+                "sequences with selection instead: attribute(model, candidates=X, labels=y)"
+            )
+        candidates, labels, data_x, data_y = prepare_data(candidates, labels, init_data, tokens is not None)
         model, inferred = computable_model(model)
         data = candidates if candidates is not None else data_x
         shape = resolve_input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
@@ -392,7 +400,7 @@ class DeepSupportVectors(SettingsMixin):
             if labels is not None:
                 labels = check_labels(labels, num_classes)
             if candidates is not None:
-                check_inputs("candidates", candidates, shape)
+                check_inputs("candidates", candidates, shape, token_ids=tokens is not None)
             names, scope = resolve_param_names(model, est.param_names, data, shape, est.seed, args)
             inferred.update(scope)
             fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)

@@ -17,6 +17,9 @@ __all__ = [
     "as_forward_args",
     "model_device",
     "model_dtype",
+    "input_dtype",
+    "cast_inputs",
+    "token_layer",
     "infer_input_shape",
     "infer_num_classes",
     "computable_model",
@@ -35,6 +38,33 @@ def model_dtype(model: nn.Module) -> torch.dtype:
         if p.is_floating_point():
             return p.dtype
     return torch.get_default_dtype()
+
+
+_TOKEN_LAYERS = (nn.Embedding, nn.EmbeddingBag)
+
+
+def token_layer(model: nn.Module) -> str | None:
+    """The name of the model's first layer if it is an ``nn.Embedding`` (it reads token ids).
+
+    The first module with parameters of its own decides, in registration order (the order
+    :func:`infer_input_shape` reads too). ``None`` for a model that reads floating inputs.
+    """
+    for name, module in model.named_modules():
+        if isinstance(module, _TOKEN_LAYERS):
+            return name
+        if module is not model and next(module.parameters(recurse=False), None) is not None:
+            return None
+    return None
+
+
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """``torch.long`` for a model that reads token ids (:func:`token_layer`), else its dtype."""
+    return torch.long if token_layer(model) is not None else model_dtype(model)
+
+
+def cast_inputs(x: Tensor, device: torch.device | str, dtype: torch.dtype) -> Tensor:
+    """``x`` on ``device``; floating inputs also in ``dtype`` (token ids keep their integer dtype)."""
+    return x.to(device, dtype) if x.is_floating_point() else x.to(device)
 
 
 # Layers with parameters that keep the width of flat features (the Linear after them tells it).
@@ -98,7 +128,7 @@ def infer_num_classes(
         If the output is not ``(N, C)`` with ``C >= 2``, or the input shape does not fit.
     """
     device = model_device(model)
-    probe = torch.zeros(2, *input_shape, device=device, dtype=model_dtype(model))
+    probe = torch.zeros(2, *input_shape, device=device, dtype=input_dtype(model))
     try:
         with torch.no_grad():
             out = model(probe, *additional_forward_args)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ._data import as_data
-from ._model_info import computable_model, infer_num_classes, model_dtype
+from ._model_info import cast_inputs, computable_model, infer_num_classes, model_dtype, token_layer
 from ._model_state import eval_mode
 from ._validation import check_labels, check_model, check_positive
 from .kkt import FunctionalModel, cross_entropy
@@ -197,7 +197,7 @@ def kkt_readiness(
     """
     model = check_model(model)
     check_positive("chunk_size", chunk_size, integer=True)
-    inputs, found = as_data(data, "data")
+    inputs, found = as_data(data, "data", token_layer(model) is not None)
     if labels is None:
         labels = found
     if labels is None:
@@ -205,7 +205,7 @@ def kkt_readiness(
     if len(inputs) == 0:
         raise ValueError("data must hold at least one sample")
     model, _ = computable_model(model)  # a float32 copy of a half-precision model
-    inputs = inputs.to(model_dtype(model))
+    inputs = cast_inputs(inputs, inputs.device, model_dtype(model))
     with eval_mode(model):
         num_classes = infer_num_classes(model, tuple(inputs.shape[1:]))
     labels = check_labels(labels, num_classes, len(inputs))

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ._equal import equal_multiplier
 from ._errors import NonFiniteError
+from ._model_info import cast_inputs
 from ._result import DSVResult
 from .kkt import (
     CountSketch,
@@ -214,7 +215,7 @@ def select(
     """
     start = time.perf_counter()
     dtype = next(iter(fmodel.theta.values())).dtype
-    candidates = candidates.to(dtype)
+    candidates = cast_inputs(candidates, candidates.device, dtype)
     if multipliers == "equal":
         return _select_equal(fmodel, candidates, labels, objective, chunk_size, lambda_max, settings, start)
     p = fmodel.num_params
@@ -355,7 +356,7 @@ def _select_equal(
     c, kkt = equal_multiplier(
         fmodel, candidates, labels, objective.loss_fn(), max(chunk_size, 256), upper=lambda_max
     )
-    lam = torch.full((len(candidates),), c, dtype=candidates.dtype)
+    lam = torch.full((len(candidates),), c, dtype=kkt.margin.dtype)
     record = dict(
         solver={"solver": "equal", "multiplier": c, "residual": kkt.stationarity["rel_l2"]},
         sketch_dim=None,

@@ -89,15 +89,24 @@ def check_device(device: Any) -> torch.device | None:
     return dev
 
 
-def check_inputs(name: str, inputs: object, input_shape: tuple[int, ...]) -> Tensor:
-    """Raise unless ``inputs`` is a float tensor of shape ``(N, *input_shape)``."""
+def check_inputs(name: str, inputs: object, input_shape: tuple[int, ...], token_ids: bool = False) -> Tensor:
+    """Raise unless ``inputs`` is a float tensor of shape ``(N, *input_shape)``.
+
+    With ``token_ids`` (a model whose first layer is an embedding) an integer tensor is asked for.
+    """
     if not isinstance(inputs, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(inputs).__name__}")
     if tuple(inputs.shape[1:]) != tuple(input_shape) or inputs.ndim != len(input_shape) + 1:
         raise ValueError(
             f"{name} must have shape (N, {', '.join(map(str, input_shape))}), got {tuple(inputs.shape)}"
         )
-    if not inputs.is_floating_point():
+    if token_ids:
+        if inputs.is_floating_point() or inputs.is_complex() or inputs.dtype == torch.bool:
+            raise TypeError(
+                f"{name} must hold integer token ids (the model's first layer is an embedding), "
+                f"got dtype {inputs.dtype}"
+            )
+    elif not inputs.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {inputs.dtype}")
     return inputs
 

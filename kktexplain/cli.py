@@ -287,16 +287,18 @@ def _evaluate_user_model(args: argparse.Namespace, out) -> int:
 
     from ._cli_io import load_data, load_model
     from ._cli_verbs import _param_names
+    from ._model_info import token_layer
     from .attr._user_evaluation import USER_PARTS, evaluate_model
 
     try:
         if not args.data or not args.test_data:
             raise ValueError("--model needs --data (training inputs and labels) and --test-data")
         model = load_model(args.model, args.weights)
-        x, y = load_data(args.data, limit=args.limit)
+        tokens = token_layer(model) is not None
+        x, y = load_data(args.data, limit=args.limit, token_ids=tokens)
         if y is None:
             raise ValueError(f"--data {args.data!r} carries no labels")
-        test, _ = load_data(args.test_data)
+        test, _ = load_data(args.test_data, token_ids=tokens)
         evaluate_model(
             model,
             (x, y),

@@ -168,5 +168,5 @@ def test_a_normalisation_before_the_first_linear_keeps_the_inferred_width():
         dsv = DeepSupportVectors(n_per_class=1, steps=1, progress=False).attribute(model)
         assert dsv.inputs.shape == (3, 5)
     embed = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 3))
-    with pytest.raises(ValueError, match="input_shape could not be inferred"):
+    with pytest.raises(ValueError, match="reads token ids"):  # and a Linear's width is no input's
         DeepSupportVectors(n_per_class=1, steps=1, progress=False).attribute(embed)

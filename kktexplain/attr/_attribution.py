@@ -181,6 +181,15 @@ class SupportVectorAttribution(GradientAttribution):
         first = inputs[0] if is_tuple else inputs
         if not isinstance(first, Tensor):
             raise TypeError(f"inputs must be a Tensor or a tuple of Tensors, got {type(first).__name__}")
+        for i, x in enumerate(inputs if is_tuple else (inputs,)):
+            if not isinstance(x, Tensor) or not x.is_floating_point():
+                kind = f"dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+                where = f"inputs[{i}]" if is_tuple else "inputs"
+                raise TypeError(
+                    f"{where} must be a floating-point tensor, got {kind}: integer inputs (token "
+                    "ids) carry no gradient to attribute to; SupportVectorInfluence still says "
+                    "which support vectors drive each decision"
+                )
         args = () if additional_forward_args is None else additional_forward_args
         args = args if isinstance(args, tuple) else (args,)
         all_inputs = inputs if is_tuple else (inputs,)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from .._model_info import model_device, model_dtype
+from .._model_info import cast_inputs, model_device, model_dtype
 from .._model_state import eval_mode
 
 __all__ = ["features", "last_layer_top1", "last_linear", "tracin"]
@@ -72,7 +72,7 @@ def tracin(
 
     return TracInCP(
         model,
-        TensorDataset(inputs.to(model_dtype(model)), labels),
+        TensorDataset(cast_inputs(inputs, inputs.device, model_dtype(model)), labels),
         checkpoints=list(weights),
         checkpoints_load_func=load,
         layers=layers,
@@ -91,7 +91,7 @@ def features(model: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:
         device, dtype = model_device(model), model_dtype(model)
         with torch.no_grad(), eval_mode(model):
             for i in range(0, len(inputs), batch_size):
-                model(inputs[i : i + batch_size].to(device, dtype))
+                model(cast_inputs(inputs[i : i + batch_size], device, dtype))
     finally:
         handle.remove()
     return torch.cat(store)

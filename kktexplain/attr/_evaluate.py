@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from .._model_info import model_device, model_dtype
+from .._model_info import cast_inputs, model_device, model_dtype
 from .._model_state import eval_mode, isolated
 from ..kkt import cross_entropy
 from ._attribution import SupportVectorAttribution
@@ -207,7 +207,8 @@ def evaluate_identical_class(
         start = time.perf_counter()
         with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
             tr = tracin(model, support.inputs, labels, batch_size)
-            idx = tr.influence((test_inputs.to(model_dtype(model)), pred), k=1).indices[:, 0]
+            queries = cast_inputs(test_inputs, test_inputs.device, model_dtype(model))
+            idx = tr.influence((queries, pred), k=1).indices[:, 0]
         out["tracin"] = {
             "identical_class": float((labels[idx.cpu()] == pred).double().mean()),
             "seconds": time.perf_counter() - start,
@@ -389,6 +390,12 @@ def evaluate_randomization(
 
     from captum.attr import IntegratedGradients
 
+    if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
+        kind = f"dtype {inputs.dtype}" if isinstance(inputs, Tensor) else type(inputs).__name__
+        raise TypeError(
+            f"inputs must be a floating-point tensor, got {kind}: integer inputs (token ids) have "
+            "no feature attributions to randomise"
+        )
     work = copy.deepcopy(model).eval()
     if layers is None:
         layers = [k for k, m in work.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._model_info import as_forward_args
+from .._model_info import as_forward_args, cast_inputs
 from .._model_state import eval_mode
 from .._scope import recorded_param_names
 from .._validation import check_model
@@ -242,7 +242,7 @@ class SupportExpansion:
             _forward_args_hint(bool(args or self.args), "the inputs"),
         ):
             out = [
-                self._call(inputs[i : i + self.chunk_size].to(self.device, self.dtype), None, args)
+                self._call(cast_inputs(inputs[i : i + self.chunk_size], self.device, self.dtype), None, args)
                 for i in range(0, len(inputs), self.chunk_size)
             ]
         return torch.cat(out)
@@ -328,7 +328,7 @@ class SupportExpansion:
         with eval_mode(self.model):
             g, _ = weighted_loss_grad(
                 self.fmodel,
-                self.support.inputs[idx].to(self.device, self.dtype),
+                cast_inputs(self.support.inputs[idx], self.device, self.dtype),
                 self.support.labels[idx].to(self.device),
                 lam,
                 self.loss_fn,
@@ -346,7 +346,7 @@ class SupportExpansion:
     def _batched(self, inputs: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
         with eval_mode(self.model):
             out = [
-                fn(inputs[i : i + self.chunk_size].to(self.device, self.dtype)).detach()
+                fn(cast_inputs(inputs[i : i + self.chunk_size], self.device, self.dtype)).detach()
                 for i in range(0, len(inputs), self.chunk_size)
             ]
         return torch.cat(out)

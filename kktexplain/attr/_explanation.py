@@ -331,7 +331,8 @@ def explain(
         Supporting and opposing vectors to return.
     maps : {"all", "total", "none"}, default="all"
         Feature maps of the whole expansion and of each shown support vector (``"all"``), of
-        the whole expansion only (``"total"``), or none (zeros).
+        the whole expansion only (``"total"``), or none (zeros). Integer inputs (token ids of
+        a model whose first layer is an embedding) carry no gradient: their maps are zeros.
     n_steps : int, default=16
         Integrated Gradients' steps per map.
     param_names, reference
@@ -382,7 +383,7 @@ def explain(
     n = len(inputs)
     fmap = torch.zeros_like(inputs, dtype=scores.dtype)
     sup_maps = opp_maps = None
-    if maps != "none":
+    if maps != "none" and inputs.is_floating_point():
         sva = SupportVectorAttribution._from_expansion(exp)  # same scope, same cached direction
         fmap = sva.attribute(inputs, target=t, n_steps=n_steps, additional_forward_args=args).detach().cpu()
         if maps == "all":

@@ -35,7 +35,7 @@ def evaluation_figures(result: dict, out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / "removal.png", dpi=110)
         plt.close(fig)
-    if "randomization" in result:
+    if isinstance(result.get("randomization"), list):
         fig, ax = plt.subplots(figsize=(5, 3))
         rows = result["randomization"]
         ax.plot([r["spearman"] for r in rows], "o-", label="support-vector maps")

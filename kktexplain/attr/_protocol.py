@@ -175,11 +175,11 @@ def time_queries(
     ``svi`` is the prepared :class:`SupportVectorInfluence` of ``support`` (its cache built).
     The model's ``.grad`` is put back after TracInCP's ``backward``.
     """
-    from .._model_info import model_device, model_dtype
+    from .._model_info import cast_inputs, model_device, model_dtype
     from .._model_state import isolated
     from ._baselines import tracin
 
-    one = one.to(model_device(model), model_dtype(model))
+    one = cast_inputs(one, model_device(model), model_dtype(model))
 
     times = []
     for _ in range(5):

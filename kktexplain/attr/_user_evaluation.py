@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._model_info import model_device, model_dtype
+from .._model_info import cast_inputs, model_device, model_dtype
 from .._model_state import eval_mode
 
 __all__ = ["USER_PARTS", "evaluate_model"]
@@ -138,7 +138,7 @@ def evaluate_model(
     with torch.no_grad(), eval_mode(model):
         train_pred = torch.cat(
             [
-                model(x[i : i + batch_size].to(device, dtype)).argmax(1).cpu()
+                model(cast_inputs(x[i : i + batch_size], device, dtype)).argmax(1).cpu()
                 for i in range(0, len(x), batch_size)
             ]
         )
@@ -195,7 +195,10 @@ def evaluate_model(
         result["timing"] = rows
         log(f"timing: {json.dumps(rows)}")
         save()
-    if "randomization" in parts:
+    if "randomization" in parts and not test.is_floating_point():
+        result["randomization"] = {"skipped": "integer inputs (token ids) have no feature attributions"}
+        log("randomization: skipped (integer inputs have no feature attributions)")
+    elif "randomization" in parts:
         result["randomization"] = evaluate_randomization(model, support, test[:n_randomization], seed=seed)
         log(f"randomization: {json.dumps(result['randomization'])}")
         save()

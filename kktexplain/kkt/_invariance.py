@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jvp
 
-from .._model_info import as_forward_args
+from .._model_info import as_forward_args, cast_inputs
 from .._model_state import eval_mode
 
 __all__ = ["ScaleInvariance", "cosine_bound", "scale_invariant_modules"]
@@ -123,7 +123,7 @@ def scale_invariant_modules(
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
     first = next(iter(params.values()))
-    x = inputs.to(first.device, first.dtype)
+    x = cast_inputs(inputs, first.device, first.dtype)
     # a parameter shared by several modules (tied weights) has one name: the first module's
     canonical = {id(v): k for k, v in model.named_parameters()}
     owners: dict[str, list[str]] = {}

@@ -231,14 +231,18 @@ def residuals_from_sum(
     layer = stationarity_cosine(theta, g, per_layer=True)
     y = labels if labels.ndim == 1 else labels.argmax(-1)
     inputs = inputs.detach().cpu()
+    if inputs.is_floating_point():
+        tv, norm = map_rows(total_variation, inputs), map_rows(input_norm, inputs)  # in blocks
+    else:  # token ids: the priors act on continuous inputs and do not apply
+        tv = norm = torch.zeros(len(inputs), dtype=logits.dtype)
     return KKTResiduals(
         margin=primal_margin(logits, labels),
         feasible=logits.argmax(-1) == y,
         primal_loss=primal_feasibility(logits, labels, "masked_ce"),
         entropy=predictive_entropy(logits),
         dual_violation=dual_feasibility(lambdas),
-        tv=map_rows(total_variation, inputs),  # in blocks: the differences are copies
-        norm=map_rows(input_norm, inputs),
+        tv=tv,
+        norm=norm,
         stationarity=stat,
         per_layer_cosine={k: v.item() for k, v in zip(theta, layer)},
     )

@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from .._model_state import eval_mode
+
 __all__ = ["train_classifier", "accuracy", "predict"]
 
 
@@ -130,17 +132,13 @@ def predict(model: nn.Module, inputs: Tensor | Dataset, batch_size: int = 1024) 
     Tensor of shape (N, C)
         On the CPU.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    try:
+    with eval_mode(model):  # every module's own mode put back afterwards
         if isinstance(inputs, Tensor):
             chunks = inputs.split(batch_size)
         else:
             chunks = (x for x, _ in DataLoader(inputs, batch_size=batch_size))
         return torch.cat([model(x.to(device)).cpu() for x in chunks])
-    finally:
-        model.train(was_training)
 
 
 def accuracy(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], batch_size: int = 1024) -> float:

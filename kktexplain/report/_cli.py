@@ -68,11 +68,11 @@ def _shared_io():
     return _cli_io if hasattr(_cli_io, "load_model") and hasattr(_cli_io, "load_data") else None
 
 
-def _load_data(spec: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _load_data(spec: str, token_ids: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Test inputs and optional labels: the shared loader, else an ``.npz`` with ``x`` and ``y``."""
     io = _shared_io()
     if io is not None:
-        return io.load_data(spec)
+        return io.load_data(spec, token_ids=token_ids)
     with np.load(spec, allow_pickle=False) as z:
         x_key = next((k for k in ("x", "inputs") if k in z), None)
         if x_key is None:
@@ -140,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             else:
-                x, y = _load_data(args.inputs)
+                from .._model_info import token_layer
+
+                x, y = _load_data(args.inputs, token_ids=token_layer(model) is not None)
                 if y is not None and y.ndim == 1:
                     test_data = (x, y.long())
                 if args.explain > 0:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._model_info import cast_inputs
+from .._model_state import eval_mode
 from .._result import DSVResult
 from ..viz._audit import (
     FEASIBILITY_THRESHOLDS,
@@ -107,18 +109,8 @@ def per_class_accuracy(
         raise TypeError("test_data must be a pair of Tensors (inputs (n, ...), labels (n,))")
     if labels.ndim != 1 or len(labels) != len(inputs):
         raise ValueError(f"test_data labels must have shape ({len(inputs)},), got {tuple(labels.shape)}")
-    p = next(model.parameters(), None)
-    device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-    was_training = model.training
-    model.eval()
-    preds = []
-    try:
-        with torch.no_grad():
-            for i in range(0, len(inputs), batch_size):
-                preds.append(model(inputs[i : i + batch_size].to(device, dtype)).argmax(-1).cpu())
-    finally:
-        model.train(was_training)
-    correct = (torch.cat(preds) == labels.long()).double() if preds else torch.zeros(0, dtype=torch.float64)
+    preds = _predict(model, inputs, batch_size) if len(inputs) else None
+    correct = (preds == labels.long()).double() if preds is not None else torch.zeros(0, dtype=torch.float64)
     y = labels.long()
     total = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, torch.ones_like(correct))
     hits = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, correct)
@@ -126,20 +118,16 @@ def per_class_accuracy(
 
 
 def _predict(model, inputs, batch_size=256):
+    """The model's classes for ``inputs``, in eval mode (every module's own mode put back)."""
     p = next(model.parameters(), None)
     device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return torch.cat(
-                [
-                    model(inputs[i : i + batch_size].to(device, dtype)).argmax(-1).cpu()
-                    for i in range(0, len(inputs), batch_size)
-                ]
-            )
-    finally:
-        model.train(was)
+    with torch.no_grad(), eval_mode(model):
+        return torch.cat(
+            [
+                model(cast_inputs(inputs[i : i + batch_size], device, dtype)).argmax(-1).cpu()
+                for i in range(0, len(inputs), batch_size)
+            ]
+        )
 
 
 def _check_int(value, name, low=1):
