@@ -59,3 +59,19 @@ def test_reference_model_cache(tmp_path, monkeypatch):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="name must be one of"):
         load_reference_model("imagenet_resnet50")
+
+
+def test_predict_and_the_report_accuracy_keep_every_modules_own_mode():
+    from torch import nn
+
+    from kktexplain.models import predict
+    from kktexplain.report import per_class_accuracy
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 2))
+    model.train()
+    model[1].eval()  # a frozen BatchNorm inside a model in training mode
+    modes = [m.training for m in model.modules()]
+    x = torch.randn(8, 3)
+    assert torch.equal(predict(model, x), predict(model, x))  # eval mode inside: dropout off
+    per_class_accuracy(model, x, torch.arange(8) % 2, 2)
+    assert [m.training for m in model.modules()] == modes
