@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Deep support vectors of a Fashion-MNIST ConvNet
-# Trains (or loads from the cache) the reference ConvNet-3, then synthesises DSVs from real
-# images and from noise, and draws them with their multipliers.
+# Trains (or loads from the cache) the reference ConvNet-3, then synthesises DSVs started from
+# real images and draws them with their multipliers (DSVs from noise: examples 01 and the demo).
 
 # %%
 import matplotlib

@@ -59,6 +59,17 @@ def test_a_torchscript_model_is_computed_through_a_wrapper(data):
     attr = SupportVectorAttribution(scripted, sel).attribute(x[:2], target=0)
     assert attr.shape == (2, 6)
     assert SupportVectorInfluence(scripted, sel).influence((x[:2], y[:2])).shape == (2, 12)
+    # a result of the plain model explains its TorchScript export, and the other way round
+    torch.testing.assert_close(
+        SupportVectorInfluence(scripted, plain).influence((x[:2], y[:2])),
+        SupportVectorInfluence(net, plain).influence((x[:2], y[:2])),
+    )
+    torch.testing.assert_close(
+        SupportVectorInfluence(net, sel).influence((x[:2], y[:2])),
+        SupportVectorInfluence(scripted, sel).influence((x[:2], y[:2])),
+    )
+    with pytest.raises(ValueError, match="not found"):
+        SupportVectorInfluence(net, sel, param_names=["scripted.9.weight"])
 
 
 def test_weight_norm_has_no_forward_ad_and_still_explains(data):

@@ -225,13 +225,17 @@ class SupportVectorInfluence(DataInfluence):
         Returns
         -------
         Tensor of shape (n_test, n_support) or KMostInfluentialResults
-            ``indices`` (rows of the support set) and ``influence_scores``, both
-            ``(n_test, k)``.
+            ``n_support`` is the number of rows of the result (``len(support)``), those with
+            ``λ = 0`` included (their contributions are zero). With ``k``: ``indices`` (rows
+            of the result) and ``influence_scores``, both ``(n_test, k)``.
         """
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise ValueError(f"k must be a positive int or None, got {k!r}")
         if k is not None and k > len(self.train_dataset):
-            raise ValueError(f"k must be at most the support set's size {len(self.train_dataset)}, got {k}")
+            raise ValueError(
+                f"k must be at most the number of rows of the result, {len(self.train_dataset)} "
+                f"(λ = 0 rows included), got {k}"
+            )
         self.expansion.progress = self.expansion.progress or show_progress
         x, target = self._prepare(inputs)
         scores = self.expansion.contributions(x, target)

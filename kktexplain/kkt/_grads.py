@@ -26,6 +26,25 @@ __all__ = [
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
+# The prefixes our wrappers give a model's parameter names (ScriptedModel, TwoClassLogits).
+_WRAPPER_PREFIXES = ("scripted.", "model.")
+
+
+def _wrapped_names(names: list[str], named: Mapping[str, Tensor]) -> list[str]:
+    """``names`` of the model, or of the same model inside or outside one of our wrappers.
+
+    A result selected on ``module:factory`` and explained on its TorchScript export (whose
+    names start with ``scripted.``), or the other way round, names the same parameters.
+    """
+    if all(k in named for k in names):
+        return names
+    for prefix in _WRAPPER_PREFIXES:
+        for mapped in ([prefix + k for k in names], [k.removeprefix(prefix) for k in names]):
+            if all(k in named for k in mapped):
+                return mapped
+    return names
+
+
 class FunctionalModel:
     """A frozen, functional view of a module: ``theta*`` split into differentiable and fixed parts.
 
@@ -56,7 +75,7 @@ class FunctionalModel:
     ) -> None:
         self.model = model
         named = dict(model.named_parameters())
-        names = list(named) if param_names is None else list(param_names)
+        names = list(named) if param_names is None else _wrapped_names(list(param_names), named)
         missing = [k for k in names if k not in named]
         if missing or not names:
             raise ValueError(

@@ -49,6 +49,9 @@ class TwoClassLogits(nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         super().__init__()
         self.model = model
+        shape = getattr(model, "input_shape", None)
+        if shape is not None:  # the shape of one input, read by the explainer
+            self.input_shape = tuple(shape)
 
     def forward(self, x: Tensor, *args: Any) -> Tensor:
         """Logits ``[-f/2, f/2]`` of shape ``(N, 2)`` for inputs of shape ``(N, *input_shape)``."""
