@@ -85,7 +85,10 @@ def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
             from safetensors.torch import load_file
         except ImportError as e:
             raise ValueError("--weights: reading .safetensors needs the 'safetensors' package") from e
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors' own errors: a truncated or foreign file
+            raise ValueError(f"--weights: {str(path)!r} is not a readable .safetensors file ({e})") from e
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors of all kinds
@@ -151,6 +154,12 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> nn.Module
             model.load_state_dict(state)
         except RuntimeError as e:
             raise ValueError(f"--weights do not fit the model of --model {spec}: {e}") from e
+    else:
+        print(
+            f"kktexplain: --model {spec} without --weights: the factory's own parameters are "
+            "explained (a fresh initialisation unless the factory loads trained weights)",
+            file=sys.stderr,
+        )
     return model.eval()
 
 

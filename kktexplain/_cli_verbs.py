@@ -24,6 +24,34 @@ _DATA_HELP = (
 )
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (``--limit 0`` or ``-5`` is a usage error, not a silent slice)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def torch_device(text: str) -> str:
+    """argparse type: a device torch knows and this machine has (``cpu``, ``cuda``, ``cuda:1``)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: torch finds no CUDA device on this machine; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices"
+        )
+    return text
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help=_MODEL_HELP)
     p.add_argument(
@@ -33,7 +61,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         "torch.save (read with torch.load(weights_only=True))",
     )
     p.add_argument(
-        "--device", default="cpu", help="torch device to compute on, e.g. cpu or cuda (default cpu)"
+        "--device",
+        default="cpu",
+        type=torch_device,
+        help="torch device to compute on, e.g. cpu or cuda (default cpu)",
     )
 
 
@@ -42,7 +73,7 @@ def _data_options(p: argparse.ArgumentParser, required: bool, what: str) -> None
     p.add_argument(
         "--labels", default=None, help="a labels file (IDX or .npy) for --data that carries no labels"
     )
-    p.add_argument("--limit", type=int, default=None, help="use only the first N samples of --data")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N samples of --data")
     p.add_argument(
         "--grayscale", action="store_true", help="read an image folder as one channel (default RGB)"
     )
@@ -378,6 +409,8 @@ def _explain(args: argparse.Namespace) -> int:
 
     from . import DSVResult
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out!r} is a file; explain writes a folder (explanation.html, PNGs)")
     result = DSVResult.load(args.result)
     model, (x, _) = _prepare(args)
     rows = args.index if args.index is not None else list(range(min(3, len(x))))

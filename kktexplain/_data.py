@@ -26,6 +26,8 @@ def _as_float_tensor(x: Any, name: str, token_ids: bool = False) -> Tensor:
         x = torch.from_numpy(_writable(x))
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must hold tensors or numpy arrays, got {type(x).__name__}")
+    if x.is_inference():  # made under torch.inference_mode: a copy autograd can read
+        x = x.clone()
     if token_ids and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool:
         return x.long()  # token ids of a model whose first layer is an embedding
     if not x.is_floating_point():

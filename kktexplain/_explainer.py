@@ -295,6 +295,7 @@ class DeepSupportVectors(SettingsMixin):
             raise TypeError("n_per_class cannot be a model: pass the model to attribute(model)")
 
     # ------------------------------------------------------------------ main verb
+    @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
     def attribute(
         self,
         model: nn.Module,
@@ -395,7 +396,7 @@ class DeepSupportVectors(SettingsMixin):
         data = candidates if candidates is not None else data_x
         shape = resolve_input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
         device, dtype = model_device(model), model_dtype(model)
-        with eval_mode(model):
+        with eval_mode(model), torch.enable_grad():  # synthesis differentiates, even under no_grad
             num_classes = infer_num_classes(model, shape, args)
             if labels is not None:
                 labels = check_labels(labels, num_classes)

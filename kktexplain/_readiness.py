@@ -150,6 +150,7 @@ def _verdict(cosine: float, agreement: float | None = None) -> tuple[str, str]:
     )
 
 
+@torch.inference_mode(False)  # autograd is needed, even inside inference_mode
 def kkt_readiness(
     model: nn.Module,
     data: Any,

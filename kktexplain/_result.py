@@ -107,7 +107,9 @@ class DSVResult:
         -------
         Coreset
             ``indices`` and ``lambdas`` of shape ``(C, k)``, where ``C`` is the number of
-            classes of the model; ``indices`` are rows of this result.
+            classes of the model; ``indices`` are rows of this result. A class with fewer than
+            ``k`` samples is padded with index ``-1`` and λ ``nan`` (mask with
+            ``indices >= 0`` before indexing ``inputs``: ``-1`` would pick the last row).
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")

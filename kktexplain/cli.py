@@ -197,6 +197,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _evaluate_parser(sub) -> None:
+    from ._cli_verbs import positive_int
+
     ev = sub.add_parser(
         "evaluate",
         help="faithfulness of the per-decision explanations, beside captum's TracInCP",
@@ -227,7 +229,9 @@ def _evaluate_parser(sub) -> None:
     ev.add_argument(
         "--test-data", default=None, help="with --model: the inputs whose decisions are explained"
     )
-    ev.add_argument("--limit", type=int, default=None, help="with --model: use the first N samples of --data")
+    ev.add_argument(
+        "--limit", type=positive_int, default=None, help="with --model: use the first N samples of --data"
+    )
     ev.add_argument(
         "--param-names",
         nargs="+",

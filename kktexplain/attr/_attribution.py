@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .._model_state import eval_mode
 from ..kkt._grads import parameter_jvp
 from ._expansion import SupportExpansion
-from ._influence import resolve_target
+from ._influence import check_query_inputs, resolve_target
 
 __all__ = ["SupportVectorAttribution"]
 
@@ -130,6 +130,7 @@ class SupportVectorAttribution(GradientAttribution):
         """Integrated Gradients has a completeness delta; Saliency has none."""
         return self.method == "integrated_gradients"
 
+    @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
     def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
@@ -181,6 +182,18 @@ class SupportVectorAttribution(GradientAttribution):
         first = inputs[0] if is_tuple else inputs
         if not isinstance(first, Tensor):
             raise TypeError(f"inputs must be a Tensor or a tuple of Tensors, got {type(first).__name__}")
+        if not is_tuple:  # a model of one input: the support set's input shape
+            inputs = check_query_inputs(inputs, self.expansion.support)
+            first = inputs
+            if isinstance(baselines, Tensor) and tuple(baselines.shape) not in (
+                tuple(inputs.shape),
+                tuple(inputs.shape[1:]),
+                (1, *inputs.shape[1:]),
+            ):
+                raise ValueError(
+                    f"baselines must have the inputs' shape {tuple(inputs.shape)}, one input's "
+                    f"{tuple(inputs.shape[1:])} or (1, ...) of it, got {tuple(baselines.shape)}"
+                )
         for i, x in enumerate(inputs if is_tuple else (inputs,)):
             if not isinstance(x, Tensor) or not x.is_floating_point():
                 kind = f"dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__

@@ -349,8 +349,11 @@ def evaluate_removal(
 
 
 def _spearman(a: Tensor, b: Tensor) -> float:
-    rho = spearmanr(a.flatten().double().numpy(), b.flatten().double().numpy()).statistic
-    return float(rho) if np.isfinite(rho) else 0.0
+    """Spearman's ρ of an original map ``a`` (never constant: checked) and a randomised ``b``;
+    a ``b`` made constant by the randomisation keeps no ranking of ``a``: 0."""
+    if bool((b == b.flatten()[0]).all()):
+        return 0.0
+    return float(spearmanr(a.flatten().double().numpy(), b.flatten().double().numpy()).statistic)
 
 
 def evaluate_randomization(
@@ -384,7 +387,15 @@ def evaluate_randomization(
     Returns
     -------
     list of dict
-        One row per cascade stage: ``layer``, ``spearman`` (ours) and ``spearman_ig``.
+        One row per cascade stage: ``layer``, ``spearman`` (ours) and ``spearman_ig``, each
+        the mean over inputs of Spearman's ρ between the original and the randomised maps (0
+        for a map the randomisation makes constant).
+
+    Raises
+    ------
+    ValueError
+        If an original map is constant (every λ zero, or a logit that ignores its input): ρ
+        is undefined there.
     """
     import copy
 
@@ -413,6 +424,13 @@ def evaluate_randomization(
         return ours.detach(), ig.detach()
 
     ref_ours, ref_ig = maps(work)
+    flat = [i for m_ in (ref_ours, ref_ig) for i, a in enumerate(m_) if bool((a == a.flatten()[0]).all())]
+    if flat:
+        raise ValueError(
+            f"the original attribution maps of inputs {sorted(set(flat))[:5]} are constant (every λ "
+            "zero, or a logit that ignores its input): their rank correlation with randomised "
+            "maps is undefined, so the check cannot be run on them"
+        )
     rows = []
     dev = model_device(work)
     cuda = [dev.index or 0] if dev.type == "cuda" else []

@@ -18,6 +18,7 @@ in eval mode, so the user's module is left exactly as found.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -197,6 +198,14 @@ class SupportExpansion:
                 "(copy.deepcopy(model).float())"
             )
         self.support = support
+        if not bool((support.lambdas > 0).any()):
+            warnings.warn(
+                "every λ of the support set is 0: every contribution is zero, and rankings of "
+                "support vectors are arbitrary; check the selection (its stationarity cosine, "
+                "lambda_max, the scope)",
+                UserWarning,
+                stacklevel=3,
+            )
         if param_names is None:
             param_names = recorded_param_names(support.settings)
         self.args = as_forward_args(additional_forward_args)
@@ -213,6 +222,7 @@ class SupportExpansion:
             recorded = [k for k, _ in model.named_parameters()]
         self._same_gradients = loss_fn is None and not self.args and self.param_names == recorded
         self.projection_dim = projection_dim
+        self._num_classes: int | None = None
         self.chunk_size = chunk_size
         self.seed = seed
         self.progress = progress
@@ -223,6 +233,32 @@ class SupportExpansion:
     def device(self) -> torch.device:
         """The device of the model's parameters."""
         return next(iter(self.fmodel.theta.values())).device
+
+    @property
+    def num_classes(self) -> int:
+        """The model's number of classes, checked against the support set's (one forward).
+
+        Raises
+        ------
+        ValueError
+            If the support set was made for a model with another number of classes.
+        """
+        if self._num_classes is None:
+            c = int(self.logits(self.support.inputs[:1]).shape[1])
+            recorded = int(self.support.settings.get("num_classes", 0) or 0)
+            labels = self.support.labels
+            if recorded and recorded != c or (labels.ndim == 2 and labels.shape[1] != c):
+                raise ValueError(
+                    f"the support set was made for a model with {recorded or labels.shape[1]} "
+                    f"classes; this model returns {c} logits: pass the model it was made with"
+                )
+            if labels.ndim == 1 and len(labels) and int(labels.max()) >= c:
+                raise ValueError(
+                    f"the support set's labels reach class {int(labels.max())}; this model returns "
+                    f"{c} logits: pass the model it was made with"
+                )
+            self._num_classes = c
+        return self._num_classes
 
     @property
     def dtype(self) -> torch.dtype:
@@ -298,6 +334,7 @@ class SupportExpansion:
         exact, their exact squared norms before weighting, the exact direction
         ``theta_hat = -sum_j λ_j grad L_j`` and the sketch (or ``None``). Built on first use."""
         if self._cache is None:
+            _ = self.num_classes  # a support set of another model: a clear error, not torch's
             self._cache = self._build_cache()
         return self._cache
 

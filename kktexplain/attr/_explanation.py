@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ._attribution import SupportVectorAttribution
-from ._influence import SupportVectorInfluence, resolve_target
+from ._influence import SupportVectorInfluence, check_query_inputs, resolve_target
 
 __all__ = ["Explanation", "explain"]
 
@@ -303,6 +303,7 @@ def _heat(t: Tensor, ax: Any, title: str) -> None:
     ax.axis("off")
 
 
+@torch.inference_mode(False)  # autograd is needed, even inside inference_mode
 def explain(
     support: Any,
     model: nn.Module,
@@ -362,6 +363,7 @@ def explain(
         raise ValueError(
             f"inputs must have shape (n, {', '.join(map(str, shape))}) or {shape}, got {tuple(inputs.shape)}"
         )
+    inputs = check_query_inputs(inputs, support)  # finite, detached
     k = min(k, len(support))
     svi = influence or SupportVectorInfluence(
         model,

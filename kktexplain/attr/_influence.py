@@ -12,7 +12,58 @@ from torch import Tensor, nn
 
 from ._expansion import SupportExpansion, objective_from_settings
 
-__all__ = ["SupportVectorInfluence", "equal_multipliers", "resolve_target", "split_influence_inputs"]
+__all__ = [
+    "SupportVectorInfluence",
+    "check_query_inputs",
+    "equal_multipliers",
+    "resolve_target",
+    "split_influence_inputs",
+]
+
+
+def check_query_inputs(inputs: Any, support: Any, name: str = "inputs") -> Tensor:
+    """The inputs of decisions to explain, checked against the support set; detached.
+
+    Parameters
+    ----------
+    inputs : Tensor of shape (n, *input_shape)
+        ``input_shape`` is the support set's (``support.inputs.shape[1:]``).
+    support : DSVResult
+    name : str, default="inputs"
+        The parameter's name, for the errors.
+
+    Returns
+    -------
+    Tensor of shape (n, *input_shape)
+        ``inputs`` detached (the outputs carry no autograd graph of the caller's).
+
+    Raises
+    ------
+    TypeError
+        For a non-tensor.
+    ValueError
+        For an empty batch, another shape (a single unbatched input is named as such), or
+        NaN or inf values.
+    """
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(inputs).__name__}")
+    shape = tuple(support.inputs.shape[1:])
+    if tuple(inputs.shape) == shape:
+        raise ValueError(
+            f"{name} must be a batch (n, {', '.join(map(str, shape))}), got one input of shape {shape}: "
+            f"add the batch dimension ({name}[None])"
+        )
+    if inputs.ndim != len(shape) + 1 or tuple(inputs.shape[1:]) != shape:
+        raise ValueError(
+            f"{name} must have shape (n, {', '.join(map(str, shape))}), the support set's inputs, "
+            f"got {tuple(inputs.shape)}"
+        )
+    if len(inputs) == 0:
+        raise ValueError(f"{name} is empty: give at least one input")
+    if (inputs.is_floating_point() or inputs.is_complex()) and not bool(torch.isfinite(inputs).all()):
+        bad = (~torch.isfinite(inputs.detach())).flatten(1).any(1).nonzero().flatten()[:5].tolist()
+        raise ValueError(f"{name} holds NaN or inf values (rows {bad})")
+    return inputs.clone() if inputs.is_inference() else inputs.detach()
 
 
 def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classes: int) -> Tensor:
@@ -195,14 +246,14 @@ class SupportVectorInfluence(DataInfluence):
 
     def _prepare(self, inputs: Any) -> tuple[Tensor, Tensor]:
         x, y = split_influence_inputs(inputs)
-        num_classes = int(self.train_dataset.settings.get("num_classes", 0)) or None
-        if num_classes is None:
-            num_classes = self.expansion.logits(x[:1]).shape[1]
+        x = check_query_inputs(x, self.train_dataset)
+        num_classes = self.expansion.num_classes
         if y is not None and y.ndim == 2:  # soft labels: explain the arg-max class
             y = y.argmax(-1)
         target = resolve_target(y, len(x), lambda: self.expansion.logits(x), num_classes)
         return x, target
 
+    @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
     def influence(
         self, inputs: Any, k: int | None = None, proponents: bool = True, show_progress: bool = False
     ) -> Tensor | KMostInfluentialResults:
@@ -244,6 +295,7 @@ class SupportVectorInfluence(DataInfluence):
         values, indices = torch.topk(scores, k, dim=1, largest=proponents)
         return KMostInfluentialResults(indices, values)
 
+    @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
     def convergence_delta(self, inputs: Any) -> Tensor:
         """The exact quantity minus the sum of the contributions, per input (captum's delta).
 
@@ -262,6 +314,7 @@ class SupportVectorInfluence(DataInfluence):
         exact = self.expansion.exact(x).cpu().gather(1, target[:, None]).squeeze(1)
         return exact - self.expansion.contributions(x, target).sum(1)
 
+    @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
     def self_influence(self, inputs: Any = None, show_progress: bool = False) -> Tensor:
         """Each support vector's term in the expansion of its own loss: ``λ_j ||grad L_j||²``.
 

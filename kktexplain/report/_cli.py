@@ -131,6 +131,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give --synthesis and/or --selection (files written by DSVResult.save)")
         synthesis = DSVResult.load(args.synthesis) if args.synthesis else None
         selection = DSVResult.load(args.selection) if args.selection else None
+        for flag, res, mode in (
+            ("--synthesis", synthesis, "synthesis"),
+            ("--selection", selection, "selection"),
+        ):
+            found = None if res is None else res.settings.get("mode", mode)
+            if found is not None and found != mode:
+                raise ValueError(f"{flag} holds a {found} result; pass it as --{found}")
         model = _load_model(args.model, args.weights) if args.model else None
         test_data = explain_inputs = None
         if args.inputs:
