@@ -164,7 +164,14 @@ def prepare_data(
         init_x, init_y = as_data(init_data, "init_data")
         check_finite("init_data", init_x)
     if labels is not None:
-        labels = labels if isinstance(labels, Tensor) else torch.as_tensor(np.asarray(labels))
+        if not isinstance(labels, Tensor):
+            array = np.asarray(labels)
+            if array.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"labels must be class indices (ints) or rows of probabilities, got "
+                    f"{type(labels).__name__} of dtype {array.dtype}"
+                )
+            labels = torch.as_tensor(array)
         if labels.ndim >= 1 and len(labels) == 0:
             raise ValueError(
                 "labels is empty: give at least one label, or omit labels= to synthesise "

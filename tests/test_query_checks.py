@@ -192,3 +192,12 @@ def test_evaluate_model_skips_randomization_on_constant_maps(setup, tmp_path):
         result = evaluate_model(flat, (x, y), x[:3], tmp_path, parts=["randomization"], progress=False)
     assert "constant" in result["randomization"]["skipped"]
     assert_same_snapshot(before, model_snapshot(model))
+
+
+def test_string_labels_are_refused_with_the_parameter_named(setup):
+    model, x, _, sel = setup
+    with pytest.raises(TypeError, match="labels must be class indices.*dtype <U1"):
+        DeepSupportVectors(progress=False).attribute(model, candidates=x[:3], labels=["a", "b", "c"])
+    with pytest.raises(TypeError, match=r"labels of an \(x, y\) batch must be class indices"):
+        SupportVectorInfluence(model, sel).influence((x[:2], "a"))
+    assert SupportVectorInfluence(model, sel).influence((x[:2], [0, 1])).shape == (2, 12)

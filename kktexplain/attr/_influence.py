@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from captum.influence import DataInfluence
 from captum.influence._utils.common import KMostInfluentialResults
@@ -156,7 +157,13 @@ def split_influence_inputs(inputs: Any) -> tuple[Tensor, Tensor | None]:
         return inputs, None
     if isinstance(inputs, tuple | list):
         if len(inputs) == 2 and isinstance(inputs[0], Tensor):
-            return inputs[0], torch.as_tensor(inputs[1])
+            y = np.asarray(inputs[1]) if not isinstance(inputs[1], Tensor) else inputs[1]
+            if isinstance(y, np.ndarray) and y.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"the labels of an (x, y) batch must be class indices (ints) or rows of "
+                    f"probabilities, got {type(inputs[1]).__name__} of dtype {y.dtype}"
+                )
+            return inputs[0], torch.as_tensor(y)
         raise ValueError(
             "inputs must be a tensor x or an (x, y) batch whose last element holds the labels; "
             f"got a {type(inputs).__name__} of length {len(inputs)}"
