@@ -155,7 +155,7 @@ def kkt_readiness(
     model: nn.Module,
     data: Any,
     labels: Any = None,
-    param_names: list[str] | None = None,
+    param_names: list[str] | str | None = None,
     reference: nn.Module | None = None,
     chunk_size: int = 256,
 ) -> KKTReadiness:
@@ -171,8 +171,9 @@ def kkt_readiness(
         Use the training set (or a uniform sample of it) with the labels the model was trained on.
     labels : Tensor of shape (N,) or (N, C), optional
         Hard or soft labels, when ``data`` holds inputs only.
-    param_names : list of str, optional
-        The parameters to measure (e.g. the last layer's); all when omitted.
+    param_names : list of str or "free", optional
+        The parameters to measure (e.g. the last layer's); all when omitted. ``"free"``: those
+        outside scale-invariant modules, as selection's default scope resolves it.
     reference : nn.Module, optional
         Measure the displacement ``theta* - theta_0`` from this module's parameters (the
         initialisation the model was trained from) instead of ``theta*``.
@@ -210,6 +211,12 @@ def kkt_readiness(
     with eval_mode(model):
         num_classes = infer_num_classes(model, tuple(inputs.shape[1:]))
     labels = check_labels(labels, num_classes, len(inputs))
+    if isinstance(param_names, str):
+        if param_names != "free":
+            raise ValueError(f"param_names must be a list of names, 'free' or None, got {param_names!r}")
+        from ._scope import resolve_param_names
+
+        param_names, _ = resolve_param_names(model, "free", inputs, tuple(inputs.shape[1:]), 0)
     ones = torch.ones(len(inputs))
     with eval_mode(model):
         fmodel = FunctionalModel(model, param_names, reference=reference)

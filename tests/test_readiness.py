@@ -220,3 +220,17 @@ def test_a_model_no_multiplier_fits_reports_strict_json():
     d = r.to_dict()
     assert d["implied_weight_decay"] is None
     json.dumps(d, allow_nan=False)
+
+
+def test_free_scope_leaves_out_the_scale_invariant_modules():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(4, 6), nn.LayerNorm(6, elementwise_affine=False), nn.Tanh(), nn.Linear(6, 3)
+    )
+    x, y = torch.randn(30, 4), torch.arange(30) % 3
+    free = kkt_readiness(model, (x, y), param_names="free")
+    assert free.param_names == ["3.weight", "3.bias"]  # the Linear before the LayerNorm is invariant
+    explicit = kkt_readiness(model, (x, y), param_names=["3.weight", "3.bias"])
+    assert free.cosine == pytest.approx(explicit.cosine, abs=1e-12)
+    with pytest.raises(ValueError, match="param_names must be a list of names, 'free' or None"):
+        kkt_readiness(model, (x, y), param_names="last")
