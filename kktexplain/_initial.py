@@ -95,9 +95,11 @@ def initial_inputs(
             "init='real' needs labelled init_data: an (inputs, labels) tuple or a dataset, or pass labels="
         )
     data_y = check_labels(data_y, num_classes, len(data_x), name="init_data labels")
+    # one-hot or probability rows: a sample's class is its arg-max (its row is kept as its label)
+    hard = data_y if data_y.ndim == 1 else data_y.argmax(1)
     picks = []
     for c in wanted.tolist():
-        members = (data_y == c).nonzero().flatten()
+        members = (hard == c).nonzero().flatten()
         if len(members) < n_per_class:
             raise ValueError(
                 f"init_data has {len(members)} samples of class {c}, fewer than n_per_class={n_per_class}"

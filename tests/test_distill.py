@@ -170,3 +170,32 @@ def test_bad_inputs_name_the_parameter(teacher, call, error, match):
     with pytest.raises(error, match=match):
         call(teacher)
     assert_same_snapshot(before, model_snapshot(teacher))
+
+
+def test_a_float64_teacher_and_float64_numpy_data_are_scored(teacher):
+    import copy
+
+    x, y = blobs()
+    t64 = copy.deepcopy(teacher).double()
+    soft = distill(
+        t64, 2, init="real", real=(x.double(), y), steps=2, soft_labels=True, seed=0, progress=False
+    )
+    assert soft.soft_labels.shape == (6, 3)
+    torch.testing.assert_close(soft.soft_labels.sum(1), torch.ones(6))
+    r = evaluate(soft, (x.double().numpy(), y.numpy()), protocol=FAST, seeds=[0], progress=False)
+    assert 0.0 <= r.mean <= 1.0
+
+
+def test_evaluate_refuses_non_finite_data_and_labels_that_do_not_fit(teacher):
+    x, y = blobs()
+    data = random_real((x, y), 2, seed=0)
+    bad = x.clone()
+    bad[3, 0] = float("inf")
+    with pytest.raises(ValueError, match="test_set holds NaN or inf"):
+        evaluate(data, (bad, y), protocol=FAST, seeds=[0], progress=False)
+    with pytest.raises(ValueError, match="num_classes=2 does not fit the labels"):
+        evaluate(data, (x, y), protocol=FAST, seeds=[0], num_classes=2, progress=False)
+    with pytest.raises(ValueError, match="device='foo'"):
+        evaluate(data, (x, y), protocol=FAST, seeds=[0], device="foo", progress=False)
+    with pytest.raises(TypeError, match="progress must be a bool"):
+        evaluate(data, (x, y), protocol=FAST, seeds=[0], progress="no")

@@ -182,6 +182,12 @@ def test_init_real_and_other():
     assert torch.equal(real.inputs, x[real.indices])
     assert torch.equal(real.labels, y[real.indices])
     assert real.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    # one-hot rows pick the same samples (a sample's class is its arg-max) and stay its labels
+    onehot = DeepSupportVectors(n_per_class=2, init="real", steps=0, progress=False).attribute(
+        model, init_data=(x, torch.nn.functional.one_hot(y, 3).float())
+    )
+    assert torch.equal(onehot.indices, real.indices)
+    assert torch.equal(onehot.labels.argmax(1), real.labels)
     other = DeepSupportVectors(n_per_class=2, init="other", steps=0, progress=False).attribute(
         model, init_data=x
     )

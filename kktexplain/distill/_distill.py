@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .._data import as_data
-from .._model_info import model_device
+from .._model_info import cast_inputs, model_device, model_dtype
 from .._model_state import eval_mode
 from .._result import DSVResult
 from .._validation import check_choice, check_device, check_model, check_positive, resolve_seed, to_python
@@ -61,11 +61,11 @@ def _per_class(y: Tensor, k: int, num_classes: int, gen: torch.Generator, name: 
 
 @torch.no_grad()
 def _probabilities(model: nn.Module, x: Tensor, temperature: float, batch_size: int = 512) -> Tensor:
-    device = model_device(model)
+    device, dtype = model_device(model), model_dtype(model)
     out = []
     with eval_mode(model):
         for start in range(0, len(x), batch_size):
-            logits = model(x[start : start + batch_size].to(device)).float()
+            logits = model(cast_inputs(x[start : start + batch_size], device, dtype)).float()
             out.append(torch.softmax(logits / temperature, dim=1).cpu())
     return torch.cat(out)
 

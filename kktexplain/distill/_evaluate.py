@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._data import as_data
-from .._validation import check_choice, check_positive, to_python
+from .._validation import check_choice, check_device, check_finite, check_positive, to_python
 from ..kkt import Augmentation
 from ..models import MLP, ConvNet, accuracy, train_classifier
 from ._dataset import DistilledSet
@@ -222,6 +222,8 @@ def evaluate(
         raise TypeError(f"protocol must be 'dc', 'paper' or a StudentProtocol, got {type(protocol).__name__}")
     protocol.validate()
     check_choice("labels", labels, ("auto", "hard", "soft"))
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
     if isinstance(seeds, int) or not isinstance(seeds, Sequence) or len(seeds) == 0:
         raise TypeError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
     seeds = tuple(to_python(s) for s in seeds)
@@ -231,17 +233,29 @@ def evaluate(
     tx, ty = as_data(test_set, "test_set")
     if ty is None:
         raise ValueError("test_set must carry labels")
+    check_finite("dataset", x)
+    check_finite("test_set", tx)
+    x, tx = x.float(), tx.float()  # the students are float32 (numpy data is often float64)
     ty = ty.argmax(dim=1) if ty.is_floating_point() and ty.ndim == 2 else ty.long()
     if tuple(tx.shape[1:]) != tuple(x.shape[1:]):
         raise ValueError(
             f"test_set inputs have shape {tuple(tx.shape[1:])}, the training inputs {tuple(x.shape[1:])}"
         )
+    given = num_classes is not None
     if num_classes is None:
         train_max = y.shape[1] if kind == "soft" else int(y.max()) + 1
         num_classes = max(train_max, int(ty.max()) + 1)
     num_classes = to_python(num_classes)
     check_positive("num_classes", num_classes, integer=True)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    reach = max(y.shape[1] if kind == "soft" else int(y.max()) + 1, int(ty.max()) + 1)
+    if num_classes < reach or (kind == "soft" and y.shape[1] != num_classes):
+        what = f"num_classes={num_classes} does not fit the labels" if given else "the labels disagree"
+        raise ValueError(
+            f"{what}: the training labels "
+            f"{'have ' + str(y.shape[1]) + ' columns' if kind == 'soft' else 'reach ' + str(int(y.max()))}"
+            f" and the test labels reach {int(ty.max())}"
+        )
+    device = check_device(device) or torch.device("cpu")
     augment = None
     if protocol.translate > 0 and x.ndim == 4:
         augment = Augmentation(translate=protocol.translate, crop=0.0, flip=0.0, cutout=0.0, noise=0.0)
