@@ -267,3 +267,12 @@ def test_the_torch_svm_fit_is_seeded_without_touching_the_callers_random_state()
     b = fit_linear_svm_torch(X, y, 1.0, steps=50, seed=3)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_features_in_small_units_put_every_multiplier_at_c_and_still_report():
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(40, 2, centers=2, random_state=0)
+    r = sanity_check(X * 1e-3, y, synth_steps=50)  # crashed in the dual-uniqueness check
+    assert r.n_support_svc == r.n_support_ours == 40 and r.f1 == 1.0
+    assert r.pearson == 1.0 and r.spearman == 1.0  # both constant at C and equal: not NaN

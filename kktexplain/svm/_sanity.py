@@ -45,7 +45,9 @@ class SanityResult:
         Of our support set (``lambda > threshold``) against ``svc.support_``.
     pearson, spearman : float
         Correlation of our λ with the SVC's ``|dual_coef_|`` over every training point
-        (zeros included).
+        (zeros included). Where one of them is constant (e.g. every multiplier at ``C``, as
+        for features in small units) the correlation is undefined: 1.0 if both agree to
+        ``1e-6 C`` everywhere, else 0.0.
     stationarity_residual : float
         ``||w - sum_i lambda_i y_i x_i|| / ||w||`` of our λ.
     svc_identity_error : float
@@ -130,6 +132,13 @@ def _binary(X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             "(e.g. X[np.isin(y, [a, b])])."
         )
     return X, (y == classes[1]).astype(np.int64), classes
+
+
+def _correlation(fn, a: np.ndarray, b: np.ndarray, C: float) -> float:
+    """``fn``'s coefficient (Pearson or Spearman), defined where a side is constant."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 1.0 if np.allclose(a, b, rtol=0.0, atol=1e-6 * C) else 0.0
+    return float(fn(a, b)[0])
 
 
 def sanity_check(
@@ -348,8 +357,8 @@ def sanity_check(
         precision=float(precision_score(theirs, ours, zero_division=0.0)),
         recall=float(recall_score(theirs, ours, zero_division=0.0)),
         f1=f1,
-        pearson=float(pearsonr(lam, alpha)[0]),
-        spearman=float(spearmanr(lam, alpha)[0]),
+        pearson=_correlation(pearsonr, lam, alpha, C),
+        spearman=_correlation(spearmanr, lam, alpha, C),
         stationarity_residual=float(resid),
         svc_identity_error=identity,
         margin_deviation=margin_dev,

@@ -81,6 +81,8 @@ def _alpha(svc: SVC, n: int) -> np.ndarray:
 
 def _scaled_rows(a: np.ndarray) -> np.ndarray:
     """``a`` with every row divided by its largest entry (feature scales do not decide rank)."""
+    if a.size == 0:  # no columns (no multiplier free or on the margin): nothing to scale
+        return a
     scale = np.abs(a).max(axis=1, keepdims=True)
     return a / np.where(scale > 0, scale, 1.0)
 
