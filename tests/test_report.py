@@ -341,3 +341,27 @@ def test_flat_features_are_a_feature_matrix_in_the_gallery():
     order = [int(i) for c in range(3) for i in core.indices[c]]  # by class, best λ first
     torch.testing.assert_close(z, dsv.inputs[order].double())
     assert list(fig.layout.yaxis.ticktext)[0] == f"a, λ={float(core.lambdas[0, 0]):.3g}"
+
+
+def test_write_html_refuses_results_and_data_of_different_models(tmp_path):
+    from torch import nn
+
+    from kktexplain import DeepSupportVectors
+    from kktexplain.report import write_html
+
+    torch.manual_seed(0)
+    flat = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).eval()
+    image = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    syn = DeepSupportVectors(n_per_class=1, steps=2, progress=False).attribute(flat)
+    sel = DeepSupportVectors(progress=False).attribute(
+        image, candidates=torch.rand(6, 1, 4, 4), labels=torch.arange(6) % 3
+    )
+    x, y = torch.randn(9, 4), torch.arange(9) % 3
+    with pytest.raises(ValueError, match="different shapes"):
+        write_html(tmp_path / "a.html", syn, sel)
+    with pytest.raises(ValueError, match="synthesis holds a selection result"):
+        write_html(tmp_path / "b.html", sel)
+    with pytest.raises(ValueError, match=r"test_data holds inputs of shape \(4,\)"):
+        write_html(tmp_path / "c.html", selection=sel, model=image, test_data=(x, y))
+    with pytest.raises(ValueError, match="test_data inputs holds NaN"):
+        write_html(tmp_path / "d.html", syn, model=flat, test_data=(torch.full_like(x, float("nan")), y))

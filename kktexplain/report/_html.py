@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from .._model_info import cast_inputs
 from .._model_state import eval_mode
 from .._result import DSVResult
+from .._validation import check_finite
 from ..viz._audit import (
     FEASIBILITY_THRESHOLDS,
     STATIONARITY_THRESHOLDS,
@@ -109,6 +110,8 @@ def per_class_accuracy(
         raise TypeError("test_data must be a pair of Tensors (inputs (n, ...), labels (n,))")
     if labels.ndim != 1 or len(labels) != len(inputs):
         raise ValueError(f"test_data labels must have shape ({len(inputs)},), got {tuple(labels.shape)}")
+    if inputs.is_floating_point():
+        check_finite("test_data inputs", inputs)
     preds = _predict(model, inputs, batch_size) if len(inputs) else None
     correct = (preds == labels.long()).double() if preds is not None else torch.zeros(0, dtype=torch.float64)
     y = labels.long()
@@ -121,13 +124,16 @@ def _predict(model, inputs, batch_size=256):
     """The model's classes for ``inputs``, in eval mode (every module's own mode put back)."""
     p = next(model.parameters(), None)
     device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-    with torch.no_grad(), eval_mode(model):
-        return torch.cat(
-            [
-                model(cast_inputs(inputs[i : i + batch_size], device, dtype)).argmax(-1).cpu()
-                for i in range(0, len(inputs), batch_size)
-            ]
-        )
+    try:
+        with torch.no_grad(), eval_mode(model):
+            return torch.cat(
+                [
+                    model(cast_inputs(inputs[i : i + batch_size], device, dtype)).argmax(-1).cpu()
+                    for i in range(0, len(inputs), batch_size)
+                ]
+            )
+    except RuntimeError as e:  # e.g. a model of other inputs than the results'
+        raise ValueError(f"model failed on inputs of shape {tuple(inputs.shape[1:])}: {e}") from e
 
 
 def _check_int(value, name, low=1):
@@ -226,6 +232,33 @@ def write_html(
     for name, res in (("synthesis", synthesis), ("selection", selection)):
         if res is not None and not isinstance(res, DSVResult):
             raise TypeError(f"{name} must be a DSVResult, got {type(res).__name__}")
+        mode = None if res is None else res.settings.get("mode", name)
+        if mode is not None and mode != name:
+            raise ValueError(f"{name} holds a {mode} result; pass it as {mode}=")
+    shapes = {
+        name: tuple(r.inputs.shape[1:])
+        for name, r in (("synthesis", synthesis), ("selection", selection))
+        if r is not None
+    }
+    if len(set(shapes.values())) > 1:
+        raise ValueError(
+            f"synthesis and selection hold inputs of different shapes {shapes['synthesis']} and "
+            f"{shapes['selection']}: they must come from the same model"
+        )
+    for name, data in (
+        ("test_data", test_data[0] if isinstance(test_data, tuple | list) else None),
+        ("explain_inputs", explain_inputs),
+    ):
+        shape = next(iter(shapes.values()), None)
+        if (
+            isinstance(data, Tensor)
+            and shape is not None
+            and shape not in (tuple(data.shape[1:]), tuple(data.shape))
+        ):
+            raise ValueError(
+                f"{name} holds inputs of shape {tuple(data.shape[1:])}; the results' inputs have "
+                f"shape {shape}"
+            )
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     per_page = _check_int(per_page, "per_page")
