@@ -101,7 +101,7 @@ def write_npz(
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if _HEADER in arrays:
         raise ValueError(f"{_HEADER!r} is a reserved array name")
-    p = npz_path(path)
+    p = check_writable(path)  # a missing folder named, not mkstemp's hidden temporary file
     header = {"format": FORMAT, "version": VERSION, "kind": kind, "meta": meta}
     payload = {k: _numpy(v) for k, v in arrays.items()}
     payload[_HEADER] = np.frombuffer(json.dumps(header, default=str).encode(), dtype=np.uint8)

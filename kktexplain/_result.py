@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -111,8 +112,9 @@ class DSVResult:
             ``k`` samples is padded with index ``-1`` and λ ``nan`` (mask with
             ``indices >= 0`` before indexing ``inputs``: ``-1`` would pick the last row).
         """
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
+        k = int(k)
         num_classes = int(self.settings.get("num_classes", int(self.hard_labels.max()) + 1))
         idx = torch.full((num_classes, k), -1, dtype=torch.long)
         lam = torch.full((num_classes, k), float("nan"), dtype=self.lambdas.dtype)

@@ -8,9 +8,13 @@ scalars into Python numbers and resolves the seed, and :func:`check_settings` ra
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+import torch
 
 from ._validation import check_choice, check_positive, resolve_seed, to_python
 from .kkt import Augmentation, KKTObjective
@@ -44,6 +48,8 @@ def normalized_settings(est: DeepSupportVectors) -> DeepSupportVectors:
         setattr(out, k, to_python(getattr(est, k)))
     if isinstance(out.input_range, tuple | list):
         out.input_range = tuple(to_python(v) for v in out.input_range)
+    if isinstance(out.classes, torch.Tensor):  # as generate.sample takes them
+        out.classes = out.classes.tolist()
     if out.classes is not None and not isinstance(out.classes, str):
         try:
             out.classes = [to_python(c) for c in out.classes]
@@ -121,10 +127,16 @@ def check_settings(est: DeepSupportVectors) -> tuple[KKTObjective, Augmentation 
                 raise TypeError(f"classes must be a sequence of ints, got {c!r}")
         if len(set(est.classes)) != len(est.classes):
             raise ValueError(f"classes must not repeat a class, got {list(est.classes)}")
-    if est.input_range is not None and (
-        len(est.input_range) != 2 or est.input_range[0] >= est.input_range[1]
-    ):
-        raise ValueError(f"input_range must be (low, high) with low < high, got {est.input_range!r}")
+    if est.input_range is not None:
+        bounds = est.input_range
+        if (
+            not isinstance(bounds, tuple | list)
+            or len(bounds) != 2
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in bounds)
+        ):
+            raise TypeError(f"input_range must be a pair of numbers (low, high), got {bounds!r}")
+        if not all(math.isfinite(v) for v in bounds) or bounds[0] >= bounds[1]:
+            raise ValueError(f"input_range must be finite (low, high) with low < high, got {bounds!r}")
     if isinstance(est.objective, str):
         objective = KKTObjective.from_preset(est.objective)
     elif isinstance(est.objective, KKTObjective):

@@ -171,8 +171,8 @@ def resolve_seed(seed: Any) -> int:
     if seed is None:
         return int(np.random.SeedSequence().entropy % (2**63))
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool | np.bool_):
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed!r}")
+        if not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be in [0, 2**63), got {seed!r}")
         return int(seed)
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**63 - 1))

@@ -173,15 +173,34 @@ def _check_parser(sub) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    import math
+    from pathlib import Path
+
     from .svm import run_sanity_suite
 
-    rows = run_sanity_suite(
-        args.C,
-        weights=args.weights,
-        synth_steps=args.synth_steps,
-        synth_lr=args.synth_lr,
-        synth_optimizer=args.synth_optimizer,
+    folder = Path(args.json).resolve().parent
+    bad_c = [c for c in args.C if not (math.isfinite(c) and c > 0)]
+    problem = (
+        f"--C must be finite and > 0, got {bad_c}"
+        if bad_c
+        else f"--json {args.json!r}: the folder {str(folder)!r} does not exist"
+        if not folder.is_dir()
+        else None
     )
+    if problem is not None:  # before the suite runs, not after
+        print(f"kktexplain sanity-check: {problem}", file=sys.stderr)
+        return 2
+    try:
+        rows = run_sanity_suite(
+            args.C,
+            weights=args.weights,
+            synth_steps=args.synth_steps,
+            synth_lr=args.synth_lr,
+            synth_optimizer=args.synth_optimizer,
+        )
+    except (ValueError, TypeError) as e:
+        print(f"kktexplain sanity-check: {e}", file=sys.stderr)
+        return 2
     with open(args.json, "w") as f:
         json.dump(rows, f, indent=2)
     for row in rows:

@@ -64,7 +64,8 @@ def plot_dsv_gallery(
     result : DSVResult
         Inputs of shape ``(N, C, H, W)``, ``(N, H, W)`` or ``(N, D)`` (shown as strips).
     classes : sequence of int, optional
-        Class indices to show (default all), paged by ``page`` and ``per_page``.
+        Class indices to show (default every class the result holds samples of), paged by
+        ``page`` and ``per_page``.
     page : int, default=0
     per_page : int, default=10
         Classes (rows) per page.
@@ -81,6 +82,8 @@ def plot_dsv_gallery(
         Each tile is annotated with its λ.
     """
     _check_result(result)
+    if classes is None:  # the classes present (a result of classes=[17, 20] of a 25-class model)
+        classes = sorted(set(result.hard_labels.tolist()))
     rows = _page(_class_list(classes, _num_classes(result)), page, per_page)
     y = result.hard_labels
     k = per_class or max(1, int(max((y == c).sum() for c in rows)))

@@ -29,8 +29,12 @@ def show_image(image: Tensor, ax: Axes | None = None, title: str | None = None) 
     -------
     Axes
     """
+    if not isinstance(image, Tensor) or image.ndim not in (2, 3):
+        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image must be a tensor (C, H, W) or (H, W), got {shape}")
     ax = ax if ax is not None else plt.gca()
     img = image.detach().float().cpu()
+    img = img[None] if img.ndim == 2 else img
     img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-12)
     if img.shape[0] == 1:
         ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
@@ -112,6 +116,11 @@ def plot_history(
         The three panels (``fig`` itself when the deprecated ``fig`` is given).
     """
     h = result.history if isinstance(result, DSVResult) else result
+    if not isinstance(h, dict) or "entropy" not in h:
+        raise ValueError(
+            "result has no synthesis history (entropy, feasibility and loss terms per step): a "
+            "selection result, or a dict without them, has none to plot"
+        )
     if fig is not None:
         if ax is not None:
             raise ValueError("pass ax or the deprecated fig, not both")

@@ -1,0 +1,62 @@
+"""Edges of settings, plots and the CLI found by a stress test of synthesis, distill and reports."""
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from kktexplain import DeepSupportVectors, viz
+from kktexplain.cli import main
+
+matplotlib.use("Agg")
+
+
+def _mlp(classes=3):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, classes)).eval()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"input_range": (float("nan"), 1.0)}, ValueError, "input_range must be finite"),
+        ({"input_range": "01"}, TypeError, "input_range must be a pair of numbers"),
+        ({"seed": 2**64 - 1}, ValueError, r"seed must be in \[0, 2\*\*63\)"),
+    ],
+)
+def test_settings_that_used_to_fail_late_name_the_parameter(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DeepSupportVectors(n_per_class=1, steps=1, progress=False, **kwargs).attribute(_mlp())
+
+
+def test_numpy_and_torch_integers_are_taken_where_ints_are(tmp_path):
+    dsv = DeepSupportVectors(n_per_class=1, steps=1, progress=False, classes=torch.tensor([0, 2])).attribute(
+        _mlp()
+    )
+    assert dsv.hard_labels.tolist() == [0, 2]
+    assert dsv.top_k_per_class(np.int64(1)).indices.shape == (3, 1)
+    with pytest.raises(ValueError, match="the folder .* does not exist"):
+        dsv.save(tmp_path / "missing" / "x")
+
+
+def test_plots_of_partial_and_selection_results():
+    model = _mlp(25)
+    few = DeepSupportVectors(n_per_class=2, steps=1, progress=False, classes=[17, 20]).attribute(model)
+    ax = viz.plot_dsv_gallery(few)  # default: the classes present, not classes 0..9
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["17", "20"]
+    sel = DeepSupportVectors(progress=False).attribute(
+        model, candidates=torch.randn(50, 6), labels=torch.arange(50) % 25
+    )
+    with pytest.raises(ValueError, match="no synthesis history"):
+        viz.plot_history(sel)
+    with pytest.raises(ValueError, match=r"image must be a tensor \(C, H, W\) or \(H, W\), got \(6,\)"):
+        viz.show_image(torch.randn(6))
+    viz.show_image(torch.rand(4, 4))  # (H, W) is drawn as one channel
+
+
+def test_sanity_check_cli_refuses_bad_options_before_running(tmp_path, capsys):
+    assert main(["sanity-check", "--json", str(tmp_path / "s.json"), "--C", "0"]) == 2
+    assert "--C must be finite and > 0" in capsys.readouterr().err
+    assert main(["sanity-check", "--json", str(tmp_path / "no" / "s.json"), "--C", "1"]) == 2
+    assert "does not exist" in capsys.readouterr().err
