@@ -60,3 +60,19 @@ def test_sanity_check_cli_refuses_bad_options_before_running(tmp_path, capsys):
     assert "--C must be finite and > 0" in capsys.readouterr().err
     assert main(["sanity-check", "--json", str(tmp_path / "no" / "s.json"), "--C", "1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_numpy_integers_in_distill_evaluate_and_the_svm_check():
+    from sklearn.datasets import make_blobs
+
+    from kktexplain.distill import StudentProtocol, evaluate, random_real
+    from kktexplain.svm import sanity_check
+
+    x, y = torch.randn(30, 6), torch.arange(30) % 3
+    fast = StudentProtocol(architecture="mlp", width=8, depth=2, epochs=2, batch_size=16)
+    r = evaluate(
+        random_real((x, y), 2, seed=0), (x, y), protocol=fast, seeds=np.array([0, 1]), progress=False
+    )
+    assert r.seeds == (0, 1)
+    X, yb = make_blobs(30, 2, centers=2, random_state=0)
+    assert sanity_check(X, yb, n_synthetic=np.int64(2), synth_steps=5).f1 >= 0

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -224,6 +225,8 @@ def evaluate(
     check_choice("labels", labels, ("auto", "hard", "soft"))
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
+    if isinstance(seeds, np.ndarray | torch.Tensor) and seeds.ndim == 1:
+        seeds = seeds.tolist()
     if isinstance(seeds, int) or not isinstance(seeds, Sequence) or len(seeds) == 0:
         raise TypeError(f"seeds must be a non-empty sequence of ints, got {seeds!r}")
     seeds = tuple(to_python(s) for s in seeds)

@@ -10,6 +10,7 @@ selection with the hinge loss over the training set, and compare.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -225,9 +226,10 @@ def sanity_check(
     if synth_init not in ("boundary", "origin"):
         raise ValueError(f"synth_init must be 'boundary' or 'origin', got {synth_init!r}")
     if n_synthetic is not None and (
-        isinstance(n_synthetic, bool) or not isinstance(n_synthetic, int) or n_synthetic < 0
+        isinstance(n_synthetic, bool) or not isinstance(n_synthetic, numbers.Integral) or n_synthetic < 0
     ):
         raise ValueError(f"n_synthetic must be an int >= 0 or None, got {n_synthetic!r}")
+    n_synthetic = None if n_synthetic is None else int(n_synthetic)
     check_positive("margin_tol", margin_tol, allow_zero=True)
     check_positive("svc_tol", svc_tol)
     check_positive("svc_kkt_tol", svc_kkt_tol)
