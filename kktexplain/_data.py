@@ -130,7 +130,7 @@ def as_data(data: Any, name: str, token_ids: bool = False) -> tuple[Tensor, Tens
 
 
 def prepare_data(
-    candidates: Any, labels: Any, init_data: Any, token_ids: bool = False
+    candidates: Any, labels: Any, init_data: Any, token_layer: str | None = None
 ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
     """``DeepSupportVectors.attribute``'s data as tensors, checked for finiteness.
 
@@ -139,8 +139,10 @@ def prepare_data(
     candidates, labels, init_data
         As :meth:`DeepSupportVectors.attribute` takes them (any form :func:`as_data` reads);
         labels carried by ``candidates`` are used where ``labels`` is ``None``.
-    token_ids : bool, default=False
-        The model reads token ids: integer candidates are kept (see :func:`as_data`).
+    token_layer : str, optional
+        The name of the model's first layer where it is an embedding (it reads token ids):
+        integer candidates are kept (see :func:`as_data`), and synthesis (no candidates) is
+        refused.
 
     Returns
     -------
@@ -152,11 +154,17 @@ def prepare_data(
     Raises
     ------
     ValueError
-        For NaN or inf inputs, or an empty ``labels``.
+        For NaN or inf inputs, an empty ``labels``, or synthesis on a model reading token ids.
     """
+    if token_layer is not None and candidates is None:
+        raise ValueError(
+            f"the model reads token ids (its first layer, {token_layer!r}, is an embedding): "
+            "synthesis optimises continuous inputs and cannot make them; score real "
+            "sequences with selection instead: attribute(model, candidates=X, labels=y)"
+        )
     init_x = init_y = None
     if candidates is not None:
-        candidates, candidate_labels = as_data(candidates, "candidates", token_ids)
+        candidates, candidate_labels = as_data(candidates, "candidates", token_layer is not None)
         check_finite("candidates", candidates)
         if labels is None:
             labels = candidate_labels

@@ -385,13 +385,7 @@ class DeepSupportVectors(SettingsMixin):
             raise ValueError("classes= picks the classes to synthesise; it cannot be combined with labels=")
         args = as_forward_args(additional_forward_args)
         tokens = token_layer(model)
-        if tokens is not None and candidates is None:
-            raise ValueError(
-                f"the model reads token ids (its first layer, {tokens!r}, is an embedding): "
-                "synthesis optimises continuous inputs and cannot make them; score real "
-                "sequences with selection instead: attribute(model, candidates=X, labels=y)"
-            )
-        candidates, labels, data_x, data_y = prepare_data(candidates, labels, init_data, tokens is not None)
+        candidates, labels, data_x, data_y = prepare_data(candidates, labels, init_data, tokens)
         model, inferred = computable_model(model)
         data = candidates if candidates is not None else data_x
         shape = resolve_input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
