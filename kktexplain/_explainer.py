@@ -355,7 +355,9 @@ class DeepSupportVectors(SettingsMixin):
             :func:`os.replace`) and pickle-free. A resumed run equals an uninterrupted one, bit
             for bit on the CPU; it must have the same settings (except ``steps``, which may grow,
             and ``progress``), labels, initial inputs and model, or a ``ValueError`` names the
-            first that differs.
+            first that differs. A run resumed with more ``steps`` continues it; under
+            ``lr_schedule="cosine"`` (whose length is ``steps``) or ``lambda_solve_every`` (which
+            also solves after the last step) it differs from a run of those steps from the start.
         checkpoint_every : int, optional
             Steps between saves (needs ``checkpoint``). Default: only when stopped and at the end.
         callback : callable, optional
