@@ -417,6 +417,8 @@ def _explain(args: argparse.Namespace) -> int:
     bad = [r for r in rows if not 0 <= r < len(x)]
     if bad:
         raise ValueError(f"--index {bad} out of range for {len(x)} inputs in --data")
+    if len(set(rows)) != len(rows):  # one panel per index: a repeat would overwrite its own
+        raise ValueError(f"--index repeats an input: {rows}")
     inputs = x[rows].to(args.device)
     kwargs = {"maps": "none"} if args.no_maps else {}
     explanation = result.explain(model, inputs, target=args.target, k=args.k, **kwargs)

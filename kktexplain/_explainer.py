@@ -401,7 +401,9 @@ class DeepSupportVectors(SettingsMixin):
             names, scope = resolve_param_names(model, est.param_names, data, shape, est.seed, args)
             inferred.update(scope)
             fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
-            inferred.update(input_shape=list(shape), num_classes=num_classes)
+            inferred.update(
+                input_shape=list(shape), num_classes=num_classes, displacement=reference is not None
+            )
             if candidates is not None:
                 if labels is None:
                     raise ValueError(

@@ -262,6 +262,8 @@ def select(
             lambda_max,
             seed,
             progress,
+            ridge=ridge,
+            maximize_sum=maximize_sum,
         )
     lam = lam.to(dtype)
     solve_seconds = time.perf_counter() - start - grad_seconds
@@ -290,8 +292,13 @@ def _refit(
     lambda_max: float | None,
     seed: int,
     progress: bool,
+    ridge: float | None = None,
+    maximize_sum: bool = False,
 ) -> tuple[Tensor, dict]:
     """Re-solve the multipliers of the support ``lam > 0`` from a wider sketch of its rows only.
+
+    The second solve has the first's bound, ridge and tie-break (``lambda_max``, ``ridge``,
+    ``maximize_sum``).
 
     The narrow sketch over every candidate picks the support; its multipliers fit the sketch,
     not ``theta*``. The support's rows are few (at most the narrow sketch's width), so their
@@ -307,7 +314,13 @@ def _refit(
         fmodel, candidates[support], labels[support], objective.loss_fn(), chunk_size, wide, progress
     )
     sub, sub_info = solve_multipliers(
-        grads, target.cpu(), upper=lambda_max, progress=progress, rtol=_sketch_rtol(wide)
+        grads,
+        target.cpu(),
+        upper=lambda_max,
+        maximize_sum=maximize_sum,
+        ridge=ridge,
+        progress=progress,
+        rtol=_sketch_rtol(wide),
     )
     out = torch.zeros_like(lam)
     out[support] = sub.to(lam.dtype)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from ._validation import check_choice, check_positive, resolve_seed, to_python
@@ -85,6 +86,9 @@ def check_settings(est: DeepSupportVectors) -> tuple[KKTObjective, Augmentation 
     check_choice("optimizer", est.optimizer, _OPTIMIZERS)
     check_choice("sketch", est.sketch, _SKETCHES)
     check_choice("multipliers", est.multipliers, _MULTIPLIERS)
+    for name in ("maximize_sum", "progress"):
+        if not isinstance(getattr(est, name), bool | np.bool_):
+            raise TypeError(f"{name} must be a bool, got {getattr(est, name)!r}")
     if est.steps is not None:
         check_positive("steps", est.steps, integer=True, allow_zero=True)
     if est.lr is not None:

@@ -60,12 +60,24 @@ def check_model(model: object) -> nn.Module:
     TypeError
         Unless ``model`` is an ``nn.Module``.
     ValueError
-        When it has no parameters.
+        When it has no parameters, or a batch normalisation without running statistics.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if next(model.parameters(), None) is None:
         raise ValueError("model must have parameters: stationarity is a condition on them")
+    batch_stats = [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.track_running_stats
+    ]
+    if batch_stats:
+        raise ValueError(
+            f"model has batch normalisation without running statistics ({batch_stats[0]!r}, "
+            "track_running_stats=False): even in eval mode it normalises each batch by its own "
+            "statistics, so a sample's loss depends on the others in its batch and the per-sample "
+            "DeepKKT conditions are undefined; use running statistics, or GroupNorm / LayerNorm"
+        )
     if isinstance(model, torch.jit.ScriptModule):
         return ScriptedModel(model)
     return model

@@ -152,7 +152,7 @@ class SupportVectorAttribution(GradientAttribution):
             The class whose logit is expanded. ``None`` takes the model's prediction.
         additional_forward_args : Any, optional
             Extra arguments passed to the model after the inputs (captum's convention).
-        support_index : int, sequence of int or Tensor, optional
+        support_index : int, sequence of int, Tensor or boolean mask of shape (N,), optional
             Rows of the support set whose terms are attributed. ``None`` attributes the whole
             expansion (every support vector).
         baselines : scalar, Tensor or tuple, optional

@@ -19,11 +19,12 @@ in eval mode, so the user's module is left exactly as found.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -208,6 +209,18 @@ class SupportExpansion:
             )
         if param_names is None:
             param_names = recorded_param_names(support.settings)
+        if param_names is not None and (
+            isinstance(param_names, str) or not isinstance(param_names, Iterable)
+        ):
+            raise TypeError(
+                f"param_names must be a list of parameter names or None (the result's scope), got "
+                f"{param_names!r}"
+            )
+        if reference is None and support.settings.get("displacement"):
+            raise ValueError(
+                "the support set was solved for the displacement θ* − θ0 (reference=): pass the "
+                "same reference=, or its multipliers expand the wrong parameters"
+            )
         self.args = as_forward_args(additional_forward_args)
         with eval_mode(model):
             self.fmodel = FunctionalModel(
@@ -321,6 +334,12 @@ class SupportExpansion:
                     offset += v.numel()
                 scaled.append(g if sketch is None else sketch(g))
         grads = torch.cat(scaled) if scaled else torch.zeros(0, p if sketch is None else dim)
+        if not bool(torch.isfinite(grads).all()):
+            bad = (~torch.isfinite(grads)).any(1).nonzero().flatten()[:5].tolist()
+            raise ValueError(
+                f"the support gradients are NaN or inf (rows {bad} of the support): check the "
+                "loss_fn, the model and the support set's inputs"
+            )
         return {
             "grads": grads,
             "sq_norms": torch.cat(sq_norms) if sq_norms else torch.zeros(0),
@@ -355,9 +374,19 @@ class SupportExpansion:
         return self.cache["direction"]
 
     def support_direction(self, index: int | Sequence[int] | Tensor) -> dict[str, Tensor]:
-        """``-sum_{j in index} λ_j grad L_j`` exactly, for rows ``index`` of the support set."""
-        idx = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        """``-sum_{j in index} λ_j grad L_j`` exactly, for rows ``index`` of the support set.
+
+        ``index`` is an int, ints, an integer tensor, or a boolean mask of shape ``(N,)``.
+        """
         n = len(self.support)
+        raw = torch.as_tensor(np.asarray(index) if not isinstance(index, Tensor) else index)
+        if raw.dtype == torch.bool:
+            if raw.shape != (n,):
+                raise ValueError(f"support_index as a mask must have shape ({n},), got {tuple(raw.shape)}")
+            raw = raw.nonzero().flatten()
+        elif raw.is_floating_point() or raw.is_complex():
+            raise TypeError(f"support_index must hold ints or be a boolean mask, got dtype {raw.dtype}")
+        idx = raw.long().reshape(-1)
         if len(idx) == 0 or (idx < -n).any() or (idx >= n).any():
             raise ValueError(f"support_index must name rows of the support set in [0, {n}), got {index!r}")
         idx = idx % n

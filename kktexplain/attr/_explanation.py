@@ -375,6 +375,10 @@ def explain(
     exp = svi.expansion
     args = exp.args or None  # the feature maps' forward passes take them too
     logits = exp.logits(inputs).cpu()
+    if class_names is not None and (isinstance(class_names, str) or len(class_names) < logits.shape[1]):
+        raise ValueError(
+            f"class_names must be a list naming all {logits.shape[1]} classes, got {class_names!r}"
+        )
     t = resolve_target(target, len(inputs), lambda: logits, logits.shape[1])
     scores = exp.contributions(inputs, t)
     exact = exp.exact(inputs).cpu().gather(1, t[:, None]).squeeze(1).to(scores.dtype)

@@ -7,7 +7,7 @@ its ``requires_grad`` flags are never touched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +75,14 @@ class FunctionalModel:
     ) -> None:
         self.model = model
         named = dict(model.named_parameters())
+        if param_names is not None and (
+            isinstance(param_names, str)
+            or not isinstance(param_names, Iterable)
+            or not all(isinstance(k, str) for k in param_names)
+        ):
+            raise TypeError(
+                f"param_names must be a list of parameter names (str) or None, got {param_names!r}"
+            )
         names = list(named) if param_names is None else _wrapped_names(list(param_names), named)
         missing = [k for k in names if k not in named]
         if missing or not names:
@@ -94,12 +102,25 @@ class FunctionalModel:
         self.args = tuple(additional_forward_args)
         self.target = self.theta
         if reference is not None:
+            if not isinstance(reference, nn.Module | Mapping):
+                raise TypeError(
+                    "reference must be an nn.Module or a dict of parameter tensors, got "
+                    f"{type(reference).__name__}"
+                )
             ref = dict(reference.named_parameters()) if isinstance(reference, nn.Module) else reference
+            kinds = [k for k in names if k in ref and not isinstance(ref[k], Tensor)]
+            if kinds:
+                raise TypeError(
+                    f"reference must hold tensors; {kinds[0]!r} is a {type(ref[kinds[0]]).__name__}"
+                )
             bad = [k for k in names if k not in ref or ref[k].shape != named[k].shape]
             if bad:
                 raise ValueError(
                     f"reference must hold parameters with the model's names and shapes; mismatched: {bad[:5]}"
                 )
+            nonfinite = [k for k in names if not bool(torch.isfinite(ref[k]).all())]
+            if nonfinite:
+                raise ValueError(f"reference holds NaN or inf values in {nonfinite[:5]}")
             self.target = {k: self.theta[k] - copy(ref[k]).to(self.theta[k].device) for k in names}
 
     @property

@@ -8,6 +8,8 @@ problem over the per-sample gradients ``G`` (N, P), or their sketch (N, K) from
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from scipy.optimize import linprog, nnls
@@ -260,6 +262,13 @@ def solve_multipliers(
             info["solver"] += "+linprog[max sum]"
         else:
             info["lp_status"] = int(lp.status)
+            warnings.warn(
+                f"maximize_sum: the tie-break's linear program failed (status {lp.status}: "
+                f"{lp.message}); the least-squares λ are kept. Multipliers of very different "
+                f"sizes (here up to {float(np.max(lam)):.3g}) make it ill-conditioned",
+                UserWarning,
+                stacklevel=2,
+            )
     res = _file_residual_norm(at, lam, b) if on_disk else _residual_norm(grads, used_t, lam, b)
     info["residual"] = float(res / max(np.linalg.norm(b), 1e-300))
     info["n_zero_gradient"] = int(n_total - n)
