@@ -232,19 +232,13 @@ def select(
         fmodel, candidates, labels, objective.loss_fn(), chunk_size, sketch, progress, offload_dir
     )
     grad_seconds = time.perf_counter() - start
+    # the bound, ridge and tie-break of every solve (the refit's second one too)
+    solve_options = dict(upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge, progress=progress)
     try:
         for term, value in (("theta* (the model's parameters)", target), ("per-sample gradients", grads)):
             if not _all_finite(value):
                 raise NonFiniteError(0, term, stage="selection")
-        lam, info = solve_multipliers(
-            grads,
-            target.cpu(),
-            upper=lambda_max,
-            maximize_sum=maximize_sum,
-            ridge=ridge,
-            progress=progress,
-            rtol=_sketch_rtol(sketch),
-        )
+        lam, info = solve_multipliers(grads, target.cpu(), rtol=_sketch_rtol(sketch), **solve_options)
     finally:
         if isinstance(grads, GradientFile):
             grads.close()
@@ -259,11 +253,8 @@ def select(
             info,
             refit_dim,
             chunk_size,
-            lambda_max,
             seed,
-            progress,
-            ridge=ridge,
-            maximize_sum=maximize_sum,
+            solve_options,
         )
     lam = lam.to(dtype)
     solve_seconds = time.perf_counter() - start - grad_seconds
@@ -289,16 +280,12 @@ def _refit(
     info: dict,
     refit_dim: int,
     chunk_size: int,
-    lambda_max: float | None,
     seed: int,
-    progress: bool,
-    ridge: float | None = None,
-    maximize_sum: bool = False,
+    solve_options: dict[str, Any],
 ) -> tuple[Tensor, dict]:
     """Re-solve the multipliers of the support ``lam > 0`` from a wider sketch of its rows only.
 
-    The second solve has the first's bound, ridge and tie-break (``lambda_max``, ``ridge``,
-    ``maximize_sum``).
+    The second solve has the first's ``solve_options`` (bound, ridge, tie-break, progress).
 
     The narrow sketch over every candidate picks the support; its multipliers fit the sketch,
     not ``theta*``. The support's rows are few (at most the narrow sketch's width), so their
@@ -311,17 +298,15 @@ def _refit(
     target = torch.cat([v.flatten() for v in fmodel.target.values()])
     target = wide(target[None])[0] if wide is not None else target
     grads, _ = gather_gradients(
-        fmodel, candidates[support], labels[support], objective.loss_fn(), chunk_size, wide, progress
+        fmodel,
+        candidates[support],
+        labels[support],
+        objective.loss_fn(),
+        chunk_size,
+        wide,
+        solve_options["progress"],
     )
-    sub, sub_info = solve_multipliers(
-        grads,
-        target.cpu(),
-        upper=lambda_max,
-        maximize_sum=maximize_sum,
-        ridge=ridge,
-        progress=progress,
-        rtol=_sketch_rtol(wide),
-    )
+    sub, sub_info = solve_multipliers(grads, target.cpu(), rtol=_sketch_rtol(wide), **solve_options)
     out = torch.zeros_like(lam)
     out[support] = sub.to(lam.dtype)
     info = dict(info)
