@@ -181,3 +181,24 @@ def test_a_normalisation_before_the_first_linear_keeps_the_inferred_width():
     embed = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(12, 3))
     with pytest.raises(ValueError, match="reads token ids"):  # and a Linear's width is no input's
         DeepSupportVectors(n_per_class=1, steps=1, progress=False).attribute(embed)
+
+
+def test_two_class_logits_keep_the_input_shape_and_explanations_raise_no_torch_warning():
+    import subprocess
+    import sys
+
+    from kktexplain.models import MLP, TwoClassLogits
+
+    assert TwoClassLogits(MLP((4,), 1)).input_shape == (4,)
+    # torch's own FutureWarning on torch.jit.script, raised when torch.func.jvp first loads, is
+    # silenced at import: a fresh interpreter explaining a decision under -W error stays quiet
+    code = (
+        "import torch, warnings; from torch import nn\n"
+        "from kktexplain import DeepSupportVectors\n"
+        "m = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))\n"
+        "x, y = torch.randn(6, 3), torch.arange(6) % 2\n"
+        "warnings.simplefilter('error', FutureWarning)\n"
+        "DeepSupportVectors(progress=False).attribute(m, candidates=x, labels=y).explain(m, x[:1], k=1)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
