@@ -348,10 +348,14 @@ def evaluate_removal(
     return out
 
 
+def _constant(t: Tensor) -> bool:
+    return bool((t == t.flatten()[0]).all())
+
+
 def _spearman(a: Tensor, b: Tensor) -> float:
     """Spearman's ρ of an original map ``a`` (never constant: checked) and a randomised ``b``;
     a ``b`` made constant by the randomisation keeps no ranking of ``a``: 0."""
-    if bool((b == b.flatten()[0]).all()):
+    if _constant(b):
         return 0.0
     return float(spearmanr(a.flatten().double().numpy(), b.flatten().double().numpy()).statistic)
 
@@ -424,7 +428,7 @@ def evaluate_randomization(
         return ours.detach(), ig.detach()
 
     ref_ours, ref_ig = maps(work)
-    flat = [i for m_ in (ref_ours, ref_ig) for i, a in enumerate(m_) if bool((a == a.flatten()[0]).all())]
+    flat = [i for maps_ in (ref_ours, ref_ig) for i, a in enumerate(maps_) if _constant(a)]
     if flat:
         raise ValueError(
             f"the original attribution maps of inputs {sorted(set(flat))[:5]} are constant (every λ "

@@ -354,16 +354,10 @@ def explain(
         raise ValueError(f"maps must be 'all', 'total' or 'none', got {maps!r}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
-    if not isinstance(inputs, Tensor):
-        raise TypeError(f"inputs must be a Tensor, got {type(inputs).__name__}")
     shape = tuple(support.inputs.shape[1:])
-    if tuple(inputs.shape) == shape:
-        inputs = inputs[None]
-    if tuple(inputs.shape[1:]) != shape:
-        raise ValueError(
-            f"inputs must have shape (n, {', '.join(map(str, shape))}) or {shape}, got {tuple(inputs.shape)}"
-        )
-    inputs = check_query_inputs(inputs, support)  # finite, detached
+    if isinstance(inputs, Tensor) and tuple(inputs.shape) == shape:
+        inputs = inputs[None]  # one input is welcome here
+    inputs = check_query_inputs(inputs, support)  # a tensor of that shape, finite, detached
     k = min(k, len(support))
     svi = influence or SupportVectorInfluence(
         model,

@@ -11,6 +11,7 @@ from captum.influence import DataInfluence
 from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor, nn
 
+from .._validation import check_finite
 from ._expansion import SupportExpansion, objective_from_settings
 
 __all__ = [
@@ -61,9 +62,7 @@ def check_query_inputs(inputs: Any, support: Any, name: str = "inputs") -> Tenso
         )
     if len(inputs) == 0:
         raise ValueError(f"{name} is empty: give at least one input")
-    if (inputs.is_floating_point() or inputs.is_complex()) and not bool(torch.isfinite(inputs).all()):
-        bad = (~torch.isfinite(inputs.detach())).flatten(1).any(1).nonzero().flatten()[:5].tolist()
-        raise ValueError(f"{name} holds NaN or inf values (rows {bad})")
+    check_finite(name, inputs.detach())
     return inputs.clone() if inputs.is_inference() else inputs.detach()
 
 

@@ -110,8 +110,7 @@ def per_class_accuracy(
         raise TypeError("test_data must be a pair of Tensors (inputs (n, ...), labels (n,))")
     if labels.ndim != 1 or len(labels) != len(inputs):
         raise ValueError(f"test_data labels must have shape ({len(inputs)},), got {tuple(labels.shape)}")
-    if inputs.is_floating_point():
-        check_finite("test_data inputs", inputs)
+    check_finite("test_data inputs", inputs)
     preds = _predict(model, inputs, batch_size) if len(inputs) else None
     correct = (preds == labels.long()).double() if preds is not None else torch.zeros(0, dtype=torch.float64)
     y = labels.long()
