@@ -216,7 +216,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _evaluate_parser(sub) -> None:
-    from ._cli_verbs import positive_int
+    from ._cli_options import positive_int
 
     ev = sub.add_parser(
         "evaluate",
@@ -304,7 +304,7 @@ def _evaluate_user_model(args: argparse.Namespace, out) -> int:
     import shutil
 
     from ._cli_io import load_data, load_model
-    from ._cli_verbs import _param_names
+    from ._cli_options import _param_names
     from ._model_info import token_layer
     from .attr._user_evaluation import USER_PARTS, evaluate_model
 

@@ -195,7 +195,7 @@ def test_influence_and_expansion_read_the_resolved_free_scope():
 
 
 def test_cli_param_names_free_word():
-    from kktexplain._cli_verbs import _param_names
+    from kktexplain._cli_options import _param_names
 
     assert _param_names(["free"]) == "free"
     assert _param_names(["fc.weight"]) == ["fc.weight"]
@@ -207,7 +207,7 @@ def test_cli_defaults_to_the_free_scope():
     """synthesize and select share these options: without --param-names the scope is 'free'."""
     import argparse
 
-    from kktexplain._cli_verbs import _common_options, _param_names
+    from kktexplain._cli_options import _common_options, _param_names
 
     p = argparse.ArgumentParser()
     _common_options(p)

@@ -11,7 +11,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``distill`` verb on ``sub``."""
-    from .._cli_verbs import _data_options, _model_options, _objective_option, _synthesis_options
+    from .._cli_options import _data_options, _model_options, _objective_option, _synthesis_options
 
     p = sub.add_parser(
         "distill",
@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from .._cli_io import load_data, load_model
-    from .._cli_verbs import _synthesis_settings
+    from .._cli_options import _synthesis_settings
     from . import StudentProtocol, distill, evaluate, random_real
 
     model = load_model(args.model, args.weights).to(args.device)

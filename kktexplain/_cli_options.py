@@ -1,0 +1,144 @@
+"""The command line's shared options: model, data, objective, synthesis and scope flags.
+
+Each ``_*_options(parser)`` adds a group of flags to a verb's parser; ``_synthesis_settings`` and
+``_param_names`` read them back. Used by :mod:`kktexplain._cli_verbs`, :mod:`kktexplain.cli` and
+:mod:`kktexplain.distill._cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["positive_int", "torch_device"]
+
+_MODEL_HELP = (
+    "the model: module:factory (a module importable from the current directory, or a path to a "
+    ".py file, and a callable returning the nn.Module) or a TorchScript file (.pt)"
+)
+_DATA_HELP = (
+    "data: an .npz with arrays x (inputs) and y (labels), an .npy, an IDX file (8-bit values "
+    "scaled to [0, 1]), a folder of class sub-folders of images (torchvision ImageFolder), or "
+    "module:function returning a Dataset, a DataLoader, (x, y) or x"
+)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1 (``--limit 0`` or ``-5`` is a usage error, not a silent slice)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def torch_device(text: str) -> str:
+    """argparse type: a device torch knows and this machine has (``cpu``, ``cuda``, ``cuda:1``)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: torch finds no CUDA device on this machine; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: this machine has {torch.cuda.device_count()} CUDA devices"
+        )
+    return text
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help=_MODEL_HELP)
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="weights for a module:factory model: a .safetensors file, or a state dict saved with "
+        "torch.save (read with torch.load(weights_only=True))",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        type=torch_device,
+        help="torch device to compute on, e.g. cpu or cuda (default cpu)",
+    )
+
+
+def _data_options(p: argparse.ArgumentParser, required: bool, what: str) -> None:
+    p.add_argument("--data", required=required, help=f"{what}; {_DATA_HELP}")
+    p.add_argument(
+        "--labels", default=None, help="a labels file (IDX or .npy) for --data that carries no labels"
+    )
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N samples of --data")
+    p.add_argument(
+        "--grayscale", action="store_true", help="read an image folder as one channel (default RGB)"
+    )
+
+
+def _objective_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--objective",
+        default="default",
+        choices=("default", "paper_eq9", "paper_alg1", "per_tensor"),
+        help="preset of the DeepKKT objective (default: default)",
+    )
+
+
+def _synthesis_options(p: argparse.ArgumentParser) -> None:
+    """Options of a synthesis run shared by ``synthesize`` and ``distill`` (read by
+    :func:`_synthesis_settings`)."""
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default 300; 60 for real)")
+    p.add_argument("--lr", type=float, default=None, help="step on the inputs (default 0.05; 0.01 for real)")
+    p.add_argument(
+        "--input-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="clamp the inputs into [LOW, HIGH] after every step",
+    )
+    p.add_argument("--no-augmentation", action="store_true", help="no augmented view (default: the paper's)")
+
+
+def _synthesis_settings(args: argparse.Namespace) -> dict:
+    """The DeepSupportVectors settings of :func:`_synthesis_options` and :func:`_objective_option`."""
+    return {
+        "objective": args.objective,
+        "augmentation": None if args.no_augmentation else "default",
+        "steps": args.steps,
+        "lr": args.lr,
+        "input_range": None if args.input_range is None else tuple(args.input_range),
+    }
+
+
+def _common_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input-shape",
+        type=int,
+        nargs="+",
+        default=None,
+        help="shape of one input, e.g. 1 28 28 (default: read from the model or the data)",
+    )
+    p.add_argument(
+        "--param-names",
+        nargs="+",
+        default=["free"],
+        help="parameters stationarity is measured on, e.g. fc.weight fc.bias; 'free': all "
+        "outside scale-invariant modules (the default); 'all': every parameter (the paper's)",
+    )
+    _objective_option(p)
+    p.add_argument(
+        "--lambda-max", type=float, default=None, help="upper bound C on every multiplier (default none)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--out", required=True, help="result file to write with DSVResult.save (.npz)")
+
+
+def _param_names(names: list[str] | None) -> list[str] | str | None:
+    """``--param-names``: a list of names, or one of the words ``free`` and ``all`` (``None``)."""
+    if names is None or names == ["all"]:
+        return None
+    return "free" if names == ["free"] else names
