@@ -6,13 +6,9 @@ from torch import nn
 
 from kktexplain import DeepSupportVectors
 from kktexplain.attr._baselines import last_linear
-from kktexplain.attr._evaluate import (
-    evaluate_identical_class,
-    evaluate_mislabels,
-    evaluate_randomization,
-    evaluate_removal,
-)
+from kktexplain.attr._evaluate import evaluate_identical_class, evaluate_mislabels, evaluate_removal
 from kktexplain.attr._protocol import fit_full_batch
+from kktexplain.attr._randomization import evaluate_randomization
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@
   et al. 2021)?
 * :func:`evaluate_removal`: retrain without the top-k proponents of a test input and measure
   how far its margin falls; retrain without the half of lowest λ;
-* :func:`evaluate_randomization`: re-initialise layers from the top and measure how much the
-  feature maps change (Adebayo et al. 2018).
+* the randomization check, :func:`~kktexplain.attr.evaluate_randomization`, lives in
+  ``_randomization.py``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from .._model_info import cast_inputs, model_device, model_dtype
+from .._model_info import cast_inputs, model_dtype
 from .._model_state import eval_mode, isolated
 from ..kkt import cross_entropy
-from ._attribution import SupportVectorAttribution
 from ._baselines import last_layer_top1, last_linear, tracin
 from ._influence import SupportVectorInfluence
 
@@ -35,7 +33,6 @@ __all__ = [
     "evaluate_mislabels",
     "evaluate_identical_class",
     "evaluate_removal",
-    "evaluate_randomization",
 ]
 
 
@@ -346,111 +343,3 @@ def evaluate_removal(
     out["fraction_removed"] = fraction
     out["lambda_zero_fraction"] = float((fit.lambdas == 0).double().mean())
     return out
-
-
-def _constant(t: Tensor) -> bool:
-    return bool((t == t.flatten()[0]).all())
-
-
-def _spearman(a: Tensor, b: Tensor) -> float:
-    """Spearman's ρ of an original map ``a`` (never constant: checked) and a randomised ``b``;
-    a ``b`` made constant by the randomisation keeps no ranking of ``a``: 0."""
-    if _constant(b):
-        return 0.0
-    return float(spearmanr(a.flatten().double().numpy(), b.flatten().double().numpy()).statistic)
-
-
-def evaluate_randomization(
-    model: nn.Module,
-    support: Any,
-    inputs: Tensor,
-    n_steps: int = 16,
-    seed: int = 0,
-    layers: Sequence[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Cascading parameter randomisation (Adebayo et al. 2018) of the feature maps.
-
-    Layers are re-initialised (``reset_parameters`` under ``seed``) from the top down; after
-    each, the maps of :class:`SupportVectorAttribution` (λ kept, gradients recomputed on the
-    randomised model) are compared with the original ones by Spearman's rank correlation,
-    averaged over the inputs. captum's plain Integrated Gradients of the logit is measured
-    beside it. A faithful explainer's maps must decorrelate.
-
-    Parameters
-    ----------
-    model : nn.Module
-        Only read: randomisation happens on a deep copy.
-    support : DSVResult
-    inputs : Tensor of shape (n, *input_shape)
-    n_steps : int, default=16
-    seed : int, default=0
-    layers : sequence of str, optional
-        Modules to randomise, top first. Default: every module with its own parameters, in
-        reverse order of registration.
-
-    Returns
-    -------
-    list of dict
-        One row per cascade stage: ``layer``, ``spearman`` (ours) and ``spearman_ig``, each
-        the mean over inputs of Spearman's ρ between the original and the randomised maps (0
-        for a map the randomisation makes constant).
-
-    Raises
-    ------
-    ValueError
-        If an original map is constant (every λ zero, or a logit that ignores its input): ρ
-        is undefined there.
-    """
-    import copy
-
-    from captum.attr import IntegratedGradients
-
-    if not isinstance(inputs, Tensor) or not inputs.is_floating_point():
-        kind = f"dtype {inputs.dtype}" if isinstance(inputs, Tensor) else type(inputs).__name__
-        raise TypeError(
-            f"inputs must be a floating-point tensor, got {kind}: integer inputs (token ids) have "
-            "no feature attributions to randomise"
-        )
-    work = copy.deepcopy(model).eval()
-    if layers is None:
-        layers = [k for k, m in work.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]
-    mods = dict(work.named_modules())
-    missing = [k for k in layers if k not in mods]
-    if missing:
-        raise ValueError(f"layers must name modules of the model; not found: {missing}")
-    inputs = inputs.to(model_device(work), model_dtype(work))
-    with torch.no_grad():
-        pred = work(inputs).argmax(1)
-
-    def maps(m: nn.Module) -> tuple[Tensor, Tensor]:
-        ours = SupportVectorAttribution(m, support).attribute(inputs, target=pred, n_steps=n_steps)
-        ig = IntegratedGradients(m).attribute(inputs, target=pred, n_steps=n_steps)
-        return ours.detach(), ig.detach()
-
-    ref_ours, ref_ig = maps(work)
-    flat = [i for maps_ in (ref_ours, ref_ig) for i, a in enumerate(maps_) if _constant(a)]
-    if flat:
-        raise ValueError(
-            f"the original attribution maps of inputs {sorted(set(flat))[:5]} are constant (every λ "
-            "zero, or a logit that ignores its input): their rank correlation with randomised "
-            "maps is undefined, so the check cannot be run on them"
-        )
-    rows = []
-    dev = model_device(work)
-    cuda = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):  # the re-initialisations' draws; the caller's state kept
-        torch.manual_seed(seed)
-        for name in layers:
-            mod = mods[name]
-            if not hasattr(mod, "reset_parameters"):
-                raise ValueError(f"layer {name!r} has no reset_parameters()")
-            mod.reset_parameters()
-            ours, ig = maps(work)
-            rows.append(
-                {
-                    "layer": name,
-                    "spearman": float(np.mean([_spearman(a, b) for a, b in zip(ref_ours, ours)])),
-                    "spearman_ig": float(np.mean([_spearman(a, b) for a, b in zip(ref_ig, ig)])),
-                }
-            )
-    return rows

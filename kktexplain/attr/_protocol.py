@@ -257,13 +257,9 @@ def run_evaluation(
     from .._explainer import DeepSupportVectors
     from ..datasets import load_fashion_mnist
     from ._baselines import last_linear
-    from ._evaluate import (
-        evaluate_identical_class,
-        evaluate_mislabels,
-        evaluate_randomization,
-        evaluate_removal,
-    )
+    from ._evaluate import evaluate_identical_class, evaluate_mislabels, evaluate_removal
     from ._influence import SupportVectorInfluence
+    from ._randomization import evaluate_randomization
 
     bad = [p for p in parts if p not in PARTS]
     if bad:

@@ -87,10 +87,11 @@ def evaluate_model(
     from .._explainer import DeepSupportVectors
     from .._readiness import kkt_readiness
     from ._baselines import last_linear
-    from ._evaluate import evaluate_identical_class, evaluate_randomization
+    from ._evaluate import evaluate_identical_class
     from ._figures import evaluation_figures
     from ._influence import SupportVectorInfluence
     from ._protocol import _fidelity_rows, time_queries
+    from ._randomization import evaluate_randomization
 
     bad = [p for p in parts if p not in USER_PARTS]
     if bad:
