@@ -196,7 +196,9 @@ def resolve_input_shape(
     """The shape of one input: given, the model's, or the data's.
 
     A flat width read off a leading ``nn.Linear`` (e.g. after ``nn.Flatten``) gives way to the
-    data's shape when that has as many elements (images for an image model that flattens).
+    data's shape when that has as many elements (images for an image model that flattens), or
+    when the data's last dimension is that width (a sequence ``(T, width)`` that the layer maps
+    step by step).
     """
     try:
         shape = infer_input_shape(model, input_shape, warn_flatten=data_shape is None)
@@ -209,7 +211,11 @@ def resolve_input_shape(
         and getattr(model, "input_shape", None) is None
         and data_shape is not None
         and data_shape != shape
-        and math.prod(data_shape) == math.prod(shape)
+        and (
+            math.prod(data_shape) == math.prod(shape)
+            # a leading nn.Linear also maps (..., width) inputs, e.g. one vector per time step
+            or (len(shape) == 1 and data_shape[-1:] == shape)
+        )
     ):
         return data_shape
     return shape

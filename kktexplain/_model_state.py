@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-__all__ = ["eval_mode", "isolated", "kept_grads"]
+__all__ = ["backward_hooks_suspended", "eval_mode", "isolated", "kept_grads"]
 
 
 @contextmanager
@@ -57,3 +58,25 @@ def isolated(model: nn.Module) -> Iterator[nn.Module]:
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda), eval_mode(model), kept_grads(model):
         yield model
+
+
+@contextmanager
+def backward_hooks_suspended(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a forward pass of ``model`` without its modules' backward hooks; restore them on exit.
+
+    A full backward hook (``register_full_backward_hook``) wraps the module's forward in an
+    autograd function that ``torch.func`` transforms (``vmap``, ``jvp``) cannot run through, and
+    any backward hook would fire on the library's own gradients. Hooks are attached when the
+    forward runs, so a forward inside this block builds a graph without them. The same hook
+    dictionaries are put back, so the user's ``RemovableHandle`` objects stay valid.
+    """
+    saved = []
+    for m in model.modules():
+        if m._backward_hooks or m._backward_pre_hooks:
+            saved.append((m, m._backward_hooks, m._backward_pre_hooks))
+            m._backward_hooks, m._backward_pre_hooks = OrderedDict(), OrderedDict()
+    try:
+        yield model
+    finally:
+        for m, hooks, pre_hooks in saved:
+            m._backward_hooks, m._backward_pre_hooks = hooks, pre_hooks

@@ -60,12 +60,19 @@ def check_model(model: object) -> nn.Module:
     TypeError
         Unless ``model`` is an ``nn.Module``.
     ValueError
-        When it has no parameters, or a batch normalisation without running statistics.
+        When it has no parameters, tensors on the ``meta`` device, or a batch normalisation
+        without running statistics.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if next(model.parameters(), None) is None:
         raise ValueError("model must have parameters: stationarity is a condition on them")
+    meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
+    if meta:
+        raise ValueError(
+            f"model has tensors on the 'meta' device, which hold no values ({meta[0]!r}): "
+            "materialise its weights first (model.to_empty(device=...) and load_state_dict)"
+        )
     batch_stats = [
         name
         for name, m in model.named_modules()

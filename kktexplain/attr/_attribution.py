@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -10,8 +11,9 @@ from captum.attr import GradientAttribution, IntegratedGradients, Saliency
 from torch import Tensor, nn
 
 from .._model_state import eval_mode
-from ..kkt._grads import parameter_jvp
-from ._expansion import SupportExpansion
+from .._validation import check_finite
+from ..kkt._grads import call_functional, parameter_jvp
+from ._expansion import SupportExpansion, _forward_args_hint
 from ._influence import check_query_inputs, resolve_target
 
 __all__ = ["SupportVectorAttribution"]
@@ -25,6 +27,22 @@ def _to_model(exp: SupportExpansion, values: tuple) -> tuple:
     return tuple(
         v.to(exp.device, exp.dtype) if isinstance(v, Tensor) and v.is_floating_point() else v for v in values
     )
+
+
+def _check_tuple_inputs(inputs: tuple, support: Any) -> tuple[Tensor, ...]:
+    """A tuple of inputs: the first has the support set's input shape, all are finite batches of
+    the same length; detached."""
+    out = [check_query_inputs(inputs[0], support, name="inputs[0]")]
+    for i, x in enumerate(inputs[1:], start=1):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"inputs[{i}] must be a Tensor, got {type(x).__name__}")
+        if x.ndim == 0 or len(x) != len(out[0]):
+            raise ValueError(
+                f"inputs[{i}] must be a batch of {len(out[0])} rows, as inputs[0], got shape {tuple(x.shape)}"
+            )
+        check_finite(f"inputs[{i}]", x.detach())
+        out.append(x.clone() if x.is_inference() else x.detach())
+    return tuple(out)
 
 
 class SupportVectorAttribution(GradientAttribution):
@@ -121,9 +139,10 @@ class SupportVectorAttribution(GradientAttribution):
 
         def call(th: Mapping[str, Tensor]) -> Tensor:
             params = {**exp.fmodel.fixed, **th}
-            return torch.func.functional_call(exp.fmodel.model, (params, exp.fmodel.buffers), args)
+            return call_functional(exp.fmodel.model, params, exp.fmodel.buffers, args)
 
-        _, out = parameter_jvp(call, theta, tangent)
+        with eval_mode(self.model):  # also when captum's API calls it directly (forward_func)
+            _, out = parameter_jvp(call, theta, tangent)
         return out
 
     def has_convergence_delta(self) -> bool:
@@ -179,10 +198,15 @@ class SupportVectorAttribution(GradientAttribution):
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
         is_tuple = isinstance(inputs, tuple)
+        if is_tuple and not inputs:
+            raise ValueError("inputs must be a Tensor or a non-empty tuple of Tensors, got ()")
         first = inputs[0] if is_tuple else inputs
         if not isinstance(first, Tensor):
             raise TypeError(f"inputs must be a Tensor or a tuple of Tensors, got {type(first).__name__}")
-        if not is_tuple:  # a model of one input: the support set's input shape
+        if is_tuple:
+            inputs = _check_tuple_inputs(inputs, self.expansion.support)
+            first = inputs[0]
+        else:  # a model of one input: the support set's input shape
             inputs = check_query_inputs(inputs, self.expansion.support)
             first = inputs
             if isinstance(baselines, Tensor) and tuple(baselines.shape) not in (
@@ -203,12 +227,21 @@ class SupportVectorAttribution(GradientAttribution):
                     "ids) carry no gradient to attribute to; SupportVectorInfluence still says "
                     "which support vectors drive each decision"
                 )
+        for i, b in enumerate(baselines if isinstance(baselines, tuple) else (baselines,)):
+            finite = (
+                bool(torch.isfinite(b).all())
+                if isinstance(b, Tensor)
+                else (not isinstance(b, float) or math.isfinite(b))
+            )
+            if not finite:
+                where = f"baselines[{i}]" if isinstance(baselines, tuple) else "baselines"
+                raise ValueError(f"{where} holds NaN or inf values")
         args = () if additional_forward_args is None else additional_forward_args
         args = args if isinstance(args, tuple) else (args,)
         all_inputs = inputs if is_tuple else (inputs,)
 
         def logits() -> Tensor:
-            with torch.no_grad(), eval_mode(self.model):
+            with torch.no_grad(), eval_mode(self.model), _forward_args_hint(bool(args), "the inputs"):
                 return self.model(*_to_model(self.expansion, all_inputs), *args)
 
         probe = logits() if target is None else None

@@ -35,7 +35,7 @@ from .._scope import recorded_param_names
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
 from ..kkt._collect import auto_sketch_dim
-from ..kkt._grads import parameter_jvp
+from ..kkt._grads import call_functional, parameter_jvp
 
 __all__ = ["SupportExpansion", "ExpansionFidelity", "logit_of", "objective_from_settings"]
 
@@ -299,7 +299,7 @@ class SupportExpansion:
     def _call(self, x: Tensor, theta: Mapping[str, Tensor] | None, args: tuple) -> Tensor:
         fm = self.fmodel
         params = {**fm.fixed, **(fm.theta if theta is None else theta)}
-        return torch.func.functional_call(fm.model, (params, fm.buffers), (x, *(args or self.args)))
+        return call_functional(fm.model, params, fm.buffers, (x, *(args or self.args)))
 
     # ------------------------------------------------------------------ the cache
     def _build_cache(self) -> dict[str, Any]:
@@ -380,6 +380,8 @@ class SupportExpansion:
         """
         n = len(self.support)
         raw = torch.as_tensor(np.asarray(index) if not isinstance(index, Tensor) else index)
+        if raw.numel() == 0:
+            raise ValueError(f"support_index must name at least one row of the support set, got {index!r}")
         if raw.dtype == torch.bool:
             if raw.shape != (n,):
                 raise ValueError(f"support_index as a mask must have shape ({n},), got {tuple(raw.shape)}")

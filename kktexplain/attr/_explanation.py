@@ -256,10 +256,11 @@ class Explanation:
 
 
 def _plane(t: Tensor) -> list:
-    """A 2-D array for display: the channel mean of a (C, H, W) tensor."""
+    """A 2-D array for display: the mean over the leading dimensions of a (..., H, W) tensor
+    (the channels of an image; the channels and depth of a volume)."""
     t = t.detach().float()
-    if t.ndim == 3:
-        t = t.mean(0)
+    if t.ndim > 2:
+        t = t.flatten(0, -3).mean(0)
     return t.tolist()
 
 
@@ -269,6 +270,8 @@ def _show_input(t: Tensor, ax: Any, title: str) -> None:
     from ..viz import show_image
 
     t = t.detach().float().cpu()
+    if t.ndim > 3:  # a volume: its mean plane
+        t = t.flatten(0, -3).mean(0)
     if t.ndim == 3:
         show_image(t, ax=ax, title=title)
     elif t.ndim == 2:
@@ -298,7 +301,7 @@ def _heat(t: Tensor, ax: Any, title: str) -> None:
         return
     plane = torch.tensor(_plane(t))
     m = float(plane.abs().max()) or 1.0
-    ax.imshow(plane, cmap="RdBu_r", vmin=-m, vmax=m)
+    ax.imshow(plane.numpy(), cmap="RdBu_r", vmin=-m, vmax=m)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
@@ -329,7 +332,9 @@ def explain(
     target : None, int, list of int or Tensor, optional
         Class to explain; the model's prediction when omitted.
     k : int, default=5
-        Supporting and opposing vectors to return.
+        Supporting and opposing vectors to return (at most ``len(support)``: a larger ``k`` is
+        lowered to it). They are the ``k`` largest and the ``k`` smallest contributions: where
+        fewer than ``k`` terms are positive, the supporting list ends with terms <= 0.
     maps : {"all", "total", "none"}, default="all"
         Feature maps of the whole expansion and of each shown support vector (``"all"``), of
         the whole expansion only (``"total"``), or none (zeros). Integer inputs (token ids of
@@ -359,6 +364,8 @@ def explain(
         inputs = inputs[None]  # one input is welcome here
     inputs = check_query_inputs(inputs, support)  # a tensor of that shape, finite, detached
     k = min(k, len(support))
+    if influence is not None:
+        _check_influence(influence, model, support)
     svi = influence or SupportVectorInfluence(
         model,
         support,
@@ -424,3 +431,26 @@ def explain(
         residual=exact - total,
         class_names=class_names,
     )
+
+
+def _check_influence(influence: Any, model: nn.Module, support: Any) -> None:
+    """``explain``'s prepared influence must be of this model and this support set."""
+    if not isinstance(influence, SupportVectorInfluence):
+        raise TypeError(f"influence must be a SupportVectorInfluence, got {type(influence).__name__}")
+    if influence.model is not model:
+        raise ValueError(
+            "influence was built for another model: pass the model it explains, or build "
+            "SupportVectorInfluence(model, support) for this one"
+        )
+    own = influence.train_dataset
+    same = own is support or (
+        own.inputs.shape == support.inputs.shape
+        and torch.equal(own.inputs, support.inputs)
+        and torch.equal(own.lambdas, support.lambdas)
+    )
+    if not same:
+        raise ValueError(
+            "influence was built on another support set (other samples or multipliers) than "
+            "the result explain is called on: build SupportVectorInfluence(model, result) with "
+            "this result"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -62,6 +63,14 @@ def check_query_inputs(inputs: Any, support: Any, name: str = "inputs") -> Tenso
         )
     if len(inputs) == 0:
         raise ValueError(f"{name} is empty: give at least one input")
+    if inputs.is_floating_point() != support.inputs.is_floating_point() or inputs.dtype == torch.bool:
+        want = "floating-point" if support.inputs.is_floating_point() else "integer (token ids)"
+        raise TypeError(
+            f"{name} must be a {want} tensor, as the support set's inputs ({support.inputs.dtype}), "
+            f"got {inputs.dtype}"
+        )
+    if inputs.device.type == "meta":
+        raise ValueError(f"{name} is on the 'meta' device, which holds no values")
     check_finite(name, inputs.detach())
     return inputs.clone() if inputs.is_inference() else inputs.detach()
 
@@ -84,14 +93,14 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
     """
     if target is None:
         return logits().argmax(-1).cpu()
-    if isinstance(target, bool):
+    if isinstance(target, bool | np.bool_):
         raise TypeError("target must be an int, a list of ints or an integer tensor, got bool")
-    if isinstance(target, int):
-        t = torch.full((n,), target, dtype=torch.long)
+    if isinstance(target, numbers.Integral):
+        t = torch.full((n,), int(target), dtype=torch.long)
     elif isinstance(target, list | tuple) and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in target
+        isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_) for v in target
     ):
-        t = torch.tensor(list(target), dtype=torch.long)
+        t = torch.tensor([int(v) for v in target], dtype=torch.long)
     elif isinstance(target, Tensor) and not target.is_floating_point() and target.dtype != torch.bool:
         t = target.detach().cpu().long().reshape(-1)
         if t.numel() == 1:
@@ -168,6 +177,32 @@ def split_influence_inputs(inputs: Any) -> tuple[Tensor, Tensor | None]:
             f"got a {type(inputs).__name__} of length {len(inputs)}"
         )
     raise TypeError(f"inputs must be a Tensor or an (x, y) tuple, got {type(inputs).__name__}")
+
+
+def _labels_as_classes(y: Tensor, num_classes: int) -> Tensor:
+    """The labels of an ``(x, y)`` batch as class indices ``(n,)``.
+
+    Class indices ``(n,)`` or ``(n, 1)`` pass; rows of probabilities ``(n, C)`` give their
+    arg-max class (the class whose logit is explained). Anything else raises.
+    """
+    if y.is_floating_point():
+        if y.ndim == 2 and y.shape[1] == num_classes:  # soft labels: explain the arg-max class
+            return y.argmax(-1)
+        raise TypeError(
+            "the labels of an (x, y) batch must be class indices (an integer tensor of shape (n,) or "
+            f"(n, 1)) or rows of probabilities of shape (n, {num_classes}); got a floating-point "
+            f"tensor of shape {tuple(y.shape)}"
+        )
+    if y.dtype == torch.bool:
+        raise TypeError("the labels of an (x, y) batch must be class indices, got a bool tensor")
+    if y.ndim == 2 and y.shape[1] == 1:
+        return y[:, 0]
+    if y.ndim > 1:
+        raise ValueError(
+            "the labels of an (x, y) batch must be class indices of shape (n,) or (n, 1), or rows "
+            f"of probabilities of shape (n, {num_classes}); got shape {tuple(y.shape)}"
+        )
+    return y
 
 
 class SupportVectorInfluence(DataInfluence):
@@ -254,8 +289,8 @@ class SupportVectorInfluence(DataInfluence):
         x, y = split_influence_inputs(inputs)
         x = check_query_inputs(x, self.train_dataset)
         num_classes = self.expansion.num_classes
-        if y is not None and y.ndim == 2:  # soft labels: explain the arg-max class
-            y = y.argmax(-1)
+        if y is not None:
+            y = _labels_as_classes(y, num_classes)
         target = resolve_target(y, len(x), lambda: self.expansion.logits(x), num_classes)
         return x, target
 

@@ -13,10 +13,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from .._model_state import backward_hooks_suspended
 from ._conditions import cross_entropy
 
 __all__ = [
     "FunctionalModel",
+    "call_functional",
     "weighted_loss_grad",
     "per_sample_grads",
     "iter_per_sample_grads",
@@ -93,7 +95,8 @@ class FunctionalModel:
         self.names = names
 
         def copy(t: Tensor) -> Tensor:
-            t = t.detach()
+            # a tensor made under inference_mode cannot join autograd: a normal copy can
+            t = t.clone() if t.is_inference() else t.detach()
             return t.to(dtype) if dtype is not None and t.is_floating_point() else t
 
         self.theta = {k: copy(named[k]) for k in names}
@@ -131,7 +134,30 @@ class FunctionalModel:
     def __call__(self, inputs: Tensor, theta: Mapping[str, Tensor] | None = None) -> Tensor:
         """Logits of ``inputs`` under ``theta`` (``theta*`` when omitted)."""
         params = {**self.fixed, **(self.theta if theta is None else theta)}
-        return functional_call(self.model, (params, self.buffers), (inputs, *self.args))
+        return call_functional(self.model, params, self.buffers, (inputs, *self.args))
+
+
+def call_functional(
+    model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], args: tuple
+) -> Tensor:
+    """``model(*args)`` with ``params`` and ``buffers`` in place of its own
+    (:func:`torch.func.functional_call`), without its backward hooks.
+
+    Parameters
+    ----------
+    model : nn.Module
+    params, buffers : mapping of str to Tensor
+        By the model's own names; names left out keep the model's tensors.
+    args : tuple
+        The positional arguments of the forward pass.
+
+    Returns
+    -------
+    Tensor
+        The model's output, e.g. logits of shape ``(n, C)``.
+    """
+    with backward_hooks_suspended(model):
+        return functional_call(model, (params, buffers), args)
 
 
 def weighted_loss_grad(

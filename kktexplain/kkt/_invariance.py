@@ -18,10 +18,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, jvp
+from torch.func import jvp
 
 from .._model_info import as_forward_args, cast_inputs
 from .._model_state import eval_mode
+from ._grads import call_functional
 
 __all__ = ["ScaleInvariance", "cosine_bound", "scale_invariant_modules"]
 
@@ -157,7 +158,7 @@ def _radial_by_jvp(model, params, buffers, owners, x, args) -> dict[str, float]:
     with torch.no_grad():
 
         def logits(theta):
-            return functional_call(model, ({**params, **theta}, buffers), (x, *args))
+            return call_functional(model, {**params, **theta}, buffers, (x, *args))
 
         for mod_name, names in owners.items():
             theta = {k: params[k] for k in names}
@@ -178,7 +179,7 @@ def _radial_by_projections(model, params, buffers, owners, x, args, probes: int 
     gen = torch.Generator(device=x.device).manual_seed(0)
     squares = dict.fromkeys(owners, 0.0)
     with torch.enable_grad():
-        out = functional_call(model, (theta, buffers), (x, *args))
+        out = call_functional(model, theta, buffers, (x, *args))
         for k in range(probes):
             u = torch.randn(out.shape, generator=gen, device=out.device, dtype=out.dtype)
             grads = torch.autograd.grad(

@@ -1,0 +1,219 @@
+"""The per-decision API on what a fourth stress test of unseen models tried: labels of shape
+(n, 1), a prepared influence of another support set or model, tuple inputs, captum's inherited
+API on a model left in train mode, backward hooks, meta and inference-mode tensors, input dtypes."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_same_snapshot, model_snapshot
+from torch import nn
+
+from kktexplain import DeepSupportVectors
+from kktexplain.attr import SupportVectorAttribution, SupportVectorInfluence
+
+
+def _mlp(seed=0, dropout=False):
+    torch.manual_seed(seed)
+    drop = [nn.Dropout(0.5)] if dropout else []
+    return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), *drop, nn.Linear(6, 3))
+
+
+@pytest.fixture
+def setup():
+    model = _mlp().eval()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(12, 4, generator=g), torch.arange(12) % 3
+    sel = DeepSupportVectors(progress=False, param_names=None).attribute(model, candidates=x, labels=y)
+    return model, x, y, sel
+
+
+def test_labels_of_shape_n_by_1_are_class_indices_not_soft_labels(setup):
+    model, x, _, sel = setup
+    svi = SupportVectorInfluence(model, sel)
+    q, c = x[:3], torch.tensor([0, 1, 2])
+    want = svi.influence((q, c))
+    assert torch.equal(svi.influence((q, c[:, None])), want)
+    assert torch.equal(svi.convergence_delta((q, c[:, None])), svi.convergence_delta((q, c)))
+    assert not torch.equal(svi.influence((q, torch.zeros(3, dtype=torch.long))), want)
+    # rows of probabilities explain their arg-max class; a float column or other widths raise
+    soft = torch.nn.functional.one_hot(c, 3).double() * 0.8 + 0.2 / 3
+    assert torch.equal(svi.influence((q, soft)), want)
+    with pytest.raises(TypeError, match=r"labels of an \(x, y\) batch .* shape \(3, 1\)"):
+        svi.influence((q, c[:, None].double()))
+    with pytest.raises(ValueError, match=r"labels of an \(x, y\) batch .* got shape \(3, 2\)"):
+        svi.influence((q, torch.zeros(3, 2, dtype=torch.long)))
+    with pytest.raises(TypeError, match=r"labels of an \(x, y\) batch must be class indices"):
+        svi.influence((q, torch.tensor([0.0, 1.0, 2.0])))
+    # numpy integers are ints, as in captum
+    assert torch.equal(svi.influence((q, np.array([0, 1, 2]))), want)
+    one = SupportVectorInfluence(model, sel).influence((q, torch.ones(3, dtype=torch.long)))
+    sva = SupportVectorAttribution(model, sel)
+    assert torch.equal(sva.attribute(q, target=np.int64(1)), sva.attribute(q, target=1))
+    assert one.shape == (3, 12)
+
+
+def test_explain_refuses_an_influence_of_another_support_set_or_model(setup):
+    model, x, y, sel = setup
+    g = torch.Generator().manual_seed(5)
+    other_x = torch.randn(12, 4, generator=g)
+    other = DeepSupportVectors(progress=False, param_names=None).attribute(
+        model, candidates=other_x, labels=y
+    )
+    with pytest.raises(ValueError, match="another support set"):
+        sel.explain(model, x[:2], k=2, influence=SupportVectorInfluence(model, other))
+    with pytest.raises(ValueError, match="another support set"):
+        short = DeepSupportVectors(progress=False, param_names=None).attribute(
+            model, candidates=x[:6], labels=y[:6]
+        )
+        sel.explain(model, x[:2], k=2, influence=SupportVectorInfluence(model, short))
+    with pytest.raises(ValueError, match="another model"):
+        sel.explain(_mlp(seed=3).eval(), x[:2], k=2, influence=SupportVectorInfluence(model, sel))
+    with pytest.raises(TypeError, match="influence must be a SupportVectorInfluence"):
+        sel.explain(model, x[:2], influence="cached")
+    svi = SupportVectorInfluence(model, sel)
+    e = sel.explain(model, x[:2], k=2, influence=svi)
+    assert torch.equal(e.supporting_inputs, sel.inputs[e.supporting_indices])
+
+
+def test_tuple_inputs_and_baselines_are_checked_like_a_tensor(setup):
+    model, x, _, sel = setup
+    sva = SupportVectorAttribution(model, sel)
+    bad = x[:2].clone()
+    bad[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"inputs\[0\] holds NaN or inf values \(rows \[1\]\)"):
+        sva.attribute((bad,), target=0)
+    with pytest.raises(ValueError, match=r"inputs\[0\] must have shape \(n, 4\)"):
+        sva.attribute((torch.randn(3, 5),), target=0)
+    with pytest.raises(ValueError, match=r"inputs\[0\] must be a batch"):
+        sva.attribute((x[0],), target=0)
+    with pytest.raises(ValueError, match=r"inputs\[0\] is empty"):
+        sva.attribute((x[:0],), target=0)
+    with pytest.raises(ValueError, match=r"non-empty tuple"):
+        sva.attribute((), target=0)
+    with pytest.raises(ValueError, match="baselines holds NaN or inf"):
+        sva.attribute(x[:2], target=0, baselines=torch.full((2, 4), float("nan")))
+    with pytest.raises(ValueError, match=r"baselines\[0\] holds NaN or inf"):
+        sva.attribute((x[:2],), target=0, baselines=(torch.full((2, 4), float("inf")),))
+    (a,) = sva.attribute((x[:2],), target=0)
+    assert torch.allclose(a, sva.attribute(x[:2], target=0))
+
+
+def test_captum_api_inherited_by_the_attribution_runs_the_model_in_eval_mode():
+    model = _mlp(dropout=True).train()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(12, 4, generator=g), torch.arange(12) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    sva = SupportVectorAttribution(model, sel)
+    before = model_snapshot(model)
+    a, delta = sva.attribute(x[:3], target=1, return_convergence_delta=True)
+    again = sva.compute_convergence_delta(a, 0.0, x[:3], target=1)
+    assert torch.allclose(again.to(delta.dtype), delta, atol=1e-6)
+    assert torch.equal(sva.forward_func(x[:3]), sva.forward_func(x[:3]))  # no dropout noise
+    assert_same_snapshot(before, model_snapshot(model))
+    assert model.training
+
+
+def test_full_backward_hooks_are_suspended_and_left_in_place(setup):
+    model, x, y, sel = setup
+    calls = []
+    handle = model[0].register_full_backward_hook(lambda mod, gi, go: calls.append(1))
+    before = model_snapshot(model)
+    plain = SupportVectorInfluence(model, sel).influence(x[:3])
+    s2 = DeepSupportVectors(progress=False, param_names=None).attribute(model, candidates=x, labels=y)
+    assert torch.allclose(s2.lambdas, sel.lambdas)
+    svi = SupportVectorInfluence(model, s2)
+    assert torch.allclose(svi.influence(x[:3]), plain)
+    SupportVectorAttribution(model, s2).attribute(x[:3])
+    s2.explain(model, x[:2], k=2)
+    assert calls == []  # the user's hook saw none of our gradients
+    assert_same_snapshot(before, model_snapshot(model))
+    model(x[:2].requires_grad_()).sum().backward()  # and it still fires for the user
+    assert calls == [1]
+    handle.remove()
+    assert len(model[0]._backward_hooks) == 0
+
+
+def test_meta_tensors_and_wrong_dtypes_are_named(setup):
+    model, x, _, sel = setup
+    meta = _mlp().to("meta")
+    with pytest.raises(ValueError, match="model has tensors on the 'meta' device"):
+        SupportVectorInfluence(meta, sel)
+    with pytest.raises(ValueError, match="model has tensors on the 'meta' device"):
+        DeepSupportVectors(progress=False).attribute(meta, candidates=x, labels=torch.arange(12) % 3)
+    svi = SupportVectorInfluence(model, sel)
+    with pytest.raises(ValueError, match="inputs is on the 'meta' device"):
+        svi.influence(x[:2].to("meta"))
+    with pytest.raises(TypeError, match=r"inputs must be a floating-point tensor.*got torch.int64"):
+        svi.influence(torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(TypeError, match="inputs must be a floating-point tensor"):
+        SupportVectorAttribution(model, sel).attribute(torch.ones(2, 4, dtype=torch.long))
+
+
+def test_a_model_built_under_inference_mode_is_explained(setup):
+    _, x, y, _ = setup
+    with torch.inference_mode():
+        model = _mlp().eval()
+    assert next(model.parameters()).is_inference()
+    sel = DeepSupportVectors(progress=False, param_names=None).attribute(model, candidates=x, labels=y)
+    ref = _mlp().eval()
+    want = DeepSupportVectors(progress=False, param_names=None).attribute(ref, candidates=x, labels=y)
+    assert torch.allclose(sel.lambdas, want.lambdas)
+    got = SupportVectorInfluence(model, sel).influence(x[:2])
+    assert torch.allclose(got, SupportVectorInfluence(ref, want).influence(x[:2]))
+    assert SupportVectorAttribution(model, sel).attribute(x[:2]).shape == (2, 4)
+    assert sel.explain(model, x[:2], k=2).prediction.shape == (2,)
+
+
+def test_volumes_are_drawn_by_their_mean_plane(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 3)).eval()
+    x, y = torch.randn(9, 1, 2, 4, 4), torch.arange(9) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    e = sel.explain(model, x[:1], k=2, n_steps=2)
+    fig = e.plot_panel()
+    assert len(fig.axes) >= 4
+    html = e.to_html()
+    assert "Heatmap" in html or "heatmap" in html
+
+
+def test_a_sequence_model_with_a_leading_linear_takes_the_candidates_shape():
+    class PerStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(x))).mean(1)
+
+    torch.manual_seed(0)
+    model = PerStep()
+    x, y = torch.randn(10, 6, 4), torch.arange(10) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    assert sel.inputs.shape == (10, 6, 4)
+    assert SupportVectorInfluence(model, sel).influence(x[:2]).shape == (2, 10)
+
+
+def test_attribution_names_missing_forward_args_and_an_empty_support_index():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 6), nn.Linear(6, 3)
+
+        def forward(self, x, scale):
+            return self.b(torch.relu(self.a(x) * scale))
+
+    torch.manual_seed(0)
+    model = Scaled()
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    sel = DeepSupportVectors(progress=False).attribute(
+        model, candidates=x, labels=y, additional_forward_args=(2.0,)
+    )
+    sva = SupportVectorAttribution(model, sel, support_forward_args=2.0)
+    with pytest.raises(TypeError, match="additional_forward_args="):
+        sva.attribute(x[:2])
+    assert sva.attribute(x[:2], additional_forward_args=2.0).shape == (2, 4)
+    with pytest.raises(ValueError, match="support_index must name at least one row"):
+        sva.attribute(x[:2], additional_forward_args=2.0, support_index=[])
