@@ -81,11 +81,16 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path
     """
     for key in list(current) + [k for k in saved if k not in current]:
         if saved.get(key) != current.get(key):
-            what = "the same data" if key in ("labels", "init_data", "model") else repr(current.get(key))
-            was = "other data" if key in ("labels", "init_data", "model") else repr(saved.get(key))
+            if key in ("labels", "init_data", "model"):  # fingerprints: name them, not their hashes
+                thing = "model weights" if key == "model" else key
+                raise ValueError(
+                    f"checkpoint {str(path)!r} was written by a run with other {thing} than this "
+                    f"run's: {key} must match to resume (or pass another checkpoint path)"
+                )
             raise ValueError(
-                f"checkpoint {str(path)!r} was written by a run with {key}={was}, this run has "
-                f"{key}={what}: {key} must match to resume (or pass another checkpoint path)"
+                f"checkpoint {str(path)!r} was written by a run with {key}={saved.get(key)!r}, this "
+                f"run has {key}={current.get(key)!r}: {key} must match to resume (or pass another "
+                "checkpoint path)"
             )
 
 

@@ -105,6 +105,8 @@ def check_device(device: Any) -> torch.device | None:
         raise ValueError(f"device={device!r} is not a valid device: {e}") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r}: CUDA is not available")
+    if dev.type == "meta":
+        raise ValueError(f"device={device!r} holds no values: give a device that computes ('cpu', 'cuda')")
     return dev
 
 
@@ -259,3 +261,25 @@ def check_finite(name: str, x: Tensor) -> None:
         rows = bad.nonzero().flatten()[:5].tolist()
         more = ", ..." if int(bad.sum()) > 5 else ""
         raise ValueError(f"{name} holds NaN or inf values (rows {rows}{more})")
+
+
+def check_per_class_accuracy(accuracy: Any, num_classes: int) -> Tensor:
+    """Per-class accuracy as a float64 tensor ``(num_classes,)`` of values in ``[0, 1]``.
+
+    ``nan`` stands for a class without test samples (as :func:`per_class_accuracy` gives);
+    any other value outside ``[0, 1]``, inf included, raises ``ValueError``.
+    """
+    try:
+        acc = torch.as_tensor(accuracy, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"accuracy must be a sequence of floats, got {type(accuracy).__name__}") from e
+    if len(acc) != num_classes:
+        raise ValueError(f"accuracy must have one value per class ({num_classes}), got {len(acc)}")
+    bad = ~torch.isnan(acc) & ((acc < 0) | (acc > 1))
+    if bool(bad.any()):
+        c = int(bad.nonzero()[0])
+        raise ValueError(
+            f"accuracy must lie in [0, 1] (nan for a class without test samples), got {float(acc[c])} "
+            f"for class {c}"
+        )
+    return acc

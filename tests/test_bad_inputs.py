@@ -232,12 +232,12 @@ CASES: dict[str, Case] = {
     "resume_with_other_model": Case(
         lambda e: (e.checkpoint(), e.dsv().attribute(_odd_state(Net(seed=1)), checkpoint=e.checkpoint())),
         ValueError,
-        "model",
+        "run with other model weights than this run's: model must match",
     ),
     "resume_with_other_labels": Case(
         lambda e: e.dsv().attribute(e.model, labels=[2, 1, 0], checkpoint=e.checkpoint()),
         ValueError,
-        "labels",
+        "run with other labels than this run's: labels must match",
     ),
     # ---- DSVResult.load
     "load_truncated_file": Case(lambda e: DSVResult.load(_truncated(e)), ValueError, "path"),

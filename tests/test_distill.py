@@ -163,6 +163,20 @@ def test_save_load_round_trip(tmp_path, teacher):
         (lambda m: evaluate(blobs(), blobs(d=5)), ValueError, "test_set"),
         (lambda m: evaluate(blobs()[0], blobs()), ValueError, "dataset must carry labels"),
         (lambda m: coreset(blobs(), 2), TypeError, "selection"),
+        (
+            lambda m: evaluate(
+                blobs(), blobs(), protocol=StudentProtocol(architecture=lambda s, c: nn.Linear(s[0], 7))
+            ),
+            ValueError,
+            r"student must return logits of shape \(n, 3\).*returned \(2, 7\)",
+        ),
+        (
+            lambda m: evaluate(
+                blobs(), blobs(), protocol=StudentProtocol(architecture=lambda s, c: nn.Linear(9, c))
+            ),
+            ValueError,
+            r"student cannot take inputs of shape \(6,\)",
+        ),
     ],
 )
 def test_bad_inputs_name_the_parameter(teacher, call, error, match):

@@ -232,3 +232,16 @@ def test_generation_keeps_every_parameter_on_a_normalised_teacher():
     r = sample(net, n_per_class=1, steps=2, progress=False, input_shape=(1, 6, 6))
     assert r.settings["param_names"] == [k for k, _ in net.named_parameters()]
     assert "invariant_param_names" not in r.settings
+
+
+def test_edit_takes_one_colour_image_without_a_batch_dimension():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 4)
+    ).eval()
+    image = torch.rand(3, 20, 24)
+    one = edit(model, image, target=1, **FAST)
+    assert one.inputs.shape == (1, 3, 20, 24)
+    assert torch.equal(one.inputs, edit(model, image[None], target=1, **FAST).inputs)
+    with pytest.raises(ValueError, match="device='meta' holds no values"):
+        sample(model, n_per_class=1, device="meta", **FAST)

@@ -103,6 +103,13 @@ def test_write_html_rejects_bad_arguments(audit, tmp_path):
         write_html(out, audit["dsv"], per_page=0)
     with pytest.raises(ValueError, match="accuracy must have one value per class"):
         write_html(out, audit["dsv"], accuracy=[0.5, 0.5])
+    bad = [0.5] * NUM_CLASSES
+    bad[1] = 2.0
+    with pytest.raises(ValueError, match=r"accuracy must lie in \[0, 1\].*got 2.0 for class 1"):
+        write_html(out, audit["dsv"], accuracy=bad)
+    bad[1] = float("-inf")
+    with pytest.raises(ValueError, match="accuracy must lie in"):
+        plot_lambda_vs_accuracy(audit["dsv"], accuracy=bad)
     with pytest.raises(ValueError, match="explain_inputs needs model"):
         write_html(out, audit["dsv"], explain_inputs=audit["x"][:1])
     with pytest.raises(ValueError, match="test_data needs model"):

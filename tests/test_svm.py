@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.svm import SVC
 
 from kktexplain.svm import SANITY_DATASETS, sanity_check
@@ -276,3 +277,33 @@ def test_features_in_small_units_put_every_multiplier_at_c_and_still_report():
     r = sanity_check(X * 1e-3, y, synth_steps=50)  # crashed in the dual-uniqueness check
     assert r.n_support_svc == r.n_support_ours == 40 and r.f1 == 1.0
     assert r.pearson == 1.0 and r.spearman == 1.0  # both constant at C and equal: not NaN
+
+
+@pytest.mark.parametrize("scale, C", [(1e4, 1.0), (1.0, 1e7)])
+def test_the_support_threshold_is_relative_to_the_terms_not_to_c(scale, C):
+    """Features in large units give multipliers ~1e-9 (they scale as 1/|x|^2), and a large C
+    leaves them far below it: an absolute threshold at 1e-6 C found no support at all."""
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(60, centers=2, cluster_std=1.0, random_state=3)
+    r = sanity_check(X * scale, y, C=C, n_synthetic=0)
+    assert r.n_support_svc == r.n_support_ours == 3 and r.f1 == 1.0
+    assert r.svc_n_free == 3 and r.svc_dual_unique
+    assert r.diagnosis == ""
+
+
+def test_numpy_and_torch_scalars_are_a_valid_c_and_a_zero_w_is_named():
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(40, 2, centers=2, random_state=0)
+    want = sanity_check(X, y, C=1.0, n_synthetic=0)
+    for C in (np.float32(1.0), np.int64(1), torch.tensor(1.0)):
+        assert sanity_check(X, y, C=C, n_synthetic=0).f1 == want.f1
+    with pytest.raises(TypeError, match="C must be a float > 0, got bool"):
+        sanity_check(X, y, C=True)
+    # classes symmetric about the origin in every direction: the SVC's optimum is w = 0
+    Xs = np.array([[1, 0], [-1, 0], [1, 0], [-1, 0], [0, 1], [0, -1], [0, 1], [0, -1]], float)
+    ys = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    for n_synthetic in (0, None):
+        with pytest.raises(ValueError, match="found w = 0"):
+            sanity_check(Xs, ys, n_synthetic=n_synthetic)

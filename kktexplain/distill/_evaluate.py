@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._data import as_data
+from .._model_state import eval_mode
 from .._validation import check_choice, check_device, check_finite, check_positive, to_python
 from ..kkt import Augmentation
 from ..models import MLP, ConvNet, accuracy, train_classifier
@@ -267,6 +268,8 @@ def evaluate(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             student = protocol.student(tuple(x.shape[1:]), int(num_classes)).to(device)
+        if not accs:  # the protocol's student must map these inputs to num_classes logits
+            _check_student(student, x[:2].to(device), int(num_classes))
         train_classifier(
             student,
             (x, y),
@@ -291,3 +294,18 @@ def evaluate(
         labels=kind,
         protocol=protocol.to_dict(),
     )
+
+
+def _check_student(student: nn.Module, x: Tensor, num_classes: int) -> None:
+    """Raise naming the protocol when its student does not return ``(n, num_classes)`` logits."""
+    try:
+        with torch.no_grad(), eval_mode(student):
+            out = student(x)
+    except RuntimeError as e:
+        raise ValueError(f"protocol's student cannot take inputs of shape {tuple(x.shape[1:])}: {e}") from e
+    if not isinstance(out, Tensor) or tuple(out.shape) != (len(x), num_classes):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"protocol's student must return logits of shape (n, {num_classes}), one per class; "
+            f"it returned {got} for {len(x)} inputs"
+        )

@@ -344,7 +344,11 @@ def edit(
             raise TypeError(f"image must be a torch.Tensor or numpy array, got {type(image).__name__}")
     if not image.is_floating_point():
         raise TypeError(f"image must be a floating-point tensor, got dtype {image.dtype}")
-    problem = prepare(model, device, None, tuple(image.shape[1:]) if image.ndim > 1 else None)
+    try:  # a batch (N, *input_shape), as the shape of the data says ...
+        problem = prepare(model, device, None, tuple(image.shape[1:]) if image.ndim > 1 else None)
+    except ValueError:
+        # ... or one image (*input_shape): (3, 20, 24) is one colour image, not 3 grey ones
+        problem = prepare(model, device, None, tuple(image.shape))
     if tuple(image.shape) == problem.input_shape:
         image = image[None]
     check_inputs("image", image, problem.input_shape)

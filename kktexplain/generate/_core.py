@@ -25,10 +25,11 @@ __all__ = ["GENERATION_DEFAULTS", "Problem", "check_class", "check_count", "prep
 # end of input_range (black; 0 without a range), a total-variation prior of weight 0.1 (Eq 9's
 # beta2), no augmented view (it lowered both judges' agreement in the screens, and costs twice
 # as much), Adam at 0.05. The settings before that screen were init_mean=0.0 and
-# objective="default" (no TV prior, the per-tensor cosine). Steps: 1,000 (before: 300), from a
-# second screen on 200 samples of seeds 4-7 (split "tune_wide"): the MLP judge's rate of the label
-# rose with the steps (300: 0.855, 600: 0.93, 1,000: 0.955, 1,500: 0.96) where a cosine learning
-# rate did not help; blends keep 300 (1,000 lowered both judges' top-2 there).
+# objective="per_tensor" (no TV prior, the per-tensor cosine; then the "default" preset).
+# Steps: 1,000 (before: 300), from a second screen on 200 samples of seeds 4-7 (split
+# "tune_wide"): the MLP judge's rate of the label rose with the steps (300: 0.855, 600: 0.93,
+# 1,000: 0.955, 1,500: 0.96) where a cosine learning rate did not help; blends keep 300 (1,000
+# lowered both judges' top-2 there).
 INIT_SCALE = 0.1
 INIT_MEAN: float | str = 0.0  # when a function's defaults do not say
 GENERATION_DEFAULTS: dict[str, Any] = {

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from .._model_info import cast_inputs
 from .._model_state import eval_mode
 from .._result import DSVResult
-from .._validation import check_finite
+from .._validation import check_finite, check_per_class_accuracy
 from ..viz._audit import (
     FEASIBILITY_THRESHOLDS,
     STATIONARITY_THRESHOLDS,
@@ -183,7 +183,8 @@ def write_html(
         The model both results were computed for. Enables self-influence for mislabels,
         accuracy from ``test_data`` and explanations of ``explain_inputs``.
     accuracy : sequence of float or Tensor of shape (C,), optional
-        Per-class accuracy in ``[0, 1]``; computed from ``test_data`` when omitted.
+        Per-class accuracy in ``[0, 1]`` (``nan`` for a class without test samples: left out
+        of the plot); computed from ``test_data`` when omitted.
     test_data : (Tensor of shape (n, *input_shape), Tensor of shape (n,)), optional
         A labelled test set for the per-class accuracy (needs ``model``).
     explain_inputs : Tensor of shape (m, *input_shape), optional
@@ -279,9 +280,7 @@ def write_html(
             raise TypeError("test_data must be a pair (inputs, labels)")
         accuracy = per_class_accuracy(model, test_data[0], test_data[1], num_classes)
     if accuracy is not None:
-        accuracy = torch.as_tensor(accuracy, dtype=torch.float64).flatten()
-        if len(accuracy) != num_classes:
-            raise ValueError(f"accuracy must have one value per class ({num_classes}), got {len(accuracy)}")
+        accuracy = check_per_class_accuracy(accuracy, num_classes)
 
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, html)
     if readiness is None and model is not None and selection is not None and len(selection):

@@ -28,7 +28,7 @@ from .._validation import check_positive
 from ..kkt import KKTObjective
 from ._linear import LinearSVMModel, fit_linear_svm_torch
 from ._start import synthesis_init, synthesis_step_sizes
-from ._svc_kkt import svc_advice, svc_kkt_diagnostics
+from ._svc_kkt import dual_term_norms, svc_advice, svc_kkt_diagnostics
 
 __all__ = [
     "SanityResult",
@@ -43,12 +43,15 @@ class SanityResult:
     Attributes
     ----------
     precision, recall, f1 : float
-        Of our support set (``lambda > threshold``) against ``svc.support_``.
+        Of our support set against ``svc.support_``. Ours: the points whose term
+        ``lambda_i ||[x_i, 1]||`` in ``[w, b]`` exceeds ``1e-6`` of the largest term (ours or
+        the SVC's); relative, because multipliers scale as ``1 / ||x||^2`` with the units of
+        the features and need not reach ``C``.
     pearson, spearman : float
         Correlation of our λ with the SVC's ``|dual_coef_|`` over every training point
         (zeros included). Where one of them is constant (e.g. every multiplier at ``C``, as
         for features in small units) the correlation is undefined: 1.0 if both agree to
-        ``1e-6 C`` everywhere, else 0.0.
+        ``1e-6`` of the largest multiplier everywhere, else 0.0.
     stationarity_residual : float
         ``||w - sum_i lambda_i y_i x_i|| / ||w||`` of our λ.
     svc_identity_error : float
@@ -135,10 +138,11 @@ def _binary(X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, (y == classes[1]).astype(np.int64), classes
 
 
-def _correlation(fn, a: np.ndarray, b: np.ndarray, C: float) -> float:
+def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
     """``fn``'s coefficient (Pearson or Spearman), defined where a side is constant."""
     if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return 1.0 if np.allclose(a, b, rtol=0.0, atol=1e-6 * C) else 0.0
+        scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
+        return 1.0 if np.allclose(a, b, rtol=0.0, atol=1e-6 * scale) else 0.0
     return float(fn(a, b)[0])
 
 
@@ -219,8 +223,13 @@ def sanity_check(
     """
     if weights not in ("svc", "torch"):
         raise ValueError(f"weights must be 'svc' or 'torch', got {weights!r}")
-    if not isinstance(C, int | float) or isinstance(C, bool) or not C > 0 or not math.isfinite(C):
+    if isinstance(C, Tensor) and C.numel() == 1 and C.is_floating_point():
+        C = C.item()
+    if not isinstance(C, numbers.Real) or isinstance(C, bool | np.bool_):
+        raise TypeError(f"C must be a float > 0, got {type(C).__name__}")
+    if not C > 0 or not math.isfinite(C):
         raise ValueError(f"C must be a float > 0, got {C!r}")
+    C = float(C)
     if synth_optimizer not in ("sgd", "adam"):
         raise ValueError(f"synth_optimizer must be 'sgd' or 'adam', got {synth_optimizer!r}")
     if synth_init not in ("boundary", "origin"):
@@ -249,6 +258,12 @@ def sanity_check(
         warnings.simplefilter("always", ConvergenceWarning)
         svc = SVC(kernel="linear", C=C, tol=svc_tol, max_iter=svc_max_iter).fit(Xn, y01)
     converged = not any(issubclass(c.category, ConvergenceWarning) for c in caught)
+    if not np.any(svc.coef_):
+        raise ValueError(
+            f"SVC(kernel='linear', C={C}) found w = 0: no linear function of X separates the two "
+            "classes better than a constant, so there is no support set to recover; check X and "
+            "y (or try a larger C)"
+        )
     diag = svc_kkt_diagnostics(svc, Xn, y01, C)
     identity = float(np.abs(svc.dual_coef_ @ svc.support_vectors_ - svc.coef_).max())
     Xt, yt = torch.from_numpy(Xn), torch.from_numpy(y01)
@@ -272,7 +287,11 @@ def sanity_check(
     lam = selection.lambdas.double().numpy()
     alpha = np.zeros(len(Xn))
     alpha[svc.support_] = np.abs(svc.dual_coef_[0])
-    ours = lam > 1e-6 * C
+    # support: a term lambda_i y_i [x_i, 1] of [w, b] above 1e-6 of the largest (ours or SVC's);
+    # relative, because the multipliers scale as 1 / |x|^2 (features in large units) and not with C
+    norms = dual_term_norms(Xn)
+    term_scale = max(float((lam * norms).max()), float((alpha * norms).max()), 1e-300)
+    ours = lam * norms > 1e-6 * term_scale
     theirs = np.zeros(len(Xn), dtype=bool)
     theirs[svc.support_] = True
     w = model.linear.weight.detach().double().numpy()[0]
@@ -354,13 +373,14 @@ def sanity_check(
     differ = ours != theirs
     with torch.no_grad():
         svc_margin = ysign * model.decision_function(Xt.double()).numpy()
-    borderline = differ & ((np.maximum(alpha, lam) < 1e-4 * C) | (np.abs(svc_margin - 1) <= margin_tol))
+    small = np.maximum(alpha, lam) * norms < 1e-4 * term_scale
+    borderline = differ & (small | (np.abs(svc_margin - 1) <= margin_tol))
     return SanityResult(
         precision=float(precision_score(theirs, ours, zero_division=0.0)),
         recall=float(recall_score(theirs, ours, zero_division=0.0)),
         f1=f1,
-        pearson=_correlation(pearsonr, lam, alpha, C),
-        spearman=_correlation(spearmanr, lam, alpha, C),
+        pearson=_correlation(pearsonr, lam, alpha),
+        spearman=_correlation(spearmanr, lam, alpha),
         stationarity_residual=float(resid),
         svc_identity_error=identity,
         margin_deviation=margin_dev,

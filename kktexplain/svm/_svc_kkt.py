@@ -102,6 +102,21 @@ def _other_duals_exist(a: np.ndarray, at_zero: np.ndarray, at_c: np.ndarray, tol
     return bool(res.status == 0 and -res.fun > tol)
 
 
+def dual_term_norms(X: np.ndarray) -> np.ndarray:
+    """``||[x_i, 1]||`` per row: the size of a unit multiplier's term in ``[w, b]``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    return np.sqrt((X * X).sum(axis=1) + 1.0)
+
+
 def svc_kkt_diagnostics(
     svc: SVC,
     X: np.ndarray,
@@ -122,7 +137,9 @@ def svc_kkt_diagnostics(
     C : float
         The SVC's box constraint.
     bound_rtol : float, default=1e-8
-        ``alpha`` within ``bound_rtol * C`` of 0 or ``C`` counts as at that bound.
+        ``alpha`` within ``bound_rtol * C`` of ``C`` counts as at ``C``; ``alpha_i`` counts as
+        zero when its term ``alpha_i ||[x_i, 1]||`` is at most ``bound_rtol`` times the largest
+        (scale-free: with features in small units every multiplier is tiny).
     margin_atol : float, default=1e-6
         Points with ``|y f - 1| <= margin_atol`` count as on the margin (for uniqueness).
 
@@ -134,7 +151,10 @@ def svc_kkt_diagnostics(
     ysign = 2.0 * np.asarray(y01, dtype=np.float64) - 1.0
     alpha = _alpha(svc, len(X))
     margin = ysign * (X @ svc.coef_[0] + svc.intercept_[0])
-    at_zero = alpha <= bound_rtol * C
+    # a multiplier counts as zero when its term alpha_i y_i [x_i, 1] of w = sum_i alpha_i y_i x_i
+    # is negligible beside the largest: scale-free in X (alpha scales as 1 / |x|^2) and in C
+    terms = alpha * dual_term_norms(X)
+    at_zero = terms <= bound_rtol * max(float(terms.max()) if len(terms) else 0.0, 1e-300)
     at_c = alpha >= C * (1 - bound_rtol)
     free = ~at_zero & ~at_c
     viol = np.zeros(len(X))

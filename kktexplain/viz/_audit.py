@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from .._result import DSVResult
+from .._validation import check_per_class_accuracy
 from ._classes import (
     _check_result,
     _class_list,
@@ -161,7 +162,8 @@ def plot_lambda_vs_accuracy(
     ----------
     result : DSVResult
     accuracy : sequence of float or Tensor of shape (C,), optional
-        Per-class accuracy in ``[0, 1]``.
+        Per-class accuracy in ``[0, 1]`` (``nan`` for a class without test samples: left out
+        of the plot).
     classes : sequence of int, optional
         Classes shown (default all).
     class_names : sequence of str, optional
@@ -180,9 +182,7 @@ def plot_lambda_vs_accuracy(
         ax.set_xticks(range(len(cls)), [_name(c, class_names) for c in cls], rotation=90, fontsize=7)
         ax.set(ylabel="Σλ", title="Σλ per class")
         return ax
-    acc = torch.as_tensor(accuracy, dtype=torch.float64).flatten()
-    if len(acc) != len(sums):
-        raise ValueError(f"accuracy must have one value per class ({len(sums)}), got {len(acc)}")
+    acc = check_per_class_accuracy(accuracy, len(sums))
     ax.scatter(acc[cls].numpy(), sums[cls].numpy())
     if len(cls) <= 30:
         for c in cls:
