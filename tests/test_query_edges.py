@@ -217,3 +217,23 @@ def test_attribution_names_missing_forward_args_and_an_empty_support_index():
     assert sva.attribute(x[:2], additional_forward_args=2.0).shape == (2, 4)
     with pytest.raises(ValueError, match="support_index must name at least one row"):
         sva.attribute(x[:2], additional_forward_args=2.0, support_index=[])
+
+
+def test_the_scope_of_an_expansion_can_be_all_or_free_whatever_the_results():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    last = DeepSupportVectors(progress=False, param_names=["3.weight", "3.bias"]).attribute(
+        model, candidates=x, labels=y
+    )
+    assert SupportVectorInfluence(model, last).expansion.param_names == ["3.weight", "3.bias"]
+    every = SupportVectorInfluence(model, last, param_names="all")
+    assert every.expansion.param_names == [n for n, _ in model.named_parameters()]
+    explicit = SupportVectorInfluence(model, last, param_names=[n for n, _ in model.named_parameters()])
+    assert torch.allclose(every.influence(x[:2]), explicit.influence(x[:2]))
+    # the first Linear feeds a LayerNorm: its scale is invisible to the logits, so "free" drops it
+    free = SupportVectorInfluence(model, last, param_names="free").expansion.param_names
+    assert free == ["1.weight", "1.bias", "3.weight", "3.bias"]
+    assert SupportVectorAttribution(model, last, param_names="all").attribute(x[:2]).shape == (2, 4)
+    with pytest.raises(TypeError, match="param_names must be a list of parameter names, 'all', 'free'"):
+        SupportVectorInfluence(model, last, param_names="last")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .._model_info import as_forward_args, cast_inputs
 from .._model_state import eval_mode
-from .._scope import recorded_param_names
+from .._scope import recorded_param_names, resolve_param_names
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
 from ..kkt._collect import auto_sketch_dim
@@ -136,10 +136,13 @@ class SupportExpansion:
         The classifier the support set was computed for. Only read.
     support : DSVResult
         Synthesised DSVs or a selection result: ``inputs``, ``labels`` and ``lambdas``.
-    param_names : sequence of str, optional
-        The scope: the parameters the expansion runs over. Default: the scope the support set's
-        stationarity was solved on (its ``settings["resolved_param_names"]`` or
-        ``settings["param_names"]``), else all.
+    param_names : sequence of str, "all" or "free", optional
+        The scope: the parameters the expansion runs over. Default (``None``): the scope the
+        support set's stationarity was solved on (its ``settings["resolved_param_names"]`` or
+        ``settings["param_names"]``), else all. ``"all"``: every parameter, whatever the
+        result's scope. ``"free"``: every parameter outside the modules whose scale the logits
+        ignore, found on the support set's first inputs (as in
+        :class:`~kktexplain.DeepSupportVectors`).
     reference : nn.Module or dict of str to Tensor, optional
         ``theta_0``: expand ``<theta* - theta_0, grad f_c(x)>`` (the displacement form).
     additional_forward_args : Any, optional
@@ -207,21 +210,28 @@ class SupportExpansion:
                 UserWarning,
                 stacklevel=3,
             )
+        self.args = as_forward_args(additional_forward_args)
         if param_names is None:
             param_names = recorded_param_names(support.settings)
+        elif param_names == "all":
+            param_names = None  # every parameter, whatever the result's scope
+        elif param_names == "free":
+            probe = support.inputs[:8]
+            param_names, _ = resolve_param_names(
+                model, "free", probe, tuple(probe.shape[1:]), seed=0, additional_forward_args=self.args
+            )
         if param_names is not None and (
             isinstance(param_names, str) or not isinstance(param_names, Iterable)
         ):
             raise TypeError(
-                f"param_names must be a list of parameter names or None (the result's scope), got "
-                f"{param_names!r}"
+                "param_names must be a list of parameter names, 'all', 'free' or None (the "
+                f"result's scope), got {param_names!r}"
             )
         if reference is None and support.settings.get("displacement"):
             raise ValueError(
                 "the support set was solved for the displacement θ* − θ0 (reference=): pass the "
                 "same reference=, or its multipliers expand the wrong parameters"
             )
-        self.args = as_forward_args(additional_forward_args)
         with eval_mode(model):
             self.fmodel = FunctionalModel(
                 model, None if param_names is None else list(param_names), self.args, reference=reference

@@ -225,8 +225,9 @@ class SupportVectorInfluence(DataInfluence):
         The trained classifier. Only read; left exactly as found.
     support : DSVResult
         The support set: synthesised DSVs, or real samples scored by selection.
-    param_names : sequence of str, optional
-        The scope. Default: the scope the support set was solved on.
+    param_names : sequence of str, "all" or "free", optional
+        The scope. Default: the scope the support set was solved on; ``"all"``: every
+        parameter; ``"free"``: every parameter outside the scale-invariant modules.
     reference : nn.Module or dict of str to Tensor, optional
         ``theta_0``; expand the displacement ``<theta* - theta_0, grad f_c(x)>``.
     additional_forward_args : Any, optional
