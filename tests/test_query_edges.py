@@ -237,3 +237,20 @@ def test_the_scope_of_an_expansion_can_be_all_or_free_whatever_the_results():
     assert SupportVectorAttribution(model, last, param_names="all").attribute(x[:2]).shape == (2, 4)
     with pytest.raises(TypeError, match="param_names must be a list of parameter names, 'all', 'free'"):
         SupportVectorInfluence(model, last, param_names="last")
+
+
+def test_an_expansion_refuses_a_model_changed_in_place_after_its_cache(setup):
+    model, x, y, sel = setup
+    svi = SupportVectorInfluence(model, sel)
+    before = svi.influence(x[:2])
+    assert torch.equal(svi.influence(x[:2]), before)  # reading the model changes nothing
+    with torch.no_grad():
+        model[0].weight.add_(0.1)  # an optimizer step, say
+    try:
+        with pytest.raises(ValueError, match="changed in place after this expansion cached"):
+            svi.influence(x[:2])
+        fresh = SupportVectorInfluence(model, sel).influence(x[:2])
+        assert not torch.allclose(fresh, before)
+    finally:
+        with torch.no_grad():
+            model[0].weight.sub_(0.1)

@@ -365,7 +365,38 @@ class SupportExpansion:
         if self._cache is None:
             _ = self.num_classes  # a support set of another model: a clear error, not torch's
             self._cache = self._build_cache()
+            self._cached_state = (self._model_versions(), self._model_values())
+        elif self._model_versions() != self._cached_state[0]:
+            # written to since: by new values (an optimizer step), or by the same ones
+            # (load_state_dict of the same state, as captum's TracInCP does per checkpoint)
+            if self._model_values() != self._cached_state[1]:
+                raise ValueError(
+                    "the model's parameters or buffers changed in place after this expansion cached "
+                    "its support gradients (e.g. an optimizer step): the cache no longer describes "
+                    "the model; build a new SupportVectorInfluence / SupportVectorAttribution"
+                )
+            self._cached_state = (self._model_versions(), self._cached_state[1])
         return self._cache
+
+    def _model_tensors(self) -> list[Tensor]:
+        return [*self.model.parameters(), *self.model.buffers()]
+
+    def _model_versions(self) -> tuple:
+        """Version counters and storages of the model's tensors: every in-place write bumps them."""
+        # inference tensors keep no version counter (a write to one inside inference_mode is
+        # missed: such a model is rarely trained)
+        return tuple((-1 if t.is_inference() else t._version, t.data_ptr()) for t in self._model_tensors())
+
+    def _model_values(self) -> tuple:
+        """Two float64 sums per tensor (of its squares, and weighted by position): a fingerprint
+        of its values, exact for the same values read in the same order."""
+        out = []
+        with torch.no_grad():
+            for t in self._model_tensors():
+                v = t.detach().flatten().double()
+                w = torch.linspace(1.0, 2.0, len(v), dtype=torch.float64, device=v.device)
+                out.append((float(v @ v), float(v @ w)))
+        return tuple(out)
 
     def support_sq_norms(self) -> Tensor:
         """``||grad L_j||^2`` of the rows :attr:`rows`, exact, shape ``(S,)``.
