@@ -1199,7 +1199,7 @@ def generate_claims() -> list[tuple[str, str]]:
         ),
         (
             page,
-            f'({st["steps"]} steps, lr {st["lr"]:g}, `N(0, {st["init_scale"]:g}²)`, `"default"` objective)',
+            f"({st['steps']} steps, lr {st['lr']:g}, `N(0, {st['init_scale']:g}²)`, the per-tensor cosine,",
         ),
     ]
     # the screen's three tables, one claim a row of the JSON

@@ -263,7 +263,19 @@ def load_data(
             from .datasets import read_idx
 
             ya = read_idx(lpath)
-        y = torch.from_numpy(np.array(ya)).long()
+        if y is not None:
+            raise ValueError(
+                f"--labels: --data {spec!r} already carries labels; --labels is for inputs without them"
+            )
+        ya = np.array(ya)
+        if ya.dtype.kind == "f" and np.array_equal(ya, np.round(ya)):
+            ya = ya.astype(np.int64)  # 0.0, 1.0, 2.0 are class indices
+        if ya.dtype.kind not in "iu" or ya.ndim != 1:
+            raise ValueError(
+                f"--labels must hold integer class indices of shape (n,), got dtype {ya.dtype} and "
+                f"shape {ya.shape}"
+            )
+        y = torch.from_numpy(ya).long()
         if len(y) != len(x):
             raise ValueError(f"--labels has {len(y)} labels for {len(x)} inputs")
     if limit is not None:

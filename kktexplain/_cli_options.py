@@ -33,6 +33,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an int >= 0 (a count where 0 means none)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def torch_device(text: str) -> str:
     """argparse type: a device torch knows and this machine has (``cpu``, ``cuda``, ``cuda:1``)."""
     import torch
@@ -142,3 +153,21 @@ def _param_names(names: list[str] | None) -> list[str] | str | None:
     if names is None or names == ["all"]:
         return None
     return "free" if names == ["free"] else names
+
+
+# verbs whose --out is a folder (the others write one file)
+_FOLDER_OUT = ("explain", "demo", "evaluate")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Check a verb's ``--out`` and ``--json`` before it runs (``ValueError`` naming the option)."""
+    from ._io import check_output_file, check_output_folder
+
+    for option in ("out", "json"):
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if option == "out" and args.verb in _FOLDER_OUT:
+            check_output_folder(value, "--out")
+        else:
+            check_output_file(value, f"--{option}")

@@ -36,7 +36,18 @@ def _prepare(args: argparse.Namespace):
 
 
 def _write(result, out: str) -> int:
-    return _summary(result, result.save(out))
+    status = _summary(result, result.save(out))
+    stopped = result.settings.get("stopped")
+    if result.partial and stopped:
+        # the partial result is saved (resumable with --checkpoint), but the run did not finish
+        print(
+            f"kktexplain: {stopped.get('reason', 'stopped')} after {stopped.get('step')} of "
+            f"{result.settings.get('steps')} steps: {out} holds a partial result; run the same "
+            "command with --checkpoint to resume",
+            file=sys.stderr,
+        )
+        return 130 if stopped.get("reason") == "interrupted" else 1
+    return status
 
 
 def _summary(result, path) -> int:
@@ -98,6 +109,8 @@ def _synthesize_parser(sub: argparse._SubParsersAction) -> None:
 def _synthesize(args: argparse.Namespace) -> int:
     from . import DeepSupportVectors
 
+    if args.init != "noise" and not args.data:
+        raise ValueError(f"--init {args.init} starts from samples: it needs --data")
     model, data = _prepare(args)
     explainer = DeepSupportVectors(
         n_per_class=args.n_per_class,

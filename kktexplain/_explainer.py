@@ -18,6 +18,7 @@ from ._data import prepare_data
 from ._initial import initial_inputs
 from ._model_info import (
     as_forward_args,
+    check_token_ids,
     computable_model,
     infer_num_classes,
     model_device,
@@ -398,6 +399,7 @@ class DeepSupportVectors(SettingsMixin):
                 labels = check_labels(labels, num_classes)
             if candidates is not None:
                 check_inputs("candidates", candidates, shape, token_ids=tokens is not None)
+                check_token_ids(model, "candidates", candidates)
             names, scope = resolve_param_names(model, est.param_names, data, shape, est.seed, args)
             inferred.update(scope)
             fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)

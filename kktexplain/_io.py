@@ -21,7 +21,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FORMAT", "VERSION", "KINDS", "npz_path", "check_writable", "write_npz", "read_npz"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "KINDS",
+    "npz_path",
+    "check_writable",
+    "check_output_file",
+    "check_output_folder",
+    "write_npz",
+    "read_npz",
+]
 
 FORMAT = "kktexplain"
 VERSION = 1
@@ -62,13 +72,69 @@ def check_writable(path: str | os.PathLike, name: str = "path") -> Path:
     if not isinstance(path, str | os.PathLike) or str(path) == "":
         raise TypeError(f"{name} must be a non-empty str or PathLike, got {type(path).__name__} {path!r}")
     p = npz_path(path)
-    for candidate in (Path(path), p):
-        if candidate.is_dir():
-            raise ValueError(f"{name} {str(candidate)!r} is a directory, not a file")
+    if Path(path).is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a directory, not a file")
+    return check_output_file(p, name)
+
+
+def check_output_file(path: str | os.PathLike, name: str = "path") -> Path:
+    """A file path that can be written: not a folder, in an existing writable folder.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    name : str, default="path"
+        The parameter (or command-line option) named in errors.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` and what is wrong.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{name} {str(p)!r} is a directory, not a file")
     if not p.parent.is_dir():
         raise ValueError(f"{name} {str(p)!r}: the folder {str(p.parent)!r} does not exist")
     if not os.access(p.parent, os.W_OK):
         raise ValueError(f"{name} {str(p)!r}: the folder {str(p.parent)!r} is not writable")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ValueError(f"{name} {str(p)!r} exists and is not writable")
+    return p
+
+
+def check_output_folder(path: str | os.PathLike, name: str = "path") -> Path:
+    """A folder that exists and is writable, or can be made (its nearest existing parent is).
+
+    Parameters
+    ----------
+    path : str or PathLike
+    name : str, default="path"
+        The parameter (or command-line option) named in errors.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` and what is wrong.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"{name} {str(p)!r} is a file, not a folder")
+    existing = p
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{name} {str(p)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"{name} {str(p)!r}: the folder {str(existing)!r} is not writable")
     return p
 
 

@@ -57,6 +57,21 @@ def token_layer(model: nn.Module) -> str | None:
     return None
 
 
+def check_token_ids(model: nn.Module, name: str, x: Tensor) -> None:
+    """Raise ``ValueError`` naming ``name`` when integer inputs of a model that reads token ids
+    (:func:`token_layer`) fall outside its embedding's rows ``[0, num_embeddings)``."""
+    layer = token_layer(model)
+    if layer is None or x.is_floating_point() or x.numel() == 0:
+        return
+    rows = model.get_submodule(layer).num_embeddings
+    low, high = int(x.min()), int(x.max())
+    if low < 0 or high >= rows:
+        raise ValueError(
+            f"{name} holds token ids in [{low}, {high}], but the model's embedding {layer!r} has "
+            f"{rows} rows: ids must lie in [0, {rows})"
+        )
+
+
 def input_dtype(model: nn.Module) -> torch.dtype:
     """``torch.long`` for a model that reads token ids (:func:`token_layer`), else its dtype."""
     return torch.long if token_layer(model) is not None else model_dtype(model)

@@ -7,6 +7,8 @@ import json
 import sys
 from collections.abc import Callable
 
+from ._cli_options import check_outputs, positive_int
+
 __all__ = ["main"]
 
 _PARTS = ("mislabels", "identical_class", "removal", "randomization", "fidelity", "timing")
@@ -64,7 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser, runs = build_parser()
     args = parser.parse_args(argv)
-    return runs[args.verb](args)
+    try:
+        check_outputs(args)  # before the work, not after it
+        return runs[args.verb](args)
+    except OSError as e:  # a file or folder the verb reads or writes: one line, no traceback
+        where = f" {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"kktexplain {args.verb}: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # bad input found deep in a verb (the verbs name their options)
+        print(f"kktexplain {args.verb}: {e}", file=sys.stderr)
+        return 2
 
 
 def _demo_parser(sub) -> None:
@@ -76,7 +87,7 @@ def _demo_parser(sub) -> None:
         "mislabels, and write report.html, figures and summary.json into --out.",
     )
     demo.add_argument("--out", default="kktexplain-demo", help="output folder (default kktexplain-demo)")
-    demo.add_argument("--n-per-class", type=int, default=10, help="DSVs per class (default 10)")
+    demo.add_argument("--n-per-class", type=positive_int, default=10, help="DSVs per class (default 10)")
     demo.add_argument("--steps", type=int, default=None, help="synthesis steps (default 600)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument(
@@ -92,11 +103,16 @@ def _demo_parser(sub) -> None:
         help="train the model from its recipe instead of loading its weights (then cached)",
     )
     demo.add_argument(
-        "--n-select", type=int, default=1000, help="training images whose λ selection computes (default 1000)"
+        "--n-select",
+        type=positive_int,
+        default=1000,
+        help="training images whose λ selection computes (default 1000)",
     )
-    demo.add_argument("--n-explain", type=int, default=3, help="test decisions explained (default 3)")
     demo.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (default 1: the model is tiny)"
+        "--n-explain", type=positive_int, default=3, help="test decisions explained (default 3)"
+    )
+    demo.add_argument(
+        "--threads", type=positive_int, default=1, help="torch CPU threads (default 1: the model is tiny)"
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -216,8 +232,6 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _evaluate_parser(sub) -> None:
-    from ._cli_options import positive_int
-
     ev = sub.add_parser(
         "evaluate",
         help="faithfulness of the per-decision explanations, beside captum's TracInCP",

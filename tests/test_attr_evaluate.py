@@ -234,3 +234,20 @@ def test_a_float64_model_is_evaluated_on_float32_data_and_the_random_state_is_ke
     assert torch.equal(torch.get_rng_state(), state)  # randomization re-seeds inside a fork only
     assert res["identical_class"]["ours"]["identical_class"] == 1.0
     assert set(res) >= {"readiness", "fidelity", "identical_class", "timing", "randomization"}
+
+
+def test_tracin_removes_its_copy_of_the_users_weights():
+    import gc
+    from pathlib import Path
+
+    from kktexplain.attr._baselines import tracin
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    x, y = torch.randn(8, 4), torch.arange(8) % 3
+    tr = tracin(model, x, y, 4)
+    folder = Path(tr.checkpoints[0]).parent
+    assert folder.is_dir() and tr.self_influence(show_progress=False).shape == (8,)
+    del tr
+    gc.collect()
+    assert not folder.exists()

@@ -237,3 +237,91 @@ def test_a_binary_classifier_wrapped_by_its_factory_takes_its_own_weights(tmp_pa
     torch.testing.assert_close(model(x)[:, 1] * 2, trained(x)[:, 0])
     torch.save(TwoClassLogits(trained).state_dict(), tmp_path / "wrapped.pt")  # prefixed: as is
     torch.testing.assert_close(load_model("binnet:build", tmp_path / "wrapped.pt")(x), model(x))
+
+
+def test_cli_checks_outputs_first_and_reports_file_errors_in_one_line(user_dir, capsys, monkeypatch):
+    import kktexplain
+
+    def never(*a, **k):
+        raise AssertionError("the work ran before the output path was checked")
+
+    attribute = kktexplain.DeepSupportVectors.attribute
+    monkeypatch.setattr(kktexplain.DeepSupportVectors, "attribute", never)
+    user = ["--model", "usernet:build", "--weights", "weights.pt", "--data", "train.npz"]
+    assert main(["select", *user, "--out", "nodir/s.npz"]) == 2
+    assert "--out 'nodir/s.npz': the folder 'nodir' does not exist" in capsys.readouterr().err
+    Path("afile").write_text("x")
+    assert main(["synthesize", *user[:4], "--out", "afile/s.npz", "--steps", "2"]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["explain", *user, "--result", "r.npz", "--out", "afile"]) == 2
+    assert "--out 'afile' is a file, not a folder" in capsys.readouterr().err
+    Path("folder").mkdir()
+    assert main(["report", "--selection", "r.npz", "--out", "folder"]) == 2
+    assert "--out 'folder' is a directory, not a file" in capsys.readouterr().err
+    assert not list(Path(".").glob("*.tmp"))
+    monkeypatch.setattr(kktexplain.DeepSupportVectors, "attribute", attribute)
+    # labels: floats that are not class indices, and labels on data that carries them, are refused
+    np.save("x.npy", np.zeros((24, 1, 4, 4), np.float32))
+    np.save("y_float.npy", np.arange(24) % 3 + 0.7)
+    np.save("y_int.npy", np.arange(24) % 3)
+    sel = ["select", "--model", "usernet:build", "--weights", "weights.pt", "--out", "s.npz"]
+    assert main([*sel, "--data", "x.npy", "--labels", "y_float.npy"]) == 2
+    assert "--labels must hold integer class indices" in capsys.readouterr().err
+    assert main([*sel, "--data", "train.npz", "--labels", "y_int.npy"]) == 2
+    assert "already carries labels" in capsys.readouterr().err
+    assert main(["synthesize", "--model", "usernet:build", "--init", "real", "--out", "d.npz"]) == 2
+    assert "--init real starts from samples: it needs --data" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["report", "--selection", "s.npz", "--explain", "-2"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["demo", "--n-select", "0"])
+
+
+def test_an_interrupted_synthesis_says_so_and_exits_130(user_dir, capsys, monkeypatch):
+    import kktexplain
+
+    attribute = kktexplain.DeepSupportVectors.attribute
+
+    def interrupted(self, model, **kwargs):
+        def stop(step, row):
+            if step == 1:
+                raise KeyboardInterrupt
+
+        return attribute(self, model, callback=stop, **kwargs)
+
+    monkeypatch.setattr(kktexplain.DeepSupportVectors, "attribute", interrupted)
+    args = ["synthesize", "--model", "usernet:build", "--weights", "weights.pt", "--input-shape", "1", "4",
+            "4", "--steps", "5", "--no-progress", "--out", "d.npz"]  # fmt: skip
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 2 of 5 steps: d.npz holds a partial result" in err
+    assert DSVResult.load("d.npz").partial
+
+
+def test_token_ids_outside_the_vocabulary_are_named():
+    from torch import nn
+
+    from kktexplain import DeepSupportVectors
+    from kktexplain.attr import SupportVectorInfluence
+
+    class Bag(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.out = nn.Embedding(10, 4), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.out(self.emb(x).mean(1))
+
+    torch.manual_seed(0)
+    model = Bag().eval()
+    x, y = torch.randint(0, 10, (12, 5)), torch.arange(12) % 3
+    bad = x.clone()
+    bad[2, 1] = 10
+    with pytest.raises(ValueError, match=r"candidates holds token ids in \[0, 10\].*10 rows"):
+        DeepSupportVectors(progress=False).attribute(model, candidates=bad, labels=y)
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    with pytest.raises(ValueError, match=r"inputs holds token ids in \[-1, "):
+        SupportVectorInfluence(model, sel).influence(x[:2] - 1)
+    with pytest.raises(ValueError, match="inputs holds token ids"):
+        sel.explain(model, bad[:3])

@@ -309,9 +309,9 @@ def test_resuming_with_other_settings_names_the_parameter(tmp_path, change, matc
 def test_resuming_with_another_model_or_labels_names_it(tmp_path):
     base = {"n_per_class": 2, "steps": 3, "progress": False}
     DeepSupportVectors(**base).attribute(_mlp(), checkpoint=tmp_path / "ck")
-    with pytest.raises(ValueError, match="model="):
+    with pytest.raises(ValueError, match="other model weights than this run's"):
         DeepSupportVectors(**base).attribute(_mlp(seed=1), checkpoint=tmp_path / "ck")
-    with pytest.raises(ValueError, match="labels="):
+    with pytest.raises(ValueError, match="other labels than this run's"):
         DeepSupportVectors(**base).attribute(
             _mlp(), labels=torch.tensor([2, 2, 1, 1, 0, 0]), checkpoint=tmp_path / "ck"
         )

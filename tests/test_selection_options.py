@@ -91,7 +91,7 @@ def test_bad_references_scopes_and_losses_name_the_parameter(problem):
         ({"reference": nan_ref}, ValueError, r"reference holds NaN or inf values in \['0.weight'\]"),
         ({"reference": numpy_ref}, TypeError, "reference must hold tensors"),
         ({"reference": 5}, TypeError, "reference must be an nn.Module or a dict"),
-        ({"param_names": "free"}, TypeError, "param_names must be a list of parameter names"),
+        ({"param_names": "last"}, TypeError, "param_names must be a list of parameter names"),
         ({"param_names": [0.5]}, TypeError, "param_names must be a list of parameter names"),
     ):
         with pytest.raises(error, match=match):

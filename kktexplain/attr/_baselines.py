@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -58,8 +60,10 @@ def tracin(
     """
     from captum.influence import TracInCP
 
+    made = None
     if checkpoints is None:
-        folder = folder or tempfile.mkdtemp(prefix="kktexplain-tracin-")
+        if folder is None:
+            folder = made = tempfile.mkdtemp(prefix="kktexplain-tracin-")
         path = Path(folder) / "checkpoint.pt"
         torch.save(model.state_dict(), path)
         checkpoints = [(str(path), 1.0)]
@@ -70,7 +74,7 @@ def tracin(
         m.load_state_dict(torch.load(p, weights_only=True))
         return weights[str(p)]
 
-    return TracInCP(
+    out = TracInCP(
         model,
         TensorDataset(cast_inputs(inputs, inputs.device, model_dtype(model)), labels),
         checkpoints=list(weights),
@@ -80,6 +84,9 @@ def tracin(
         batch_size=batch_size,
         sample_wise_grads_per_batch=True,
     )
+    if made is not None:  # the copy of the user's weights lives as long as TracInCP needs it
+        weakref.finalize(out, shutil.rmtree, made, True)
+    return out
 
 
 def features(model: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._model_info import check_token_ids
 from ._attribution import SupportVectorAttribution
 from ._influence import SupportVectorInfluence, check_query_inputs, resolve_target
 
@@ -363,6 +364,7 @@ def explain(
     if isinstance(inputs, Tensor) and tuple(inputs.shape) == shape:
         inputs = inputs[None]  # one input is welcome here
     inputs = check_query_inputs(inputs, support)  # a tensor of that shape, finite, detached
+    check_token_ids(model, "inputs", inputs)
     k = min(k, len(support))
     if influence is not None:
         _check_influence(influence, model, support)

@@ -12,6 +12,7 @@ from captum.influence import DataInfluence
 from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor, nn
 
+from .._model_info import check_token_ids
 from .._validation import check_finite
 from ._expansion import SupportExpansion, objective_from_settings
 
@@ -289,6 +290,7 @@ class SupportVectorInfluence(DataInfluence):
     def _prepare(self, inputs: Any) -> tuple[Tensor, Tensor]:
         x, y = split_influence_inputs(inputs)
         x = check_query_inputs(x, self.train_dataset)
+        check_token_ids(self.model, "inputs", x)
         num_classes = self.expansion.num_classes
         if y is not None:
             y = _labels_as_classes(y, num_classes)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._cli_options import non_negative_int, positive_int
+
 __all__ = ["add_parser", "run"]
 
 
@@ -45,8 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(or 'labels'), or any data spec the other verbs' --data accepts; used for the per-class "
         "accuracy and the explained decisions (needs --model)",
     )
-    p.add_argument("--explain", type=int, default=3, help="explain the first N test inputs (default 3)")
-    p.add_argument("--k", type=int, default=5, help="supporting and opposing vectors per decision")
+    p.add_argument(
+        "--explain", type=non_negative_int, default=3, help="explain the first N test inputs (default 3)"
+    )
+    p.add_argument("--k", type=positive_int, default=5, help="supporting and opposing vectors per decision")
     p.add_argument("--classes", type=int, nargs="+", default=None, help="class indices shown (default all)")
     p.add_argument("--class-names", nargs="+", default=None, help="one name per class")
     p.add_argument("--per-page", type=int, default=10, help="classes per gallery page")

@@ -110,6 +110,13 @@ def per_class_accuracy(
         raise TypeError("test_data must be a pair of Tensors (inputs (n, ...), labels (n,))")
     if labels.ndim != 1 or len(labels) != len(inputs):
         raise ValueError(f"test_data labels must have shape ({len(inputs)},), got {tuple(labels.shape)}")
+    if labels.is_floating_point():
+        raise ValueError(f"test_data labels must be class indices, got dtype {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"test_data labels must be class indices in [0, {num_classes}), got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
     check_finite("test_data inputs", inputs)
     preds = _predict(model, inputs, batch_size) if len(inputs) else None
     correct = (preds == labels.long()).double() if preds is not None else torch.zeros(0, dtype=torch.float64)
@@ -438,8 +445,14 @@ def write_html(
         f"<nav>{nav}</nav>{body}</body></html>"
     )
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a folder: give the report's file name (e.g. report.html)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
