@@ -49,6 +49,7 @@ def test_labels_of_shape_n_by_1_are_class_indices_not_soft_labels(setup):
     one = SupportVectorInfluence(model, sel).influence((q, torch.ones(3, dtype=torch.long)))
     sva = SupportVectorAttribution(model, sel)
     assert torch.equal(sva.attribute(q, target=np.int64(1)), sva.attribute(q, target=1))
+    assert torch.equal(sva.attribute(q, target=np.array([0, 1, 2])), sva.attribute(q, target=[0, 1, 2]))
     assert one.shape == (3, 12)
 
 

@@ -213,9 +213,9 @@ class SupportExpansion:
         self.args = as_forward_args(additional_forward_args)
         if param_names is None:
             param_names = recorded_param_names(support.settings)
-        elif param_names == "all":
+        elif isinstance(param_names, str) and param_names == "all":
             param_names = None  # every parameter, whatever the result's scope
-        elif param_names == "free":
+        elif isinstance(param_names, str) and param_names == "free":
             probe = support.inputs[:8]
             param_names, _ = resolve_param_names(
                 model, "free", probe, tuple(probe.shape[1:]), seed=0, additional_forward_args=self.args

@@ -102,6 +102,10 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
         isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_) for v in target
     ):
         t = torch.tensor([int(v) for v in target], dtype=torch.long)
+    elif isinstance(target, np.ndarray) and target.dtype.kind in "iu":
+        t = torch.from_numpy(target.astype(np.int64).reshape(-1))
+        if t.numel() == 1:
+            t = t.expand(n).clone()
     elif isinstance(target, Tensor) and not target.is_floating_point() and target.dtype != torch.bool:
         t = target.detach().cpu().long().reshape(-1)
         if t.numel() == 1:
