@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["backward_hooks_suspended", "eval_mode", "isolated", "kept_grads"]
+__all__ = ["ModelFingerprint", "backward_hooks_suspended", "eval_mode", "isolated", "kept_grads"]
 
 
 @contextmanager
@@ -80,3 +80,53 @@ def backward_hooks_suspended(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, hooks, pre_hooks in saved:
             m._backward_hooks, m._backward_pre_hooks = hooks, pre_hooks
+
+
+class ModelFingerprint:
+    """Whether a model's parameters or buffers were written to since this was made.
+
+    Version counters (every in-place write bumps them) and storages are compared first; where
+    they moved, two float64 sums per tensor (of its squares, and weighted by position) tell new
+    values (an optimizer step) from the same ones written again (``load_state_dict`` of the same
+    state, as captum's TracInCP does per checkpoint). Inference tensors keep no version counter:
+    a write to one inside ``inference_mode`` is missed.
+
+    Parameters
+    ----------
+    model : nn.Module
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self._versions = self._read_versions()
+        self._values = self._read_values()
+
+    def _tensors(self) -> list[torch.Tensor]:
+        return [*self.model.parameters(), *self.model.buffers()]
+
+    def _read_versions(self) -> tuple:
+        return tuple((-1 if t.is_inference() else t._version, t.data_ptr()) for t in self._tensors())
+
+    def _read_values(self) -> tuple:
+        out = []
+        with torch.no_grad():
+            for t in self._tensors():
+                v = t.detach().flatten().double()
+                w = torch.linspace(1.0, 2.0, len(v), dtype=torch.float64, device=v.device)
+                out.append((float(v @ v), float(v @ w)))
+        return tuple(out)
+
+    def changed(self) -> bool:
+        """``True`` when some tensor holds other values than when this was made.
+
+        Returns
+        -------
+        bool
+        """
+        versions = self._read_versions()
+        if versions == self._versions:
+            return False
+        if self._read_values() != self._values:
+            return True
+        self._versions = versions  # rewritten with the same values
+        return False

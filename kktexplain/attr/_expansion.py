@@ -21,7 +21,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,14 +29,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._model_info import as_forward_args, cast_inputs
-from .._model_state import eval_mode
+from .._model_state import ModelFingerprint, eval_mode
 from .._scope import recorded_param_names, resolve_param_names
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
 from ..kkt._collect import auto_sketch_dim
 from ..kkt._grads import call_functional, parameter_jvp
+from ._fidelity import ExpansionFidelity, pearson
 
-__all__ = ["SupportExpansion", "ExpansionFidelity", "logit_of", "objective_from_settings"]
+__all__ = ["SupportExpansion", "logit_of", "objective_from_settings"]
 
 
 def logit_of(logits: Tensor, target: Tensor) -> Tensor:
@@ -67,47 +67,6 @@ def objective_from_settings(settings: Mapping) -> KKTObjective:
 def _loss_from_settings(settings: Mapping) -> Callable[[Tensor, Tensor], Tensor]:
     """The per-sample loss the support set's stationarity was solved with."""
     return objective_from_settings(settings).loss_fn()
-
-
-@dataclass(frozen=True)
-class ExpansionFidelity:
-    """How well the expansion reproduces the model on a set of inputs.
-
-    Attributes
-    ----------
-    argmax_agreement : float
-        Fraction of inputs whose expanded logits ``sum_j contribution_j(x, c)`` (over every
-        class ``c``) have the same arg-max as the model's logits.
-    logit_pearson : float
-        Pearson correlation of expanded and actual logits, over all inputs and classes.
-    quantity_pearson : float
-        Pearson correlation of the expanded and the exact quantity ``<theta*, grad f_c(x)>``.
-    relative_residual : float
-        ``||exact - expanded|| / ||exact||`` over all inputs and classes (the completeness gap).
-    quantity_logit_pearson : float
-        Pearson correlation of the exact quantity with the logits: 1 for a scope in which the
-        model is linear (or positively homogeneous), lower elsewhere.
-    n : int
-        Number of inputs.
-    """
-
-    argmax_agreement: float
-    logit_pearson: float
-    quantity_pearson: float
-    relative_residual: float
-    quantity_logit_pearson: float
-    n: int
-
-    def to_dict(self) -> dict[str, float]:
-        """The fields as a plain dict."""
-        return dict(self.__dict__)
-
-
-def _pearson(a: Tensor, b: Tensor) -> float:
-    a, b = a.double().flatten(), b.double().flatten()
-    a, b = a - a.mean(), b - b.mean()
-    den = (a.norm() * b.norm()).item()
-    return float((a @ b).item() / den) if den > 0 else float("nan")
 
 
 @contextmanager
@@ -365,38 +324,14 @@ class SupportExpansion:
         if self._cache is None:
             _ = self.num_classes  # a support set of another model: a clear error, not torch's
             self._cache = self._build_cache()
-            self._cached_state = (self._model_versions(), self._model_values())
-        elif self._model_versions() != self._cached_state[0]:
-            # written to since: by new values (an optimizer step), or by the same ones
-            # (load_state_dict of the same state, as captum's TracInCP does per checkpoint)
-            if self._model_values() != self._cached_state[1]:
-                raise ValueError(
-                    "the model's parameters or buffers changed in place after this expansion cached "
-                    "its support gradients (e.g. an optimizer step): the cache no longer describes "
-                    "the model; build a new SupportVectorInfluence / SupportVectorAttribution"
-                )
-            self._cached_state = (self._model_versions(), self._cached_state[1])
+            self._fingerprint = ModelFingerprint(self.model)
+        elif self._fingerprint.changed():
+            raise ValueError(
+                "the model's parameters or buffers changed in place after this expansion cached "
+                "its support gradients (e.g. an optimizer step): the cache no longer describes "
+                "the model; build a new SupportVectorInfluence / SupportVectorAttribution"
+            )
         return self._cache
-
-    def _model_tensors(self) -> list[Tensor]:
-        return [*self.model.parameters(), *self.model.buffers()]
-
-    def _model_versions(self) -> tuple:
-        """Version counters and storages of the model's tensors: every in-place write bumps them."""
-        # inference tensors keep no version counter (a write to one inside inference_mode is
-        # missed: such a model is rarely trained)
-        return tuple((-1 if t.is_inference() else t._version, t.data_ptr()) for t in self._model_tensors())
-
-    def _model_values(self) -> tuple:
-        """Two float64 sums per tensor (of its squares, and weighted by position): a fingerprint
-        of its values, exact for the same values read in the same order."""
-        out = []
-        with torch.no_grad():
-            for t in self._model_tensors():
-                v = t.detach().flatten().double()
-                w = torch.linspace(1.0, 2.0, len(v), dtype=torch.float64, device=v.device)
-                out.append((float(v @ v), float(v @ w)))
-        return tuple(out)
 
     def support_sq_norms(self) -> Tensor:
         """``||grad L_j||^2`` of the rows :attr:`rows`, exact, shape ``(S,)``.
@@ -504,9 +439,9 @@ class SupportExpansion:
         gap = (exact - expanded).norm() / exact.norm().clamp_min(1e-30)
         return ExpansionFidelity(
             argmax_agreement=float((expanded.argmax(1) == logits.argmax(1)).double().mean()),
-            logit_pearson=_pearson(expanded, logits),
-            quantity_pearson=_pearson(expanded, exact),
+            logit_pearson=pearson(expanded, logits),
+            quantity_pearson=pearson(expanded, exact),
             relative_residual=float(gap),
-            quantity_logit_pearson=_pearson(exact, logits),
+            quantity_logit_pearson=pearson(exact, logits),
             n=len(inputs),
         )
