@@ -130,8 +130,10 @@ class DeepSupportVectors(SettingsMixin):
         Standard deviation of the noise initialisation.
     projection_dim : int, optional
         Selection only: sketch the per-sample gradients to this many dimensions with a
-        :class:`~kktexplain.kkt.CountSketch` when the model has more parameters. ``None`` keeps
-        them exact (fine up to a few thousand parameters times samples).
+        :class:`~kktexplain.kkt.CountSketch` when the model has more parameters (``"kronecker"``
+        rounds the width per layer, so it realises about this many). ``None`` keeps them exact
+        (fine up to a few thousand parameters times samples). ``kkt`` always reports the exact,
+        unsketched residual; ``settings["solver"]["residual"]`` is the sketched problem's.
     sketch : {"count", "kronecker"}, default="count"
         Selection only, with ``projection_dim``: the projection. ``"count"`` is a
         :class:`~kktexplain.kkt.CountSketch` of the materialised per-sample gradients (any
@@ -142,9 +144,10 @@ class DeepSupportVectors(SettingsMixin):
     chunk_size : int, default=256
         Selection only: samples per per-sample-gradient chunk (bounds memory).
     maximize_sum : bool, default=False
-        Selection only: among the multipliers of least stationarity residual take those of
-        largest sum (the max-margin dual optimum; recovers an SVM's ``dual_coef_``). Solves a
-        dense linear program: small problems only.
+        Selection only: among the multipliers of least stationarity residual (to a slack of
+        ``1e-6`` of the target per coordinate) take those of largest sum (the max-margin dual
+        optimum; recovers an SVM's ``dual_coef_``). Solves a dense linear program: small
+        problems only.
     ridge : float, optional
         Selection only: among multipliers that fit stationarity about equally well take the
         ones closest to equal, by adding ``ridge * ||G||_2^2 * ||λ - c||^2`` to the
@@ -386,6 +389,12 @@ class DeepSupportVectors(SettingsMixin):
         offload = check_offload_dir(est.offload_dir, candidates is not None, est.multipliers)
         if est.classes is not None and (labels is not None or candidates is not None):
             raise ValueError("classes= picks the classes to synthesise; it cannot be combined with labels=")
+        if candidates is None and augmentation is None and objective.clean == 0:
+            raise ValueError(
+                f"objective {objective.name!r} weighs only the augmented view (clean=0) and "
+                "augmentation=None gives none: synthesis would have no objective; pass an "
+                "augmentation (e.g. 'default') or an objective with clean > 0"
+            )
         args = as_forward_args(additional_forward_args)
         tokens = token_layer(model)
         candidates, labels, data_x, data_y = prepare_data(candidates, labels, init_data, tokens)

@@ -137,3 +137,19 @@ def test_cli_explain_refuses_a_repeated_index(tmp_path, monkeypatch, capsys):
         != 0
     )
     assert "--index repeats an input" in capsys.readouterr().err
+
+
+def test_an_objective_of_the_augmented_view_alone_needs_an_augmentation():
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    with pytest.raises(ValueError, match="'paper_eq9' weighs only the augmented view"):
+        DeepSupportVectors(objective="paper_eq9", augmentation=None, steps=2, progress=False).attribute(
+            model, input_shape=(4,)
+        )
+    # selection has no augmented views: it takes the preset as it is
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    DeepSupportVectors(objective="paper_eq9", augmentation=None, progress=False).attribute(
+        model, candidates=x, labels=y
+    )
