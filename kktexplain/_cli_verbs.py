@@ -306,8 +306,6 @@ def _explain(args: argparse.Namespace) -> int:
 
     from . import DSVResult
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out!r} is a file; explain writes a folder (explanation.html, PNGs)")
     result = DSVResult.load(args.result)
     model, (x, _) = _prepare(args)
     rows = args.index if args.index is not None else list(range(min(3, len(x))))

@@ -176,7 +176,7 @@ def test_cli_refuses_bad_options_and_files_in_one_line(tmp_path, monkeypatch, ca
     (tmp_path / "afile").write_text("")
     user = ["--model", "net.py:build", "--weights", "w.pt"]
     assert main(["explain", *user, "--result", "sel.npz", "--data", "train.npz", "--out", "afile"]) != 0
-    assert "is a file; explain writes a folder" in capsys.readouterr().err
+    assert "--out 'afile' is a file, not a folder" in capsys.readouterr().err
     assert main(["report", "--synthesis", "sel.npz", "--out", "r.html"]) != 0
     assert "holds a selection result; pass it as --selection" in capsys.readouterr().err
 
