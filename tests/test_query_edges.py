@@ -255,3 +255,20 @@ def test_an_expansion_refuses_a_model_changed_in_place_after_its_cache(setup):
     finally:
         with torch.no_grad():
             model[0].weight.sub_(0.1)
+
+
+def test_contributions_are_the_same_whatever_the_chunk_size(setup):
+    """The queries' gradients are formed chunk by chunk (memory bounded by chunk_size * P, not
+    N * P) and the cache is written into one preallocated matrix: the numbers must not move."""
+    model, x, _, sel = setup
+    queries = torch.randn(7, 4, generator=torch.Generator().manual_seed(3))
+    want = SupportVectorInfluence(model, sel, chunk_size=256).influence(queries)
+    for chunk in (1, 2, 5):
+        svi = SupportVectorInfluence(model, sel, chunk_size=chunk)
+        torch.testing.assert_close(svi.influence(queries), want, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(
+            svi.convergence_delta(queries),
+            SupportVectorInfluence(model, sel).convergence_delta(queries),
+            rtol=1e-6,
+            atol=1e-7,
+        )

@@ -281,7 +281,9 @@ class SupportExpansion:
         x = self.support.inputs[rows]
         y = self.support.labels[rows]
         lam = self.support.lambdas[rows].to(self.device, self.dtype)
-        scaled, sq_norms = [], []
+        sq_norms = []
+        # one preallocated matrix, written chunk by chunk: no list of chunks to concatenate
+        grads = torch.empty(len(rows), p if sketch is None else dim, dtype=self.dtype, device=self.device)
         direction = {k: torch.zeros_like(v) for k, v in self.fmodel.theta.items()}
         with eval_mode(self.model), _forward_args_hint(bool(self.args)):
             chunks = iter_per_sample_grads(self.fmodel, x, y, self.chunk_size, self.loss_fn, None)
@@ -301,14 +303,16 @@ class SupportExpansion:
                 for _k, v in direction.items():
                     v += total[offset : offset + v.numel()].view_as(v)
                     offset += v.numel()
-                scaled.append(g if sketch is None else sketch(g))
-        grads = torch.cat(scaled) if scaled else torch.zeros(0, p if sketch is None else dim)
-        if not bool(torch.isfinite(grads).all()):
-            bad = (~torch.isfinite(grads)).any(1).nonzero().flatten()[:5].tolist()
-            raise ValueError(
-                f"the support gradients are NaN or inf (rows {bad} of the support): check the "
-                "loss_fn, the model and the support set's inputs"
-            )
+                g = g if sketch is None else sketch(g)
+                finite = torch.isfinite(g).all(1)  # one chunk at a time, not the whole matrix
+                if not bool(finite.all()):
+                    start = sl.start if isinstance(sl, slice) else 0
+                    bad = (start + (~finite).nonzero().flatten()[:5]).tolist()
+                    raise ValueError(
+                        f"the support gradients are NaN or inf (rows {bad} of the support): check "
+                        "the loss_fn, the model and the support set's inputs"
+                    )
+                grads[sl] = g
         return {
             "grads": grads,
             "sq_norms": torch.cat(sq_norms) if sq_norms else torch.zeros(0),
@@ -403,23 +407,24 @@ class SupportExpansion:
         """``sum_j contribution_j(x, c)`` for every class, exactly (unsketched), shape ``(N, C)``."""
         return self._batched(inputs, lambda x: self._jvp(x, self.direction, args))
 
-    def target_grads(self, inputs: Tensor, target: Tensor) -> Tensor:
-        """Per-sample ``grad_theta f_c(x)``, flattened (and sketched like the cache), ``(N, P')``."""
-        sketch = self.cache["sketch"]
-        with eval_mode(self.model):
-            chunks = iter_per_sample_grads(self.fmodel, inputs, target, self.chunk_size, logit_of, sketch)
-            return torch.cat([g for _, g in chunks])
-
     def contributions(self, inputs: Tensor, target: Tensor) -> Tensor:
         """``contribution_j(x_i, target_i) = -λ_j <grad L_j, grad f_c(x_i)>``, shape ``(N, len(support))``.
 
-        Rows of the support set with ``λ = 0`` contribute exactly zero.
+        Rows of the support set with ``λ = 0`` contribute exactly zero. The inputs' gradients
+        ``grad_theta f_c(x)`` (sketched like the cache) are formed ``chunk_size`` inputs at a
+        time: memory is bounded by ``chunk_size * P`` plus the result, whatever ``N``.
         """
         rows = self.rows
         out = torch.zeros(len(inputs), len(self.support), dtype=self.dtype)
         if len(rows):
-            t = self.target_grads(inputs, target.to(self.device))
-            out[:, rows] = (t @ self.cache["grads"].T).cpu()
+            cache = self.cache
+            target = target.to(self.device)
+            with eval_mode(self.model):
+                chunks = iter_per_sample_grads(
+                    self.fmodel, inputs, target, self.chunk_size, logit_of, cache["sketch"]
+                )
+                for sl, g in chunks:
+                    out[sl, rows] = (g @ cache["grads"].T).cpu()
         return out
 
     def fidelity(self, inputs: Tensor, args: tuple = ()) -> ExpansionFidelity:
