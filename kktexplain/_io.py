@@ -108,23 +108,9 @@ def check_output_file(path: str | os.PathLike, name: str = "path") -> Path:
 
 
 def check_output_folder(path: str | os.PathLike, name: str = "path") -> Path:
-    """A folder that exists and is writable, or can be made (its nearest existing parent is).
-
-    Parameters
-    ----------
-    path : str or PathLike
-    name : str, default="path"
-        The parameter (or command-line option) named in errors.
-
-    Returns
-    -------
-    Path
-
-    Raises
-    ------
-    ValueError
-        Naming ``name`` and what is wrong.
-    """
+    """As :func:`check_output_file`, for a folder: one that exists and is writable, or can be
+    made (its nearest existing parent is writable). Returns the ``Path``; raises ``ValueError``
+    naming ``name``."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ValueError(f"{name} {str(p)!r} is a file, not a folder")
