@@ -18,8 +18,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ._data import as_data
 from ._model_info import cast_inputs, computable_model, infer_num_classes, model_dtype, token_layer
@@ -158,6 +160,7 @@ def kkt_readiness(
     param_names: list[str] | str | None = None,
     reference: nn.Module | None = None,
     chunk_size: int = 256,
+    progress: bool = False,
 ) -> KKTReadiness:
     """How close ``model`` is to a KKT point of its training loss, on a sample of its training data.
 
@@ -179,6 +182,9 @@ def kkt_readiness(
         initialisation the model was trained from) instead of ``theta*``.
     chunk_size : int, default=256
         Samples per forward/backward.
+    progress : bool, default=False
+        Show a progress bar over the two passes (the gradient sum, then the expansion's
+        decisions), one step per chunk.
 
     Returns
     -------
@@ -199,6 +205,8 @@ def kkt_readiness(
     """
     model = check_model(model)
     check_positive("chunk_size", chunk_size, integer=True)
+    if not isinstance(progress, bool | np.bool_):
+        raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
     inputs, found = as_data(data, "data", token_layer(model) is not None)
     if labels is None:
         labels = found
@@ -218,10 +226,12 @@ def kkt_readiness(
 
         param_names, _ = resolve_param_names(model, "free", inputs, tuple(inputs.shape[1:]), 0)
     ones = torch.ones(len(inputs))
+    chunks = -(-len(inputs) // chunk_size)
+    bar = tqdm(total=2 * chunks, desc="readiness", disable=not progress, leave=False)
     with eval_mode(model):
         fmodel = FunctionalModel(model, param_names, reference=reference)
         # the stationarity residuals of every sample at lambda = 1: g = -sum_i grad L_i
-        grad_sum, logits = stationarity_sum(fmodel, inputs, labels, ones, cross_entropy, chunk_size)
+        grad_sum, logits = stationarity_sum(fmodel, inputs, labels, ones, cross_entropy, chunk_size, bar=bar)
         res = residuals_from_sum(fmodel, inputs, labels, ones, grad_sum, logits)
     cosine, ratio = res.stationarity["cosine"], res.stationarity["g_norm_ratio"]  # ratio = ||g|| / ||theta*||
     if not (math.isfinite(cosine) and math.isfinite(ratio)):
@@ -232,7 +242,8 @@ def kkt_readiness(
     relative_residual = math.sqrt(max(1.0 - cosine**2, 0.0)) if scale > 0 else 1.0
     per_layer = res.per_layer_cosine
     with eval_mode(model):
-        agreement = _argmax_agreement(fmodel, inputs, logits, grad_sum, scale, chunk_size)
+        agreement = _argmax_agreement(fmodel, inputs, logits, grad_sum, scale, chunk_size, bar)
+    bar.close()
     verdict, message = _verdict(cosine, agreement)
     from .kkt._invariance import cosine_bound, scale_invariant_modules
 
@@ -265,7 +276,13 @@ def kkt_readiness(
 
 
 def _argmax_agreement(
-    fmodel: FunctionalModel, inputs: Tensor, logits: Tensor, grad_sum: dict, scale: float, chunk_size: int
+    fmodel: FunctionalModel,
+    inputs: Tensor,
+    logits: Tensor,
+    grad_sum: dict,
+    scale: float,
+    chunk_size: int,
+    bar: Any = None,
 ) -> float | None:
     """Fraction of ``inputs`` whose expansion along ``-scale * grad_sum`` picks the model's class
     (one forward-mode product per chunk), ``None`` where no such product can be formed."""
@@ -281,6 +298,8 @@ def _argmax_agreement(
             _, expanded = parameter_jvp(lambda th, x=x: fmodel(x, th), theta, tangent)
             model_class = logits[start : start + chunk_size].argmax(1)
             hits += int((expanded.detach().argmax(1).cpu() == model_class).sum())
+            if bar is not None:
+                bar.update(1)
     except (NotImplementedError, RuntimeError):  # no forward- or double-reverse-mode rule
         return None
     return hits / len(inputs)

@@ -234,3 +234,16 @@ def test_free_scope_leaves_out_the_scale_invariant_modules():
     assert free.cosine == pytest.approx(explicit.cosine, abs=1e-12)
     with pytest.raises(ValueError, match="param_names must be a list of names, 'free' or None"):
         kkt_readiness(model, (x, y), param_names="last")
+
+
+def test_a_progress_bar_can_be_shown_and_is_off_by_default(capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).eval()
+    x, y = torch.randn(40, 4), torch.arange(40) % 3
+    quiet = kkt_readiness(model, (x, y), chunk_size=8)
+    assert capsys.readouterr().err == ""
+    shown = kkt_readiness(model, (x, y), chunk_size=8, progress=True)
+    assert "readiness" in capsys.readouterr().err
+    assert shown.cosine == quiet.cosine and shown.argmax_agreement == quiet.argmax_agreement
+    with pytest.raises(TypeError, match="progress must be a bool"):
+        kkt_readiness(model, (x, y), progress="yes")

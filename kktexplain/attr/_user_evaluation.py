@@ -146,7 +146,7 @@ def evaluate_model(
     result["train_accuracy"] = float((train_pred.cpu() == y.cpu()).double().mean())
     save()
     if "readiness" in parts:
-        r = kkt_readiness(model, (x, y), param_names=scope)
+        r = kkt_readiness(model, (x, y), param_names=scope, progress=bool(progress))
         result["readiness"] = {k: v for k, v in r.to_dict().items() if k != "per_layer_cosine"}
         agreement = "n/a" if r.argmax_agreement is None else f"{r.argmax_agreement:.3f}"
         log(f"readiness: {r.verdict} (cosine {r.cosine:.3f}, argmax agreement {agreement})")

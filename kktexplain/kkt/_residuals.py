@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -145,10 +146,12 @@ def stationarity_sum(
     loss_fn: LossFn | None = None,
     chunk_size: int = 1024,
     logits: Tensor | None = None,
+    bar: Any = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
     """``sum_i lambda_i grad L_i`` (no graph) and the inputs' logits, chunk by chunk.
 
-    The pass behind :func:`kkt_residuals`; parameters as there.
+    The pass behind :func:`kkt_residuals`; parameters as there. ``bar``: a progress bar
+    (``tqdm``) advanced by one per chunk of the backward pass, if given.
 
     Returns
     -------
@@ -188,6 +191,8 @@ def stationarity_sum(
             g[k] += gc[k]
         if not sparse:
             chunks.append(logits.detach().cpu())
+        if bar is not None:
+            bar.update(1)
     return g, torch.cat(chunks)
 
 
