@@ -17,7 +17,8 @@ from ._attribution import SupportVectorAttribution
 from ._baselines import tracin
 from ._evaluate import evaluate_identical_class, evaluate_mislabels, evaluate_removal
 from ._expansion import SupportExpansion
-from ._explanation import Explanation, explain
+from ._explain import explain
+from ._explanation import Explanation
 from ._fidelity import ExpansionFidelity
 from ._influence import SupportVectorInfluence, equal_multipliers
 from ._randomization import evaluate_randomization

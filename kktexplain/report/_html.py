@@ -9,13 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
-from .._model_info import cast_inputs
-from .._model_state import eval_mode
 from .._result import DSVResult
-from .._validation import check_finite, check_per_class_accuracy
+from .._validation import check_per_class_accuracy
 from ..viz._audit import (
     FEASIBILITY_THRESHOLDS,
     STATIONARITY_THRESHOLDS,
@@ -24,6 +21,7 @@ from ..viz._audit import (
     _score_order,
     _top_bottom,
 )
+from ._accuracy import per_class_accuracy, predict_classes
 from ._sections import (
     _fig_html,
     _gallery,
@@ -36,7 +34,7 @@ from ._sections import (
     _sample_labels,
 )
 
-__all__ = ["write_html", "per_class_accuracy"]
+__all__ = ["write_html"]
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -84,62 +82,6 @@ document.addEventListener('DOMContentLoaded', function () {
   });
 });
 """
-
-
-def per_class_accuracy(
-    model: nn.Module, inputs: Tensor, labels: Tensor, num_classes: int, batch_size: int = 256
-) -> Tensor:
-    """Accuracy of ``model`` on every class of a labelled test set.
-
-    Parameters
-    ----------
-    model : nn.Module
-        Returns logits ``(n, C)``.
-    inputs : Tensor of shape (n, *input_shape)
-    labels : Tensor of shape (n,)
-        Hard labels.
-    num_classes : int
-    batch_size : int, default=256
-
-    Returns
-    -------
-    Tensor of shape (C,)
-        ``nan`` for classes absent from ``labels``.
-    """
-    if not isinstance(inputs, Tensor) or not isinstance(labels, Tensor):
-        raise TypeError("test_data must be a pair of Tensors (inputs (n, ...), labels (n,))")
-    if labels.ndim != 1 or len(labels) != len(inputs):
-        raise ValueError(f"test_data labels must have shape ({len(inputs)},), got {tuple(labels.shape)}")
-    if labels.is_floating_point():
-        raise ValueError(f"test_data labels must be class indices, got dtype {labels.dtype}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"test_data labels must be class indices in [0, {num_classes}), got values in "
-            f"[{int(labels.min())}, {int(labels.max())}]"
-        )
-    check_finite("test_data inputs", inputs)
-    preds = _predict(model, inputs, batch_size) if len(inputs) else None
-    correct = (preds == labels.long()).double() if preds is not None else torch.zeros(0, dtype=torch.float64)
-    y = labels.long()
-    total = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, torch.ones_like(correct))
-    hits = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, y, correct)
-    return hits / total  # nan where total == 0
-
-
-def _predict(model, inputs, batch_size=256):
-    """The model's classes for ``inputs``, in eval mode (every module's own mode put back)."""
-    p = next(model.parameters(), None)
-    device, dtype = (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.float32)
-    try:
-        with torch.no_grad(), eval_mode(model):
-            return torch.cat(
-                [
-                    model(cast_inputs(inputs[i : i + batch_size], device, dtype)).argmax(-1).cpu()
-                    for i in range(0, len(inputs), batch_size)
-                ]
-            )
-    except RuntimeError as e:  # e.g. a model of other inputs than the results'
-        raise ValueError(f"model failed on inputs of shape {tuple(inputs.shape[1:])}: {e}") from e
 
 
 def _check_int(value, name, low=1):
@@ -342,7 +284,7 @@ def write_html(
 
     if selection is not None:
         top, bottom = _top_bottom(selection, n_top, cls)
-        preds = _predict(model, selection.inputs) if model is not None else None
+        preds = predict_classes(model, selection.inputs) if model is not None else None
         fig = _mosaic_figure(
             [[selection.inputs[i] for i in top], [selection.inputs[i] for i in bottom]],
             [

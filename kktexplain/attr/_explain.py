@@ -1,0 +1,166 @@
+"""explain: one call from a support set and a model to an :class:`Explanation` of decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._model_info import check_token_ids
+from ._attribution import SupportVectorAttribution
+from ._explanation import Explanation
+from ._influence import SupportVectorInfluence, check_query_inputs, resolve_target
+
+__all__ = ["explain"]
+
+
+@torch.inference_mode(False)  # autograd is needed, even inside inference_mode
+def explain(
+    support: Any,
+    model: nn.Module,
+    inputs: Tensor,
+    target: Any = None,
+    k: int = 5,
+    maps: str = "all",
+    n_steps: int = 16,
+    param_names: Any = None,
+    reference: Any = None,
+    class_names: list[str] | None = None,
+    influence: SupportVectorInfluence | None = None,
+    additional_forward_args: Any = None,
+) -> Explanation:
+    """Explain decisions of ``model`` by the support set ``support``; see :meth:`DSVResult.explain`.
+
+    Parameters
+    ----------
+    support : DSVResult
+    model : nn.Module
+    inputs : Tensor of shape (n, *input_shape) or (*input_shape)
+        One input or a batch.
+    target : None, int, list of int or Tensor, optional
+        Class to explain; the model's prediction when omitted.
+    k : int, default=5
+        Supporting and opposing vectors to return (at most ``len(support)``: a larger ``k`` is
+        lowered to it). They are the ``k`` largest and the ``k`` smallest contributions: where
+        fewer than ``k`` terms are positive, the supporting list ends with terms <= 0.
+    maps : {"all", "total", "none"}, default="all"
+        Feature maps of the whole expansion and of each shown support vector (``"all"``), of
+        the whole expansion only (``"total"``), or none (zeros). Integer inputs (token ids of
+        a model whose first layer is an embedding) carry no gradient: their maps are zeros.
+    n_steps : int, default=16
+        Integrated Gradients' steps per map.
+    param_names, reference
+        The scope, as for :class:`SupportVectorInfluence`.
+    class_names : list of str, optional
+    influence : SupportVectorInfluence, optional
+        A prepared influence object, to reuse its cached support gradients across calls.
+    additional_forward_args : Any, optional
+        Arguments the model takes after its inputs (captum's convention), the same for the
+        inputs and for the support set (as in selection). Ignored with ``influence``, which
+        holds its own.
+
+    Returns
+    -------
+    Explanation
+    """
+    if maps not in ("all", "total", "none"):
+        raise ValueError(f"maps must be 'all', 'total' or 'none', got {maps!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    shape = tuple(support.inputs.shape[1:])
+    if isinstance(inputs, Tensor) and tuple(inputs.shape) == shape:
+        inputs = inputs[None]  # one input is welcome here
+    inputs = check_query_inputs(inputs, support)  # a tensor of that shape, finite, detached
+    check_token_ids(model, "inputs", inputs)
+    k = min(k, len(support))
+    if influence is not None:
+        _check_influence(influence, model, support)
+    svi = influence or SupportVectorInfluence(
+        model,
+        support,
+        param_names=param_names,
+        reference=reference,
+        additional_forward_args=additional_forward_args,
+    )
+    exp = svi.expansion
+    args = exp.args or None  # the feature maps' forward passes take them too
+    logits = exp.logits(inputs).cpu()
+    if class_names is not None and (isinstance(class_names, str) or len(class_names) < logits.shape[1]):
+        raise ValueError(
+            f"class_names must be a list naming all {logits.shape[1]} classes, got {class_names!r}"
+        )
+    t = resolve_target(target, len(inputs), lambda: logits, logits.shape[1])
+    scores = exp.contributions(inputs, t)
+    exact = exp.exact(inputs).cpu().gather(1, t[:, None]).squeeze(1).to(scores.dtype)
+    total = scores.sum(1)
+    sup_v, sup_i = torch.topk(scores, k, dim=1, largest=True)
+    opp_v, opp_i = torch.topk(scores, k, dim=1, largest=False)
+    hard = support.hard_labels
+    n = len(inputs)
+    fmap = torch.zeros_like(inputs, dtype=scores.dtype)
+    sup_maps = opp_maps = None
+    if maps != "none" and inputs.is_floating_point():
+        sva = SupportVectorAttribution._from_expansion(exp)  # same scope, same cached direction
+        fmap = sva.attribute(inputs, target=t, n_steps=n_steps, additional_forward_args=args).detach().cpu()
+        if maps == "all":
+            sup_maps = torch.zeros(n, k, *shape, dtype=fmap.dtype)
+            opp_maps = torch.zeros_like(sup_maps)
+            for i in range(n):
+                for j in range(k):
+                    for idx, out in ((sup_i, sup_maps), (opp_i, opp_maps)):
+                        out[i, j] = (
+                            sva.attribute(
+                                inputs[i : i + 1],
+                                target=t[i : i + 1],
+                                support_index=int(idx[i, j]),
+                                n_steps=n_steps,
+                                additional_forward_args=args,
+                            )[0]
+                            .detach()
+                            .cpu()
+                        )
+    return Explanation(
+        inputs=inputs.detach().cpu(),
+        logits=logits,
+        prediction=logits.argmax(1),
+        target=t,
+        supporting_indices=sup_i,
+        supporting_contributions=sup_v,
+        supporting_inputs=support.inputs[sup_i],
+        supporting_labels=hard[sup_i],
+        opposing_indices=opp_i,
+        opposing_contributions=opp_v,
+        opposing_inputs=support.inputs[opp_i],
+        opposing_labels=hard[opp_i],
+        feature_map=fmap,
+        supporting_maps=sup_maps,
+        opposing_maps=opp_maps,
+        exact=exact,
+        expansion=total,
+        residual=exact - total,
+        class_names=class_names,
+    )
+
+
+def _check_influence(influence: Any, model: nn.Module, support: Any) -> None:
+    """``explain``'s prepared influence must be of this model and this support set."""
+    if not isinstance(influence, SupportVectorInfluence):
+        raise TypeError(f"influence must be a SupportVectorInfluence, got {type(influence).__name__}")
+    if influence.model is not model:
+        raise ValueError(
+            "influence was built for another model: pass the model it explains, or build "
+            "SupportVectorInfluence(model, support) for this one"
+        )
+    own = influence.train_dataset
+    same = own is support or (
+        own.inputs.shape == support.inputs.shape
+        and torch.equal(own.inputs, support.inputs)
+        and torch.equal(own.lambdas, support.lambdas)
+    )
+    if not same:
+        raise ValueError(
+            "influence was built on another support set (other samples or multipliers) than "
+            "the result explain is called on: build SupportVectorInfluence(model, result) with "
+            "this result"
+        )
