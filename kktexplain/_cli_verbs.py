@@ -295,6 +295,7 @@ def _explain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=5, help="supporting and opposing vectors shown (default 5)")
     p.add_argument("--target", type=int, default=None, help="class to explain (default: the prediction)")
     p.add_argument("--no-maps", action="store_true", help="skip the feature maps (faster)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--out", required=True, help="folder to write explanation.html, PNGs and JSON into")
 
 
@@ -316,7 +317,9 @@ def _explain(args: argparse.Namespace) -> int:
         raise ValueError(f"--index repeats an input: {rows}")
     inputs = x[rows].to(args.device)
     kwargs = {"maps": "none"} if args.no_maps else {}
-    explanation = result.explain(model, inputs, target=args.target, k=args.k, **kwargs)
+    explanation = result.explain(
+        model, inputs, target=args.target, k=args.k, progress=not args.no_progress, **kwargs
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parts = [explanation.to_html(i, include_plotlyjs=(i == 0)) for i in range(len(rows))]

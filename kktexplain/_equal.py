@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ._errors import NonFiniteError
 from .kkt import FunctionalModel
@@ -30,6 +31,7 @@ def equal_multiplier(
     loss_fn: Any,
     chunk_size: int,
     upper: float | None = None,
+    progress: bool = False,
 ) -> tuple[float, KKTResiduals]:
     """The one multiplier ``c >= 0`` that best fits stationarity when every sample shares it.
 
@@ -48,6 +50,8 @@ def equal_multiplier(
     chunk_size : int
     upper : float, optional
         Cap on ``c`` (``lambda_max``). The sum is linear in ``c``, so the cap needs no second pass.
+    progress : bool, default=False
+        A progress bar over the chunks of the pass.
 
     Returns
     -------
@@ -56,13 +60,15 @@ def equal_multiplier(
         Every DeepKKT residual at ``lambda_i = c`` (from the same pass).
     """
     dtype = next(iter(fmodel.theta.values())).dtype  # the parameters' (inputs may be token ids)
-    found = _factored_sum(fmodel, inputs, labels, loss_fn, chunk_size)
-    if found is None:
-        ones = torch.ones(len(inputs), dtype=dtype)
-        g, logits = stationarity_sum(fmodel, inputs, labels, ones, loss_fn, chunk_size)
-        sq_norms = None
-    else:
-        g, logits, sq_norms = found
+    with tqdm(desc="equal multiplier", unit="chunk", disable=not progress, leave=False) as bar:
+        found = _factored_sum(fmodel, inputs, labels, loss_fn, chunk_size, bar)
+        if found is None:
+            ones = torch.ones(len(inputs), dtype=dtype)
+            bar.reset(total=-(-len(inputs) // chunk_size))
+            g, logits = stationarity_sum(fmodel, inputs, labels, ones, loss_fn, chunk_size, bar=bar)
+            sq_norms = None
+        else:
+            g, logits, sq_norms = found
     theta = fmodel.target
     dot = sum(float((theta[k].double() * g[k].double()).sum()) for k in g)
     sq = sum(float(g[k].double().pow(2).sum()) for k in g)
@@ -84,13 +90,14 @@ _FACTORED_ENTRIES = 2**26  # 256 MiB of float32 per chunk of per-sample gradient
 
 
 def _factored_sum(
-    fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, loss_fn: Any, chunk_size: int
+    fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, loss_fn: Any, chunk_size: int, bar: Any
 ) -> tuple[dict[str, Tensor], Tensor, Tensor] | None:
     """``sum_i grad L_i``, the logits and every ``||grad L_i||^2`` from one forward per chunk.
 
     Only for a scope of ``nn.Linear`` layers, whose per-sample gradients cost a forward pass
     (:func:`~kktexplain.kkt._grads.linear_factored`); ``None`` elsewhere or if the factored
-    path refuses the model, and the caller takes the summed backward instead.
+    path refuses the model, and the caller takes the summed backward instead. ``bar`` (a
+    ``tqdm``) is given the number of chunks and advanced by one per chunk.
     """
     factored = linear_factored(fmodel)
     # the rows of a chunk are formed, (rows, P): bounded to _FACTORED_ENTRIES, and not worth it
@@ -99,11 +106,13 @@ def _factored_sum(
     if factored is None or rows < 16:
         return None
     total, logits, sq = None, [], []
+    bar.reset(total=-(-len(inputs) // rows))
     try:
         for _, flat, lg in _factored_chunks(fmodel, inputs, labels, rows, loss_fn, factored):
             total = flat.sum(0) if total is None else total + flat.sum(0)
             sq.append(flat.pow(2).sum(1).cpu())
             logits.append(lg.cpu())
+            bar.update(1)
     except ValueError:  # a layer used in a way the factored path cannot see: the caller's pass
         return None
     if total is None:

@@ -144,7 +144,7 @@ class DSVResult:
         k : int, default=5
         **kwargs
             ``maps``, ``n_steps``, ``param_names``, ``reference``, ``class_names``, ``influence``,
-            ``additional_forward_args``.
+            ``additional_forward_args``, ``progress``.
 
         Returns
         -------

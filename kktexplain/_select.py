@@ -217,7 +217,9 @@ def select(
     dtype = next(iter(fmodel.theta.values())).dtype
     candidates = cast_inputs(candidates, candidates.device, dtype)
     if multipliers == "equal":
-        return _select_equal(fmodel, candidates, labels, objective, chunk_size, lambda_max, settings, start)
+        return _select_equal(
+            fmodel, candidates, labels, objective, chunk_size, lambda_max, settings, start, progress
+        )
     p = fmodel.num_params
     kind, sketch = sketch, None
     if projection_dim is not None and projection_dim < p:
@@ -349,10 +351,17 @@ def _select_equal(
     lambda_max: float | None,
     settings: dict[str, Any],
     start: float,
+    progress: bool,
 ) -> DSVResult:
     """Selection with one shared multiplier (``multipliers="equal"``): one pass, no solve."""
     c, kkt = equal_multiplier(
-        fmodel, candidates, labels, objective.loss_fn(), max(chunk_size, 256), upper=lambda_max
+        fmodel,
+        candidates,
+        labels,
+        objective.loss_fn(),
+        max(chunk_size, 256),
+        upper=lambda_max,
+        progress=progress,
     )
     lam = torch.full((len(candidates),), c, dtype=kkt.margin.dtype)
     record = dict(

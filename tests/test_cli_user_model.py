@@ -116,6 +116,10 @@ def test_cli_end_to_end_on_a_user_model_with_safetensors_weights(user_dir, capsy
     assert (tmp / "expl" / "explanation_0.png").stat().st_size > 1000
     assert (tmp / "expl" / "explanation_5.png").stat().st_size > 1000
     assert "supporting" in (tmp / "expl" / "explanation.json").read_text()
+    assert "feature maps" in capsys.readouterr().err  # the maps' progress bar, and its switch:
+    assert main(["explain", *user, "--result", "sel.npz", "--data", "train.npz", "--index", "0",
+                 "--k", "2", "--no-progress", "--out", "expl"]) == 0  # fmt: skip
+    assert capsys.readouterr().err == ""
 
 
 def test_cli_errors_name_the_cause(user_dir, capsys):

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .._model_info import check_token_ids
 from ._attribution import SupportVectorAttribution
@@ -29,6 +30,7 @@ def explain(
     class_names: list[str] | None = None,
     influence: SupportVectorInfluence | None = None,
     additional_forward_args: Any = None,
+    progress: bool = False,
 ) -> Explanation:
     """Explain decisions of ``model`` by the support set ``support``; see :meth:`DSVResult.explain`.
 
@@ -59,6 +61,8 @@ def explain(
         Arguments the model takes after its inputs (captum's convention), the same for the
         inputs and for the support set (as in selection). Ignored with ``influence``, which
         holds its own.
+    progress : bool, default=False
+        Progress bars while the support gradients are cached and over the feature maps.
 
     Returns
     -------
@@ -84,6 +88,7 @@ def explain(
         additional_forward_args=additional_forward_args,
     )
     exp = svi.expansion
+    exp.progress = exp.progress or progress
     args = exp.args or None  # the feature maps' forward passes take them too
     logits = exp.logits(inputs).cpu()
     if class_names is not None and (isinstance(class_names, str) or len(class_names) < logits.shape[1]):
@@ -102,24 +107,26 @@ def explain(
     sup_maps = opp_maps = None
     if maps != "none" and inputs.is_floating_point():
         sva = SupportVectorAttribution._from_expansion(exp)  # same scope, same cached direction
-        fmap = sva.attribute(inputs, target=t, n_steps=n_steps, additional_forward_args=args).detach().cpu()
-        if maps == "all":
-            sup_maps = torch.zeros(n, k, *shape, dtype=fmap.dtype)
-            opp_maps = torch.zeros_like(sup_maps)
-            for i in range(n):
-                for j in range(k):
-                    for idx, out in ((sup_i, sup_maps), (opp_i, opp_maps)):
-                        out[i, j] = (
-                            sva.attribute(
-                                inputs[i : i + 1],
-                                target=t[i : i + 1],
-                                support_index=int(idx[i, j]),
-                                n_steps=n_steps,
-                                additional_forward_args=args,
-                            )[0]
-                            .detach()
-                            .cpu()
-                        )
+        # the maps of each shown vector, supporting then opposing, input by input
+        jobs = [(i, j, side) for i in range(n) for j in range(k) for side in (0, 1)] if maps == "all" else []
+        with tqdm(total=1 + len(jobs), desc="feature maps", disable=not progress, leave=False) as bar:
+            fmap = (
+                sva.attribute(inputs, target=t, n_steps=n_steps, additional_forward_args=args).detach().cpu()
+            )
+            bar.update(1)
+            if maps == "all":
+                sup_maps = torch.zeros(n, k, *shape, dtype=fmap.dtype)
+                opp_maps = torch.zeros_like(sup_maps)
+            for i, j, side in jobs:
+                one = sva.attribute(
+                    inputs[i : i + 1],
+                    target=t[i : i + 1],
+                    support_index=int((sup_i, opp_i)[side][i, j]),
+                    n_steps=n_steps,
+                    additional_forward_args=args,
+                )
+                (sup_maps, opp_maps)[side][i, j] = one[0].detach().cpu()
+                bar.update(1)
     return Explanation(
         inputs=inputs.detach().cpu(),
         logits=logits,

@@ -123,7 +123,9 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
     return t
 
 
-def equal_multipliers(model: nn.Module, support: Any, reference: Any = None, chunk_size: int = 256) -> Any:
+def equal_multipliers(
+    model: nn.Module, support: Any, reference: Any = None, chunk_size: int = 256, progress: bool = False
+) -> Any:
     """The same samples with one shared multiplier, in the scope and loss ``support`` was solved with.
 
     Re-runs the selection with ``DeepSupportVectors(multipliers="equal")`` over
@@ -140,6 +142,8 @@ def equal_multipliers(model: nn.Module, support: Any, reference: Any = None, chu
     reference : nn.Module or mapping, optional
         ``theta_0`` of a displacement scope, as given to the original ``attribute`` call.
     chunk_size : int, default=256
+    progress : bool, default=False
+        A progress bar over the pass.
 
     Returns
     -------
@@ -157,7 +161,7 @@ def equal_multipliers(model: nn.Module, support: Any, reference: Any = None, chu
         objective=objective_from_settings(support.settings),
         multipliers="equal",
         chunk_size=chunk_size,
-        progress=False,
+        progress=progress,
     )
     out = explainer.attribute(model, candidates=support.inputs, labels=support.labels, reference=reference)
     out.indices = support.indices

@@ -89,6 +89,7 @@ def working_set_nnls(
     start: Tensor | None = None,
     max_rounds: int = 50,
     rtol: float = 1e-5,
+    progress: bool = False,
 ) -> tuple[Tensor, dict]:
     """Exact non-negative least squares ``min_{x >= 0} ||a x - b||`` for many columns.
 
@@ -110,6 +111,8 @@ def working_set_nnls(
     max_rounds : int, default=50
     rtol : float, default=1e-5
         A column violates optimality when ``a_j^T r < -rtol * ||a_j|| * ||r||``.
+    progress : bool, default=False
+        Show a progress bar over the rounds (violations left, working-set size, residual).
 
     Returns
     -------
@@ -135,24 +138,29 @@ def working_set_nnls(
     x = np.zeros(n)
     converged, n_viol = False, 0
     rounds = 0
-    while rounds < max_rounds:
-        rounds += 1
-        a_s = a.take(work).double().numpy()
-        xs, _ = nnls(a_s, b64, maxiter=max(50 * len(work), 1000))
-        x[:] = 0.0
-        x[work] = xs
-        r = a_s @ xs - b64
-        if np.linalg.norm(r) <= 1e-10 * max(np.linalg.norm(b64), 1e-300):  # exact fit: optimal
-            converged, n_viol = True, 0
-            break
-        g = grad(r)
-        viol = np.flatnonzero((g < -rtol * col_norm * np.linalg.norm(r)) & (x == 0))
-        n_viol = int(viol.size)
-        if n_viol == 0:
-            converged = True
-            break
-        pick = viol[np.argsort(g[viol])[:add]]
-        work = np.union1d(work[xs > 0], pick)
+    b_norm = max(float(np.linalg.norm(b64)), 1e-300)
+    with tqdm(desc="least squares", unit="round", disable=not progress, leave=False) as bar:
+        while rounds < max_rounds:
+            rounds += 1
+            a_s = a.take(work).double().numpy()
+            xs, _ = nnls(a_s, b64, maxiter=max(50 * len(work), 1000))
+            x[:] = 0.0
+            x[work] = xs
+            r = a_s @ xs - b64
+            if np.linalg.norm(r) <= 1e-10 * b_norm:  # exact fit: optimal
+                converged, n_viol = True, 0
+                break
+            g = grad(r)
+            r_norm = float(np.linalg.norm(r))
+            viol = np.flatnonzero((g < -rtol * col_norm * r_norm) & (x == 0))
+            n_viol = int(viol.size)
+            bar.update(1)
+            bar.set_postfix(violations=n_viol, working_set=int(work.size), residual=f"{r_norm / b_norm:.4g}")
+            if n_viol == 0:
+                converged = True
+                break
+            pick = viol[np.argsort(g[viol])[:add]]
+            work = np.union1d(work[xs > 0], pick)
     return torch.from_numpy(x), {"rounds": rounds, "converged": converged, "n_violations": n_viol}
 
 

@@ -148,7 +148,7 @@ def solve_multipliers(
         seeding FISTA iterations are fixed and it runs until no column violates optimality (at
         most 50 rounds).
     progress : bool, default=False
-        Show a progress bar over the rounds of the bounded solver.
+        Show a progress bar over the rounds of the working-set solvers.
     rtol : float, default=1e-5
         Optimality tolerance of the unbounded working-set path (:func:`working_set_nnls`): a
         sample still violates optimality while its gradient's cosine with the residual exceeds
@@ -233,7 +233,7 @@ def solve_multipliers(
         info = {"solver": "blocked_qr+nnls", "status": 0}
     elif upper is None:
         x0, iters = projected_fista(at, bt, None, max_iter=200)
-        x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol)
+        x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol, progress=progress)
         lam = x.numpy()
         info = {
             "solver": "projected_fista+working_set_nnls",

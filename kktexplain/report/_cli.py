@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from .._cli_options import non_negative_int, positive_int
 
@@ -60,58 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="the page's title, shown in the browser tab and as its heading (default: %(default)s)",
     )
     p.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
-
-
-def _shared_io():
-    """The loaders shared by the other verbs (``kktexplain._cli_io``), or None where absent."""
-    try:
-        from .. import _cli_io
-    except ImportError:
-        return None
-    return _cli_io if hasattr(_cli_io, "load_model") and hasattr(_cli_io, "load_data") else None
-
-
-def _load_data(spec: str, token_ids: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Test inputs and optional labels: the shared loader, else an ``.npz`` with ``x`` and ``y``."""
-    io = _shared_io()
-    if io is not None:
-        return io.load_data(spec, token_ids=token_ids)
-    with np.load(spec, allow_pickle=False) as z:
-        x_key = next((k for k in ("x", "inputs") if k in z), None)
-        if x_key is None:
-            raise ValueError(f"--inputs {spec!r} must hold the inputs as 'x' (or 'inputs'), has {list(z)}")
-        x = torch.from_numpy(z[x_key]).float()
-        y_key = next((k for k in ("y", "labels") if k in z), None)
-        return x, (torch.from_numpy(z[y_key]).long() if y_key else None)
-
-
-def _load_model(spec: str, weights: str | None) -> torch.nn.Module:
-    """``module:factory`` and optional weights (safetensors, or a state dict with weights_only).
-
-    Uses the shared loader of the other verbs when present (it also reads TorchScript files).
-    """
-    io = _shared_io()
-    if io is not None:
-        return io.load_model(spec, weights)
-    if ":" not in spec:
-        raise ValueError(f"--model must be module:factory, got {spec!r}")
-    mod_name, attr = spec.split(":", 1)
-    if "" not in sys.path:
-        sys.path.insert(0, "")
-    factory = getattr(importlib.import_module(mod_name), attr)
-    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"--model {spec} must give an nn.Module, got {type(model).__name__}")
-    if weights:
-        if weights.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(weights)
-        else:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    return model.eval()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         0 on success, 2 on a usage or input error (printed to stderr).
     """
     from .. import DSVResult
+    from .._cli_io import load_data, load_model
     from ._html import write_html
 
     try:
@@ -142,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             found = None if res is None else res.settings.get("mode", mode)
             if found is not None and found != mode:
                 raise ValueError(f"{flag} holds a {found} result; pass it as --{found}")
-        model = _load_model(args.model, args.weights) if args.model else None
+        model = load_model(args.model, args.weights) if args.model else None
         test_data = explain_inputs = None
         if args.inputs:
             if model is None:
@@ -153,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 from .._model_info import token_layer
 
-                x, y = _load_data(args.inputs, token_ids=token_layer(model) is not None)
+                x, y = load_data(args.inputs, token_ids=token_layer(model) is not None)
                 if y is not None and y.ndim == 1:
                     test_data = (x, y.long())
                 if args.explain > 0:
@@ -175,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             classes=args.classes,
             per_page=args.per_page,
             title=args.title,
+            progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError, AttributeError) as e:
         print(f"kktexplain report: {e}", file=sys.stderr)

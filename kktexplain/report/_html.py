@@ -111,6 +111,7 @@ def write_html(
     denormalize: Callable[[Tensor], Tensor] | None = None,
     title: str = "kktexplain audit report",
     readiness: Any = None,
+    progress: bool = False,
 ) -> Path:
     """Write one self-contained HTML audit page (plotly.js inlined once; opens offline).
 
@@ -163,6 +164,9 @@ def write_html(
         Default: computed on the selection's samples and labels when ``model`` and
         ``selection`` are given (one forward and backward pass over them); ``False`` leaves the
         section out.
+    progress : bool, default=False
+        Progress bars over the passes that need the model (readiness, self-influence, the
+        explanations' support gradients and feature maps).
 
     Returns
     -------
@@ -235,7 +239,7 @@ def write_html(
     if readiness is None and model is not None and selection is not None and len(selection):
         from .._readiness import kkt_readiness
 
-        readiness = kkt_readiness(model, (selection.inputs, selection.labels))
+        readiness = kkt_readiness(model, (selection.inputs, selection.labels), progress=progress)
     if readiness is not None and readiness is not False:
         sections.append(("readiness", "Is the model near a KKT point?", _readiness_section(readiness)))
     if synthesis is not None:
@@ -309,7 +313,9 @@ def write_html(
         if model is not None:
             from ..attr import SupportVectorInfluence, equal_multipliers
 
-            scores = SupportVectorInfluence(model, equal_multipliers(model, selection)).self_influence()
+            equal = equal_multipliers(model, selection, progress=progress)
+            svi = SupportVectorInfluence(model, equal, progress=progress)
+            scores = svi.self_influence()
             how = (
                 "ranked by self-influence c‖∇θL_j‖² with equal multipliers, the KKT value of "
                 'weight-decay training (<code>DeepSupportVectors(multipliers="equal")</code>); '
@@ -352,7 +358,7 @@ def write_html(
         if model is None:
             raise ValueError("explain_inputs needs model= to explain the decisions")
         support = selection if selection is not None else synthesis
-        kw = dict(explain_kwargs or {})
+        kw = {"progress": progress, **(explain_kwargs or {})}
         kw.setdefault("class_names", list(class_names) if class_names is not None else None)
         explanations = support.explain(model, explain_inputs, k=k, **kw)
     if explanations is not None:
