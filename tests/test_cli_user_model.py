@@ -329,3 +329,15 @@ def test_token_ids_outside_the_vocabulary_are_named():
         SupportVectorInfluence(model, sel).influence(x[:2] - 1)
     with pytest.raises(ValueError, match="inputs holds token ids"):
         sel.explain(model, bad[:3])
+
+
+def test_command_line_imports_no_vision_or_plotly_library():
+    """``import kktexplain`` and its CLI's parser (every verb's options) leave torchvision,
+    captum and plotly unloaded: each verb imports what it uses (torchvision's models alone took
+    ~2 s of every command)."""
+    code = (
+        "import sys, kktexplain.cli; kktexplain.cli.build_parser(); "
+        "print([m for m in ('torchvision', 'captum', 'plotly') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

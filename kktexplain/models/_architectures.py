@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock
 
 __all__ = ["MLP", "ConvNet", "ResNet"]
 
@@ -148,6 +147,9 @@ class ResNet(nn.Module):
         widths: Sequence[int] = (16, 32, 64),
         blocks: int = 1,
     ) -> None:
+        # imported here: torchvision's models take ~2 s to import, which every command line paid
+        from torchvision.models.resnet import BasicBlock
+
         super().__init__()
         shape = _check_shape(input_shape)
         if len(shape) != 3:
