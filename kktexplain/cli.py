@@ -186,6 +186,7 @@ def _check_parser(sub) -> None:
     check.add_argument(
         "--synth-optimizer", choices=("sgd", "adam"), default="sgd", help="synthesis optimiser (default sgd)"
     )
+    check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -213,6 +214,7 @@ def _check(args: argparse.Namespace) -> int:
             synth_steps=args.synth_steps,
             synth_lr=args.synth_lr,
             synth_optimizer=args.synth_optimizer,
+            progress=not args.no_progress,
         )
     except (ValueError, TypeError) as e:
         print(f"kktexplain sanity-check: {e}", file=sys.stderr)

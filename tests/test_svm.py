@@ -76,7 +76,7 @@ def test_multiclass_is_rejected_clearly():
         sanity_check(bunch.data[:100], bunch.target[:100], weights="liblinear")
 
 
-def test_suite_runner_and_cli(tmp_path):
+def test_suite_runner_and_cli(tmp_path, capsys):
     import json
 
     from kktexplain.cli import main
@@ -85,9 +85,13 @@ def test_suite_runner_and_cli(tmp_path):
     rows = run_sanity_suite([1.0], synth_steps=5, datasets=["iris_setosa_vs_versicolor"])
     assert rows[0]["dataset"] == "iris_setosa_vs_versicolor" and rows[0]["f1"] >= 0.98
     out = tmp_path / "rows.json"
+    capsys.readouterr()
     assert main(["sanity-check", "--json", str(out), "--C", "1", "--synth-steps", "2"]) == 0
     rows = json.loads(out.read_text())
     assert len(rows) == 7 and all(r["f1"] >= 0.98 and r["pearson"] >= 0.98 for r in rows)
+    assert "sanity check" in capsys.readouterr().err  # a bar over the 7 cases, off on request:
+    args = ["sanity-check", "--json", str(out), "--C", "1", "--synth-steps", "2", "--no-progress"]
+    assert main(args) == 0 and "sanity check" not in capsys.readouterr().err
 
 
 def test_plot_svm_2d():

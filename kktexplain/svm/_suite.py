@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from sklearn import datasets as skd
 from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
 
 from ._sanity import sanity_check
 
@@ -44,6 +45,7 @@ def run_sanity_suite(
     synth_lr: float | None = None,
     synth_optimizer: str = "sgd",
     datasets: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> list[dict]:
     """Run :func:`sanity_check` on every built-in dataset at every ``C``.
 
@@ -58,26 +60,32 @@ def run_sanity_suite(
     datasets : sequence of str, optional
         Keys of ``SANITY_DATASETS``; all by default. ``digits_3_vs_8`` uses raw pixels scaled by
         1/16; the others are standardised.
+    progress : bool, default=False
+        A progress bar over the (dataset, C) cases.
 
     Returns
     -------
     list of dict
         One row per (dataset, C): the fields of :class:`SanityResult` plus ``dataset``.
     """
+    names = list(datasets or SANITY_DATASETS)
     rows = []
-    for name in datasets or SANITY_DATASETS:
-        x, y = SANITY_DATASETS[name]()
-        if name == "digits_3_vs_8":
-            x = x / 16.0
-        for C in Cs:
-            result = sanity_check(
-                x,
-                y,
-                C=C,
-                weights=weights,
-                synth_steps=synth_steps,
-                synth_lr=synth_lr,
-                synth_optimizer=synth_optimizer,
-            )
-            rows.append({"dataset": name, **result.to_dict()})
+    with tqdm(total=len(names) * len(Cs), desc="sanity check", disable=not progress) as bar:
+        for name in names:
+            x, y = SANITY_DATASETS[name]()
+            if name == "digits_3_vs_8":
+                x = x / 16.0
+            for C in Cs:
+                bar.set_postfix(dataset=name, C=C)
+                result = sanity_check(
+                    x,
+                    y,
+                    C=C,
+                    weights=weights,
+                    synth_steps=synth_steps,
+                    synth_lr=synth_lr,
+                    synth_optimizer=synth_optimizer,
+                )
+                rows.append({"dataset": name, **result.to_dict()})
+                bar.update(1)
     return rows
