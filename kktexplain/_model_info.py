@@ -148,7 +148,15 @@ def infer_num_classes(
         with torch.no_grad():
             out = model(probe, *additional_forward_args)
     except RuntimeError as e:
-        raise ValueError(f"input_shape={input_shape} does not fit the model (forward failed: {e})") from e
+        hint = (
+            ", or additional_forward_args do not: they are passed unchanged with every batch of "
+            "samples (one value per sample is not supported)"
+            if additional_forward_args
+            else ""
+        )
+        raise ValueError(
+            f"input_shape={input_shape} does not fit the model{hint} (forward failed: {e})"
+        ) from e
     if not isinstance(out, Tensor) or not out.is_floating_point():
         raise TypeError(
             f"model must return a floating-point tensor of logits of shape (N, C), got {type(out).__name__}"

@@ -341,3 +341,56 @@ def test_float32_inputs_of_a_float64_model(problem):
     )
     e = sel.explain(model, x32[:1], k=2, n_steps=4)
     assert int(e.prediction[0]) == int(model(x32[:1].double()).argmax())
+
+
+class _TwoInputs(nn.Module):
+    """``f(x, z)``: ``z`` is a context tensor shared by every sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(2, 3)
+
+    def forward(self, x, z):
+        return self.a(torch.tanh(x)) + self.b(z)
+
+
+class _Bound(nn.Module):
+    """The same function with ``z`` built in: the reference."""
+
+    def __init__(self, inner, z):
+        super().__init__()
+        self.a, self.b, self.z = inner.a, inner.b, z
+
+    def forward(self, x):
+        return self.a(torch.tanh(x)) + self.b(self.z)
+
+
+@pytest.mark.parametrize("z_shape", [(1, 2), (2,)])
+def test_a_shared_tensor_argument_reaches_the_model_unrepeated(z_shape):
+    """captum repeats tensor arguments along their first axis with the IG steps; a tensor shared
+    by every sample must reach the model as given (found by a stress test: a size mismatch)."""
+    torch.manual_seed(0)
+    model = _TwoInputs().double()
+    x, y = torch.randn(20, 4, dtype=torch.float64), torch.arange(20) % 3
+    z = torch.randn(*z_shape, dtype=torch.float64)
+    bound = _Bound(model, z)
+    sel = DeepSupportVectors(progress=False).attribute(
+        model, candidates=x, labels=y, additional_forward_args=(z,)
+    )
+    ref = DeepSupportVectors(progress=False).attribute(bound, candidates=x, labels=y)
+    torch.testing.assert_close(sel.lambdas, ref.lambdas)
+    for method in ("integrated_gradients", "saliency"):
+        got = SupportVectorAttribution(model, sel, support_forward_args=(z,), method=method)
+        want = SupportVectorAttribution(bound, ref, method=method)
+        torch.testing.assert_close(
+            got.attribute(x[:3], target=1, additional_forward_args=(z,)), want.attribute(x[:3], target=1)
+        )
+    e = sel.explain(model, x[:2], k=2, n_steps=8, additional_forward_args=(z,))
+    e_ref = ref.explain(bound, x[:2], k=2, n_steps=8)
+    torch.testing.assert_close(e.feature_map, e_ref.feature_map)
+    torch.testing.assert_close(e.supporting_maps, e_ref.supporting_maps)
+    # one value per sample is not supported: the message names the arguments
+    with pytest.raises(ValueError, match="additional_forward_args"):
+        DeepSupportVectors(progress=False).attribute(
+            model, candidates=x, labels=y, additional_forward_args=(torch.randn(20, 2, dtype=torch.float64),)
+        )

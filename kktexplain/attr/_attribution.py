@@ -170,7 +170,8 @@ class SupportVectorAttribution(GradientAttribution):
         target : None, int, list of int or Tensor of shape (N,)
             The class whose logit is expanded. ``None`` takes the model's prediction.
         additional_forward_args : Any, optional
-            Extra arguments passed to the model after the inputs (captum's convention).
+            Extra arguments passed to the model after the inputs, the same for every input
+            (as in selection; a tensor is not split or repeated along its first axis).
         support_index : int, sequence of int, Tensor or boolean mask of shape (N,), optional
             Rows of the support set whose terms are attributed. ``None`` attributes the whole
             expansion (every support vector).
@@ -250,17 +251,20 @@ class SupportVectorAttribution(GradientAttribution):
         )
         t = resolve_target(target, first.shape[0], lambda: probe, num_classes).to(first.device)
         self._direction = None if support_index is None else self.expansion.support_direction(support_index)
+
+        def forward(*xs: Tensor) -> Tensor:
+            # the arguments are shared by every input (as in selection), so they are bound here:
+            # captum would repeat a tensor argument along its first axis with the IG steps
+            return self._forward(*xs, *args)
+
         try:
             with eval_mode(self.model):
                 if self.method == "saliency":
-                    return Saliency(self._forward).attribute(
-                        inputs, target=t, abs=False, additional_forward_args=additional_forward_args
-                    )
-                return IntegratedGradients(self._forward).attribute(
+                    return Saliency(forward).attribute(inputs, target=t, abs=False)
+                return IntegratedGradients(forward).attribute(
                     inputs,
                     baselines=baselines,
                     target=t,
-                    additional_forward_args=additional_forward_args,
                     n_steps=n_steps,
                     internal_batch_size=internal_batch_size,
                     return_convergence_delta=return_convergence_delta,
