@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .._model_state import backward_hooks_suspended
 from ._conditions import cross_entropy
@@ -156,7 +157,9 @@ def call_functional(
     Tensor
         The model's output, e.g. logits of shape ``(n, C)``.
     """
-    with backward_hooks_suspended(model):
+    # attention in its math form: the fused CPU kernels have no forward-mode derivative (jvp)
+    # and no double backward, which the expansion and synthesis take through the model
+    with backward_hooks_suspended(model), sdpa_kernel(SDPBackend.MATH):
         return functional_call(model, (params, buffers), args)
 
 
