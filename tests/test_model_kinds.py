@@ -4,6 +4,7 @@ Each was found failing by a stress test on models the suite had not tried; the r
 literal autograd computations in float64.
 """
 
+import pytest
 import torch
 from conftest import assert_same_snapshot, model_snapshot
 from torch import nn
@@ -51,4 +52,58 @@ def test_attention_model_is_explained_and_synthesized():
         model, input_shape=(5, 4)
     )
     assert dsv.inputs.shape == (3, 5, 4) and bool(torch.isfinite(dsv.inputs).all())
+    assert_same_snapshot(before, model_snapshot(model))
+
+
+class _Recurrent(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.r = kind(4, 6, batch_first=True)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(self.r(x)[0][:, -1])
+
+
+def _loop_grads(model, names, x, y):
+    """Per-sample gradients of the cross-entropy, one autograd call per sample, flattened."""
+    params = dict(model.named_parameters())
+    rows = []
+    for i in range(len(x)):
+        loss = nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        g = torch.autograd.grad(loss, [params[n] for n in names])
+        rows.append(torch.cat([t.flatten() for t in g]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("kind", [nn.GRU, nn.RNN])
+def test_recurrent_layers_vmap_cannot_batch_fall_back_to_a_loop(kind):
+    """vmap cannot batch nn.GRU / nn.RNN here: per-sample gradients come one sample at a time,
+    with a warning, and every entry point works (selection, explain, synthesis's λ solve)."""
+    from kktexplain.kkt import FunctionalModel
+    from kktexplain.kkt._grads import per_sample_grads
+
+    torch.manual_seed(0)
+    model = _Recurrent(kind).double().eval()
+    x, y = torch.randn(12, 5, 4, dtype=torch.float64), torch.arange(12) % 3
+    before = model_snapshot(model)
+    names = [n for n, _ in model.named_parameters()]
+    fmodel = FunctionalModel(model, names)
+    with pytest.warns(UserWarning, match="one sample at a time"):
+        g = per_sample_grads(fmodel, x, y)
+    torch.testing.assert_close(
+        torch.cat([g[n].flatten(1) for n in names], 1), _loop_grads(model, names, x, y)
+    )
+    for scope in (["fc.weight", "fc.bias"], "free"):
+        with pytest.warns(UserWarning, match="one sample at a time"):
+            sel = DeepSupportVectors(param_names=scope, progress=False).attribute(
+                model, candidates=x, labels=y
+            )
+        e = sel.explain(model, x[:2], k=2, maps="none")
+        torch.testing.assert_close(e.residual, e.exact - e.expansion)
+    with pytest.warns(UserWarning, match="one sample at a time"):
+        dsv = DeepSupportVectors(
+            n_per_class=1, steps=2, augmentation=None, lambda_solve_every=1, progress=False
+        ).attribute(model, input_shape=(5, 4))
+    assert bool(torch.isfinite(dsv.lambdas).all())
     assert_same_snapshot(before, model_snapshot(model))

@@ -7,6 +7,7 @@ its ``requires_grad`` flags are never touched.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
@@ -220,13 +221,37 @@ def per_sample_grads(
     -------
     dict of str to Tensor
         Each entry has shape ``(N, *param_shape)``.
+
+    Warns
+    -----
+    UserWarning
+        Once per ``fmodel``, where ``vmap`` cannot batch the model (e.g. ``nn.GRU``): the
+        gradients are then taken one sample at a time.
     """
 
     def one(theta: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         return loss_fn(fmodel(x[None], theta), y[None]).sum()
 
     theta = {k: v.detach() for k, v in fmodel.theta.items()}
-    return vmap(grad(one), in_dims=(None, 0, 0))(theta, inputs, labels)
+    if not getattr(fmodel, "_unbatchable", False):
+        try:
+            return vmap(grad(one), in_dims=(None, 0, 0))(theta, inputs, labels)
+        except (RuntimeError, NotImplementedError) as e:
+            first_error = e
+    # layers vmap cannot batch (nn.GRU and nn.RNN here): one gradient per sample, the same
+    # numbers, slower. A model that fails here too raises its own error, without vmap's
+    rows = [grad(one)(theta, inputs[i], labels[i]) for i in range(len(inputs))]
+    if not getattr(fmodel, "_unbatchable", False):
+        fmodel._unbatchable = True
+        warnings.warn(
+            f"torch.func.vmap cannot batch this model's per-sample gradients ({first_error}); "
+            "they are computed one sample at a time (the same numbers, slower)",
+            UserWarning,
+            stacklevel=2,
+        )
+    if not rows:
+        return {k: v.new_zeros((0, *v.shape)) for k, v in theta.items()}
+    return {k: torch.stack([r[k] for r in rows]) for k in theta}
 
 
 def iter_per_sample_grads(
