@@ -51,7 +51,8 @@ def check_positive(name: str, value: object, integer: bool = False, allow_zero: 
 
 
 def check_model(model: object) -> nn.Module:
-    """The model to compute with: ``model`` itself, or a TorchScript module held in a
+    """The model to compute with: ``model`` itself, the module inside ``nn.DataParallel`` or
+    ``DistributedDataParallel``, or a TorchScript module held in a
     :class:`~kktexplain._model_info.ScriptedModel` (its parameter names get the prefix
     ``scripted.``), because ``torch.func.functional_call`` refuses a ``ScriptModule``.
 
@@ -65,6 +66,10 @@ def check_model(model: object) -> nn.Module:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, nn.DataParallel | nn.parallel.DistributedDataParallel):
+        # the wrapped module, same parameters (without the wrapper's "module." prefix): the
+        # wrapper only spreads batches over devices, and the functional calls refuse it
+        model = model.module
     if next(model.parameters(), None) is None:
         raise ValueError("model must have parameters: stationarity is a condition on them")
     meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]

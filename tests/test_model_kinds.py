@@ -107,3 +107,25 @@ def test_recurrent_layers_vmap_cannot_batch_fall_back_to_a_loop(kind):
         ).attribute(model, input_shape=(5, 4))
     assert bool(torch.isfinite(dsv.lambdas).all())
     assert_same_snapshot(before, model_snapshot(model))
+
+
+def test_data_parallel_wrapper_is_the_module_inside():
+    """nn.DataParallel (refused by torch.func's functional calls) is read as its module."""
+    from kktexplain.attr import SupportVectorInfluence
+
+    torch.manual_seed(0)
+    inner = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    wrapped = nn.DataParallel(inner)
+    x, y = torch.randn(20, 4, dtype=torch.float64), torch.arange(20) % 3
+    before = model_snapshot(wrapped)
+    got = DeepSupportVectors(progress=False).attribute(wrapped, candidates=x, labels=y)
+    want = DeepSupportVectors(progress=False).attribute(inner, candidates=x, labels=y)
+    torch.testing.assert_close(got.lambdas, want.lambdas)
+    assert got.settings["param_names"] == want.settings["param_names"]  # no "module." prefix
+    e = got.explain(wrapped, x[:2], k=2, n_steps=4, influence=SupportVectorInfluence(wrapped, got))
+    e_ref = want.explain(inner, x[:2], k=2, n_steps=4)
+    torch.testing.assert_close(e.exact, e_ref.exact)
+    torch.testing.assert_close(e.feature_map, e_ref.feature_map)
+    dsv = DeepSupportVectors(n_per_class=1, steps=2, augmentation=None, progress=False).attribute(wrapped)
+    assert dsv.inputs.shape == (3, 4)
+    assert_same_snapshot(before, model_snapshot(wrapped))
