@@ -119,7 +119,9 @@ class DeepSupportVectors(SettingsMixin):
         data or, failing both, seeded noise): every loss gradient is orthogonal to those
         parameters (Euler's theorem), so stationarity cannot hold on them, and the default
         objective's terms there are zero up to rounding and the normalisation's ``eps``. On a
-        model without normalisation that is every parameter. ``None``: every parameter, the
+        model without normalisation that is every parameter. Where some parameters are frozen
+        (``requires_grad=False``) and others not, the frozen ones are left out too: they were
+        not trained, so no stationarity holds on them. ``None``: every parameter, the
         paper's scope (and :mod:`kktexplain.generate`'s default). A sequence: those
         parameters, e.g. only the last layers of a fine-tuned model. The resolved names are in
         ``settings["resolved_param_names"]`` (docs: "Defaults vs the paper").

@@ -90,6 +90,11 @@ class KKTReadiness:
         reproduces. A high cosine does not guarantee it (the residual left is
         ``relative_residual`` of ``theta*``). ``None`` when the model has no forward-mode
         derivative it could be computed with.
+    frozen_param_names : list of str
+        Parameters left out of the default measure because they are frozen
+        (``requires_grad=False``) beside trainable ones: they were not trained, so no KKT
+        point holds on them. Empty when every parameter is trainable, every one is frozen, or
+        ``param_names`` was given.
     """
 
     cosine: float
@@ -104,6 +109,7 @@ class KKTReadiness:
     invariant_param_names: list[str] = field(default_factory=list)
     max_cosine: float | None = 1.0
     argmax_agreement: float | None = None
+    frozen_param_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python copy (JSON-serialisable)."""
@@ -123,6 +129,7 @@ class KKTReadiness:
             "invariant_param_names": list(self.invariant_param_names),
             "max_cosine": self.max_cosine,
             "argmax_agreement": self.argmax_agreement,
+            "frozen_param_names": list(self.frozen_param_names),
         }
 
 
@@ -175,8 +182,10 @@ def kkt_readiness(
     labels : Tensor of shape (N,) or (N, C), optional
         Hard or soft labels, when ``data`` holds inputs only.
     param_names : list of str or "free", optional
-        The parameters to measure (e.g. the last layer's); all when omitted. ``"free"``: those
-        outside scale-invariant modules, as selection's default scope resolves it.
+        The parameters to measure (e.g. the last layer's); when omitted, all of them, or the
+        trainable ones where some are frozen (``requires_grad=False``). ``"free"``: those
+        outside scale-invariant modules (and not frozen), as selection's default scope
+        resolves it.
     reference : nn.Module, optional
         Measure the displacement ``theta* - theta_0`` from this module's parameters (the
         initialisation the model was trained from) instead of ``theta*``.
@@ -225,6 +234,12 @@ def kkt_readiness(
         from ._scope import resolve_param_names
 
         param_names, _ = resolve_param_names(model, "free", inputs, tuple(inputs.shape[1:]), 0)
+    frozen: list[str] = []
+    if param_names is None:  # the trainable parameters, where some are frozen (a fine-tuned head)
+        flags = {n: p.requires_grad for n, p in model.named_parameters()}
+        if any(flags.values()) and not all(flags.values()):
+            frozen = [n for n, f in flags.items() if not f]
+            param_names = [n for n, f in flags.items() if f]
     ones = torch.ones(len(inputs))
     chunks = -(-len(inputs) // chunk_size)
     bar = tqdm(total=2 * chunks, desc="readiness", disable=not progress, leave=False)
@@ -259,6 +274,11 @@ def kkt_readiness(
             + ("." if max_cosine is None else f"; no stationarity cosine here can exceed {max_cosine:.3f}.")
             + " DeepSupportVectors(param_names='free') measures stationarity on the others."
         )
+    if frozen:
+        message += (
+            f" {len(frozen)} frozen parameter tensors (requires_grad=False) are left out: they were "
+            "not trained, so no KKT point holds on them."
+        )
     return KKTReadiness(
         cosine=float(cosine),
         per_layer_cosine=per_layer,
@@ -272,6 +292,7 @@ def kkt_readiness(
         invariant_param_names=invariant,
         max_cosine=max_cosine,
         argmax_agreement=agreement,
+        frozen_param_names=frozen,
     )
 
 

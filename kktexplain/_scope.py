@@ -35,7 +35,8 @@ def resolve_param_names(
     param_names : sequence of str, "free" or None
         ``None``: every parameter. ``"free"``: every parameter outside the modules whose scale
         the logits ignore, found on ``data[:8]`` or, without data, on 8 standard-normal inputs
-        drawn with ``seed``.
+        drawn with ``seed``; where some parameters are frozen (``requires_grad=False``) and
+        others not, the frozen ones are left out too.
     data : Tensor of shape (N, *input_shape), optional
         Candidates or initialisation data (not read if its shape is another: that is reported
         by the data's own check).
@@ -49,7 +50,13 @@ def resolve_param_names(
     names : list of str or None
         ``None`` means every parameter.
     recorded : dict
-        For ``"free"``: ``resolved_param_names`` and ``invariant_param_names``; else empty.
+        For ``"free"``: ``resolved_param_names``, ``invariant_param_names`` and
+        ``frozen_param_names``; else empty.
+
+    Raises
+    ------
+    ValueError
+        ``"free"`` where every trainable parameter is scale-invariant.
 
     Warns
     -----
@@ -68,7 +75,24 @@ def resolve_param_names(
     )
     invariance = scale_invariant_modules(model, probe, additional_forward_args=additional_forward_args)
     names = invariance.free_param_names
-    recorded = {"resolved_param_names": names, "invariant_param_names": invariance.param_names}
+    # frozen parameters (requires_grad=False beside trainable ones, e.g. a fine-tuned head on a
+    # frozen backbone) were not trained, so no stationarity condition holds on them; a model
+    # with every parameter frozen (frozen for inference) keeps them all
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    frozen = []
+    if trainable and len(trainable) < sum(1 for _ in model.parameters()):
+        frozen = [n for n in names if n not in trainable]
+        names = [n for n in names if n in trainable]
+    recorded = {
+        "resolved_param_names": names,
+        "invariant_param_names": invariance.param_names,
+        "frozen_param_names": frozen,
+    }
+    if not names and frozen:
+        raise ValueError(
+            f"param_names='free' leaves no parameter: the trainable ones {sorted(trainable)} are all "
+            "scale-invariant; pass param_names= explicitly"
+        )
     if not names:
         warnings.warn(
             "param_names='free' leaves no parameter: the logits ignore the scale of every module, so "

@@ -129,3 +129,47 @@ def test_data_parallel_wrapper_is_the_module_inside():
     dsv = DeepSupportVectors(n_per_class=1, steps=2, augmentation=None, progress=False).attribute(wrapped)
     assert dsv.inputs.shape == (3, 4)
     assert_same_snapshot(before, model_snapshot(wrapped))
+
+
+def _frozen_backbone():
+    """A head trained with SGD and weight decay on a frozen random backbone, near stationarity."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    for p in [*model[0].parameters(), *model[2].parameters()]:
+        p.requires_grad_(False)
+    x = torch.randn(60, 5, dtype=torch.float64)
+    y = (x[:, :3]).argmax(1)
+    opt = torch.optim.SGD(model[4].parameters(), lr=0.5, weight_decay=1e-2)
+    for _ in range(1500):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    for p in model.parameters():
+        p.grad = None
+    return model, x, y
+
+
+def test_frozen_parameters_leave_the_default_scope():
+    """Frozen layers were not trained: 'free' (and readiness's default) measure the trainable
+    head, where weight-decay training is at a KKT point (stress test 6: cosine 0.16, 'far')."""
+    from kktexplain import kkt_readiness
+
+    model, x, y = _frozen_backbone()
+    before = model_snapshot(model)
+    sel = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    assert sel.settings["resolved_param_names"] == ["4.weight", "4.bias"]
+    assert sel.settings["frozen_param_names"] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert sel.kkt.stationarity["cosine"] > 0.999
+    ready = kkt_readiness(model, (x, y))
+    assert ready.param_names == ["4.weight", "4.bias"] and ready.verdict == "near"
+    assert ready.frozen_param_names == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert "frozen" in ready.message
+    every = kkt_readiness(
+        model, (x, y), param_names=["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+    )
+    assert every.cosine < 0.5 and every.frozen_param_names == []
+    assert_same_snapshot(before, model_snapshot(model))
+    # a model frozen as a whole (for inference) keeps every parameter
+    model.requires_grad_(False)
+    sel = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    assert len(sel.settings["resolved_param_names"]) == 6 and sel.settings["frozen_param_names"] == []
