@@ -18,9 +18,11 @@ from ._data import prepare_data
 from ._initial import initial_inputs
 from ._model_info import (
     as_forward_args,
+    cast_inputs,
     check_token_ids,
     computable_model,
     infer_num_classes,
+    input_dtype,
     model_device,
     model_dtype,
     resolve_input_shape,
@@ -29,7 +31,7 @@ from ._model_info import (
 from ._model_state import eval_mode
 from ._params import SettingsMixin
 from ._result import DSVResult
-from ._scope import resolve_param_names
+from ._scope import check_scope_used, resolve_param_names
 from ._select import select
 from ._settings_check import check_settings, normalized_settings
 from ._synthesis import SynthesisConfig, synthesise
@@ -414,6 +416,9 @@ class DeepSupportVectors(SettingsMixin):
             names, scope = resolve_param_names(model, est.param_names, data, shape, est.seed, args)
             inferred.update(scope)
             fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
+            probe = data[:2] if data is not None else torch.zeros(2, *shape, dtype=input_dtype(model))
+            explicit = not isinstance(est.param_names, str | None)
+            check_scope_used(fmodel, cast_inputs(probe, device, dtype), explicit)
             inferred.update(
                 input_shape=list(shape), num_classes=num_classes, displacement=reference is not None
             )

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ._data import as_data
 from ._model_info import cast_inputs, computable_model, infer_num_classes, model_dtype, token_layer
 from ._model_state import eval_mode
+from ._scope import check_scope_used
 from ._validation import check_labels, check_model, check_positive
 from .kkt import FunctionalModel, cross_entropy
 from .kkt._grads import parameter_jvp
@@ -228,6 +229,7 @@ def kkt_readiness(
     with eval_mode(model):
         num_classes = infer_num_classes(model, tuple(inputs.shape[1:]))
     labels = check_labels(labels, num_classes, len(inputs))
+    named = param_names is not None and not isinstance(param_names, str)  # the user's own list
     if isinstance(param_names, str):
         if param_names != "free":
             raise ValueError(f"param_names must be a list of names, 'free' or None, got {param_names!r}")
@@ -245,6 +247,9 @@ def kkt_readiness(
     bar = tqdm(total=2 * chunks, desc="readiness", disable=not progress, leave=False)
     with eval_mode(model):
         fmodel = FunctionalModel(model, param_names, reference=reference)
+        if named:
+            p = next(iter(fmodel.theta.values()))
+            check_scope_used(fmodel, cast_inputs(inputs[:2], p.device, p.dtype), True)
         # the stationarity residuals of every sample at lambda = 1: g = -sum_i grad L_i
         grad_sum, logits = stationarity_sum(fmodel, inputs, labels, ones, cross_entropy, chunk_size, bar=bar)
         res = residuals_from_sum(fmodel, inputs, labels, ones, grad_sum, logits)

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .kkt import scale_invariant_modules
 
-__all__ = ["recorded_param_names", "resolve_param_names"]
+__all__ = ["check_scope_used", "recorded_param_names", "resolve_param_names"]
 
 # Samples the scale-invariance probe reads: invariance is structural, so a few do, and the probe's
 # cost (one jvp per module) grows with them.
@@ -130,3 +130,39 @@ def recorded_param_names(settings: Mapping[str, Any]) -> list[str] | None:
             "(settings['resolved_param_names']); pass param_names= explicitly"
         )
     return None if names is None else list(names)
+
+
+def check_scope_used(fmodel: Any, probe: Tensor, explicit: bool) -> None:
+    """Refuse a scope whose parameters the forward pass never reaches.
+
+    One forward and backward on ``probe`` (two inputs suffice: use is structural). Their
+    gradients would be identically zero, so no multipliers rebuild them and stationarity
+    cannot hold there.
+
+    Parameters
+    ----------
+    fmodel : FunctionalModel
+    probe : Tensor of shape (n, *input_shape)
+        A few valid inputs on the model's device.
+    explicit : bool
+        Whether the user named the parameters: then any unused one is refused; otherwise
+        (every parameter) only a scope that the logits do not reach at all.
+
+    Raises
+    ------
+    ValueError
+        Naming the unused parameters.
+    """
+    theta = {k: v.detach().requires_grad_(True) for k, v in fmodel.theta.items()}
+    with torch.enable_grad():
+        out = fmodel(probe, theta)
+        if out.requires_grad:
+            grads = torch.autograd.grad(out.sum(), list(theta.values()), allow_unused=True)
+        else:
+            grads = [None] * len(theta)
+    unused = [k for k, g in zip(theta, grads) if g is None]
+    if unused and (explicit or len(unused) == len(theta)):
+        raise ValueError(
+            f"param_names: {unused[:5]} do not affect the logits (the forward pass never uses "
+            "them), so no stationarity condition can hold on them; leave them out of param_names"
+        )

@@ -173,3 +173,40 @@ def test_frozen_parameters_leave_the_default_scope():
     model.requires_grad_(False)
     sel = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
     assert len(sel.settings["resolved_param_names"]) == 6 and sel.settings["frozen_param_names"] == []
+
+
+class _WithUnused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(4, 3)
+        self.aux = nn.Linear(4, 4)  # e.g. an auxiliary head the forward skips
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_a_scope_the_forward_never_uses_is_refused_by_name():
+    """Stress test 6: torch's 'inputs argument to grad() cannot be empty' (or 'does not require
+    grad') came out of selection, synthesis and the expansion."""
+    from kktexplain import kkt_readiness
+    from kktexplain.attr import SupportVectorInfluence
+
+    torch.manual_seed(0)
+    model = _WithUnused()
+    x, y = torch.randn(20, 4), torch.arange(20) % 3
+    for kw in ({}, {"multipliers": "equal"}):
+        with pytest.raises(ValueError, match=r"\['aux.weight'\] do not affect the logits"):
+            DeepSupportVectors(param_names=["aux.weight"], progress=False, **kw).attribute(
+                model, candidates=x, labels=y
+            )
+    with pytest.raises(ValueError, match="aux.bias"):  # one unused name among used ones
+        DeepSupportVectors(param_names=["used.weight", "aux.bias"], n_per_class=1, steps=1).attribute(model)
+    with pytest.raises(ValueError, match="do not affect the logits"):
+        kkt_readiness(model, (x, y), param_names=["aux.weight"])
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)  # 'free'
+    assert "aux.weight" not in sel.settings["resolved_param_names"]
+    with pytest.raises(ValueError, match="do not affect the logits"):
+        SupportVectorInfluence(model, sel, param_names=["aux.weight"])
+    # every parameter (the paper's scope) still runs: the unused ones' gradients are zero
+    every = DeepSupportVectors(param_names=None, progress=False).attribute(model, candidates=x, labels=y)
+    assert bool(torch.isfinite(every.lambdas).all())

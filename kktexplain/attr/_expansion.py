@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .._model_info import as_forward_args, cast_inputs
 from .._model_state import ModelFingerprint, eval_mode
-from .._scope import recorded_param_names, resolve_param_names
+from .._scope import check_scope_used, recorded_param_names, resolve_param_names
 from .._validation import check_model
 from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
 from ..kkt._collect import auto_sketch_dim
@@ -170,6 +170,7 @@ class SupportExpansion:
                 stacklevel=3,
             )
         self.args = as_forward_args(additional_forward_args)
+        named = param_names is not None and not isinstance(param_names, str)  # the user's own list
         if param_names is None:
             param_names = recorded_param_names(support.settings)
         elif isinstance(param_names, str) and param_names == "all":
@@ -195,6 +196,9 @@ class SupportExpansion:
             self.fmodel = FunctionalModel(
                 model, None if param_names is None else list(param_names), self.args, reference=reference
             )
+            if named:
+                p = next(iter(self.fmodel.theta.values()))
+                check_scope_used(self.fmodel, cast_inputs(support.inputs[:2], p.device, p.dtype), True)
         self.param_names = self.fmodel.names
         self.loss_fn = loss_fn if loss_fn is not None else _loss_from_settings(support.settings)
         # the selection's own gradient norms describe this expansion's gradients only when it
