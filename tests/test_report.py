@@ -368,3 +368,36 @@ def test_write_html_refuses_results_and_data_of_different_models(tmp_path):
         write_html(tmp_path / "c.html", selection=sel, model=image, test_data=(x, y))
     with pytest.raises(ValueError, match="test_data inputs holds NaN"):
         write_html(tmp_path / "d.html", syn, model=flat, test_data=(torch.full_like(x, float("nan")), y))
+
+
+def test_zero_equal_multiplier_ranks_by_loss_and_says_so(tmp_path):
+    """A model whose parameters point along +sum grad L (one step of gradient ascent from zero)
+    has equal multiplier c = 0: every self-influence is 0, so the mislabel section ranks by the
+    loss and says why (stress test 6: samples 0-9 in index order, presented as a ranking);
+    the identical-class test reports no number for ours."""
+    from kktexplain.attr._evaluate import evaluate_identical_class
+    from kktexplain.kkt import cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 4, generator=gen), torch.arange(30) % 3
+    model = torch.nn.Linear(4, 3)
+    torch.nn.init.zeros_(model.weight), torch.nn.init.zeros_(model.bias)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p += 0.5 * p.grad  # ascent: theta = +0.5 mean grad L
+            p.grad = None
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    out = write_html(tmp_path / "r.html", selection=sel, model=model, readiness=False, n_mislabels=5)
+    page = out.read_text(encoding="utf-8")
+    assert "ranked by the per-sample loss: the equal multiplier is c = 0" in page
+    loss = cross_entropy(model(x).detach().double(), y)
+    top = torch.argsort(loss, descending=True)[:5].tolist()
+    table = page[page.index("<th>rank</th>") :]
+    rows = [int(r.split("</td><td>")[1]) for r in table.split("<tr><td>")[1:6]]
+    assert rows == top
+    equal = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
+    assert float(equal.lambdas.max()) == 0.0
+    with pytest.warns(UserWarning, match="every λ"):
+        res = evaluate_identical_class(model, equal, x[:6], batch_size=4, compare_tracin=False)
+    assert res["ours"]["identical_class"] is None and "no proponent" in res["ours"]["skipped"]

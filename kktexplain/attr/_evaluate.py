@@ -174,23 +174,33 @@ def evaluate_identical_class(
     dict
         ``ours``, ``representer`` (Yeh et al. 2018 on the model's last layer, without their
         L2 refit), ``grad_cosine`` (cosine of last-layer loss gradients) and ``tracin``: each
-        with ``identical_class`` and ``seconds``.
+        with ``identical_class`` and ``seconds``. Where every λ of ``support`` is 0, ``ours``
+        holds ``identical_class=None`` and the reason under ``skipped``.
     """
     svi = influence or SupportVectorInfluence(model, support, chunk_size=batch_size)
     labels = support.hard_labels
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
     pred = svi.expansion.logits(test_inputs).argmax(1).cpu()
-    top = torch.cat(
-        [
-            svi.influence((test_inputs[i : i + batch_size], pred[i : i + batch_size]), k=1).indices[:, 0]
-            for i in range(0, len(test_inputs), batch_size)
-        ]
-    )
-    out["ours"] = {
-        "identical_class": float((labels[top] == pred).double().mean()),
-        "seconds": time.perf_counter() - start,
-    }
+    if not bool((support.lambdas > 0).any()):
+        # every influence is 0: a "top proponent" would be the tie-break's, not the model's
+        out["ours"] = {
+            "identical_class": None,
+            "skipped": "every λ of the support set is 0 (with equal multipliers: c = 0, the model "
+            "is far from a stationary point of weight-decay training), so every influence is 0 "
+            "and no proponent ranks first",
+        }
+    else:
+        top = torch.cat(
+            [
+                svi.influence((test_inputs[i : i + batch_size], pred[i : i + batch_size]), k=1).indices[:, 0]
+                for i in range(0, len(test_inputs), batch_size)
+            ]
+        )
+        out["ours"] = {
+            "identical_class": float((labels[top] == pred).double().mean()),
+            "seconds": time.perf_counter() - start,
+        }
     if any(isinstance(m, nn.Linear) for m in model.modules()):
         out.update(
             last_layer_top1(

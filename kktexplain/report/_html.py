@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -312,9 +313,12 @@ def write_html(
         )
         if model is not None:
             from ..attr import SupportVectorInfluence, equal_multipliers
+            from ..kkt import cross_entropy
 
             equal = equal_multipliers(model, selection, progress=progress)
-            svi = SupportVectorInfluence(model, equal, progress=progress)
+            with warnings.catch_warnings():  # c = 0 is said in the section itself
+                warnings.filterwarnings("ignore", message="every λ of the support set is 0")
+                svi = SupportVectorInfluence(model, equal, progress=progress)
             scores = svi.self_influence()
             how = (
                 "ranked by self-influence c‖∇θL_j‖² with equal multipliers, the KKT value of "
@@ -322,6 +326,16 @@ def write_html(
                 "the fitted λ is a sparse vertex that ranks mislabels poorly (docs: Explaining a decision)"
             )
             name = "self-influence"
+            if not bool((scores > 0).any()):  # c = 0: every self-influence is 0, no ranking
+                logits = svi.expansion.logits(selection.inputs).cpu().double()
+                labels = selection.labels.double() if selection.labels.ndim == 2 else selection.labels.long()
+                scores = cross_entropy(logits, labels)
+                how = (
+                    "ranked by the per-sample loss: the equal multiplier is c = 0 (the model is far "
+                    "from a stationary point of weight-decay training, see the readiness section), so "
+                    "every self-influence is 0 and ranks nothing"
+                )
+                name = "loss"
         else:
             scores, name = None, "λ"
             how = "ranked by λ (no model given; pass one to rank by self-influence)"
