@@ -272,3 +272,32 @@ def test_contributions_are_the_same_whatever_the_chunk_size(setup):
             rtol=1e-6,
             atol=1e-7,
         )
+
+
+def test_numpy_integers_for_k_and_index_and_a_bool_for_proponents():
+    """Stress test 6: np.int64 k / index were refused while numpy targets were accepted, and a
+    non-bool proponents reached torch.topk's own TypeError."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    x, y = torch.randn(20, 4), torch.arange(20) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    svi = SupportVectorInfluence(model, sel)
+    got = svi.influence(x[:2], k=np.int64(3))
+    want = svi.influence(x[:2], k=3)
+    assert torch.equal(got.indices, want.indices)
+    assert torch.equal(
+        svi.influence(x[:2], k=2, proponents=np.bool_(False)).indices,
+        svi.influence(x[:2], k=2, proponents=False).indices,
+    )
+    for bad in (None, "no", 1):
+        with pytest.raises(TypeError, match="proponents must be a bool"):
+            svi.influence(x[:2], k=2, proponents=bad)
+    e = sel.explain(model, x[:3], k=np.int64(2), maps="none")
+    assert e.supporting_indices.shape == (3, 2)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = e.plot(index=np.int64(1))
+    plt.close(ax.figure)

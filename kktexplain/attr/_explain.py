@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import torch
@@ -70,14 +71,14 @@ def explain(
     """
     if maps not in ("all", "total", "none"):
         raise ValueError(f"maps must be 'all', 'total' or 'none', got {maps!r}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     shape = tuple(support.inputs.shape[1:])
     if isinstance(inputs, Tensor) and tuple(inputs.shape) == shape:
         inputs = inputs[None]  # one input is welcome here
     inputs = check_query_inputs(inputs, support)  # a tensor of that shape, finite, detached
     check_token_ids(model, "inputs", inputs)
-    k = min(k, len(support))
+    k = min(int(k), len(support))
     if influence is not None:
         _check_influence(influence, model, support)
     svi = influence or SupportVectorInfluence(

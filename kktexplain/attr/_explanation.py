@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +79,13 @@ class Explanation:
         return self.class_names[c] if self.class_names else str(c)
 
     def _check_index(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, int) or not -len(self) <= index < len(self):
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, numbers.Integral)
+            or not -len(self) <= index < len(self)
+        ):
             raise ValueError(f"index must be an int in [0, {len(self)}), got {index!r}")
-        return index % len(self)
+        return int(index) % len(self)
 
     def plot(self, index: int = 0, ax: Any = None) -> Any:
         """Bar chart of the top supporting (green) and opposing (red) contributions.

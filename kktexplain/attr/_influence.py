@@ -332,8 +332,11 @@ class SupportVectorInfluence(DataInfluence):
             ``λ = 0`` included (their contributions are zero). With ``k``: ``indices`` (rows
             of the result) and ``influence_scores``, both ``(n_test, k)``.
         """
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
             raise ValueError(f"k must be a positive int or None, got {k!r}")
+        if not isinstance(proponents, bool | np.bool_):
+            raise TypeError(f"proponents must be a bool, got {proponents!r}")
+        k = None if k is None else int(k)
         if k is not None and k > len(self.train_dataset):
             raise ValueError(
                 f"k must be at most the number of rows of the result, {len(self.train_dataset)} "
@@ -344,7 +347,7 @@ class SupportVectorInfluence(DataInfluence):
         scores = self.expansion.contributions(x, target)
         if k is None:
             return scores
-        values, indices = torch.topk(scores, k, dim=1, largest=proponents)
+        values, indices = torch.topk(scores, k, dim=1, largest=bool(proponents))
         return KMostInfluentialResults(indices, values)
 
     @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
