@@ -51,8 +51,8 @@ def check_positive(name: str, value: object, integer: bool = False, allow_zero: 
 
 
 def check_model(model: object) -> nn.Module:
-    """The model to compute with: ``model`` itself, the module inside ``nn.DataParallel`` or
-    ``DistributedDataParallel``, or a TorchScript module held in a
+    """The model to compute with: ``model`` itself, the module inside ``nn.DataParallel``,
+    ``DistributedDataParallel`` or ``torch.compile``'s wrapper, or a TorchScript module held in a
     :class:`~kktexplain._model_info.ScriptedModel` (its parameter names get the prefix
     ``scripted.``), because ``torch.func.functional_call`` refuses a ``ScriptModule``.
 
@@ -70,6 +70,10 @@ def check_model(model: object) -> nn.Module:
         # the wrapped module, same parameters (without the wrapper's "module." prefix): the
         # wrapper only spreads batches over devices, and the functional calls refuse it
         model = model.module
+    if type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        # torch.compile's wrapper: the same parameters under "_orig_mod."; the original module
+        # keeps the names of results computed without compile, and needs no recompilation
+        model = model._orig_mod
     if next(model.parameters(), None) is None:
         raise ValueError("model must have parameters: stationarity is a condition on them")
     meta = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]

@@ -210,3 +210,18 @@ def test_a_scope_the_forward_never_uses_is_refused_by_name():
     # every parameter (the paper's scope) still runs: the unused ones' gradients are zero
     every = DeepSupportVectors(param_names=None, progress=False).attribute(model, candidates=x, labels=y)
     assert bool(torch.isfinite(every.lambdas).all())
+
+
+def test_compiled_model_is_the_module_inside():
+    """torch.compile's wrapper names every parameter '_orig_mod.*': results of the plain model
+    were refused by the compiled one (stress test 6). It is read as the original module."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    compiled = torch.compile(plain)
+    x, y = torch.randn(20, 4), torch.arange(20) % 3
+    got = DeepSupportVectors(progress=False).attribute(compiled, candidates=x, labels=y)
+    want = DeepSupportVectors(progress=False).attribute(plain, candidates=x, labels=y)
+    assert got.settings["resolved_param_names"] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    torch.testing.assert_close(got.lambdas, want.lambdas)
+    e, e_ref = want.explain(compiled, x[:2], k=2, maps="none"), want.explain(plain, x[:2], k=2, maps="none")
+    torch.testing.assert_close(e.exact, e_ref.exact)
