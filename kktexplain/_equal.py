@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ._errors import NonFiniteError
 from .kkt import FunctionalModel
 from .kkt._collect import _factored_chunks
-from .kkt._grads import linear_factored
+from .kkt._grads import CHUNK_ENTRIES, linear_factored
 from .kkt._residuals import KKTResiduals, residuals_from_sum, stationarity_sum
 
 __all__ = ["equal_multiplier"]
@@ -86,9 +86,6 @@ def equal_multiplier(
     return c, kkt
 
 
-_FACTORED_ENTRIES = 2**26  # 256 MiB of float32 per chunk of per-sample gradients
-
-
 def _factored_sum(
     fmodel: FunctionalModel, inputs: Tensor, labels: Tensor, loss_fn: Any, chunk_size: int, bar: Any
 ) -> tuple[dict[str, Tensor], Tensor, Tensor] | None:
@@ -100,9 +97,9 @@ def _factored_sum(
     ``tqdm``) is given the number of chunks and advanced by one per chunk.
     """
     factored = linear_factored(fmodel)
-    # the rows of a chunk are formed, (rows, P): bounded to _FACTORED_ENTRIES, and not worth it
+    # the rows of a chunk are formed, (rows, P): bounded to CHUNK_ENTRIES, and not worth it
     # (the summed backward forms none) when that leaves fewer than 16 rows per forward
-    rows = min(chunk_size, _FACTORED_ENTRIES // max(fmodel.num_params, 1))
+    rows = min(chunk_size, CHUNK_ENTRIES // max(fmodel.num_params, 1))
     if factored is None or rows < 16:
         return None
     total, logits, sq = None, [], []

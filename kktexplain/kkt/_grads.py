@@ -18,6 +18,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .._model_state import backward_hooks_suspended
 from ._conditions import cross_entropy
 
+# Gradient entries formed at once before a projection (256 MiB of float32)
+CHUNK_ENTRIES = 2**26
+
 __all__ = [
     "FunctionalModel",
     "call_functional",
@@ -279,7 +282,9 @@ def iter_per_sample_grads(
     loss_fn : callable, default=cross_entropy
     projection : callable, optional
         Maps ``(chunk, P)`` to ``(chunk, K)``, e.g. a :class:`CountSketch` (a
-        Johnson-Lindenstrauss projection), applied to every chunk.
+        Johnson-Lindenstrauss projection), applied to every chunk. The rows are then formed
+        and projected in parts of at most ``CHUNK_ENTRIES`` (2**26) gradient entries, so the
+        unprojected block stays within 256 MiB of float32 whatever ``chunk_size``.
 
     Yields
     ------
@@ -292,19 +297,34 @@ def iter_per_sample_grads(
     # floating inputs in the parameters' dtype, a chunk at a time (float32 data, float64 model)
     dtype = first.dtype if inputs.is_floating_point() else inputs.dtype
     factored = linear_factored(fmodel)
-    for start in range(0, inputs.shape[0], chunk_size):
-        rows = slice(start, min(start + chunk_size, inputs.shape[0]))
-        x, y = inputs[rows].to(device, dtype), labels[rows].to(device)
-        flat = None
+
+    def flat_grads(x: Tensor, y: Tensor) -> Tensor:
+        nonlocal factored
         if factored is not None:
             try:
-                flat = factored.per_sample_grads(fmodel, x, y, loss_fn)
+                return factored.per_sample_grads(fmodel, x, y, loss_fn)
             except ValueError:  # the layer is used in a way the factored path cannot see
                 factored = None
-        if flat is None:
-            g = per_sample_grads(fmodel, x, y, loss_fn)
-            flat = torch.cat([g[k].flatten(1) for k in fmodel.theta], dim=1)
-        yield rows, (flat if projection is None else projection(flat))
+        g = per_sample_grads(fmodel, x, y, loss_fn)
+        return torch.cat([g[k].flatten(1) for k in fmodel.theta], dim=1)
+
+    # a projected chunk is formed in parts of at most CHUNK_ENTRIES gradient entries: the full
+    # (chunk, P) block of a large model (256 x 4M parameters: 4 GiB) only lives to be sketched
+    part = (
+        chunk_size
+        if projection is None
+        else max(1, min(chunk_size, CHUNK_ENTRIES // max(fmodel.num_params, 1)))
+    )
+    for start in range(0, inputs.shape[0], chunk_size):
+        rows = slice(start, min(start + chunk_size, inputs.shape[0]))
+        if projection is None:
+            yield rows, flat_grads(inputs[rows].to(device, dtype), labels[rows].to(device))
+            continue
+        pieces = []
+        for lo in range(rows.start, rows.stop, part):
+            sub = slice(lo, min(lo + part, rows.stop))
+            pieces.append(projection(flat_grads(inputs[sub].to(device, dtype), labels[sub].to(device))))
+        yield rows, torch.cat(pieces)
 
 
 def linear_factored(fmodel: FunctionalModel):
