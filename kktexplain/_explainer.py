@@ -416,7 +416,8 @@ class DeepSupportVectors(SettingsMixin):
             names, scope = resolve_param_names(model, est.param_names, data, shape, est.seed, args)
             inferred.update(scope)
             fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
-            probe = data[:2] if data is not None else torch.zeros(2, *shape, dtype=input_dtype(model))
+            fits = data is not None and tuple(data.shape[1:]) == tuple(shape)  # else reported later
+            probe = data[:2] if fits else torch.zeros(2, *shape, dtype=input_dtype(model))
             explicit = not isinstance(est.param_names, str | None)
             check_scope_used(fmodel, cast_inputs(probe, device, dtype), explicit)
             inferred.update(
