@@ -11,7 +11,7 @@ __all__ = ["NonFiniteError"]
 
 
 class NonFiniteError(FloatingPointError):
-    """A NaN or inf stopped synthesis.
+    """A NaN or inf stopped synthesis (or selection, or a training run: ``stage``).
 
     Attributes
     ----------
@@ -25,10 +25,17 @@ class NonFiniteError(FloatingPointError):
     """
 
     def __init__(
-        self, step: int, term: str, result: DSVResult | None = None, stage: str = "synthesis"
+        self,
+        step: int,
+        term: str,
+        result: DSVResult | None = None,
+        stage: str = "synthesis",
+        hint: str | None = None,
     ) -> None:
         tail = (
-            f"the error's .result holds the state after the last good step ({step} steps done)"
+            hint
+            if hint is not None
+            else f"the error's .result holds the state after the last good step ({step} steps done)"
             if stage == "synthesis"
             else "check the model's parameters and the inputs for NaN or inf"
         )

@@ -213,3 +213,19 @@ def test_evaluate_refuses_non_finite_data_and_labels_that_do_not_fit(teacher):
         evaluate(data, (x, y), protocol=FAST, seeds=[0], device="foo", progress=False)
     with pytest.raises(TypeError, match="progress must be a bool"):
         evaluate(data, (x, y), protocol=FAST, seeds=[0], progress="no")
+
+
+def test_a_collapsed_or_diverged_student_is_reported():
+    """Stress test 7: inputs of scale 1e4 trained a student to one constant class (or to NaN
+    weights), and its accuracy, that class's share, came back as a score without a word."""
+    from kktexplain import NonFiniteError
+    from kktexplain.distill import StudentProtocol, evaluate
+    from kktexplain.models import MLP, train_classifier
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 13, generator=gen) * 1e4, torch.arange(200) % 3
+    with pytest.warns(UserWarning, match="predicts one class for every test input"):
+        evaluate((x, y), (x, y), seeds=(0,), protocol=StudentProtocol(epochs=30), progress=False)
+    torch.manual_seed(0)
+    with pytest.raises(NonFiniteError, match="training loss.*standardise the inputs"):
+        train_classifier(MLP((13,), 3), (x * 1e30, y), epochs=2, lr=1e30, optimizer="sgd", progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, NamedTuple
@@ -16,7 +17,7 @@ from .._data import as_data
 from .._model_state import eval_mode
 from .._validation import check_choice, check_device, check_finite, check_positive, to_python
 from ..kkt import Augmentation
-from ..models import MLP, ConvNet, accuracy, train_classifier
+from ..models import MLP, ConvNet, accuracy, predict, train_classifier
 from ._dataset import DistilledSet
 
 __all__ = ["StudentProtocol", "DistillEvaluation", "evaluate"]
@@ -286,6 +287,15 @@ def evaluate(
             progress=False,
         )
         accs.append(accuracy(student, (tx.to(device), ty.to(device))))
+        if int(num_classes) > 1 and predict(student, tx[:512].to(device)).argmax(1).unique().numel() == 1:
+            warnings.warn(
+                f"the student of seed {seed} predicts one class for every test input (its accuracy "
+                f"{accs[-1]:.3f} is that class's share): its training collapsed, as it does on "
+                f"inputs of a large scale (here up to {float(x.abs().max()):.3g}); standardise the "
+                "inputs or lower the protocol's lr",
+                UserWarning,
+                stacklevel=2,
+            )
     return DistillEvaluation(
         mean=statistics.mean(accs),
         std=statistics.stdev(accs) if len(accs) > 1 else 0.0,

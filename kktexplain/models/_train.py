@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from .._errors import NonFiniteError
 from .._model_state import eval_mode
 
 __all__ = ["train_classifier", "accuracy", "predict"]
@@ -77,6 +79,12 @@ def train_classifier(
     -------
     list of float
         Mean training loss of each epoch.
+
+    Raises
+    ------
+    NonFiniteError
+        When an epoch's loss is NaN or inf (a diverged optimisation; the model is left with the
+        non-finite parameters it reached, in eval mode).
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
@@ -111,6 +119,15 @@ def train_classifier(
             total += loss.item() * len(x)
             count += len(x)
         losses.append(total / count)
+        if not math.isfinite(losses[-1]):
+            model.eval()
+            raise NonFiniteError(
+                epoch,
+                "training loss",
+                stage="training",
+                hint="the optimisation diverged (a learning rate too large for the inputs' scale): "
+                "standardise the inputs (zero mean, unit variance per feature) or lower lr",
+            )
         if on_epoch_end is not None:
             on_epoch_end(epoch, model, float(opt.param_groups[0]["lr"]))
     model.eval()
