@@ -167,8 +167,10 @@ def _npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     with np.load(path, allow_pickle=False) as z:
         x_key = next((k for k in ("x", "inputs", "X") if k in z), None)
         if x_key is None:
-            raise ValueError(f"--data {str(path)!r} must hold the inputs as 'x' (or 'inputs'), has {list(z)}")
-        y_key = next((k for k in ("y", "labels") if k in z), None)
+            raise ValueError(
+                f"--data {str(path)!r} must hold the inputs as 'x' (or 'inputs', 'X'), has {list(z)}"
+            )
+        y_key = next((k for k in ("y", "labels", "Y") if k in z), None)
         return z[x_key], (z[y_key] if y_key else None)
 
 

@@ -197,7 +197,9 @@ def _select_result(args: argparse.Namespace, progress: bool):
 
     model, (x, y) = _prepare(args)
     if y is None:
-        raise ValueError("select needs labels: --data with labels (y in the .npz, a dataset) or --labels")
+        raise ValueError(
+            "select needs labels: --data with labels (y, labels or Y in the .npz, a dataset) or --labels"
+        )
     explainer = DeepSupportVectors(
         objective=args.objective,
         lambda_max=args.lambda_max,

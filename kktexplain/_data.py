@@ -111,6 +111,15 @@ def as_data(data: Any, name: str, token_ids: bool = False) -> tuple[Tensor, Tens
                 _as_float_tensor(item[0], f"{name} (a Dataset; item {i})", token_ids)
                 for i, item in enumerate(items)
             ]
+            odd = next((i for i, t in enumerate(xs) if t.shape != xs[0].shape), None)
+            if odd is not None:
+                where = getattr(data, "samples", None)  # an ImageFolder names its files
+                what = f" ({where[odd][0]})" if isinstance(where, list) and len(where) > odd else ""
+                raise ValueError(
+                    f"{name} holds inputs of different shapes: item {odd}{what} has shape "
+                    f"{tuple(xs[odd].shape)}, item 0 {tuple(xs[0].shape)}; resize them to one shape "
+                    "(e.g. a torchvision Resize transform)"
+                )
             x = torch.stack(xs)
             if all(item[1] is not None for item in items):
                 y = torch.stack([_labels_tensor(item[1], name) for item in items])

@@ -161,6 +161,14 @@ def test_idx_and_image_folder_data(tmp_path):
     assert x.shape == (3, 3, 4, 4) and y.tolist() == [0, 0, 1]  # RGB, as ImageFolder reads
     x, _ = load_data(str(tmp_path / "folder"), grayscale=True)
     assert x.shape == (4, 1, 4, 4) and torch.allclose(x[0, 0], torch.from_numpy(images[0]) / 255.0)
+    # one image of another size: named, with its file (stress test 7: torch.stack's error)
+    Image.fromarray(np.zeros((5, 4), np.uint8)).save(tmp_path / "folder" / "dog" / "odd.png")
+    with pytest.raises(ValueError, match=r"different shapes: item 4 \(.*odd.png\) has shape \(3, 5, 4\)"):
+        load_data(str(tmp_path / "folder"))
+    # .npz keys in capitals
+    np.savez(tmp_path / "caps.npz", X=images.astype(np.float32), Y=labels)
+    x, y = load_data(str(tmp_path / "caps.npz"))
+    assert x.shape == (5, 4, 4) and y.tolist() == [0, 1, 2, 0, 1]
 
 
 def test_every_option_has_help_and_version_works():

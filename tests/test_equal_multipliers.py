@@ -199,7 +199,7 @@ def test_equal_selection_keeps_memory_bounded_by_falling_back_to_the_summed_pass
 
     model, x, y = problem
     fast = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
-    monkeypatch.setattr(equal_module, "_FACTORED_ENTRIES", 15 * 38)  # 38 parameters: 15 rows
+    monkeypatch.setattr(equal_module, "CHUNK_ENTRIES", 15 * 38)  # 38 parameters: 15 rows
     slow = DeepSupportVectors(multipliers="equal", progress=False).attribute(model, candidates=x, labels=y)
     assert fast.kkt.grad_sq_norm is not None and slow.kkt.grad_sq_norm is None
     torch.testing.assert_close(slow.lambdas, fast.lambdas, rtol=1e-12, atol=0)

@@ -135,6 +135,10 @@ def _dense_sketch(p, k, seed):
 
 @pytest.mark.parametrize("seed", [0, 5])
 def test_sketched_selection_is_nnls_on_one_shared_sketch(tiny64, rng, seed):
+    """One sketch for theta* and every gradient, solved by the working set to the sketch's
+    resolution 1/sqrt(K): no sample at 0 has a gradient of cosine above it with the residual."""
+    from kktexplain.kkt._nnls import projected_fista, working_set_nnls
+
     x = torch.randn(30, 3, generator=rng, dtype=torch.float64)
     y = torch.randint(3, (30,), generator=rng)
     sel = DeepSupportVectors(progress=False, projection_dim=8, seed=seed, chunk_size=11).attribute(
@@ -144,11 +148,18 @@ def test_sketched_selection_is_nnls_on_one_shared_sketch(tiny64, rng, seed):
     g = _literal_grads(tiny64, x, y)
     theta = torch.cat([p.detach().flatten() for p in tiny64.parameters()])
     s = _dense_sketch(theta.numel(), 8, seed)  # the same sketch for theta* and every gradient
-    ref, rnorm = nnls((g @ s).T.numpy(), -(theta @ s).numpy())
+    a, b, rtol = (g @ s).T, -(theta @ s), 1 / np.sqrt(8)
+    ref = working_set_nnls(a, b, start=projected_fista(a, b, None, max_iter=200)[0], rtol=rtol)[0].numpy()
     np.testing.assert_allclose(sel.lambdas.numpy(), ref, atol=1e-7)
-    assert sel.settings["solver"]["residual"] == pytest.approx(rnorm / (theta @ s).norm().item(), rel=1e-6)
+    lam = sel.lambdas.numpy()
+    r = a.numpy() @ lam - b.numpy()
+    cos = (a.numpy().T @ r) / (np.linalg.norm(a.numpy(), axis=0) * np.linalg.norm(r))
+    assert lam.min() >= 0 and cos[lam == 0].min() >= -rtol
+    np.testing.assert_allclose(cos[lam > 0], 0.0, atol=1e-8)  # exact on its own support
+    assert sel.settings["solver"]["residual"] == pytest.approx(np.linalg.norm(r) / b.norm().item(), rel=1e-6)
+    assert sel.settings["solver"]["residual"] >= nnls(a.numpy(), b.numpy())[1] / b.norm().item() - 1e-12
     # the residuals reported are the exact (unsketched) ones
-    exact = np.linalg.norm(g.T.numpy() @ ref + theta.numpy()) / theta.norm().item()
+    exact = np.linalg.norm(g.T.numpy() @ lam + theta.numpy()) / theta.norm().item()
     assert sel.kkt.stationarity["rel_l2"] == pytest.approx(exact, rel=1e-6)
 
 
@@ -220,10 +231,7 @@ def test_projected_fista_matches_bounded_least_squares(rng, upper):
         assert np.abs(free - ref).max() > 1e-3
 
 
-def test_large_unbounded_problems_use_the_working_set(rng, monkeypatch):
-    import kktexplain.kkt._selection as sel
-
-    monkeypatch.setattr(sel, "_DIRECT_NNLS_MAX", 100)
+def test_problems_with_fewer_coordinates_than_samples_use_the_working_set(rng):
     g = torch.randn(300, 40, generator=rng, dtype=torch.float64)  # 300 samples, 40 coordinates
     t = torch.randn(40, generator=rng, dtype=torch.float64)  # generic target: residual > 0
     lam, info = solve_multipliers(g, t)
@@ -655,7 +663,7 @@ def _grad_of(fmodel, x, y):
 
 
 def test_many_columns_are_solved_on_the_qr_factor_with_the_same_minimiser():
-    """N >= 200 columns and P > 2N rows: Lawson-Hanson on R (A = QR) gives scipy's full solution."""
+    """N >= 200 columns and P >= N rows: Lawson-Hanson on R (A = QR) gives scipy's full solution."""
     from kktexplain.kkt._selection import _QR_MIN_COLUMNS
 
     gen = torch.Generator().manual_seed(0)
@@ -666,7 +674,7 @@ def test_many_columns_are_solved_on_the_qr_factor_with_the_same_minimiser():
     )
     lam, info = solve_multipliers(grads, target)
     ref, rnorm = nnls(grads.T.numpy(), -target.numpy(), maxiter=50 * n)
-    assert info["solver"] == "nnls"
+    assert info["solver"] == "blocked_qr+nnls"
     torch.testing.assert_close(lam, torch.from_numpy(ref), rtol=1e-8, atol=1e-10)
     assert info["residual"] == pytest.approx(rnorm / float(target.norm()), rel=1e-9)
     assert 0 < int((lam > 0).sum()) < n  # a genuinely constrained problem

@@ -21,16 +21,17 @@ from ._rows import rows_any_nonzero
 
 __all__ = ["solve_multipliers"]
 
-# Below this many columns Lawson-Hanson on the full (P, N) problem is as fast as on its QR factor
+# Below this many columns Lawson-Hanson on the full (P, n) problem is as fast as on its QR factor
 # (N = 100, P = 7,850: 0.03 s either way; N = 300: 0.34 s against 0.22 s).
 _QR_MIN_COLUMNS = 200
-# Problems with at most this many entries (P x N) go to scipy's Lawson-Hanson NNLS directly.
+# Problems with at most this many entries (P x N) may be read whole: small ones go to Lawson-Hanson
+# directly, and a problem on disk is read into memory for the QR path only below it.
 _DIRECT_NNLS_MAX = 2e7
-# Larger problems with at most this many samples are reduced to their n x n triangular factor by
-# a QR over blocks of rows (2 P n^2 flops in BLAS-3, against 400 matrix-vector products of the
-# iterative path): the gradients of 32 / 64 samples of resnet18 (11.2 M parameters) solve in
-# 8.8 / 19.0 s instead of 43.5 / 134.1 s (benchmarks/nnls_blocked_qr_time.py).
-_BLOCKED_QR_MAX_COLUMNS = 512
+# The QR path (P >= n) takes at most this many samples: its factor R takes 8 n^2 bytes (512 MiB
+# here). With fewer coordinates than samples (P < n) the working set is faster: Lawson-Hanson's
+# active-set steps grow with n (K = 2,048, n = 9,700: 200 s against 20 s at the sketch's tolerance;
+# exact at 1e-5, 84 s), and the QR gives no smaller problem.
+_BLOCKED_QR_MAX_COLUMNS = 8192
 # Rows per block of that QR, times the number of columns (32 MiB of float64 per block).
 _BLOCKED_QR_ENTRIES = 4e6
 
@@ -166,14 +167,16 @@ def solve_multipliers(
     -----
     The solver depends on the problem:
 
-    * ``upper=None`` and ``P * N <= 2e7``: Lawson-Hanson NNLS (:func:`scipy.optimize.nnls`), exact.
-    * ``upper=None``, larger, with at most 512 samples (and more coordinates than twice that):
-      the same NNLS on the ``n x n`` triangular factor of a QR over blocks of rows, exact.
-    * ``upper=None``, larger: 200 FISTA iterations seed :func:`working_set_nnls`, which solves
-      exactly over a growing set of columns. The result is a basic solution with at most ``P``
-      non-zero multipliers. When ``N > P`` (e.g. 60,000 samples sketched to 2,048 dimensions)
-      and the fit is exact, many multipliers reach the same residual; the one returned is a
-      sparse vertex of that set, and the support size is then bounded by ``P``, not by the model.
+    * ``upper=None`` with at least as many coordinates as samples (``P >= n``, ``n <= 8192``):
+      Lawson-Hanson NNLS (:func:`scipy.optimize.nnls`), exact; from 200 samples (or ``P * n >
+      2e7``) on the ``n x n`` triangular factor of a QR over blocks of rows.
+    * ``upper=None`` otherwise (fewer coordinates than samples, e.g. 60,000 samples sketched to
+      2,048 dimensions): 200 FISTA iterations seed :func:`working_set_nnls`, which solves
+      exactly over a growing set of columns, to ``rtol``. The result is a basic solution with
+      at most ``P`` non-zero multipliers. When the fit is exact, many multipliers reach the same
+      residual; the one returned is a sparse vertex of that set, and the support size is then
+      bounded by ``P``, not by the model. The choice depends on the shape only, so neither the
+      time nor the answer jumps with the number of samples (docs/selection.md, "Solver").
     * ``upper`` given: :func:`working_set_bvls`, exact: scipy's bounded-variable least squares
       (:func:`scipy.optimize.lsq_linear`, BVLS) on a working set of samples, grown by the
       samples that violate optimality at either bound until none is left (BVLS on all samples
@@ -214,23 +217,24 @@ def solve_multipliers(
             "ridge": float(ridge),
             "ridge_center": center,
         }
-    elif upper is None and n * at.shape[0] <= _DIRECT_NNLS_MAX:
-        dense = _dense(at).double()
-        a_np, b_np = dense.numpy(), b
-        if n >= _QR_MIN_COLUMNS and dense.shape[0] > 2 * n:
-            # the same minimiser from the n x n triangular factor: ||A x - b||^2 =
-            # ||R x - Q^T b||^2 + const, and Lawson-Hanson's cost grows with the rows
-            # (N = 1,000, P = 7,850: 1.2 s against 6.8 s; benchmarks/nnls_qr_time.py). torch's
-            # QR, which keeps to torch's thread count: numpy's BLAS threads, oversubscribed
-            # beside a torch run, made the same QR up to 10x slower
-            q, r = torch.linalg.qr(dense)
-            a_np, b_np = r.numpy(), (q.T @ torch.from_numpy(b)).numpy()
+    elif (
+        upper is None
+        and at.shape[0] >= n
+        and n <= _BLOCKED_QR_MAX_COLUMNS
+        and (not on_disk or n * at.shape[0] <= _DIRECT_NNLS_MAX)
+    ):
+        # at least as many coordinates as samples: exact Lawson-Hanson, on the n x n triangular
+        # factor of a QR streamed over blocks of rows where the problem is not small
+        # (||A x - b||^2 = ||R x - Q^T b||^2 + const: the same minimiser, and Lawson-Hanson's cost
+        # grows with the rows). Faster than the working set wherever measured (P = 7,850,
+        # n = 4,000: 114 s against 224 s; P = 20,000, n = 2,000: 17 s against 80 s)
+        if n < _QR_MIN_COLUMNS and n * at.shape[0] <= _DIRECT_NNLS_MAX:
+            a_np, b_np, solver = _dense(at).double().numpy(), b, "nnls"
+        else:
+            a_np, b_np = _blocked_qr(_dense(at), b)
+            solver = "blocked_qr+nnls"
         lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
-        info = {"solver": "nnls", "status": 0}
-    elif upper is None and not on_disk and n <= _BLOCKED_QR_MAX_COLUMNS and at.shape[0] > 2 * n:
-        r_np, c_np = _blocked_qr(at.a, b)
-        lam, _ = nnls(r_np, c_np, maxiter=max_iter or max(50 * n, 1000))
-        info = {"solver": "blocked_qr+nnls", "status": 0}
+        info = {"solver": solver, "status": 0}
     elif upper is None:
         x0, iters = projected_fista(at, bt, None, max_iter=200)
         x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol, progress=progress)
