@@ -221,13 +221,17 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     with open(args.json, "w") as f:
         json.dump(rows, f, indent=2)
+
+    def num(value, spec: str) -> str:  # None: a field the row could not measure
+        return "n/a" if value is None else format(value, spec)
+
     for row in rows:
         print(
-            f"{row['dataset']:>24s} C={row['C']:<5g} F1={row['f1']:.4f} "
-            f"pearson={row['pearson']:.4f} stat={row['stationarity_residual']:.2e} "
-            f"margin_dev={row['margin_deviation']:.3f} "
-            f"synth_active={row['synth_active_fraction']:.2f} "
-            f"synth_stat={row['synth_stationarity_residual']:.3f}"
+            f"{row['dataset']:>24s} C={row['C']:<5g} F1={num(row['f1'], '.4f')} "
+            f"pearson={num(row['pearson'], '.4f')} stat={num(row['stationarity_residual'], '.2e')} "
+            f"margin_dev={num(row['margin_deviation'], '.3f')} "
+            f"synth_active={num(row['synth_active_fraction'], '.2f')} "
+            f"synth_stat={num(row['synth_stationarity_residual'], '.3f')}"
         )
     print(f"wrote {args.json}")
     return 0

@@ -311,3 +311,13 @@ def test_numpy_and_torch_scalars_are_a_valid_c_and_a_zero_w_is_named():
     for n_synthetic in (0, None):
         with pytest.raises(ValueError, match="found w = 0"):
             sanity_check(Xs, ys, n_synthetic=n_synthetic)
+    # every point twice, once per class: SVC's w is -4.4e-16, zero up to rounding (stress test 7)
+    Xd = np.repeat(np.random.default_rng(0).normal(size=(10, 2)), 2, 0)
+    with pytest.raises(ValueError, match="found w = 0"):
+        sanity_check(Xd, np.arange(20) % 2, n_synthetic=0)
+    # without synthesis, its fields are NaN in the result and None in the strict-JSON dict
+    import json
+
+    row = want.to_dict()
+    assert row["synth_stationarity_residual"] is None
+    json.dumps(row, allow_nan=False)

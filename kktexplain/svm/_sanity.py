@@ -111,9 +111,14 @@ class SanityResult:
     svc: SVC | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        """The scalar fields, JSON-serialisable."""
+        """The scalar fields, strict JSON: NaN and inf (e.g. the synthesis fields when
+        ``n_synthetic=0``) become ``None``."""
         skip = ("selection", "synthesis", "model", "svc")
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+        def plain(v):
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        return {k: plain(v) for k, v in asdict(self).items() if k not in skip}
 
 
 def _stationarity_residual(w: np.ndarray, lam: np.ndarray, ysign: np.ndarray, X: np.ndarray) -> float:
@@ -258,7 +263,9 @@ def sanity_check(
         warnings.simplefilter("always", ConvergenceWarning)
         svc = SVC(kernel="linear", C=C, tol=svc_tol, max_iter=svc_max_iter).fit(Xn, y01)
     converged = not any(issubclass(c.category, ConvergenceWarning) for c in caught)
-    if not np.any(svc.coef_):
+    # w = sum_i alpha_i y_i x_i: zero up to rounding when it is below 1e-9 of the terms' sizes
+    terms = float((np.abs(svc.dual_coef_) @ np.linalg.norm(svc.support_vectors_, axis=1)).sum())
+    if float(np.linalg.norm(svc.coef_)) <= 1e-9 * terms or not np.any(svc.coef_):
         raise ValueError(
             f"SVC(kernel='linear', C={C}) found w = 0: no linear function of X separates the two "
             "classes better than a constant, so there is no support set to recover; check X and "
