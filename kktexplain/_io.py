@@ -213,7 +213,8 @@ def read_npz(
     if not p.is_file():
         p = npz_path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"{name}: no such file: {str(path)!r} (nor {str(npz_path(path))!r})")
+        tried = "" if str(npz_path(path)) == str(path) else f" (nor {str(npz_path(path))!r})"
+        raise FileNotFoundError(f"{name}: no such file: {str(path)!r}{tried}")
     where = f"{name} {str(p)!r}"
     try:
         loaded = np.load(p, allow_pickle=False)

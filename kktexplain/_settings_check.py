@@ -107,6 +107,11 @@ def check_settings(est: DeepSupportVectors) -> tuple[KKTObjective, Augmentation 
         check_positive("lambda_max", est.lambda_max)
     if est.ridge is not None:
         check_positive("ridge", est.ridge)
+    if est.sketch != "count" and est.projection_dim is None:
+        raise ValueError(
+            f"sketch={est.sketch!r} sketches the gradients to projection_dim dimensions: set "
+            "projection_dim as well (without it the gradients are exact and no sketch is used)"
+        )
     if est.refit_dim is not None:
         check_positive("refit_dim", est.refit_dim, integer=True)
         if est.projection_dim is None:

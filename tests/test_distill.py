@@ -229,3 +229,22 @@ def test_a_collapsed_or_diverged_student_is_reported():
     torch.manual_seed(0)
     with pytest.raises(NonFiniteError, match="training loss.*standardise the inputs"):
         train_classifier(MLP((13,), 3), (x * 1e30, y), epochs=2, lr=1e30, optimizer="sgd", progress=False)
+
+
+def test_small_input_mistakes_are_named():
+    """Stress test 7: a teacher of other inputs failed deep in torch; sketch='kronecker' without
+    projection_dim was silently exact; a missing result file named its path twice."""
+    from kktexplain import DeepSupportVectors, DSVResult
+    from kktexplain.distill import add_soft_labels, random_real
+    from kktexplain.models import MLP
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 13, generator=gen), torch.arange(30) % 3
+    small = random_real((x, y), 2)
+    with pytest.raises(ValueError, match=r"does not take the set's inputs of shape \(13,\)"):
+        add_soft_labels(small, MLP((5,), 3))
+    with pytest.raises(ValueError, match="set projection_dim as well"):
+        DeepSupportVectors(sketch="kronecker").attribute(MLP((13,), 3), candidates=x, labels=y)
+    with pytest.raises(FileNotFoundError) as info:
+        DSVResult.load("missing.npz")
+    assert str(info.value).count("missing.npz") == 1

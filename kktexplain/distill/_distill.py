@@ -65,7 +65,13 @@ def _probabilities(model: nn.Module, x: Tensor, temperature: float, batch_size: 
     out = []
     with eval_mode(model):
         for start in range(0, len(x), batch_size):
-            logits = model(cast_inputs(x[start : start + batch_size], device, dtype)).float()
+            try:
+                logits = model(cast_inputs(x[start : start + batch_size], device, dtype)).float()
+            except RuntimeError as e:
+                raise ValueError(
+                    f"model does not take the set's inputs of shape {tuple(x.shape[1:])} (forward "
+                    f"failed: {e}): pass the model the set was distilled for"
+                ) from e
             out.append(torch.softmax(logits / temperature, dim=1).cpu())
     return torch.cat(out)
 
