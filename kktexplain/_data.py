@@ -39,6 +39,12 @@ def _as_float_tensor(x: Any, name: str, token_ids: bool = False) -> Tensor:
 
 
 def _labels_tensor(y: Any, name: str) -> Tensor:
+    if isinstance(y, np.ndarray) and y.dtype.kind in "USO":
+        raise ValueError(
+            f"{name}: labels must be class indices 0..C-1 (or soft labels), got values of dtype "
+            f"{y.dtype}; map them "
+            "first, e.g. classes, y = np.unique(y, return_inverse=True)"
+        )
     if isinstance(y, np.ndarray):
         y = torch.from_numpy(_writable(y))
     return y if isinstance(y, Tensor) else torch.as_tensor(y)

@@ -401,3 +401,27 @@ def test_zero_equal_multiplier_ranks_by_loss_and_says_so(tmp_path):
     with pytest.warns(UserWarning, match="every λ"):
         res = evaluate_identical_class(model, equal, x[:6], batch_size=4, compare_tracin=False)
     assert res["ours"]["identical_class"] is None and "no proponent" in res["ours"]["skipped"]
+
+
+def test_numpy_test_data_and_string_labels(tmp_path):
+    """Stress test 7: write_html refused numpy test data the other entry points take, and string
+    labels in an .npz reached torch's own conversion error."""
+    from kktexplain._cli_io import load_data
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 4, generator=gen), torch.arange(30) % 3
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    kw = dict(selection=sel, model=model, readiness=False, explain_inputs=None)
+    a = write_html(tmp_path / "a.html", test_data=(x, y), **kw).read_text(encoding="utf-8")
+    b = write_html(tmp_path / "b.html", test_data=(x.numpy(), y.numpy()), **kw).read_text(encoding="utf-8")
+    import re
+
+    def stamp(page):  # past the header's date, without plotly's random element ids
+        return re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "ID", page[page.index("Σλ") :])
+
+    assert "accuracy" in stamp(a) and stamp(a) == stamp(b)
+    np.savez(tmp_path / "s.npz", x=x.numpy(), y=np.array(["a", "b", "c"] * 10))
+    with pytest.raises(ValueError, match="labels must be class indices.*np.unique"):
+        load_data(str(tmp_path / "s.npz"))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from .._result import DSVResult
@@ -137,8 +138,8 @@ def write_html(
         Per-class accuracy in ``[0, 1]`` (``nan`` for a class without test samples: left out
         of the plot); computed from ``test_data`` when omitted.
     test_data : (Tensor of shape (n, *input_shape), Tensor of shape (n,)), optional
-        A labelled test set for the per-class accuracy (needs ``model``).
-    explain_inputs : Tensor of shape (m, *input_shape), optional
+        A labelled test set for the per-class accuracy (needs ``model``); numpy arrays too.
+    explain_inputs : Tensor or numpy array of shape (m, *input_shape), optional
         Test inputs whose decisions are explained by the selection (else the synthesis)
         with ``result.explain(model, explain_inputs, k=k, **explain_kwargs)``; needs ``model``.
     explanations : Explanation or sequence of Explanation, optional
@@ -183,6 +184,12 @@ def write_html(
 
     if synthesis is None and selection is None:
         raise ValueError("synthesis and selection are both None: pass at least one DSVResult")
+    if isinstance(test_data, tuple | list):  # numpy arrays, as the other entry points take them
+        test_data = tuple(
+            torch.from_numpy(np.asarray(t)) if isinstance(t, np.ndarray) else t for t in test_data
+        )
+    if isinstance(explain_inputs, np.ndarray):
+        explain_inputs = torch.from_numpy(np.asarray(explain_inputs))
     for name, res in (("synthesis", synthesis), ("selection", selection)):
         if res is not None and not isinstance(res, DSVResult):
             raise TypeError(f"{name} must be a DSVResult, got {type(res).__name__}")
