@@ -17,7 +17,7 @@ from .._data import as_data
 from .._model_state import eval_mode
 from .._validation import check_choice, check_device, check_finite, check_positive, to_python
 from ..kkt import Augmentation
-from ..models import MLP, ConvNet, accuracy, predict, train_classifier
+from ..models import MLP, ConvNet, predict, train_classifier
 from ._dataset import DistilledSet
 
 __all__ = ["StudentProtocol", "DistillEvaluation", "evaluate"]
@@ -286,8 +286,9 @@ def evaluate(
             device=device,
             progress=False,
         )
-        accs.append(accuracy(student, (tx.to(device), ty.to(device))))
-        if int(num_classes) > 1 and predict(student, tx[:512].to(device)).argmax(1).unique().numel() == 1:
+        preds = predict(student, tx.to(device)).argmax(1)
+        accs.append((preds == ty.cpu()).float().mean().item())  # as models.accuracy
+        if preds.unique().numel() == 1 and ty.unique().numel() > 1:
             warnings.warn(
                 f"the student of seed {seed} predicts one class for every test input (its accuracy "
                 f"{accs[-1]:.3f} is that class's share): its training collapsed, as it does on "
