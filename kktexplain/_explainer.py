@@ -18,7 +18,6 @@ from ._data import prepare_data
 from ._initial import initial_inputs
 from ._model_info import (
     as_forward_args,
-    cast_inputs,
     check_token_ids,
     computable_model,
     infer_num_classes,
@@ -417,9 +416,8 @@ class DeepSupportVectors(SettingsMixin):
             inferred.update(scope)
             fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
             fits = data is not None and tuple(data.shape[1:]) == tuple(shape)  # else reported later
-            probe = data[:2] if fits else torch.zeros(2, *shape, dtype=input_dtype(model))
-            explicit = not isinstance(est.param_names, str | None)
-            check_scope_used(fmodel, cast_inputs(probe, device, dtype), explicit)
+            probe = data if fits else torch.zeros(2, *shape, dtype=input_dtype(model))
+            check_scope_used(fmodel, probe, explicit=not isinstance(est.param_names, str | None))
             inferred.update(
                 input_shape=list(shape), num_classes=num_classes, displacement=reference is not None
             )

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ._data import as_data
 from ._model_info import cast_inputs, computable_model, infer_num_classes, model_dtype, token_layer
 from ._model_state import eval_mode
-from ._scope import check_scope_used
+from ._scope import check_scope_used, without_frozen
 from ._validation import check_labels, check_model, check_positive
 from .kkt import FunctionalModel, cross_entropy
 from .kkt._grads import parameter_jvp
@@ -238,18 +238,14 @@ def kkt_readiness(
         param_names, _ = resolve_param_names(model, "free", inputs, tuple(inputs.shape[1:]), 0)
     frozen: list[str] = []
     if param_names is None:  # the trainable parameters, where some are frozen (a fine-tuned head)
-        flags = {n: p.requires_grad for n, p in model.named_parameters()}
-        if any(flags.values()) and not all(flags.values()):
-            frozen = [n for n, f in flags.items() if not f]
-            param_names = [n for n, f in flags.items() if f]
+        param_names, frozen = without_frozen(model, None)
     ones = torch.ones(len(inputs))
     chunks = -(-len(inputs) // chunk_size)
     bar = tqdm(total=2 * chunks, desc="readiness", disable=not progress, leave=False)
     with eval_mode(model):
         fmodel = FunctionalModel(model, param_names, reference=reference)
         if named:
-            p = next(iter(fmodel.theta.values()))
-            check_scope_used(fmodel, cast_inputs(inputs[:2], p.device, p.dtype), True)
+            check_scope_used(fmodel, inputs, explicit=True)
         # the stationarity residuals of every sample at lambda = 1: g = -sum_i grad L_i
         grad_sum, logits = stationarity_sum(fmodel, inputs, labels, ones, cross_entropy, chunk_size, bar=bar)
         res = residuals_from_sum(fmodel, inputs, labels, ones, grad_sum, logits)

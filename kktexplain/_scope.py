@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .kkt import scale_invariant_modules
 
-__all__ = ["check_scope_used", "recorded_param_names", "resolve_param_names"]
+__all__ = ["check_scope_used", "recorded_param_names", "resolve_param_names", "without_frozen"]
 
 # Samples the scale-invariance probe reads: invariance is structural, so a few do, and the probe's
 # cost (one jvp per module) grows with them.
@@ -75,14 +75,7 @@ def resolve_param_names(
     )
     invariance = scale_invariant_modules(model, probe, additional_forward_args=additional_forward_args)
     names = invariance.free_param_names
-    # frozen parameters (requires_grad=False beside trainable ones, e.g. a fine-tuned head on a
-    # frozen backbone) were not trained, so no stationarity condition holds on them; a model
-    # with every parameter frozen (frozen for inference) keeps them all
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    frozen = []
-    if trainable and len(trainable) < sum(1 for _ in model.parameters()):
-        frozen = [n for n in names if n not in trainable]
-        names = [n for n in names if n in trainable]
+    names, frozen = without_frozen(model, names)
     recorded = {
         "resolved_param_names": names,
         "invariant_param_names": invariance.param_names,
@@ -90,8 +83,8 @@ def resolve_param_names(
     }
     if not names and frozen:
         raise ValueError(
-            f"param_names='free' leaves no parameter: the trainable ones {sorted(trainable)} are all "
-            "scale-invariant; pass param_names= explicitly"
+            "param_names='free' leaves no parameter: every trainable one is scale-invariant (the "
+            f"others are frozen: {frozen[:5]}); pass param_names= explicitly"
         )
     if not names:
         warnings.warn(
@@ -132,18 +125,40 @@ def recorded_param_names(settings: Mapping[str, Any]) -> list[str] | None:
     return None if names is None else list(names)
 
 
-def check_scope_used(fmodel: Any, probe: Tensor, explicit: bool) -> None:
+def without_frozen(model: nn.Module, names: Sequence[str] | None) -> tuple[list[str] | None, list[str]]:
+    """``names`` (``None``: every parameter) without the frozen ones, where some are frozen.
+
+    Frozen parameters (``requires_grad=False`` beside trainable ones, e.g. a fine-tuned head
+    on a frozen backbone) were not trained, so no stationarity condition holds on them. A model
+    with every parameter frozen (frozen for inference) or none keeps ``names`` as given.
+
+    Returns
+    -------
+    names : list of str or None
+        Unchanged (``None`` stays ``None``) when nothing is left out.
+    frozen : list of str
+        The names left out.
+    """
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    if all(flags.values()) or not any(flags.values()):
+        return (None if names is None else list(names)), []
+    every = list(flags) if names is None else list(names)
+    return [n for n in every if flags.get(n, True)], [n for n in every if not flags.get(n, True)]
+
+
+@torch.inference_mode(False)  # the probe differentiates, also when called inside inference_mode
+def check_scope_used(fmodel: Any, inputs: Tensor, explicit: bool) -> None:
     """Refuse a scope whose parameters the forward pass never reaches.
 
-    One forward and backward on ``probe`` (two inputs suffice: use is structural). Their
+    One forward and backward on ``inputs[:2]`` (two inputs suffice: use is structural). Their
     gradients would be identically zero, so no multipliers rebuild them and stationarity
     cannot hold there.
 
     Parameters
     ----------
     fmodel : FunctionalModel
-    probe : Tensor of shape (n, *input_shape)
-        A few valid inputs on the model's device.
+    inputs : Tensor of shape (n, *input_shape)
+        Valid inputs (any device and float dtype: cast to the parameters').
     explicit : bool
         Whether the user named the parameters: then any unused one is refused; otherwise
         (every parameter) only a scope that the logits do not reach at all.
@@ -153,7 +168,10 @@ def check_scope_used(fmodel: Any, probe: Tensor, explicit: bool) -> None:
     ValueError
         Naming the unused parameters.
     """
-    theta = {k: v.detach().requires_grad_(True) for k, v in fmodel.theta.items()}
+    first = next(iter(fmodel.theta.values()))
+    dtype = first.dtype if inputs.is_floating_point() else inputs.dtype
+    probe = inputs[:2].to(first.device, dtype).clone()  # clones: no inference tensors in the graph
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in fmodel.theta.items()}
     with torch.enable_grad():
         out = fmodel(probe, theta)
         if out.requires_grad:

@@ -422,3 +422,19 @@ def test_compiled_model_is_the_module_inside():
     torch.testing.assert_close(got.lambdas, want.lambdas)
     e, e_ref = want.explain(compiled, x[:2], k=2, maps="none"), want.explain(plain, x[:2], k=2, maps="none")
     torch.testing.assert_close(e.exact, e_ref.exact)
+
+
+def test_unused_parameters_of_a_recorded_every_parameter_scope_and_inference_mode():
+    """Review: a result over every parameter (unused ones included) was refused by
+    equal_multipliers and write_html; a named scope was refused under torch.inference_mode."""
+    from kktexplain.attr import SupportVectorInfluence, equal_multipliers
+
+    torch.manual_seed(0)
+    model = _WithUnused()
+    x, y = torch.randn(20, 4), torch.arange(20) % 3
+    every = DeepSupportVectors(param_names=None, progress=False).attribute(model, candidates=x, labels=y)
+    equal = equal_multipliers(model, every)
+    assert equal.settings["param_names"] == every.settings["param_names"]
+    with torch.inference_mode():
+        svi = SupportVectorInfluence(model, every, param_names=["used.weight", "used.bias"])
+        assert svi.influence(x[:2]).shape == (2, 20)

@@ -197,8 +197,7 @@ class SupportExpansion:
                 model, None if param_names is None else list(param_names), self.args, reference=reference
             )
             if named:
-                p = next(iter(self.fmodel.theta.values()))
-                check_scope_used(self.fmodel, cast_inputs(support.inputs[:2], p.device, p.dtype), True)
+                check_scope_used(self.fmodel, support.inputs, explicit=True)
         self.param_names = self.fmodel.names
         self.loss_fn = loss_fn if loss_fn is not None else _loss_from_settings(support.settings)
         # the selection's own gradient norms describe this expansion's gradients only when it

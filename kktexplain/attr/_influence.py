@@ -153,11 +153,15 @@ def equal_multipliers(
     from .._explainer import DeepSupportVectors
     from .._result import DSVResult
     from .._scope import recorded_param_names
+    from .._validation import check_model
 
     if not isinstance(support, DSVResult):
         raise TypeError(f"support must be a DSVResult, got {type(support).__name__}")
+    names = recorded_param_names(support.settings)
+    if names is not None and names == [n for n, _ in check_model(model).named_parameters()]:
+        names = None  # every parameter, as the result was taken (unused ones included)
     explainer = DeepSupportVectors(
-        param_names=recorded_param_names(support.settings),
+        param_names=names,
         objective=objective_from_settings(support.settings),
         multipliers="equal",
         chunk_size=chunk_size,
