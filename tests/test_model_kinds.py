@@ -438,3 +438,17 @@ def test_unused_parameters_of_a_recorded_every_parameter_scope_and_inference_mod
     with torch.inference_mode():
         svi = SupportVectorInfluence(model, every, param_names=["used.weight", "used.bias"])
         assert svi.influence(x[:2]).shape == (2, 20)
+
+
+def test_out_of_memory_in_vmap_is_not_taken_for_an_unbatchable_model(monkeypatch):
+    """Review: torch.OutOfMemoryError (a RuntimeError) sent per_sample_grads to its slow loop."""
+    from kktexplain.kkt import FunctionalModel, _grads
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("out of memory (simulated)")
+
+    monkeypatch.setattr(_grads, "vmap", oom)
+    fm = FunctionalModel(nn.Linear(3, 2))
+    with pytest.raises(torch.OutOfMemoryError):
+        _grads.per_sample_grads(fm, torch.randn(4, 3), torch.arange(4) % 2)
+    assert not getattr(fm, "_unbatchable", False)

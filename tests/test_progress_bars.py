@@ -101,3 +101,13 @@ def test_explain_bar_counts_every_feature_map(bars):
     assert torch.equal(quiet.feature_map, loud.feature_map)
     assert torch.equal(quiet.supporting_maps, loud.supporting_maps)
     assert torch.equal(quiet.opposing_maps, loud.opposing_maps)
+
+
+def test_explain_leaves_a_prepared_influence_as_it_was():
+    from kktexplain.attr import SupportVectorInfluence
+
+    model, (x, y) = _mlp(), _data()
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    svi = SupportVectorInfluence(model, sel)
+    sel.explain(model, x[:1], k=2, maps="none", influence=svi, progress=True)
+    assert svi.expansion.progress is False

@@ -87,9 +87,20 @@ def explain(
         param_names=param_names,
         reference=reference,
         additional_forward_args=additional_forward_args,
+        progress=progress,
     )
     exp = svi.expansion
-    exp.progress = exp.progress or progress
+    own_progress = exp.progress  # a prepared influence's setting is put back on return
+    exp.progress = own_progress or progress
+    try:
+        return _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progress)
+    finally:
+        exp.progress = own_progress
+
+
+def _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progress) -> Explanation:
+    """The body of :func:`explain` on a prepared expansion."""
+    shape = tuple(support.inputs.shape[1:])
     args = exp.args or None  # the feature maps' forward passes take them too
     logits = exp.logits(inputs).cpu()
     if class_names is not None and (isinstance(class_names, str) or len(class_names) < logits.shape[1]):

@@ -239,6 +239,8 @@ def per_sample_grads(
     if not getattr(fmodel, "_unbatchable", False):
         try:
             return vmap(grad(one), in_dims=(None, 0, 0))(theta, inputs, labels)
+        except torch.OutOfMemoryError:
+            raise  # memory, not batching: a loop would not help (lower chunk_size)
         except (RuntimeError, NotImplementedError) as e:
             first_error = e
     # layers vmap cannot batch (nn.GRU and nn.RNN here): one gradient per sample, the same
