@@ -123,8 +123,12 @@ def as_data(data: Any, name: str, token_ids: bool = False) -> tuple[Tensor, Tens
                 what = f" ({where[odd][0]})" if isinstance(where, list) and len(where) > odd else ""
                 raise ValueError(
                     f"{name} holds inputs of different shapes: item {odd}{what} has shape "
-                    f"{tuple(xs[odd].shape)}, item 0 {tuple(xs[0].shape)}; resize them to one shape "
-                    "(e.g. a torchvision Resize transform)"
+                    f"{tuple(xs[odd].shape)}, item 0 {tuple(xs[0].shape)}; "
+                    + (
+                        "pad them to one length"
+                        if token_ids
+                        else "resize them to one shape (e.g. a torchvision Resize transform)"
+                    )
                 )
             x = torch.stack(xs)
             if all(item[1] is not None for item in items):

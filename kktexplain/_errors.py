@@ -39,5 +39,8 @@ class NonFiniteError(FloatingPointError):
             if stage == "synthesis"
             else "check the model's parameters and the inputs for NaN or inf"
         )
-        super().__init__(f"non-finite value (NaN or inf) in {term!r} at step {step}: {stage} stopped; {tail}")
+        unit = "epoch" if stage == "training" else "step"
+        super().__init__(
+            f"non-finite value (NaN or inf) in {term!r} at {unit} {step}: {stage} stopped; {tail}"
+        )
         self.step, self.term, self.result = step, term, result

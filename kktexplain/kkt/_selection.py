@@ -27,12 +27,14 @@ _QR_MIN_COLUMNS = 200
 # Problems with at most this many entries (P x N) may be read whole: small ones go to Lawson-Hanson
 # directly, and a problem on disk is read into memory for the QR path only below it.
 _DIRECT_NNLS_MAX = 2e7
-# The QR path (P >= n) takes at most this many samples: its factor R takes 8 n^2 bytes (512 MiB
-# here). With fewer coordinates than samples (P < n) the working set is faster: Lawson-Hanson's
-# active-set steps grow with n (K = 2,048, n = 9,700: 200 s against 20 s at the sketch's tolerance;
-# exact at 1e-5, 84 s), and the QR gives no smaller problem.
-_BLOCKED_QR_MAX_COLUMNS = 8192
-# Rows per block of that QR, times the number of columns (32 MiB of float64 per block).
+# The QR path (P >= n) takes at most this many samples: its factor R takes 8 n^2 bytes (128 MiB
+# here) and each block of rows at least 2n rows (256 MiB here, 384 MiB joined with R). With fewer
+# coordinates than samples (P < n) the working set is faster: Lawson-Hanson's active-set steps
+# grow with n (K = 2,048, n = 9,700: 152 s against 12.6 s at the sketch's tolerance; at 1e-5,
+# 84 s), and the QR gives no smaller problem.
+_BLOCKED_QR_MAX_COLUMNS = 4096
+# Rows per block of that QR, times the number of columns (32 MiB of float64 per block, or 2n rows
+# where that is more).
 _BLOCKED_QR_ENTRIES = 4e6
 
 
@@ -167,7 +169,7 @@ def solve_multipliers(
     -----
     The solver depends on the problem:
 
-    * ``upper=None`` with at least as many coordinates as samples (``P >= n``, ``n <= 8192``):
+    * ``upper=None`` with at least as many coordinates as samples (``P >= n``, ``n <= 4096``):
       Lawson-Hanson NNLS (:func:`scipy.optimize.nnls`), exact; from 200 samples (or ``P * n >
       2e7``) on the ``n x n`` triangular factor of a QR over blocks of rows.
     * ``upper=None`` otherwise (fewer coordinates than samples, e.g. 60,000 samples sketched to
