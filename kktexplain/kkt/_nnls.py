@@ -6,6 +6,8 @@ The problem is ``min_{0 <= lambda <= C} || theta* + G^T lambda ||^2`` of
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from scipy.optimize import lsq_linear, nnls
@@ -83,6 +85,12 @@ def projected_fista(
     return x, iterations
 
 
+def _show_round(bar: Any, violations: int, working_set: int, residual: float) -> None:
+    """One round of a working-set solver on its progress bar."""
+    bar.update(1)
+    bar.set_postfix(violations=violations, working_set=int(working_set), residual=f"{residual:.4g}")
+
+
 def working_set_nnls(
     a: Tensor | DenseColumns | FileColumns,
     b: Tensor,
@@ -154,8 +162,7 @@ def working_set_nnls(
             r_norm = float(np.linalg.norm(r))
             viol = np.flatnonzero((g < -rtol * col_norm * r_norm) & (x == 0))
             n_viol = int(viol.size)
-            bar.update(1)
-            bar.set_postfix(violations=n_viol, working_set=int(work.size), residual=f"{r_norm / b_norm:.4g}")
+            _show_round(bar, n_viol, work.size, r_norm / b_norm)
             if n_viol == 0:
                 converged = True
                 break
@@ -263,8 +270,7 @@ def working_set_bvls(
             limit = rtol * col_norm * r_norm
             viol = np.flatnonzero(((x <= 0.0) & (g < -limit)) | ((x >= hi) & (g > limit)))
             n_viol = int(viol.size)
-            bar.update(1)
-            bar.set_postfix(violations=n_viol, working_set=int(work.size), residual=f"{r_norm / b_norm:.4g}")
+            _show_round(bar, n_viol, work.size, r_norm / b_norm)
             if n_viol == 0:
                 converged = True
                 break
