@@ -30,7 +30,7 @@ from ._model_info import (
 from ._model_state import eval_mode
 from ._params import SettingsMixin
 from ._result import DSVResult
-from ._scope import check_scope_used, resolve_param_names
+from ._scope import resolve_param_names, scoped_model
 from ._select import select
 from ._settings_check import check_settings, normalized_settings
 from ._synthesis import SynthesisConfig, synthesise
@@ -41,7 +41,7 @@ from ._validation import (
     check_offload_dir,
     check_run_options,
 )
-from .kkt import Augmentation, FunctionalModel, KKTObjective, kkt_residuals
+from .kkt import Augmentation, KKTObjective, kkt_residuals
 
 __all__ = ["DeepSupportVectors"]
 
@@ -414,10 +414,10 @@ class DeepSupportVectors(SettingsMixin):
                 check_token_ids(model, "candidates", candidates)
             names, scope = resolve_param_names(model, est.param_names, data, shape, est.seed, args)
             inferred.update(scope)
-            fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
             fits = data is not None and tuple(data.shape[1:]) == tuple(shape)  # else reported later
             probe = data if fits else torch.zeros(2, *shape, dtype=input_dtype(model))
-            check_scope_used(fmodel, probe, explicit=not isinstance(est.param_names, str | None))
+            explicit = not isinstance(est.param_names, str | None)
+            fmodel = scoped_model(model, names, args, reference, probe, explicit)
             inferred.update(
                 input_shape=list(shape), num_classes=num_classes, displacement=reference is not None
             )

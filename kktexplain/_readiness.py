@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ._data import as_data
 from ._model_info import cast_inputs, computable_model, infer_num_classes, model_dtype, token_layer
 from ._model_state import eval_mode
-from ._scope import check_scope_used, without_frozen
+from ._scope import scoped_model, without_frozen
 from ._validation import check_labels, check_model, check_positive
 from .kkt import FunctionalModel, cross_entropy
 from .kkt._grads import parameter_jvp
@@ -243,9 +243,7 @@ def kkt_readiness(
     chunks = -(-len(inputs) // chunk_size)
     bar = tqdm(total=2 * chunks, desc="readiness", disable=not progress, leave=False)
     with eval_mode(model):
-        fmodel = FunctionalModel(model, param_names, reference=reference)
-        if named:
-            check_scope_used(fmodel, inputs, explicit=True)
+        fmodel = scoped_model(model, param_names, reference=reference, probe=inputs if named else None)
         # the stationarity residuals of every sample at lambda = 1: g = -sum_i grad L_i
         grad_sum, logits = stationarity_sum(fmodel, inputs, labels, ones, cross_entropy, chunk_size, bar=bar)
         res = residuals_from_sum(fmodel, inputs, labels, ones, grad_sum, logits)

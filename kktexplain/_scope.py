@@ -1,17 +1,25 @@
-"""The parameters stationarity is asked of: ``param_names`` (names, ``"free"`` or ``None``) resolved."""
+"""The parameters stationarity is asked of: ``param_names`` (names, ``"free"`` or ``None``) resolved,
+and the functional model over them."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .kkt import scale_invariant_modules
+from .kkt import FunctionalModel, scale_invariant_modules
 
-__all__ = ["check_scope_used", "recorded_param_names", "resolve_param_names", "without_frozen"]
+__all__ = [
+    "check_scope_used",
+    "expansion_param_names",
+    "recorded_param_names",
+    "resolve_param_names",
+    "scoped_model",
+    "without_frozen",
+]
 
 # Samples the scale-invariance probe reads: invariance is structural, so a few do, and the probe's
 # cost (one jvp per module) grows with them.
@@ -184,3 +192,76 @@ def check_scope_used(fmodel: Any, inputs: Tensor, explicit: bool) -> None:
             f"param_names: {unused[:5]} do not affect the logits (the forward pass never uses "
             "them), so no stationarity condition can hold on them; leave them out of param_names"
         )
+
+
+def expansion_param_names(
+    model: nn.Module, support: Any, param_names: Any, args: tuple = ()
+) -> tuple[list[str] | None, bool]:
+    """The scope of an expansion of ``support``: its own, every parameter, ``"free"`` or a list.
+
+    Parameters
+    ----------
+    model : nn.Module
+    support : DSVResult
+    param_names : None, "all", "free" or sequence of str
+        ``None``: the result's own scope (``settings``); ``"all"``: every parameter whatever
+        the result's scope; ``"free"``: resolved on ``support.inputs[:8]``.
+    args : tuple, default=()
+        The model's extra forward arguments.
+
+    Returns
+    -------
+    names : list of str or None
+        ``None`` means every parameter.
+    named : bool
+        Whether the user gave the list (then every name must reach the logits).
+    """
+    named = param_names is not None and not isinstance(param_names, str)
+    if param_names is None:
+        param_names = recorded_param_names(support.settings)
+    elif isinstance(param_names, str) and param_names == "all":
+        param_names = None
+    elif isinstance(param_names, str) and param_names == "free":
+        probe = support.inputs[:8]
+        param_names, _ = resolve_param_names(
+            model, "free", probe, tuple(probe.shape[1:]), seed=0, additional_forward_args=args
+        )
+    if param_names is not None and (isinstance(param_names, str) or not isinstance(param_names, Iterable)):
+        raise TypeError(
+            "param_names must be a list of parameter names, 'all', 'free' or None (the "
+            f"result's scope), got {param_names!r}"
+        )
+    return (None if param_names is None else list(param_names)), named
+
+
+def scoped_model(
+    model: nn.Module,
+    names: Sequence[str] | None,
+    args: tuple = (),
+    reference: Any = None,
+    probe: Tensor | None = None,
+    explicit: bool = True,
+) -> FunctionalModel:
+    """The functional model over ``names``, checked by :func:`check_scope_used` on ``probe``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    names : sequence of str or None
+        ``None``: every parameter.
+    args : tuple, default=()
+    reference : nn.Module or mapping, optional
+        ``theta_0`` of a displacement scope.
+    probe : Tensor of shape (n, *input_shape), optional
+        Inputs for the check; without them no check is made.
+    explicit : bool, default=True
+        As in :func:`check_scope_used`.
+
+    Returns
+    -------
+    FunctionalModel
+    """
+    fmodel = FunctionalModel(model, None if names is None else list(names), args, reference=reference)
+    if probe is not None:
+        check_scope_used(fmodel, probe, explicit)
+    return fmodel

@@ -19,7 +19,7 @@ in eval mode, so the user's module is left exactly as found.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 
 from .._model_info import as_forward_args, cast_inputs
 from .._model_state import ModelFingerprint, eval_mode
-from .._scope import check_scope_used, recorded_param_names, resolve_param_names
+from .._scope import expansion_param_names, recorded_param_names, scoped_model
 from .._validation import check_model
-from ..kkt import CountSketch, FunctionalModel, KKTObjective, iter_per_sample_grads, weighted_loss_grad
+from ..kkt import CountSketch, KKTObjective, iter_per_sample_grads, weighted_loss_grad
 from ..kkt._collect import auto_sketch_dim
 from ..kkt._grads import call_functional, parameter_jvp
 from ._fidelity import ExpansionFidelity, pearson
@@ -170,34 +170,15 @@ class SupportExpansion:
                 stacklevel=3,
             )
         self.args = as_forward_args(additional_forward_args)
-        named = param_names is not None and not isinstance(param_names, str)  # the user's own list
-        if param_names is None:
-            param_names = recorded_param_names(support.settings)
-        elif isinstance(param_names, str) and param_names == "all":
-            param_names = None  # every parameter, whatever the result's scope
-        elif isinstance(param_names, str) and param_names == "free":
-            probe = support.inputs[:8]
-            param_names, _ = resolve_param_names(
-                model, "free", probe, tuple(probe.shape[1:]), seed=0, additional_forward_args=self.args
-            )
-        if param_names is not None and (
-            isinstance(param_names, str) or not isinstance(param_names, Iterable)
-        ):
-            raise TypeError(
-                "param_names must be a list of parameter names, 'all', 'free' or None (the "
-                f"result's scope), got {param_names!r}"
-            )
+        param_names, named = expansion_param_names(model, support, param_names, self.args)
         if reference is None and support.settings.get("displacement"):
             raise ValueError(
                 "the support set was solved for the displacement θ* − θ0 (reference=): pass the "
                 "same reference=, or its multipliers expand the wrong parameters"
             )
         with eval_mode(model):
-            self.fmodel = FunctionalModel(
-                model, None if param_names is None else list(param_names), self.args, reference=reference
-            )
-            if named:
-                check_scope_used(self.fmodel, support.inputs, explicit=True)
+            probe = support.inputs if named else None  # the user's own list must reach the logits
+            self.fmodel = scoped_model(model, param_names, self.args, reference, probe)
         self.param_names = self.fmodel.names
         self.loss_fn = loss_fn if loss_fn is not None else _loss_from_settings(support.settings)
         # the selection's own gradient norms describe this expansion's gradients only when it
