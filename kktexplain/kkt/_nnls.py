@@ -155,11 +155,11 @@ def working_set_nnls(
             x[:] = 0.0
             x[work] = xs
             r = a_s @ xs - b64
-            if np.linalg.norm(r) <= 1e-10 * b_norm:  # exact fit: optimal
+            r_norm = float(np.linalg.norm(r))
+            if r_norm <= 1e-10 * b_norm:  # exact fit: optimal
                 converged, n_viol = True, 0
                 break
             g = grad(r)
-            r_norm = float(np.linalg.norm(r))
             viol = np.flatnonzero((g < -rtol * col_norm * r_norm) & (x == 0))
             n_viol = int(viol.size)
             _show_round(bar, n_viol, work.size, r_norm / b_norm)
