@@ -3,6 +3,7 @@
 import shutil
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -415,7 +416,11 @@ def test_numpy_test_data_and_string_labels(tmp_path):
     sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
     kw = dict(selection=sel, model=model, readiness=False, explain_inputs=None)
     a = write_html(tmp_path / "a.html", test_data=(x, y), **kw).read_text(encoding="utf-8")
-    b = write_html(tmp_path / "b.html", test_data=(x.numpy(), y.numpy()), **kw).read_text(encoding="utf-8")
+    xn, yn = x.numpy().copy(), y.numpy().copy()
+    xn.flags.writeable = yn.flags.writeable = False  # read-only arrays (np.load's mmap) too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.from_numpy warns on a read-only array
+        b = write_html(tmp_path / "b.html", test_data=(xn, yn), **kw).read_text(encoding="utf-8")
     import re
 
     def stamp(page):  # past the header's date, without plotly's random element ids

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._data import _writable
 from .._result import DSVResult
 from .._validation import check_per_class_accuracy
 from ..viz._audit import (
@@ -186,10 +187,10 @@ def write_html(
         raise ValueError("synthesis and selection are both None: pass at least one DSVResult")
     if isinstance(test_data, tuple | list):  # numpy arrays, as the other entry points take them
         test_data = tuple(
-            torch.from_numpy(np.asarray(t)) if isinstance(t, np.ndarray) else t for t in test_data
+            torch.from_numpy(_writable(t)) if isinstance(t, np.ndarray) else t for t in test_data
         )
     if isinstance(explain_inputs, np.ndarray):
-        explain_inputs = torch.from_numpy(np.asarray(explain_inputs))
+        explain_inputs = torch.from_numpy(_writable(explain_inputs))
     for name, res in (("synthesis", synthesis), ("selection", selection)):
         if res is not None and not isinstance(res, DSVResult):
             raise TypeError(f"{name} must be a DSVResult, got {type(res).__name__}")
