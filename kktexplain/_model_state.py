@@ -9,12 +9,20 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["ModelFingerprint", "backward_hooks_suspended", "eval_mode", "isolated", "kept_grads"]
+__all__ = [
+    "ModelFingerprint",
+    "backward_hooks_suspended",
+    "eval_mode",
+    "isolated",
+    "kept_buffers",
+    "kept_grads",
+]
 
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode, and restore each one's own flag on exit.
+    """Put every submodule in eval mode, and restore each one's own flag on exit, with the
+    buffers as they were (:func:`kept_buffers`).
 
     Restoring per module (not ``model.train(flag)``) keeps mixed states, such as a frozen
     BatchNorm inside a training model, as the user left them.
@@ -22,10 +30,40 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        yield model
+        with kept_buffers(model):
+            yield model
     finally:
         for module, flag in flags:
             module.training = flag
+
+
+@contextmanager
+def kept_buffers(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every buffer back on exit: the same tensor under each name, with its values.
+
+    A forward pass may rebind a buffer (``self.count = self.count + 1``) or write to one in
+    place (``self.count += 1``, running statistics); the library's forward passes must leave
+    neither. Buffers are copied on entry (they are small: statistics, counters, masks) and
+    copied back only where a write moved their version counter. Inference tensors keep no
+    version counter: only their binding is restored.
+    """
+    saved = []
+    for module in model.modules():
+        for name, buf in module._buffers.items():
+            if buf is None:
+                saved.append((module, name, None, None, None))
+            elif buf.is_inference():
+                saved.append((module, name, buf, None, None))
+            else:
+                saved.append((module, name, buf, buf._version, buf.detach().clone()))
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for module, name, buf, version, value in saved:
+                module._buffers[name] = buf
+                if value is not None and buf._version != version:
+                    buf.copy_(value)
 
 
 @contextmanager

@@ -452,3 +452,41 @@ def test_out_of_memory_in_vmap_is_not_taken_for_an_unbatchable_model(monkeypatch
     with pytest.raises(torch.OutOfMemoryError):
         _grads.per_sample_grads(fm, torch.randn(4, 3), torch.arange(4) % 2)
     assert not getattr(fm, "_unbatchable", False)
+
+
+class _Counting(nn.Module):
+    """A forward that updates a buffer, rebinding it or in place (a call counter)."""
+
+    def __init__(self, inplace: bool):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(6, 3).double()
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.inplace = inplace
+
+    def forward(self, x):
+        if self.inplace:
+            self.count += 1
+        else:
+            self.count = self.count + 1
+        return self.fc(x)
+
+
+def test_a_forward_that_rebinds_a_buffer_leaves_it_as_found(data):
+    x, y = data
+    model = _Counting(inplace=False)
+    count = model.count
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    DeepSupportVectors(n_per_class=1, steps=2, progress=False).attribute(model)
+    sel.explain(model, x[:2], k=2)
+    SupportVectorInfluence(model, sel).influence(x[:2], k=2)
+    SupportVectorAttribution(model, sel).attribute(x[:2])
+    assert model.count is count and float(count) == 0.0
+
+
+def test_a_forward_that_writes_a_buffer_in_place_is_refused_by_name_and_restored(data):
+    x, y = data
+    model = _Counting(inplace=True)
+    with pytest.raises(ValueError, match="writes in place to a tensor that is not its input"):
+        DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    assert float(model.count) == 0.0

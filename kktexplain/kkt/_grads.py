@@ -164,7 +164,18 @@ def call_functional(
     # attention in its math form: the fused CPU kernels have no forward-mode derivative (jvp)
     # and no double backward, which the expansion and synthesis take through the model
     with backward_hooks_suspended(model), sdpa_kernel(SDPBackend.MATH):
-        return functional_call(model, (params, buffers), args)
+        try:
+            return functional_call(model, (params, buffers), args)
+        except RuntimeError as e:
+            if "mutate a captured Tensor" not in str(e):
+                raise
+            raise ValueError(
+                "model's forward writes in place to a tensor that is not its input (a buffer "
+                "updated in eval mode, such as a call counter: self.count += 1); torch.func, "
+                "which computes the per-sample gradients, cannot differentiate through it. Skip "
+                "the update outside training (if self.training: ...) or rebind the buffer "
+                f"(self.count = self.count + 1), which kktexplain undoes afterwards ({e})"
+            ) from e
 
 
 def weighted_loss_grad(
