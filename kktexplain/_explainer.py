@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ._data import prepare_data
-from ._initial import initial_inputs
+from ._initial import check_step_scale, initial_inputs
 from ._model_info import (
     as_forward_args,
     check_token_ids,
@@ -74,7 +74,10 @@ class DeepSupportVectors(SettingsMixin):
         Optimisation steps. Default: 60 for ``init="real"``, 300 otherwise.
     lr : float, optional
         Step size for the inputs (in the model's input units). Default: 0.01 for
-        ``init="real"``, 0.05 otherwise.
+        ``init="real"``, 0.05 otherwise. The defaults suit inputs of a spread near 1; a
+        warning says when real or other-data starting inputs would barely move
+        (``lr * steps`` under 5% of their standard deviation, e.g. pixels in 0-255) or are
+        swamped by one step.
     lr_lambda : float, default=0.05
         Step size for the multipliers' parameter ``rho`` (``lambda = s * f(rho)``).
     lr_schedule : {"constant", "cosine"}, default="constant"
@@ -467,6 +470,10 @@ class DeepSupportVectors(SettingsMixin):
                 classes=est.classes,
             )
             labels = check_labels(labels, num_classes, len(x0))
+            if est.init != "noise":
+                steps, lr = est.resolved_schedule()
+                noise = 0.0 if augmentation is None else augmentation.noise
+                check_step_scale(x0, lr, steps, est.optimizer, noise)
             return synthesise(
                 fmodel,
                 x0.to(device, dtype),

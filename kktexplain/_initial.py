@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ._validation import check_inputs, check_labels
 
-__all__ = ["initial_inputs", "split_data"]
+__all__ = ["check_step_scale", "initial_inputs", "split_data"]
 
 
 def split_data(data: Any) -> tuple[Tensor, Tensor | None]:
@@ -107,3 +108,50 @@ def initial_inputs(
         picks.append(members[torch.randperm(len(members), generator=gen)[:n_per_class]])
     idx = torch.cat(picks)
     return data_x[idx].clone(), data_y[idx], idx
+
+
+def check_step_scale(x0: Tensor, lr: float, steps: int, optimizer: str, noise: float) -> None:
+    """Warn when the synthesis' absolute step sizes do not fit the scale of the starting inputs.
+
+    ``lr`` (Adam moves a coordinate by about ``lr`` per step), ``init_scale`` and the
+    augmentation's noise are in input units. Real or other-data inputs of a spread far above
+    ``lr * steps`` barely move (pixels in 0-255, raw tabular features); inputs of a spread below
+    ``lr`` or the noise are swamped by one step. Only the spread of ``x0`` (its standard
+    deviation) is read.
+
+    Parameters
+    ----------
+    x0 : Tensor of shape (N, *input_shape)
+        The real or other-data starting inputs.
+    lr : float
+    steps : int
+    optimizer : {"adam", "sgd"}
+    noise : float
+        The augmentation's noise standard deviation (0 without augmentation).
+    """
+    if optimizer != "adam" or len(x0) < 2 or not x0.is_floating_point():
+        return
+    spread = float(x0.double().std())
+    if not spread > 0:
+        return
+    advice = (
+        "lr, init_scale and the augmentation's noise are in input units: pass lr (and "
+        "augmentation=Augmentation(noise=...)) in your data's units, or standardise the inputs"
+    )
+    if lr * steps < 0.05 * spread:
+        warnings.warn(
+            f"the starting inputs have a spread (standard deviation) of {spread:.3g}, and "
+            f"{steps} Adam steps of about lr={lr:g} move a coordinate by at most {lr * steps:.3g} "
+            f"({100 * lr * steps / spread:.2g}% of it): the DSVs will barely leave their "
+            f"starting inputs; {advice}",
+            UserWarning,
+            stacklevel=4,
+        )
+    elif max(lr, noise) > spread:
+        warnings.warn(
+            f"the starting inputs have a spread (standard deviation) of {spread:.3g}, below one "
+            f"step's size (lr={lr:g}, augmentation noise {noise:g}): the first steps swamp "
+            f"them; {advice}",
+            UserWarning,
+            stacklevel=4,
+        )

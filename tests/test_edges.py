@@ -1,5 +1,7 @@
 """Edges of settings, plots and the CLI found by a stress test of synthesis, distill and reports."""
 
+import warnings
+
 import matplotlib
 import numpy as np
 import pytest
@@ -76,3 +78,18 @@ def test_numpy_integers_in_distill_evaluate_and_the_svm_check():
     assert r.seeds == (0, 1)
     X, yb = make_blobs(30, 2, centers=2, random_state=0)
     assert sanity_check(X, yb, n_synthetic=np.int64(2), synth_steps=5).f1 >= 0
+
+
+@pytest.mark.parametrize(("scale", "says"), [(1.0, None), (255.0, "barely leave"), (1e-3, "swamp")])
+def test_synthesis_warns_when_its_steps_do_not_fit_the_datas_scale(scale, says):
+    torch.manual_seed(0)
+    x, y = torch.rand(30, 6) * scale, torch.arange(30) % 3
+    settings = dict(n_per_class=2, init="real", steps=3, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DeepSupportVectors(**settings).attribute(_mlp(), init_data=(x, y))
+    spread = [str(w.message) for w in caught if "spread (standard deviation)" in str(w.message)]
+    if says is None:
+        assert spread == []
+    else:
+        assert len(spread) == 1 and says in spread[0] and "in input units" in spread[0]
