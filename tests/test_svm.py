@@ -321,3 +321,31 @@ def test_numpy_and_torch_scalars_are_a_valid_c_and_a_zero_w_is_named():
     row = want.to_dict()
     assert row["synth_stationarity_residual"] is None
     json.dumps(row, allow_nan=False)
+
+
+def test_the_torch_svm_fit_does_not_depend_on_where_the_features_sit():
+    # an offset of the features leaves the SVM's w unchanged (b absorbs it); Adam's steps of a
+    # fixed size in w and b reached b ~ -w.1000 only partly (F1 0.78 in sanity_check)
+    import torch
+
+    from kktexplain.svm import fit_linear_svm_torch
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(60, 3, generator=gen, dtype=torch.float64)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).long()
+    a = fit_linear_svm_torch(X, y, 1.0, steps=300, seed=0)
+    b = fit_linear_svm_torch(X + 1000.0, y, 1.0, steps=300, seed=0)
+    torch.testing.assert_close(b.linear.weight, a.linear.weight, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(b.decision_function(X + 1000.0), a.decision_function(X), rtol=1e-5, atol=1e-6)
+
+
+def test_the_diagnosis_names_a_torch_fit_far_from_svcs_weights(monkeypatch):
+    from kktexplain.svm import _sanity
+
+    x, y = SANITY_DATASETS["gaussian_blobs"]()
+    real_fit = _sanity.fit_linear_svm_torch
+    monkeypatch.setattr(_sanity, "fit_linear_svm_torch", lambda *a, **k: real_fit(*a, **{**k, "steps": 5}))
+    r = sanity_check(x, y, C=1.0, weights="torch", n_synthetic=0)
+    assert r.weights_gap > 1e-3 and r.f1 < 1.0
+    assert "torch fit's [w, b] differs from SVC's" in r.diagnosis and "weights='svc'" in r.diagnosis
+    assert sanity_check(x, y, C=1.0, n_synthetic=0).weights_gap < 1e-12

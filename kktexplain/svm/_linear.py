@@ -42,7 +42,11 @@ def fit_linear_svm_torch(
     """Train ``1/2 ||w||^2 + C sum_i hinge(y_i f(x_i))`` in torch (full batch, Adam, decaying lr).
 
     An approximation of libsvm's solution: the hinge is not smooth, so the optimum is reached
-    only up to the step size.
+    only up to the step size. Adam's steps have a size of about ``lr`` in the units of what it
+    optimises, so it optimises the weights of the standardised features: ``w = u / sigma`` and
+    ``b = b' - w . mu`` (``mu``, ``sigma`` each feature's mean and standard deviation, 1 where
+    it is constant). The objective, and so its optimum, is the same; features in large or
+    small units (and far from zero) are reached in the same number of steps.
 
     Parameters
     ----------
@@ -52,6 +56,7 @@ def fit_linear_svm_torch(
     C : float, default=1.0
     steps : int, default=3000
     lr : float, default=0.05
+        Adam's step size for ``u`` and ``b'`` (standardised units).
     seed : int, default=0
 
     Returns
@@ -61,16 +66,24 @@ def fit_linear_svm_torch(
     with torch.random.fork_rng(devices=[]):  # the initialisation's draws; the caller's state kept
         torch.manual_seed(seed)
         model = LinearSVMModel(X.shape[1]).to(X.dtype)
+    mu = X.mean(0)
+    sigma = X.std(0, correction=0)
+    sigma = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
+    Z = (X - mu) / sigma
+    u = model.linear.weight.detach().clone().requires_grad_(True)  # (1, D), standardised units
+    b = model.linear.bias.detach().clone().requires_grad_(True)
     ysign = y01.to(X.dtype) * 2 - 1
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam([u, b], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     for _ in range(steps):
-        loss = (
-            0.5 * model.linear.weight.pow(2).sum()
-            + C * torch.relu(1 - ysign * model.decision_function(X)).sum()
-        )
+        f = Z @ u[0] + b
+        loss = 0.5 * (u[0] / sigma).pow(2).sum() + C * torch.relu(1 - ysign * f).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
+    with torch.no_grad():
+        w = u / sigma
+        model.linear.weight.copy_(w)
+        model.linear.bias.copy_(b - w[0] @ mu)
     return model.eval()

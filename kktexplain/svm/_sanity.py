@@ -72,6 +72,10 @@ class SanityResult:
     n_samples, n_support_svc, n_support_ours : int
     C : float
     weights : str
+    weights_gap : float
+        ``||[w, b] - [w, b]_SVC|| / ||[w, b]_SVC||`` of the model the selection ran on: 0 with
+        ``weights="svc"``; with ``"torch"``, how far the torch fit is from SVC's optimum (the
+        diagnosis names it when the support sets differ).
     selection, synthesis : DSVResult
     """
 
@@ -101,6 +105,7 @@ class SanityResult:
     svc_free_rank: int = 0
     svc_dual_unique: bool = True
     feature_scale_ratio: float = float("nan")
+    weights_gap: float = 0.0
     diagnosis: str = ""
     synth_lr: float = float("nan")
     synth_lr_lambda: float = float("nan")
@@ -282,6 +287,9 @@ def sanity_check(
     else:
         model = fit_linear_svm_torch(Xt, yt, C, seed=seed)
     model.eval()
+    ours_wb = torch.cat([model.linear.weight.detach()[0], model.linear.bias.detach()]).double().numpy()
+    svc_wb = np.concatenate([svc.coef_[0], svc.intercept_])
+    weights_gap = float(np.linalg.norm(ours_wb - svc_wb) / np.linalg.norm(svc_wb))
     # the bias is not regularised: its stationarity target is 0, not b (sum_i alpha_i y_i = 0)
     reference = {
         "linear.weight": torch.zeros_like(model.linear.weight),
@@ -400,6 +408,7 @@ def sanity_check(
         n_support_ours=int(ours.sum()),
         C=float(C),
         weights=weights,
+        weights_gap=weights_gap,
         synth_bias_residual=synth_bias,
         svc_kkt_violation=diag.max_violation,
         svc_margin_violation=diag.margin_violation,
@@ -410,7 +419,14 @@ def sanity_check(
         svc_dual_unique=diag.dual_unique,
         feature_scale_ratio=diag.feature_scale_ratio,
         diagnosis=svc_advice(
-            diag, svc_kkt_tol, converged, f1, float(resid), int(differ.sum()), int(borderline.sum())
+            diag,
+            svc_kkt_tol,
+            converged,
+            f1,
+            float(resid),
+            int(differ.sum()),
+            int(borderline.sum()),
+            weights_gap,
         ),
         synth_lr=lr,
         synth_lr_lambda=lr_lambda,

@@ -198,6 +198,7 @@ def svc_advice(
     residual: float,
     n_differ: int = 0,
     n_borderline: int = 0,
+    weights_gap: float = 0.0,
 ) -> str:
     """What the diagnostics mean for the comparison, and what to do; ``""`` when nothing is off.
 
@@ -217,6 +218,9 @@ def svc_advice(
     n_borderline : int, default=0
         Of those, points whose multiplier is tiny on both sides or that lie within
         ``margin_tol`` of the margin (where the support threshold, not the solution, decides).
+    weights_gap : float, default=0.0
+        ``||[w, b] - [w, b]_SVC|| / ||[w, b]_SVC||`` of the model the selection ran on (0 with
+        SVC's own weights; the torch fit of ``weights="torch"`` only approximates them).
 
     Notes
     -----
@@ -249,6 +253,16 @@ def svc_advice(
             f"support vectors of rank {diag.free_rank} in (x, 1){dup}): exact solvers may return "
             "different support sets with the same w; compare w (the stationarity residual), not "
             "the support sets."
+        )
+    if f1 < 1.0 and weights_gap > 1e-3:
+        advice = (
+            "SVC's own solution is off (above), so neither is known to be the optimum"
+            if svc_off
+            else "weights='svc' compares the selection with SVC exactly"
+        )
+        notes.append(
+            f"The torch fit's [w, b] differs from SVC's by {weights_gap:.1e} (relative): the "
+            f"support sets are those of two different machines; {advice}."
         )
     if f1 < 1.0 and residual > 1e-3:
         either = (
