@@ -490,3 +490,36 @@ def test_a_forward_that_writes_a_buffer_in_place_is_refused_by_name_and_restored
     with pytest.raises(ValueError, match="writes in place to a tensor that is not its input"):
         DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
     assert float(model.count) == 0.0
+
+
+class _SharedLayer(nn.Module):
+    """One layer registered under two names (a weight-shared block: self.b = self.a)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Linear(6, 6)
+        self.b = self.a
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+def test_a_layer_registered_twice_keeps_its_parameters_and_scope(data):
+    from kktexplain import kkt_readiness
+
+    x, y = data
+    model = _SharedLayer().double().eval()
+    own = {name: p for name, p in model.named_parameters()}
+    sel = DeepSupportVectors(progress=False, param_names=None).attribute(model, candidates=x, labels=y)
+    first = SupportVectorInfluence(model, sel).influence(x[:3])
+    kkt_readiness(model, x, y)
+    sel.explain(model, x[:1], k=2)
+    again = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    # torch's functional_call left a plain tensor without requires_grad under a.weight: the
+    # default scope then read the shared layer as frozen, and the user's training skipped it
+    assert {name: p for name, p in model.named_parameters()} == own
+    assert all(type(p) is nn.Parameter and p.requires_grad for p in own.values())
+    assert model.b is model.a and again.settings["resolved_param_names"] == list(own)
+    torch.testing.assert_close(SupportVectorInfluence(model, sel).influence(x[:3]), first, rtol=0, atol=0)

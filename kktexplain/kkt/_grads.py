@@ -163,6 +163,10 @@ def call_functional(
     """
     # attention in its math form: the fused CPU kernels have no forward-mode derivative (jvp)
     # and no double backward, which the expansion and synthesis take through the model
+    # torch's functional_call puts the model's own tensors back by name; a module registered
+    # under two names (self.b = self.a) gets the swapped-in tensor back under one of them, so
+    # every module's parameter and buffer entries are put back here, by identity
+    saved = [(m, dict(m._parameters), dict(m._buffers)) for m in model.modules()]
     with backward_hooks_suspended(model), sdpa_kernel(SDPBackend.MATH):
         try:
             return functional_call(model, (params, buffers), args)
@@ -176,6 +180,10 @@ def call_functional(
                 "the update outside training (if self.training: ...) or rebind the buffer "
                 f"(self.count = self.count + 1), which kktexplain undoes afterwards ({e})"
             ) from e
+        finally:
+            for m, own_params, own_buffers in saved:
+                m._parameters.update(own_params)
+                m._buffers.update(own_buffers)
 
 
 def weighted_loss_grad(
