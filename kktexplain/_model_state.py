@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,14 +89,29 @@ def kept_grads(model: nn.Module) -> Iterator[nn.Module]:
 
 @contextmanager
 def isolated(model: nn.Module) -> Iterator[nn.Module]:
-    """Run third-party code (captum's ``TracInCP``) on the user's model as if it had not run:
-    eval mode, every ``.grad`` and ``requires_grad`` put back (:func:`kept_grads`), and the
-    global random state of the CPU (and of the model's CUDA device) forked, since its data
-    loaders draw their seeds from it."""
+    """Run third-party code (captum's ``TracInCP``) on a copy of the user's model, as if it had
+    not run.
+
+    Yields a deep copy in eval mode: captum's backward runs on the copy, so the tensor hooks of
+    the user's parameters (``register_hook``, ``register_post_accumulate_grad_hook``, which
+    deep copies leave behind; an optimizer step in a hook moved the weights) do not fire, and
+    its ``.grad`` and loaded checkpoints stay on the copy. The global random state of the CPU
+    (and of the model's CUDA device) is forked, since captum's data loaders draw their seeds
+    from it. A model that cannot be copied is used itself, in eval mode, with every ``.grad``
+    and ``requires_grad`` put back (:func:`kept_grads`).
+    """
     device = next(model.parameters()).device
     cuda = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), eval_mode(model), kept_grads(model):
-        yield model
+    try:
+        twin = copy.deepcopy(model)
+    except Exception:  # noqa: BLE001 - any failure to copy: fall back to the model itself
+        twin = None
+    with torch.random.fork_rng(devices=cuda):
+        if twin is not None:
+            yield twin.eval()
+        else:
+            with eval_mode(model), kept_grads(model):
+                yield model
 
 
 @contextmanager

@@ -160,9 +160,13 @@ def test_evaluate_model_on_a_model_of_ones_own(blobs, tmp_path):
     model = fit_full_batch(x, y, hidden=(8,), steps=200).train()  # left in train mode: kept
     first = next(model.parameters())
     first.grad = torch.full_like(first, 0.5)  # a user's own .grad: kept, values and all
+    fired = []  # a parameter's hooks (e.g. an optimizer step in backward) must not fire
+    for p in model.parameters():
+        p.register_post_accumulate_grad_hook(lambda p: fired.append(p.shape))
     before = model_snapshot(model)
     res = evaluate_model(model, (x, y), xt, tmp_path, n_randomization=6, batch_size=32, progress=False)
     assert_same_snapshot(before, model_snapshot(model))
+    assert fired == []  # captum's TracInCP ran its backward on the model itself
     assert res["param_names"] == [f"{last_linear(model)[0]}.weight", f"{last_linear(model)[0]}.bias"]
     assert 0.0 <= res["readiness"]["argmax_agreement"] <= 1.0
     assert {r["scope"] for r in res["fidelity"]} == {"scope", "all"}

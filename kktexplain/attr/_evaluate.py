@@ -128,23 +128,19 @@ def evaluate_mislabels(
         out["support_size_fit"] = {"n_support": int(fit.support.sum()), "n": len(inputs)}
     if compare_tracin:
         start = time.perf_counter()
-        with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
-            tr = tracin(model, inputs, labels, batch_size).self_influence(show_progress=False)
+        with isolated(model) as twin:  # captum's backward and loaders, on a copy
+            tr = tracin(twin, inputs, labels, batch_size).self_influence(show_progress=False)
         out["tracin"] = {**_rank_metrics(tr.detach().cpu(), flipped), "seconds": time.perf_counter() - start}
     if compare_tracin and checkpoints:
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        try:
-            start = time.perf_counter()
-            with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
-                tr = tracin(model, inputs, labels, batch_size, checkpoints=checkpoints)
-                tr = tr.self_influence(show_progress=False)
-            out["tracin_checkpoints"] = {
-                **_rank_metrics(tr.detach().cpu(), flipped),
-                "seconds": time.perf_counter() - start,
-                "n_checkpoints": len(checkpoints),
-            }
-        finally:
-            model.load_state_dict(state)
+        start = time.perf_counter()
+        with isolated(model) as twin:  # loaded with each checkpoint in turn: a copy
+            tr = tracin(twin, inputs, labels, batch_size, checkpoints=checkpoints)
+            tr = tr.self_influence(show_progress=False)
+        out["tracin_checkpoints"] = {
+            **_rank_metrics(tr.detach().cpu(), flipped),
+            "seconds": time.perf_counter() - start,
+            "n_checkpoints": len(checkpoints),
+        }
     return out
 
 
@@ -213,8 +209,8 @@ def evaluate_identical_class(
         out["representer"] = out["grad_cosine"] = {"skipped": reason}
     if compare_tracin:
         start = time.perf_counter()
-        with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
-            tr = tracin(model, support.inputs, labels, batch_size)
+        with isolated(model) as twin:  # captum's backward and loaders, on a copy
+            tr = tracin(twin, support.inputs, labels, batch_size)
             queries = cast_inputs(test_inputs, test_inputs.device, model_dtype(model))
             idx = tr.influence((queries, pred), k=1).indices[:, 0]
         out["tracin"] = {

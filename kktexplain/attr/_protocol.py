@@ -194,11 +194,11 @@ def time_queries(
         times.append(time.perf_counter() - s)
     rows["ours_influence_one_query_seconds_median"] = float(torch.tensor(times).median())
     if compare_tracin:
-        with isolated(model):  # captum's backward fills .grad; its loaders draw seeds
-            tr = tracin(model, train[0], train[1], batch_size)
+        with isolated(model) as twin:  # captum's backward and loaders, on a copy
+            tr = tracin(twin, train[0], train[1], batch_size)
             s = time.perf_counter()
             with torch.no_grad():
-                p1 = model(one).argmax(1)
+                p1 = twin(one).argmax(1)
             tr.influence((one, p1), k=5)
             rows["tracin_influence_one_query_seconds"] = time.perf_counter() - s
         rows["ratio_tracin_over_ours"] = (
