@@ -167,3 +167,28 @@ def test_cli_select_explain_and_report_on_a_token_model(tmp_path, monkeypatch):
     assert (tmp_path / "ex" / "explanation.html").is_file()
     assert main(["report", "--selection", "sel.npz", *user, "--inputs", "train.npz", "--out", "r.html"]) == 0
     assert "plotly" in (tmp_path / "r.html").read_text()
+
+
+def test_uint8_token_ids_are_read_as_the_support_sets_ids_on_the_query_side():
+    model, x, y = _trained()
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x.to(torch.uint8), labels=y)
+    assert sel.inputs.dtype == torch.long
+    svi = SupportVectorInfluence(model, sel)
+    torch.testing.assert_close(svi.influence(x[:3].to(torch.uint8)), svi.influence(x[:3]), rtol=0, atol=0)
+    small, wide = sel.explain(model, x[:2].to(torch.uint8), k=2), sel.explain(model, x[:2], k=2)
+    torch.testing.assert_close(small.supporting_contributions, wide.supporting_contributions)
+    assert torch.equal(small.supporting_indices, wide.supporting_indices)
+
+
+def test_a_sparse_embedding_gives_the_dense_ones_numbers():
+    model, x, y = _trained()
+    sparse = BagOfWords().double().eval()
+    sparse.emb = nn.Embedding(VOCAB, 4, sparse=True).double()
+    sparse.load_state_dict(model.state_dict())
+    dense_sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    sparse_sel = DeepSupportVectors(progress=False).attribute(sparse, candidates=x, labels=y)
+    torch.testing.assert_close(sparse_sel.lambdas, dense_sel.lambdas)
+    torch.testing.assert_close(
+        SupportVectorInfluence(sparse, sparse_sel).influence(x[:3]),
+        SupportVectorInfluence(model, dense_sel).influence(x[:3]),
+    )

@@ -73,6 +73,8 @@ def check_query_inputs(inputs: Any, support: Any, name: str = "inputs") -> Tenso
     if inputs.device.type == "meta":
         raise ValueError(f"{name} is on the 'meta' device, which holds no values")
     check_finite(name, inputs.detach())
+    if not inputs.is_floating_point() and inputs.dtype != support.inputs.dtype:
+        return inputs.to(support.inputs.dtype)  # token ids as the support set's (uint8 -> long)
     return inputs.clone() if inputs.is_inference() else inputs.detach()
 
 

@@ -142,6 +142,10 @@ class FunctionalModel:
         return call_functional(self.model, params, self.buffers, (inputs, *self.args))
 
 
+def _dense(t: Tensor) -> Tensor:
+    return t.to_dense() if t.layout != torch.strided else t
+
+
 def call_functional(
     model: nn.Module, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], args: tuple
 ) -> Tensor:
@@ -327,7 +331,8 @@ def iter_per_sample_grads(
             except ValueError:  # the layer is used in a way the factored path cannot see
                 factored = None
         g = per_sample_grads(fmodel, x, y, loss_fn)
-        return torch.cat([g[k].flatten(1) for k in fmodel.theta], dim=1)
+        # nn.Embedding(sparse=True) gives sparse gradients, which have no flatten
+        return torch.cat([_dense(g[k]).flatten(1) for k in fmodel.theta], dim=1)
 
     # a projected chunk is formed in parts of at most CHUNK_ENTRIES gradient entries: the full
     # (chunk, P) block of a large model (256 x 4M parameters: 4 GiB) only lives to be sketched
