@@ -1318,6 +1318,20 @@ def generate_claims() -> list[tuple[str, str]]:
     return out
 
 
+def svm_torch_fit_claims() -> list[tuple[str, str]]:
+    """docs/svm.md's table of the torch fit on features in other units, before and now."""
+    old = {r["problem"]: r for r in load("svm_torch_fit_before.json")}
+    return [
+        (
+            "docs/svm.md",
+            f"| {r['problem']} | {r['svc_kkt_violation']:.1e} | {old[r['problem']]['f1']:.3f} → "
+            f"{r['f1']:.3f} | {old[r['problem']]['primal_torch']:.2f} → {r['primal_torch']:.2f} | "
+            f"{r['primal_svc']:.2f} | {r['weights_gap']:.2g} |",
+        )
+        for r in load("svm_torch_fit.json")
+    ]
+
+
 def svm_heldout_claims() -> list[tuple[str, str]]:
     """docs/svm.md's held-out problems and SVC diagnostics, README's summary of them."""
     page = "docs/svm.md"
@@ -1843,6 +1857,7 @@ def all_claims() -> list[tuple[str, str]]:
         + distill_claims()
         + generate_claims()
         + svm_heldout_claims()
+        + svm_torch_fit_claims()
         + near_kkt_claims()
         + lambda_solve_claims()
         + distill_rows_claims()
