@@ -170,7 +170,11 @@ def call_functional(
     # torch's functional_call puts the model's own tensors back by name; a module registered
     # under two names (self.b = self.a) gets the swapped-in tensor back under one of them, so
     # every module's parameter and buffer entries are put back here, by identity
-    saved = [(m, dict(m._parameters), dict(m._buffers)) for m in model.modules()]
+    saved = [
+        (m, dict(m._parameters), dict(m._buffers))
+        for m in model.modules()
+        if not isinstance(m, torch.jit.ScriptModule)  # its tensors are the script's own
+    ]
     with backward_hooks_suspended(model), sdpa_kernel(SDPBackend.MATH):
         try:
             return functional_call(model, (params, buffers), args)
@@ -386,7 +390,8 @@ def parameter_jvp(
 
     One forward-mode product (:func:`torch.func.jvp`). Where an operator has no forward-mode
     rule (e.g. ``weight_norm``'s fused kernel), the same product by reverse mode twice: ``J v``
-    is the vector-Jacobian product of the linear map ``u -> J^T u`` with ``v``.
+    is the vector-Jacobian product of the linear map ``u -> J^T u`` with ``v``. Where there is
+    no double backward either (``nn.EmbeddingBag``), one reverse pass per entry of the output.
 
     Parameters
     ----------
@@ -406,5 +411,17 @@ def parameter_jvp(
         return torch.func.jvp(f, (theta,), (tangent,))
     except NotImplementedError:
         out, vjp_fn = torch.func.vjp(f, theta)
+    try:
         _, back = torch.func.vjp(lambda u: vjp_fn(u)[0], torch.zeros_like(out))
         return out, back(tangent)[0]
+    except NotImplementedError:
+        pass
+    # no double backward either (nn.EmbeddingBag): one reverse pass per output entry
+    derivative = torch.empty(out.numel(), dtype=out.dtype, device=out.device)
+    basis = torch.zeros(out.numel(), dtype=out.dtype, device=out.device)
+    for i in range(out.numel()):
+        basis[i] = 1
+        row = vjp_fn(basis.view_as(out))[0]
+        basis[i] = 0
+        derivative[i] = sum((row[k] * tangent[k]).sum() for k in tangent)
+    return out, derivative.view_as(out)
