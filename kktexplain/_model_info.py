@@ -22,6 +22,7 @@ __all__ = [
     "token_layer",
     "infer_input_shape",
     "infer_num_classes",
+    "check_logits",
     "computable_model",
     "resolve_input_shape",
 ]
@@ -157,21 +158,55 @@ def infer_num_classes(
         raise ValueError(
             f"input_shape={input_shape} does not fit the model{hint} (forward failed: {e})"
         ) from e
+    return check_logits(out, tuple(probe.shape))
+
+
+def check_logits(out: Any, batch_shape: tuple[int, ...]) -> int:
+    """Check that a model's output for a batch of inputs is logits ``(N, C)``; return ``C``.
+
+    Parameters
+    ----------
+    out : Any
+        What the model returned.
+    batch_shape : tuple of int
+        The shape of the batch it was given, ``(N, *input_shape)``.
+
+    Returns
+    -------
+    int
+        The number of classes ``C``.
+
+    Raises
+    ------
+    TypeError
+        If the output is not a floating-point tensor (a tuple, a dict, class indices).
+    ValueError
+        If it is not ``(N, C)`` with ``C >= 2`` (one logit per input names
+        :class:`~kktexplain.models.TwoClassLogits`).
+    """
     if not isinstance(out, Tensor) or not out.is_floating_point():
-        raise TypeError(
-            f"model must return a floating-point tensor of logits of shape (N, C), got {type(out).__name__}"
+        got = type(out).__name__ if not isinstance(out, Tensor) else f"a tensor of dtype {out.dtype}"
+        wrap = (
+            ": wrap the model in a module whose forward returns the logits alone"
+            if isinstance(out, tuple | list | dict)
+            else ""
         )
-    if (out.ndim == 1 and out.shape[0] == 2) or (out.ndim == 2 and out.shape == (2, 1)):
+        raise TypeError(
+            f"model must return a floating-point tensor of logits of shape (N, C), got {got}{wrap}"
+        )
+    if (out.ndim == 1 and out.shape[0] == batch_shape[0]) or (
+        out.ndim == 2 and out.shape == (batch_shape[0], 1)
+    ):
         raise ValueError(
             f"model must return logits of shape (N, C) with C >= 2; for inputs of shape "
-            f"{tuple(probe.shape)} it returned {tuple(out.shape)}, one logit per input: wrap a "
+            f"{batch_shape} it returned {tuple(out.shape)}, one logit per input: wrap a "
             f"binary classifier as kktexplain.models.TwoClassLogits(model), whose logits "
             f"[-f/2, f/2] have the binary cross-entropy of f"
         )
-    if out.ndim != 2 or out.shape[0] != 2 or out.shape[1] < 2:
+    if out.ndim != 2 or out.shape[0] != batch_shape[0] or out.shape[1] < 2:
         raise ValueError(
             f"model must return logits of shape (N, C) with C >= 2; for inputs of shape "
-            f"{tuple(probe.shape)} it returned {tuple(out.shape)}"
+            f"{batch_shape} it returned {tuple(out.shape)}"
         )
     if bool(torch.isfinite(out).all()) and bool((out >= 0).all()):
         sums = out.double().sum(1)
@@ -181,7 +216,7 @@ def infer_num_classes(
                 "e.g. a final Softmax); the DeepKKT conditions need logits: pass the model "
                 "without its final Softmax",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
     return int(out.shape[1])
 

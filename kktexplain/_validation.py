@@ -61,8 +61,9 @@ def check_model(model: object) -> nn.Module:
     TypeError
         Unless ``model`` is an ``nn.Module``.
     ValueError
-        When it has no parameters, tensors on the ``meta`` device, or a batch normalisation
-        without running statistics.
+        When it has no parameters, tensors on the ``meta`` device, a batch normalisation
+        without running statistics, lazy parameters not initialised yet, or an embedding
+        with ``max_norm`` (it writes its weight in place at every forward).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -93,6 +94,24 @@ def check_model(model: object) -> nn.Module:
             "track_running_stats=False): even in eval mode it normalises each batch by its own "
             "statistics, so a sample's loss depends on the others in its batch and the per-sample "
             "DeepKKT conditions are undefined; use running statistics, or GroupNorm / LayerNorm"
+        )
+    lazy = [n for n, p in model.named_parameters() if isinstance(p, nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise ValueError(
+            f"model has lazy parameters not initialised yet ({lazy[0]!r}, e.g. nn.LazyLinear): "
+            "run one forward pass of a real batch first, so that their shapes are known"
+        )
+    renorm = [
+        (n, m.max_norm)
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.max_norm is not None
+    ]
+    if renorm:
+        raise ValueError(
+            f"model has an embedding with max_norm={renorm[0][1]} ({renorm[0][0]!r}): it "
+            "renormalises its weight in place at every forward pass, which would change the "
+            "model and which torch.func cannot differentiate; renormalise the weight once "
+            "(e.g. with torch.embedding_renorm_ over all rows) and set max_norm=None"
         )
     if isinstance(model, torch.jit.ScriptModule):
         return ScriptedModel(model)

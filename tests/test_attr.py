@@ -221,6 +221,8 @@ def test_attribution_of_one_support_vector_is_ig_of_its_term(problem):
     want = IntegratedGradients(term).attribute(xt, n_steps=8)
     got = SupportVectorAttribution(model, sel).attribute(xt, target=1, support_index=j, n_steps=8)
     torch.testing.assert_close(got, want)
+    twice = SupportVectorAttribution(model, sel).attribute(xt, target=1, support_index=[j, j], n_steps=8)
+    torch.testing.assert_close(twice, want)  # a set of rows: a repeated row counts once
     sal = SupportVectorAttribution(model, sel, method="saliency").attribute(xt, target=1, support_index=j)
     assert sal.shape == xt.shape
     with pytest.raises(ValueError, match="convergence_delta"):

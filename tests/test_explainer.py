@@ -248,7 +248,7 @@ def test_error_wrong_input_shape():
         DeepSupportVectors(**FAST).attribute(model, input_shape=(3, 8, 8))
     with pytest.raises(ValueError, match=r"init_data must have shape \(N, 1, 8, 8\)"):
         DeepSupportVectors(init="other", **FAST).attribute(model, init_data=torch.randn(5, 1, 9, 9))
-    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(3))
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 3))
     with pytest.raises(ValueError, match="input_shape could not be inferred"):
         DeepSupportVectors(**FAST).attribute(conv)
 

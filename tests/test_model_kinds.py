@@ -523,3 +523,37 @@ def test_a_layer_registered_twice_keeps_its_parameters_and_scope(data):
     assert all(type(p) is nn.Parameter and p.requires_grad for p in own.values())
     assert model.b is model.a and again.settings["resolved_param_names"] == list(own)
     torch.testing.assert_close(SupportVectorInfluence(model, sel).influence(x[:3]), first, rtol=0, atol=0)
+
+
+def test_models_that_cannot_be_read_as_found_are_refused_before_any_forward(data):
+    x, y = data
+    renorm = nn.Sequential(nn.Embedding(20, 4, max_norm=1.0), nn.Flatten(), nn.Linear(8, 3))
+    weight = renorm[0].weight.detach().clone()
+    with pytest.raises(ValueError, match=r"max_norm=1.0 \('0'\).*in place"):
+        DeepSupportVectors(progress=False).attribute(
+            renorm, candidates=torch.randint(0, 20, (12, 2)), labels=y
+        )
+    assert torch.equal(renorm[0].weight, weight)  # the probe forward had renormalised it
+    lazy = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+    with pytest.raises(ValueError, match=r"lazy parameters not initialised yet \('1.weight'"):
+        DeepSupportVectors(progress=False).attribute(lazy, candidates=x.float(), labels=y)
+
+
+def test_parameter_jvp_without_forward_mode_or_double_backward_equals_forward_mode():
+    # nn.EmbeddingBag has neither: the explanation's delta and explain() raised NotImplementedError
+    torch.manual_seed(0)
+    bag = nn.EmbeddingBag(20, 4, mode="mean").double()
+    ids = torch.randint(0, 20, (3, 5))
+    theta = {"weight": bag.weight.detach()}
+    tangent = {"weight": torch.randn_like(bag.weight)}
+
+    def through_bag(th):
+        return torch.tanh(functional_call(bag, th, (ids,)))
+
+    def through_embedding(th):
+        return torch.tanh(nn.functional.embedding(ids, th["weight"]).mean(1))
+
+    out, got = parameter_jvp(through_bag, theta, tangent)
+    want_out, want = torch.func.jvp(through_embedding, (theta,), (tangent,))
+    torch.testing.assert_close(out, want_out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -201,3 +201,49 @@ def test_string_labels_are_refused_with_the_parameter_named(setup):
     with pytest.raises(TypeError, match=r"labels of an \(x, y\) batch must be class indices"):
         SupportVectorInfluence(model, sel).influence((x[:2], "a"))
     assert SupportVectorInfluence(model, sel).influence((x[:2], [0, 1])).shape == (2, 12)
+
+
+class _Returns(nn.Module):
+    """The fixture's CNN, returning its logits in another form."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.net, self.kind = _cnn(), kind
+
+    def forward(self, x):
+        z = self.net(x)
+        return {"tuple": (z, x), "dict": {"logits": z}, "3d": z[:, :, None], "classes": z.argmax(1)}[
+            self.kind
+        ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "says"),
+    [
+        ("tuple", TypeError, "got tuple: wrap the model"),
+        ("dict", TypeError, "got dict: wrap the model"),
+        ("3d", ValueError, r"returned \(2, 3, 1\)"),
+        ("classes", TypeError, "got a tensor of dtype torch.int64"),
+    ],
+)
+def test_what_the_model_returns_is_checked_on_the_explanation_side(setup, kind, error, says):
+    _, x, _, sel = setup
+    model = _Returns(kind)
+    for call in (
+        lambda: SupportVectorInfluence(model, sel).influence(x[:2]),
+        lambda: SupportVectorAttribution(model, sel).attribute(x[:2]),
+        lambda: sel.explain(model, x[:1]),
+    ):
+        with pytest.raises(error, match=f"logits.*{says}"):
+            call()
+
+
+def test_integrated_gradients_settings_are_checked_by_name(setup):
+    model, x, _, sel = setup
+    sva = SupportVectorAttribution(model, sel)
+    torch.testing.assert_close(sva.attribute(x[:2], n_steps=np.int64(4)), sva.attribute(x[:2], n_steps=4))
+    for bad, error in ((0, ValueError), (-3, ValueError), (2.5, TypeError), ("8", TypeError)):
+        with pytest.raises(error, match="internal_batch_size must be"):
+            sva.attribute(x[:2], n_steps=4, internal_batch_size=bad)
+    with pytest.raises(TypeError, match="n_steps must be an int"):
+        sva.attribute(x[:2], n_steps=4.0)

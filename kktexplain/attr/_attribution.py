@@ -11,7 +11,7 @@ from captum.attr import GradientAttribution, IntegratedGradients, Saliency
 from torch import Tensor, nn
 
 from .._model_state import eval_mode
-from .._validation import check_finite
+from .._validation import check_finite, check_positive
 from ..kkt._grads import call_functional, parameter_jvp
 from ._expansion import SupportExpansion, _forward_args_hint
 from ._influence import check_query_inputs, resolve_target
@@ -173,8 +173,8 @@ class SupportVectorAttribution(GradientAttribution):
             Extra arguments passed to the model after the inputs, the same for every input
             (as in selection; a tensor is not split or repeated along its first axis).
         support_index : int, sequence of int, Tensor or boolean mask of shape (N,), optional
-            Rows of the support set whose terms are attributed. ``None`` attributes the whole
-            expansion (every support vector).
+            Rows of the support set whose terms are attributed, as a set (a repeated row counts
+            once). ``None`` attributes the whole expansion (every support vector).
         baselines : scalar, Tensor or tuple, optional
             Integrated Gradients' baselines (zero by default). Ignored by Saliency.
         n_steps : int, default=32
@@ -196,8 +196,11 @@ class SupportVectorAttribution(GradientAttribution):
             raise ValueError(
                 "return_convergence_delta needs method='integrated_gradients'; Saliency has no delta"
             )
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+        check_positive("n_steps", n_steps, integer=True)
+        n_steps = int(n_steps)
+        if internal_batch_size is not None:
+            check_positive("internal_batch_size", internal_batch_size, integer=True)
+            internal_batch_size = int(internal_batch_size)
         is_tuple = isinstance(inputs, tuple)
         if is_tuple and not inputs:
             raise ValueError("inputs must be a Tensor or a non-empty tuple of Tensors, got ()")

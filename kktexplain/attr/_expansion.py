@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._model_info import as_forward_args, cast_inputs
+from .._model_info import as_forward_args, cast_inputs, check_logits, model_device, model_dtype
 from .._model_state import ModelFingerprint, eval_mode
 from .._scope import expansion_param_names, recorded_param_names, scoped_model
 from .._validation import check_model
@@ -177,6 +177,9 @@ class SupportExpansion:
                 "same reference=, or its multipliers expand the wrong parameters"
             )
         with eval_mode(model):
+            with torch.no_grad(), _forward_args_hint(bool(self.args)):  # logits (N, C), or a clear error
+                first = cast_inputs(support.inputs[:2], model_device(model), model_dtype(model))
+                check_logits(model(first, *self.args), tuple(first.shape))
             probe = support.inputs if named else None  # the user's own list must reach the logits
             self.fmodel = scoped_model(model, param_names, self.args, reference, probe)
         self.param_names = self.fmodel.names
@@ -340,7 +343,8 @@ class SupportExpansion:
     def support_direction(self, index: int | Sequence[int] | Tensor) -> dict[str, Tensor]:
         """``-sum_{j in index} λ_j grad L_j`` exactly, for rows ``index`` of the support set.
 
-        ``index`` is an int, ints, an integer tensor, or a boolean mask of shape ``(N,)``.
+        ``index`` is an int, ints, an integer tensor, or a boolean mask of shape ``(N,)``; it
+        names a set of rows (a repeated row counts once).
         """
         n = len(self.support)
         raw = torch.as_tensor(np.asarray(index) if not isinstance(index, Tensor) else index)
@@ -355,7 +359,7 @@ class SupportExpansion:
         idx = raw.long().reshape(-1)
         if len(idx) == 0 or (idx < -n).any() or (idx >= n).any():
             raise ValueError(f"support_index must name rows of the support set in [0, {n}), got {index!r}")
-        idx = idx % n
+        idx = torch.unique(idx % n)  # a set of rows: a repeated row counts once
         lam = self.support.lambdas[idx].to(self.device, self.dtype)
         with eval_mode(self.model):
             g, _ = weighted_loss_grad(
