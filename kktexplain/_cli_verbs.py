@@ -334,19 +334,21 @@ def _explain(args: argparse.Namespace) -> int:
         fig = explanation.plot_panel(i)
         fig.savefig(out / f"explanation_{r}.png", dpi=100)
         plt.close(fig)
-    summary = [
-        {
-            "row": r,
-            "prediction": int(explanation.prediction[i]),
-            "target": int(explanation.target[i]),
-            "supporting": explanation.supporting_indices[i].tolist(),
-            "supporting_contributions": explanation.supporting_contributions[i].tolist(),
-            "opposing": explanation.opposing_indices[i].tolist(),
-            "opposing_contributions": explanation.opposing_contributions[i].tolist(),
-            "residual": float(explanation.residual[i]),
-        }
-        for i, r in enumerate(rows)
-    ]
+    summary = []
+    for i, r in enumerate(rows):
+        ns, no = explanation.shown(i)  # only contributions of the list's own sign
+        summary.append(
+            {
+                "row": r,
+                "prediction": int(explanation.prediction[i]),
+                "target": int(explanation.target[i]),
+                "supporting": explanation.supporting_indices[i, :ns].tolist(),
+                "supporting_contributions": explanation.supporting_contributions[i, :ns].tolist(),
+                "opposing": explanation.opposing_indices[i, :no].tolist(),
+                "opposing_contributions": explanation.opposing_contributions[i, :no].tolist(),
+                "residual": float(explanation.residual[i]),
+            }
+        )
     (out / "explanation.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     print(f"wrote {out / 'explanation.html'}, {len(rows)} PNG panels and explanation.json")
     return 0

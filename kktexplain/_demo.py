@@ -248,11 +248,17 @@ def run_demo(
                 "prediction": names[int(expl.prediction[j])],
                 "supporting": [
                     {"train_index": int(idx_sel[s]), "label": names[int(y_sel[s])], "contribution": float(c)}
-                    for s, c in zip(expl.supporting_indices[j].tolist(), expl.supporting_contributions[j])
+                    for s, c in zip(
+                        expl.supporting_indices[j].tolist(), expl.supporting_contributions[j], strict=True
+                    )
+                    if c > 0
                 ],
                 "opposing": [
                     {"train_index": int(idx_sel[s]), "label": names[int(y_sel[s])], "contribution": float(c)}
-                    for s, c in zip(expl.opposing_indices[j].tolist(), expl.opposing_contributions[j])
+                    for s, c in zip(
+                        expl.opposing_indices[j].tolist(), expl.opposing_contributions[j], strict=True
+                    )
+                    if c < 0
                 ],
                 "expansion_residual": float(expl.residual[j]),
             }

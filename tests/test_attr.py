@@ -263,13 +263,14 @@ def test_explain(problem, tmp_path):
     fig = e.figure()  # flat features: the feature attribution and the contributions, full width
     assert [t.type for t in fig.data] == ["bar", "bar"]
     torch.testing.assert_close(torch.tensor(fig.data[0].y), e.feature_map[0].cpu(), check_dtype=False)
-    assert len(fig.data[1].y) == 6
+    shown = sum(e.shown())  # the contributions of each list's own sign
+    assert 1 <= shown <= 6 and len(fig.data[1].y) == shown
     ax = e.plot()
-    assert len(ax.patches) == 6
+    assert len(ax.patches) == shown
     with pytest.raises(ValueError, match="index"):
         e.plot(index=3)
     fig = e.plot_panel()  # flat features: bars, one per feature (an image would be a picture)
-    inputs_ax, map_ax = fig.axes[0], fig.axes[4]
+    inputs_ax, map_ax = fig.axes[0], fig.axes[max(*e.shown(), 1) + 1]  # a grid 3 x (columns + 1)
     assert len(inputs_ax.patches) == 3 and not inputs_ax.images
     heights = [p.get_height() for p in map_ax.patches]
     torch.testing.assert_close(
@@ -396,3 +397,23 @@ def test_a_shared_tensor_argument_reaches_the_model_unrepeated(z_shape):
         DeepSupportVectors(progress=False).attribute(
             model, candidates=x, labels=y, additional_forward_args=(torch.randn(20, 2, dtype=torch.float64),)
         )
+
+
+def test_explanations_show_only_contributions_of_their_lists_sign(problem):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model, sel, _, _, xt = problem
+    e = sel.explain(model, xt[:2], k=len(sel), n_steps=2)  # every row in both ranked lists
+    for i in range(2):
+        ns, no = e.shown(i)
+        contrib = SupportVectorInfluence(model, sel).influence((xt[i : i + 1], e.target[i : i + 1]))[0]
+        assert ns == int((contrib > 0).sum()) and no == int((contrib < 0).sum())
+        assert (e.supporting_contributions[i, :ns] > 0).all() and (e.opposing_contributions[i, :no] < 0).all()
+        ax = e.plot(i)
+        assert len(ax.patches) == ns + no  # were 2k bars, each row twice with both signs
+        plt.close("all")
+        bars = [t for t in e.figure(i).data if t.type == "bar" and t.name == "contribution"][0]
+        assert len(bars.y) == ns + no and len(set(bars.x)) == ns + no

@@ -46,7 +46,9 @@ def explain(
     k : int, default=5
         Supporting and opposing vectors to return (at most ``len(support)``: a larger ``k`` is
         lowered to it). They are the ``k`` largest and the ``k`` smallest contributions: where
-        fewer than ``k`` terms are positive, the supporting list ends with terms <= 0.
+        fewer than ``k`` terms are positive, the supporting list ends with terms <= 0 (and the
+        opposing list alike), which the plots, the HTML and the CLI leave out
+        (:meth:`Explanation.shown`); their feature maps are not computed (zeros).
     maps : {"all", "total", "none"}, default="all"
         Feature maps of the whole expansion and of each shown support vector (``"all"``), of
         the whole expansion only (``"total"``), or none (zeros). Integer inputs (token ids of
@@ -119,8 +121,14 @@ def _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progre
     sup_maps = opp_maps = None
     if maps != "none" and inputs.is_floating_point():
         sva = SupportVectorAttribution._from_expansion(exp)  # same scope, same cached direction
-        # the maps of each shown vector, supporting then opposing, input by input
-        jobs = [(i, j, side) for i in range(n) for j in range(k) for side in (0, 1)] if maps == "all" else []
+        # the maps of each shown vector (a contribution of its list's sign), supporting then
+        # opposing, input by input
+        counts = torch.stack([(sup_v > 0).sum(1), (opp_v < 0).sum(1)], 1).tolist()
+        jobs = (
+            [(i, j, side) for i in range(n) for j in range(k) for side in (0, 1) if j < counts[i][side]]
+            if maps == "all"
+            else []
+        )
         with tqdm(total=1 + len(jobs), desc="feature maps", disable=not progress, leave=False) as bar:
             fmap = (
                 sva.attribute(inputs, target=t, n_steps=n_steps, additional_forward_args=args).detach().cpu()

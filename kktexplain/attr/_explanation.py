@@ -27,7 +27,9 @@ class Explanation:
     target : Tensor of shape (n,)
         The class whose logit is explained (the prediction unless ``target`` was given).
     supporting_indices, opposing_indices : Tensor of shape (n, k)
-        Rows of the support set with the largest positive / most negative contributions.
+        Rows of the support set with the ``k`` largest / ``k`` smallest contributions. Where
+        fewer than ``k`` are positive (negative), the tail holds terms of the other sign or
+        zero; the plots and the HTML show only the signed ones (:meth:`shown`).
     supporting_contributions, opposing_contributions : Tensor of shape (n, k)
     supporting_inputs, opposing_inputs : Tensor of shape (n, k, *input_shape)
     supporting_labels, opposing_labels : Tensor of shape (n, k)
@@ -87,6 +89,25 @@ class Explanation:
             raise ValueError(f"index must be an int in [0, {len(self)}), got {index!r}")
         return int(index) % len(self)
 
+    def shown(self, index: int = 0) -> tuple[int, int]:
+        """How many of decision ``index``'s ranked vectors the plots and the HTML show: the
+        supporting ones with a positive contribution and the opposing ones with a negative
+        one (the tensors keep ``k`` of each; where fewer terms have the sign, their tails hold
+        the others, which neither support nor oppose).
+
+        Parameters
+        ----------
+        index : int, default=0
+
+        Returns
+        -------
+        n_supporting, n_opposing : int
+        """
+        i = self._check_index(index)
+        return int((self.supporting_contributions[i] > 0).sum()), int(
+            (self.opposing_contributions[i] < 0).sum()
+        )
+
     def plot(self, index: int = 0, ax: Any = None) -> Any:
         """Bar chart of the top supporting (green) and opposing (red) contributions.
 
@@ -105,10 +126,11 @@ class Explanation:
         i = self._check_index(index)
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 3))
-        sup, opp = self.supporting_contributions[i], self.opposing_contributions[i]
+        ns, no = self.shown(i)
+        sup, opp = self.supporting_contributions[i, :ns], self.opposing_contributions[i, :no]
         values = torch.cat([sup, opp.flip(0)]).tolist()
-        rows = torch.cat([self.supporting_indices[i], self.opposing_indices[i].flip(0)]).tolist()
-        labels = torch.cat([self.supporting_labels[i], self.opposing_labels[i].flip(0)]).tolist()
+        rows = torch.cat([self.supporting_indices[i, :ns], self.opposing_indices[i, :no].flip(0)]).tolist()
+        labels = torch.cat([self.supporting_labels[i, :ns], self.opposing_labels[i, :no].flip(0)]).tolist()
         colors = ["tab:green" if v >= 0 else "tab:red" for v in values]
         ax.bar(range(len(values)), values, color=colors)
         ax.set_xticks(range(len(values)))
@@ -138,23 +160,24 @@ class Explanation:
         import matplotlib.pyplot as plt
 
         i = self._check_index(index)
-        k = self.supporting_indices.shape[1]
+        ns, no = self.shown(i)
+        k = max(ns, no, 1)
         fig, axes = plt.subplots(3, k + 1, figsize=(1.6 * (k + 1), 5.2), squeeze=False)
         show = denormalize if denormalize is not None else (lambda t: t)
         _show_input(show(self.inputs[i]), axes[0, 0], f"pred {self._name(int(self.prediction[i]))}")
         _heat(self.feature_map[i], axes[1, 0], "feature map")
         axes[2, 0].axis("off")
         for j in range(k):
-            for row, (_idx, con, img, lab) in enumerate(
+            for row, (count, con, img, lab) in enumerate(
                 [
                     (
-                        self.supporting_indices,
+                        ns,
                         self.supporting_contributions,
                         self.supporting_inputs,
                         self.supporting_labels,
                     ),
                     (
-                        self.opposing_indices,
+                        no,
                         self.opposing_contributions,
                         self.opposing_inputs,
                         self.opposing_labels,
@@ -162,12 +185,15 @@ class Explanation:
                 ]
             ):
                 ax = axes[0 if row == 0 else 2, j + 1]
+                if j >= count:
+                    ax.axis("off")
+                    continue
                 _show_input(
                     show(img[i, j]),
                     ax,
                     f"{'+' if row == 0 else ''}{con[i, j]:.2g} {self._name(int(lab[i, j]))}",
                 )
-            if self.supporting_maps is not None:
+            if self.supporting_maps is not None and j < ns:
                 _heat(self.supporting_maps[i, j], axes[1, j + 1], f"#{int(self.supporting_indices[i, j])}")
             else:
                 axes[1, j + 1].axis("off")
@@ -206,30 +232,24 @@ class Explanation:
         from plotly.subplots import make_subplots
 
         i = self._check_index(index)
-        k = self.supporting_indices.shape[1]
+        ns, no = self.shown(i)
         image_like = self.inputs.ndim >= 3
-        cols = max(k, 2)
+        cols = max(ns, no, 2)
         # make_subplots fills titles row by row over every cell: pad each row to `cols`
-        sup = [f"+ #{int(r)}" for r in self.supporting_indices[i]]
-        opp = [f"- #{int(r)}" for r in self.opposing_indices[i]]
+        sup = [f"+ #{int(r)}" for r in self.supporting_indices[i, :ns]]
+        opp = [f"- #{int(r)}" for r in self.opposing_indices[i, :no]]
         titles = (
-            ["input", "feature map"] + [""] * (cols - 2) + sup + [""] * (cols - k) + opp + [""] * (cols - k)
+            ["input", "feature map"] + [""] * (cols - 2) + sup + [""] * (cols - ns) + opp + [""] * (cols - no)
         )
         if image_like:
             fig = make_subplots(rows=3, cols=cols, subplot_titles=titles)
             fig.add_trace(go.Heatmap(z=_plane(self.inputs[i]), colorscale="gray", showscale=False), 1, 1)
             fig.add_trace(go.Heatmap(z=_plane(self.feature_map[i]), colorscale="RdBu", zmid=0), 1, 2)
-            for j in range(k):
-                fig.add_trace(
-                    go.Heatmap(z=_plane(self.supporting_inputs[i, j]), colorscale="gray", showscale=False),
-                    2,
-                    j + 1,
-                )
-                fig.add_trace(
-                    go.Heatmap(z=_plane(self.opposing_inputs[i, j]), colorscale="gray", showscale=False),
-                    3,
-                    j + 1,
-                )
+            for row, count, shown in ((2, ns, self.supporting_inputs), (3, no, self.opposing_inputs)):
+                for j in range(count):
+                    fig.add_trace(
+                        go.Heatmap(z=_plane(shown[i, j]), colorscale="gray", showscale=False), row, j + 1
+                    )
             for ax in fig.layout:
                 if ax.startswith("yaxis"):
                     fig.layout[ax].autorange = "reversed"
@@ -241,8 +261,11 @@ class Explanation:
             )
             feats = self.feature_map[i].flatten().tolist()
             fig.add_trace(go.Bar(y=feats, name="feature attribution"), 1, 1)
-            vals = torch.cat([self.supporting_contributions[i], self.opposing_contributions[i]]).tolist()
-            names = [f"#{int(r)}" for r in torch.cat([self.supporting_indices[i], self.opposing_indices[i]])]
+            vals = torch.cat(
+                [self.supporting_contributions[i, :ns], self.opposing_contributions[i, :no]]
+            ).tolist()
+            rows = torch.cat([self.supporting_indices[i, :ns], self.opposing_indices[i, :no]])
+            names = [f"#{int(r)}" for r in rows]
             fig.add_trace(go.Bar(x=names, y=vals, name="contribution"), 2, 1)
             cols = max(cols, 4)
         t = int(self.target[i])
