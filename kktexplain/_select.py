@@ -19,6 +19,7 @@ from ._equal import equal_multiplier
 from ._errors import NonFiniteError
 from ._model_info import cast_inputs
 from ._result import DSVResult
+from ._warn import warn_user
 from .kkt import (
     CountSketch,
     FunctionalModel,
@@ -386,6 +387,7 @@ def _selection_result(
     start: float,
 ) -> DSVResult:
     """The result of a selection: every candidate, its λ and residuals, and what was run."""
+    _warn_degenerate(lam, kkt)
     settings = dict(settings)
     settings.update(
         objective=objective.to_dict(),
@@ -405,6 +407,28 @@ def _selection_result(
         settings=settings,
         indices=torch.arange(len(candidates)),
     )
+
+
+def _warn_degenerate(lam: Tensor, kkt: KKTResiduals) -> None:
+    """Say when a selection cannot mean much: every candidate's logit margin exceeds 20
+    (saturated logits: cross-entropy and its gradient below about e^-20 ~ 2e-9, so λ is 0 or
+    astronomically large), or every λ is 0."""
+    margin = kkt.margin.double()
+    if len(margin) and bool((margin > 20).all()):
+        warn_user(
+            f"every candidate's logit margin exceeds 20 (min {float(margin.min()):.3g}): the logits "
+            "are saturated and the per-sample gradients vanish, so the multipliers are 0 or "
+            f"meaninglessly large (max λ {float(lam.max()):.3g}), as for inputs of another scale "
+            "than the model was trained on (pixels 0-255 for a model trained on 0-1, "
+            "unnormalised features) or a model trained to zero loss on them; check the "
+            "candidates' scale and normalisation"
+        )
+    elif len(lam) and not bool((lam != 0).any()):
+        warn_user(
+            "every λ of the selection is 0: no non-negative combination of the candidates' "
+            "gradients points along theta* in this scope (see the stationarity residual and "
+            "kkt_readiness)"
+        )
 
 
 def _world_size() -> int:

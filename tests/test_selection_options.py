@@ -153,3 +153,28 @@ def test_an_objective_of_the_augmented_view_alone_needs_an_augmentation():
     DeepSupportVectors(objective="paper_eq9", augmentation=None, progress=False).attribute(
         model, candidates=x, labels=y
     )
+
+
+def test_a_selection_on_saturated_logits_says_so_on_the_users_line():
+    # inputs of another scale than the model's (0-255 for a model of 0-1): every loss ~0, the
+    # gradients vanish and λ came back 0 (float32) or ~1e258 (float64) without a word
+    import warnings
+
+    from torch import nn
+
+    model = nn.Linear(2, 2).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+        model.bias.zero_()
+    x = torch.tensor([[100.0, 1.0], [200.0, -1.0], [-100.0, 2.0], [-300.0, 0.5]], dtype=torch.float64)
+    y = torch.tensor([1, 1, 0, 0])
+    for multipliers in ("fit", "equal"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            DeepSupportVectors(progress=False, multipliers=multipliers).attribute(model, candidates=x, labels=y)
+        said = [w for w in caught if "logits are saturated" in str(w.message)]
+        assert len(said) == 1 and said[0].filename == __file__ and "scale" in str(said[0].message)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DeepSupportVectors(progress=False).attribute(model, candidates=x / 100, labels=y)
+    assert not [w for w in caught if "saturated" in str(w.message) or "every λ" in str(w.message)]
