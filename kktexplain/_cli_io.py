@@ -70,7 +70,10 @@ def resolve_object(spec: str, option: str = "--model") -> Any:
 def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     """A state dict from a ``.safetensors`` file or a ``torch.save`` file (``weights_only=True``).
 
-    A checkpoint dict with a ``"state_dict"`` or ``"model"`` entry gives that entry.
+    A checkpoint dict with a ``"state_dict"``, ``"model_state_dict"``, ``"model"``,
+    ``"model_state"`` or ``"net"`` entry gives that entry. :func:`load_model` also strips a
+    ``module.`` / ``model.`` / ``_orig_mod.`` prefix that every name carries and the model's
+    names do not (DataParallel, Lightning, ``torch.compile``).
 
     Raises
     ------
@@ -92,16 +95,64 @@ def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors of all kinds
+        if "Unsupported global" in str(e) and "torch.nn.modules" in str(e):
+            raise ValueError(
+                f"--weights: {str(path)!r} holds a pickled model object (torch.save(model)); "
+                "kktexplain reads state dicts only (weights_only=True, so no code in the file "
+                "runs): save model.state_dict() from trusted code, and give the class as "
+                "--model module:factory"
+            ) from e
         raise ValueError(
             f"--weights: {str(path)!r} is not a state dict torch.load can read safely ({e})"
         ) from e
     if isinstance(state, dict):
-        for key in ("state_dict", "model"):
+        for key in _STATE_KEYS:
             if isinstance(state.get(key), dict):
                 state = state[key]
+                break
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"--weights: {str(path)!r} does not hold a state dict (names to tensors)")
+        found = (
+            f"a dict with keys {sorted(map(str, state))[:12]}"
+            if isinstance(state, dict)
+            else type(state).__name__
+        )
+        raise ValueError(
+            f"--weights: {str(path)!r} does not hold a state dict (names to tensors), nor one "
+            f"under {', '.join(map(repr, _STATE_KEYS))}; it holds {found}: save "
+            "model.state_dict() (torch.save or safetensors)"
+        )
     return state
+
+
+# where training scripts put the state dict in a checkpoint dict (Lightning, PyTorch's
+# tutorials, common scripts)
+_STATE_KEYS = ("state_dict", "model_state_dict", "model", "model_state", "net")
+
+
+def _strip_prefix(state: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """The state dict without a prefix that every name carries and the model's do not
+    (``module.`` from DataParallel, ``model.`` from a Lightning module)."""
+    own = set(model.state_dict())
+    if set(state) <= own:
+        return state
+    for prefix in ("module.", "model.", "_orig_mod."):
+        if all(k.startswith(prefix) for k in state):
+            stripped = {k[len(prefix) :]: v for k, v in state.items()}
+            if set(stripped) <= own:
+                return stripped
+    return state
+
+
+def _call_factory(factory: Any, spec: str, option: str) -> Any:
+    """``factory()``, its failure named as the option's (one line for the CLI, not a traceback)."""
+    try:
+        return factory()
+    except Exception as e:  # noqa: BLE001 - any error of the user's code
+        need = " (it must take no arguments: wrap it, e.g. def build(): return Net(128, 10))"
+        raise ValueError(
+            f"{option} {spec}: calling it raised {type(e).__name__}: {e}"
+            + (need if isinstance(e, TypeError) and "argument" in str(e) else "")
+        ) from e
 
 
 def load_model(spec: str, weights: str | os.PathLike | None = None) -> nn.Module:
@@ -138,10 +189,19 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> nn.Module
         try:
             scripted = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as e:
-            raise ValueError(f"--model: {spec!r} is not a TorchScript file ({e})") from e
+            pickled = "constants.pkl" in str(e)  # a torch.save archive, not torch.jit.save
+            hint = (
+                ": it looks like a torch.save file (a pickled model or a state dict); give the "
+                "class as --model module:factory and the state dict as --weights"
+                if pickled
+                else f" ({e})"
+            )
+            raise ValueError(f"--model: {spec!r} is not a TorchScript file{hint}") from e
         return ScriptedModel(scripted).eval()
     obj = resolve_object(spec, "--model")
-    model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
+    model = (
+        obj if isinstance(obj, nn.Module) else _call_factory(obj, spec, "--model") if callable(obj) else obj
+    )
     if not isinstance(model, nn.Module):
         raise TypeError(f"--model {spec} must give a torch.nn.Module, got {type(model).__name__}")
     if weights is not None:
@@ -150,6 +210,7 @@ def load_model(spec: str, weights: str | os.PathLike | None = None) -> nn.Module
 
         if isinstance(model, TwoClassLogits) and not any(k.startswith("model.") for k in state):
             state = {f"model.{k}": v for k, v in state.items()}  # the binary classifier's own weights
+        state = _strip_prefix(state, model)
         try:
             model.load_state_dict(state)
         except RuntimeError as e:
@@ -251,7 +312,7 @@ def load_data(
         )
     elif ":" in spec:
         obj = resolve_object(spec, "--data")
-        data = obj() if callable(obj) else obj
+        data = _call_factory(obj, spec, "--data") if callable(obj) else obj
         x, y = as_data(data, f"--data {spec}", token_ids)
     else:
         raise ValueError(f"--data {spec!r}: no such file or folder, and not module:function")

@@ -349,3 +349,37 @@ def test_command_line_imports_no_vision_or_plotly_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_checkpoint_layouts_of_training_scripts_load_and_the_others_are_named(user_dir):
+    state = torch.load("weights.pt", weights_only=True)
+    want = load_model("usernet:build", "weights.pt").state_dict()
+    layouts = {
+        "tutorial.pt": {"epoch": 3, "model_state_dict": state, "optimizer_state_dict": {}},
+        "dataparallel.pt": {f"module.{k}": v for k, v in state.items()},
+        "lightning.ckpt": {"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 1},
+    }
+    for name, saved in layouts.items():
+        torch.save(saved, name)
+        got = load_model("usernet:build", name).state_dict()
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want), name
+    torch.save({"ema": state, "step": 5}, "ema.pt")
+    with pytest.raises(ValueError, match=r"keys \['ema', 'step'\].*model.state_dict\(\)"):
+        load_model("usernet:build", "ema.pt")
+    torch.save(load_model("usernet:build", "weights.pt"), "whole.pt")
+    with pytest.raises(ValueError, match=r"pickled model object.*--model module:factory"):
+        load_model("usernet:build", "whole.pt")
+    with pytest.raises(ValueError, match=r"not a TorchScript file: it looks like a torch.save file"):
+        load_model("whole.pt")
+
+
+def test_a_factory_that_fails_is_named_with_the_option(user_dir):
+    Path("broken.py").write_text(
+        "def raises():\n    raise RuntimeError('no config.yaml')\n\n\ndef needs(width, classes):\n    pass\n"
+    )
+    with pytest.raises(ValueError, match=r"--model broken:raises: calling it raised RuntimeError: no config"):
+        load_model("broken:raises")
+    with pytest.raises(ValueError, match=r"--model broken:needs: .*must take no arguments"):
+        load_model("broken:needs")
+    assert main(["select", "--model", "broken:raises", "--data", "usernet:data", "--out", "s.npz"]) == 2
+    sys.modules.pop("broken", None)

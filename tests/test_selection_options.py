@@ -171,7 +171,9 @@ def test_a_selection_on_saturated_logits_says_so_on_the_users_line():
     for multipliers in ("fit", "equal"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            DeepSupportVectors(progress=False, multipliers=multipliers).attribute(model, candidates=x, labels=y)
+            DeepSupportVectors(progress=False, multipliers=multipliers).attribute(
+                model, candidates=x, labels=y
+            )
         said = [w for w in caught if "logits are saturated" in str(w.message)]
         assert len(said) == 1 and said[0].filename == __file__ and "scale" in str(said[0].message)
     with warnings.catch_warnings(record=True) as caught:
