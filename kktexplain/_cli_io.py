@@ -242,6 +242,23 @@ def _scale_integers(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _numeric_class_folders(classes: list[str], y: Tensor, spec: str) -> Tensor:
+    """Labels by the class folders' own numbers where they are named ``0`` to ``C-1``:
+    ``ImageFolder`` numbers them in string order (``10`` before ``2``)."""
+    if not all(c.isdigit() for c in classes) or [int(c) for c in classes] == list(range(len(classes))):
+        return y
+    numbers = sorted(int(c) for c in classes)
+    if numbers == list(range(len(classes))):
+        return torch.tensor([int(c) for c in classes])[y]
+    print(
+        f"kktexplain: --data {spec}: class folders named {classes[:6]}... are not 0 to "
+        f"{len(classes) - 1}; their labels follow the folders' string order (ImageFolder's): "
+        f"{dict(list(zip(classes, range(len(classes))))[:6])}...",
+        file=sys.stderr,
+    )
+    return y
+
+
 def load_data(
     spec: str,
     labels: str | None = None,
@@ -258,8 +275,9 @@ def load_data(
         an IDX file (``*-ubyte``, ``*.idx``, optionally ``.gz``; 8-bit values become
         ``[0, 1]`` floats, ``(N, H, W)`` becomes ``(N, 1, H, W)``); a folder of class
         sub-folders (torchvision ``ImageFolder``, images as RGB ``[0, 1]`` tensors, all of one
-        size); or ``module:function`` whose call returns a Dataset, DataLoader, ``(x, y)`` or
-        ``x``.
+        size; folders named ``0`` to ``C-1`` give their own numbers as labels, not
+        ImageFolder's string order); or ``module:function`` whose call returns a Dataset,
+        DataLoader, ``(x, y)`` or ``x``.
     labels : str, optional
         A labels file (IDX, ``.npy``) for inputs that carry none.
     limit : int, optional
@@ -288,6 +306,7 @@ def load_data(
         if len(folder) == 0:
             raise ValueError(f"--data {spec!r}: the image folder holds no images")
         x, y = as_data(folder, "--data")
+        y = _numeric_class_folders(folder.classes, y, spec)
     elif path.is_file():
         name = path.name.removesuffix(".gz")
         if name.endswith(".npz"):

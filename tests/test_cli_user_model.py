@@ -383,3 +383,19 @@ def test_a_factory_that_fails_is_named_with_the_option(user_dir):
         load_model("broken:needs")
     assert main(["select", "--model", "broken:raises", "--data", "usernet:data", "--out", "s.npz"]) == 2
     sys.modules.pop("broken", None)
+
+
+def test_class_folders_named_by_number_keep_their_numbers(tmp_path, capsys):
+    from PIL import Image
+
+    for c in range(12):  # ImageFolder sorts them as strings: '10' got label 2, '2' label 4
+        (tmp_path / "digits" / str(c)).mkdir(parents=True)
+        Image.fromarray(np.full((4, 4), 20 * c, np.uint8)).save(tmp_path / "digits" / str(c) / "a.png")
+    x, y = load_data(str(tmp_path / "digits"), grayscale=True)
+    assert sorted(y.tolist()) == list(range(12))
+    assert torch.allclose(x[:, 0, 0, 0] * 255, y.float() * 20, atol=0.5)  # each image its own folder's
+    for c in (1, 2, 11):
+        (tmp_path / "ones" / str(c)).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "ones" / str(c) / "a.png")
+    _, y = load_data(str(tmp_path / "ones"), grayscale=True)
+    assert y.tolist() == [0, 1, 2] and "string order" in capsys.readouterr().err
