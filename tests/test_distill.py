@@ -257,3 +257,17 @@ def test_small_input_mistakes_are_named():
     with pytest.raises(FileNotFoundError) as info:
         DSVResult.load("missing.npz")
     assert str(info.value).count("missing.npz") == 1
+
+
+def test_a_collapse_on_inputs_of_a_usual_scale_points_at_the_training_not_the_scale(monkeypatch):
+    # stress test 8: 2 epochs on 20 images in [0, 1] collapsed, and the warning blamed the scale
+    from kktexplain.distill import StudentProtocol, _evaluate, evaluate
+
+    def one_class(model, x):
+        return torch.nn.functional.one_hot(torch.zeros(len(x), dtype=torch.long), 3).float()
+
+    monkeypatch.setattr(_evaluate, "predict", one_class)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(30, 13, generator=gen), torch.arange(30) % 3
+    with pytest.warns(UserWarning, match=r"with 2 epochs on 30 inputs of a usual scale.*train longer"):
+        evaluate((x, y), (x, y), seeds=(0,), protocol=StudentProtocol(epochs=2), progress=False)

@@ -289,11 +289,17 @@ def evaluate(
         preds = predict(student, tx.to(device)).argmax(1)
         accs.append((preds == ty.cpu()).float().mean().item())  # as models.accuracy
         if preds.unique().numel() == 1 and ty.unique().numel() > 1:
+            scale = float(x.abs().max())
+            cause = (
+                f"as it does on inputs of a large scale (here up to {scale:.3g}); standardise "
+                "the inputs or lower the protocol's lr"
+                if scale > 10
+                else f"with {protocol.epochs} epochs on {len(x)} inputs of a usual scale (up to "
+                f"{scale:.3g}); train longer (epochs) or check the dataset's labels"
+            )
             warnings.warn(
                 f"the student of seed {seed} predicts one class for every test input (its accuracy "
-                f"{accs[-1]:.3f} is that class's share): its training collapsed, as it does on "
-                f"inputs of a large scale (here up to {float(x.abs().max()):.3g}); standardise the "
-                "inputs or lower the protocol's lr",
+                f"{accs[-1]:.3f} is that class's share): its training collapsed, {cause}",
                 UserWarning,
                 stacklevel=2,
             )
