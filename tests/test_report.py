@@ -430,3 +430,23 @@ def test_numpy_test_data_and_string_labels(tmp_path):
     np.savez(tmp_path / "s.npz", x=x.numpy(), y=np.array(["a", "b", "c"] * 10))
     with pytest.raises(ValueError, match="labels must be class indices.*np.unique"):
         load_data(str(tmp_path / "s.npz"))
+
+
+def test_flat_features_are_feature_rows_in_the_sample_sections(tmp_path):
+    # stress test 8: top/bottom-λ and the likely mislabels drew each sample as a 1-pixel strip
+    from kktexplain.report._sections import _samples_figure
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 5, dtype=torch.float64)
+    fig = _samples_figure(
+        [[x[0], x[1]], [x[2], None]],
+        [["#0 a<br>λ=1", "#1 b<br>λ=2"], ["#2 c<br>λ=0", ""]],
+        ["top λ", "bottom λ"],
+        None,
+        "samples",
+    )
+    assert fig.data[0].type == "heatmap"
+    torch.testing.assert_close(torch.tensor(fig.data[0].z, dtype=torch.float64), x[:3])
+    assert list(fig.layout.yaxis.ticktext) == ["top λ: #0 a, λ=1", "top λ: #1 b, λ=2", "bottom λ: #2 c, λ=0"]
+    images = _samples_figure([[torch.rand(1, 4, 4)]], [["#0"]], ["top"], None, "images")
+    assert list(images.layout.yaxis.ticktext) == ["top"]  # images: the mosaic as before

@@ -31,10 +31,10 @@ from ._sections import (
     _history_section,
     _kkt_section,
     _lambda_accuracy_section,
-    _mosaic_figure,
     _name,
     _readiness_section,
     _sample_labels,
+    _samples_figure,
 )
 
 __all__ = ["write_html"]
@@ -298,7 +298,7 @@ def write_html(
     if selection is not None:
         top, bottom = _top_bottom(selection, n_top, cls)
         preds = predict_classes(model, selection.inputs) if model is not None else None
-        fig = _mosaic_figure(
+        fig = _samples_figure(
             [[selection.inputs[i] for i in top], [selection.inputs[i] for i in bottom]],
             [
                 _sample_labels(selection, top, selection.lambdas, "λ", class_names, preds),
@@ -349,7 +349,7 @@ def write_html(
             how = "ranked by λ (no model given; pass one to rank by self-influence)"
         rows = _score_order(selection, scores, n_mislabels, cls)
         vals = selection.lambdas if scores is None else scores
-        fig = _mosaic_figure(
+        fig = _samples_figure(
             [[selection.inputs[i] for i in rows]],
             [_sample_labels(selection, rows, vals, name, class_names, preds)],
             ["suspects"],

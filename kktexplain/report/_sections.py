@@ -85,6 +85,21 @@ def _mosaic_figure(tiles, labels, row_names, denormalize, title, height_per_row=
     return fig
 
 
+def _samples_figure(tiles, labels, row_names, denormalize, title, height_per_row=110, label_lines=1):
+    """:func:`_mosaic_figure` for images; for flat features (a 1-pixel strip per sample there) a
+    heatmap with a row per sample and a column per feature, named by its group and label."""
+    first = next(x for row in tiles for x in row if x is not None)
+    if first.ndim >= 2:
+        return _mosaic_figure(tiles, labels, row_names, denormalize, title, height_per_row, label_lines)
+    z, names = [], []
+    for group, row, texts in zip(row_names, tiles, labels, strict=True):
+        for x, text in zip(row, texts, strict=True):
+            if x is not None:
+                z.append(x.detach().double().cpu().flatten().tolist())
+                names.append(f"{html.escape(group)}: {text.replace('<br>', ', ')}")  # text: escaped
+    return _feature_heatmap(z, names, f"{title} (a row per sample, a column per feature)", first.numel())
+
+
 def _pager(name: str, pages: list[str], labels: list[str]) -> str:
     if len(pages) == 1:
         return f'<div class="page" data-pager="{name}" data-page="0">{pages[0]}</div>'
@@ -100,17 +115,11 @@ def _pager(name: str, pages: list[str], labels: list[str]) -> str:
     return bar + body
 
 
-def _feature_rows_figure(result, core, rows, class_names) -> Any:
-    """DSVs with flat features as a heatmap: a row per DSV (by class, best λ first), a column
-    per feature, on a diverging scale centred at 0."""
+def _feature_heatmap(z: list, names: list[str], title: str, n_features: int) -> Any:
+    """Samples with flat features as a heatmap: a row per sample (``names``, already escaped),
+    a column per feature, on a diverging scale centred at 0."""
     import plotly.graph_objects as go
 
-    z, names = [], []
-    for c in rows:
-        for j, i in enumerate(core.indices[c].tolist()):
-            if i >= 0:
-                z.append(result.inputs[i].detach().double().cpu().tolist())
-                names.append(f"{_name(c, class_names)}, λ={float(core.lambdas[c, j]):.3g}")
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -120,17 +129,28 @@ def _feature_rows_figure(result, core, rows, class_names) -> Any:
             hovertemplate="feature %{x}: %{z:.3g}<extra></extra>",
         )
     )
-    fig.update_yaxes(
-        autorange="reversed", tickvals=list(range(len(z))), ticktext=[html.escape(n) for n in names]
-    )
+    fig.update_yaxes(autorange="reversed", tickvals=list(range(len(z))), ticktext=names)
     fig.update_xaxes(title="feature")
     fig.update_layout(
-        title=html.escape(f"DSVs of {len(rows)} classes, best λ first (a row per DSV)"),
+        title=html.escape(title),
         height=22 * len(z) + 160,
-        width=min(1150, 28 * result.inputs.shape[1] + 320),
+        width=min(1150, 28 * n_features + 420),
         margin={"t": 60, "b": 40},
     )
     return fig
+
+
+def _feature_rows_figure(result, core, rows, class_names) -> Any:
+    """DSVs with flat features as a heatmap: a row per DSV (by class, best λ first), a column
+    per feature, on a diverging scale centred at 0."""
+    z, names = [], []
+    for c in rows:
+        for j, i in enumerate(core.indices[c].tolist()):
+            if i >= 0:
+                z.append(result.inputs[i].detach().double().cpu().tolist())
+                names.append(html.escape(f"{_name(c, class_names)}, λ={float(core.lambdas[c, j]):.3g}"))
+    title = f"DSVs of {len(rows)} classes, best λ first (a row per DSV)"
+    return _feature_heatmap(z, names, title, result.inputs.shape[1])
 
 
 def _gallery(result, classes, per_page, per_class, class_names, denormalize) -> str:
