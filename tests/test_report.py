@@ -236,6 +236,16 @@ def test_report_verb(audit, tmp_path, monkeypatch, capsys):
     page = out2.read_text(encoding="utf-8")
     assert "self-influence" in page and page.count('class="explanation"') == 1
     assert main(["report", "--selection", str(sel), "--model", "nocolon", "--out", str(out2)]) == 2
+    # a grayscale image folder as --inputs (stress test 8: report had no --grayscale / --limit)
+    from PIL import Image
+
+    for c in ("0", "1"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "imgs" / c / f"{i}.png")
+    folder = ["--inputs", str(tmp_path / "imgs"), "--explain", "1", "--k", "2", "--out", str(out2)]
+    assert main(["report", "--no-progress", *args[1:7], *folder, "--grayscale", "--limit", "4"]) == 0
+    assert out2.read_text(encoding="utf-8").count('class="explanation"') == 1
     sys.modules.pop("user_net", None)
 
 

@@ -35,13 +35,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--synthesis", help="a synthesis result written by DSVResult.save (.npz)")
     p.add_argument("--selection", help="a selection result written by DSVResult.save (.npz)")
-    p.add_argument("--model", help="the model as module:factory (a callable returning an nn.Module)")
+    p.add_argument(
+        "--model",
+        help="the model as module:factory (a callable returning an nn.Module, with --weights) or a "
+        "TorchScript file",
+    )
     p.add_argument("--weights", help="the model's weights: .safetensors or a state dict (weights_only)")
     p.add_argument(
         "--inputs",
         help="test data: an .npz with inputs under 'x' (or 'inputs') and optional labels under 'y' "
         "(or 'labels'), or any data spec the other verbs' --data accepts; used for the per-class "
         "accuracy and the explained decisions (needs --model)",
+    )
+    p.add_argument("--labels", default=None, help="a labels file (IDX or .npy) for --inputs that carry none")
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="use only the first N samples of --inputs"
+    )
+    p.add_argument(
+        "--grayscale",
+        action="store_true",
+        help="read an image folder of --inputs as one channel (default RGB)",
     )
     p.add_argument(
         "--explain", type=non_negative_int, default=3, help="explain the first N test inputs (default 3)"
@@ -100,7 +113,13 @@ def run(args: argparse.Namespace) -> int:
             else:
                 from .._model_info import token_layer
 
-                x, y = load_data(args.inputs, token_ids=token_layer(model) is not None)
+                x, y = load_data(
+                    args.inputs,
+                    args.labels,
+                    limit=args.limit,
+                    grayscale=args.grayscale,
+                    token_ids=token_layer(model) is not None,
+                )
                 if y is not None and y.ndim == 1:
                     test_data = (x, y.long())
                 if args.explain > 0:
