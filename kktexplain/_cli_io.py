@@ -271,7 +271,9 @@ def load_data(
     Parameters
     ----------
     spec : str
-        ``*.npz`` with arrays ``x`` (``inputs``) and optionally ``y`` (``labels``); ``*.npy``;
+        ``*.npz`` with arrays ``x`` (``inputs``) and optionally ``y`` (``labels``); ``*.npy``
+        (``uint8`` inputs become ``[0, 1]`` floats unless the model reads token ids; labels of
+        whole-number floats become class indices);
         an IDX file (``*-ubyte``, ``*.idx``, optionally ``.gz``; 8-bit values become
         ``[0, 1]`` floats, ``(N, H, W)`` becomes ``(N, 1, H, W)``); a folder of class
         sub-folders (torchvision ``ImageFolder``, images as RGB ``[0, 1]`` tensors, all of one
@@ -324,6 +326,11 @@ def load_data(
                 f"--data {spec!r}: unknown file type; use .npz (x, y), .npy, an IDX file, an image "
                 "folder or module:function"
             )
+        if xa.dtype == np.uint8 and not token_ids:
+            xa = _scale_integers(xa)  # as IDX files and image folders are read
+            print(f"kktexplain: --data {spec}: 8-bit inputs scaled to [0, 1] (x / 255)", file=sys.stderr)
+        if ya is not None and ya.dtype.kind == "f" and ya.ndim == 1 and np.array_equal(ya, np.round(ya)):
+            ya = ya.astype(np.int64)  # 0.0, 1.0, 2.0 are class indices, as with --labels
         x, y = as_data(
             (np.ascontiguousarray(xa), ya) if ya is not None else np.ascontiguousarray(xa),
             "--data",

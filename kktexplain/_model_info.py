@@ -155,6 +155,11 @@ def infer_num_classes(
             if additional_forward_args
             else ""
         )
+        if not hint and len(input_shape) == 3 and input_shape[-1] in (1, 3) and input_shape[0] > 3:
+            hint = (
+                ": the inputs look channels-last (H, W, C); torch models take (C, H, W), so "
+                "transpose them (x.permute(0, 3, 1, 2), or np.transpose(x, (0, 3, 1, 2)))"
+            )
         raise ValueError(
             f"input_shape={input_shape} does not fit the model{hint} (forward failed: {e})"
         ) from e

@@ -175,7 +175,9 @@ def check_labels(labels: object, num_classes: int, n: int | None = None, name: s
         labels = torch.as_tensor(labels)
     if labels.ndim == 1:
         if labels.is_floating_point() or labels.dtype == torch.bool:
-            raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}")
+            whole = labels.is_floating_point() and bool((labels == labels.round()).all())
+            hint = ": they hold whole numbers, convert them with .long()" if whole else ""
+            raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}{hint}")
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(
                 f"{name} must lie in [0, {num_classes}) for a model with {num_classes} classes, "
@@ -183,6 +185,11 @@ def check_labels(labels: object, num_classes: int, n: int | None = None, name: s
             )
         labels = labels.long()
     elif labels.ndim == 2:
+        if labels.shape[1] == 1 and num_classes > 1:
+            raise ValueError(
+                f"{name} must be class indices of shape (N,) or soft labels (N, {num_classes}), got "
+                f"{tuple(labels.shape)}: flatten them (labels.reshape(-1))"
+            )
         if labels.shape[1] != num_classes or not labels.is_floating_point():
             raise ValueError(
                 f"soft {name} must be a float tensor of shape (N, {num_classes}), got "

@@ -399,3 +399,24 @@ def test_class_folders_named_by_number_keep_their_numbers(tmp_path, capsys):
         Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "ones" / str(c) / "a.png")
     _, y = load_data(str(tmp_path / "ones"), grayscale=True)
     assert y.tolist() == [0, 1, 2] and "string order" in capsys.readouterr().err
+
+
+def test_data_files_in_common_layouts_are_read_or_named(tmp_path):
+    from torch import nn
+
+    from kktexplain import DeepSupportVectors
+
+    g = np.random.default_rng(0)
+    pixels = g.integers(0, 256, (6, 1, 4, 4), dtype=np.uint8)
+    np.savez(tmp_path / "u8.npz", x=pixels, y=np.array([0.0, 1.0, 2.0, 0.0, 1.0, 2.0]))
+    x, y = load_data(str(tmp_path / "u8.npz"))  # 8-bit as IDX and folders; whole-number labels
+    torch.testing.assert_close(x, torch.from_numpy(pixels).float() / 255)
+    assert y.dtype == torch.long and y.tolist() == [0, 1, 2, 0, 1, 2]
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 3))
+    explainer = DeepSupportVectors(progress=False)
+    with pytest.raises(ValueError, match=r"got \(6, 1\): flatten them"):
+        explainer.attribute(model, candidates=x, labels=y[:, None])
+    with pytest.raises(TypeError, match=r"whole numbers, convert them with .long\(\)"):
+        explainer.attribute(model, candidates=x, labels=y.float())
+    with pytest.raises(ValueError, match=r"look channels-last \(H, W, C\).*permute\(0, 3, 1, 2\)"):
+        explainer.attribute(model, candidates=x.permute(0, 2, 3, 1), labels=y)
