@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "torch_device"]
+__all__ = ["cli_message", "positive_int", "torch_device"]
 
 _MODEL_HELP = (
     "the model: module:factory (a module importable from the current directory, or a path to a "
@@ -169,3 +169,34 @@ def check_outputs(args: argparse.Namespace) -> None:
             check_output_folder(value, "--out")
         else:
             check_output_file(value, f"--{option}")
+
+
+# the library's parameter names that a command-line user knows as options
+_OPTION_NAMES = {
+    "input_shape": "--input-shape",
+    "param_names": "--param-names",
+    "per_page": "--per-page",
+    "class_names": "--class-names",
+    "n_per_class": "--n-per-class",
+    "target": "--target",
+}
+
+
+def cli_message(error: BaseException) -> str:
+    """An error's message in the command line's words: a leading parameter name becomes its
+    option (``input_shape must ...`` -> ``--input-shape must ...``), and
+    ``input_shape=(C, H, W)`` becomes ``--input-shape C H W``.
+
+    Parameters
+    ----------
+    error : BaseException
+
+    Returns
+    -------
+    str
+    """
+    text = str(error).replace("pass input_shape=(C, H, W)", "pass --input-shape C H W")
+    first, sep, rest = text.partition(" ")
+    if first in _OPTION_NAMES and sep:
+        text = f"{_OPTION_NAMES[first]} {rest}"
+    return text

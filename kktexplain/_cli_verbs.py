@@ -18,6 +18,7 @@ from ._cli_options import (
     _param_names,
     _synthesis_options,
     _synthesis_settings,
+    cli_message,
 )
 
 __all__ = ["VERBS"]
@@ -361,7 +362,7 @@ def _guarded(verb: str, fn):
         try:
             return fn(args)
         except (ValueError, TypeError, FileNotFoundError) as e:
-            print(f"kktexplain {verb}: {e}", file=sys.stderr)
+            print(f"kktexplain {verb}: {cli_message(e)}", file=sys.stderr)
             return 2
 
     return run

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from ._cli_options import check_outputs, positive_int
+from ._cli_options import check_outputs, cli_message, positive_int
 
 __all__ = ["main"]
 
@@ -134,7 +134,7 @@ def _demo(args: argparse.Namespace) -> int:
             threads=args.threads,
         )
     except FileNotFoundError as e:
-        print(f"kktexplain demo: {e}", file=sys.stderr)
+        print(f"kktexplain demo: {cli_message(e)}", file=sys.stderr)
         return 2
     s, sel = summary, summary["selection"]
     lines = [
@@ -217,7 +217,7 @@ def _check(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (ValueError, TypeError) as e:
-        print(f"kktexplain sanity-check: {e}", file=sys.stderr)
+        print(f"kktexplain sanity-check: {cli_message(e)}", file=sys.stderr)
         return 2
     with open(args.json, "w") as f:
         json.dump(rows, f, indent=2)
@@ -313,7 +313,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError) as e:
-        print(f"kktexplain evaluate: {e}", file=sys.stderr)
+        print(f"kktexplain evaluate: {cli_message(e)}", file=sys.stderr)
         return 2
     shutil.copyfile(out / "evaluation.json", args.json)
     print(f"wrote {args.json} and figures in {out}")
@@ -350,7 +350,7 @@ def _evaluate_user_model(args: argparse.Namespace, out) -> int:
             progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError, TypeError) as e:
-        print(f"kktexplain evaluate: {e}", file=sys.stderr)
+        print(f"kktexplain evaluate: {cli_message(e)}", file=sys.stderr)
         return 2
     shutil.copyfile(out / "evaluation.json", args.json)
     print(f"wrote {args.json} and figures in {out}")

@@ -138,6 +138,12 @@ def test_cli_errors_name_the_cause(user_dir, capsys):
     assert main(["select", "--model", "usernet:build", "--weights", "bad.pt", "--data", "train.npz",
                  "--out", "s"]) == 2  # fmt: skip
     assert "do not fit the model" in capsys.readouterr().err
+    # the library's parameter names in the command line's words (stress test 8)
+    assert main(["select", "--model", "usernet:build", "--weights", "weights.pt", "--data", "train.npz",
+                 "--param-names", "fc.weight", "--out", "s"]) == 2  # fmt: skip
+    assert "select: --param-names must name parameters of the model" in capsys.readouterr().err
+    assert main(["synthesize", "--model", "scripted.pt", "--out", "s"]) == 2
+    assert "pass --input-shape C H W" in capsys.readouterr().err
 
 
 def test_idx_and_image_folder_data(tmp_path):

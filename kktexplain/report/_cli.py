@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .._cli_options import non_negative_int, positive_int
+from .._cli_options import cli_message, non_negative_int, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError, AttributeError) as e:
-        print(f"kktexplain report: {e}", file=sys.stderr)
+        print(f"kktexplain report: {cli_message(e)}", file=sys.stderr)
         return 2
     print(f"wrote {Path(out)}")
     return 0
