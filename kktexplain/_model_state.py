@@ -97,8 +97,10 @@ def isolated(model: nn.Module) -> Iterator[nn.Module]:
     deep copies leave behind; an optimizer step in a hook moved the weights) do not fire, and
     its ``.grad`` and loaded checkpoints stay on the copy. The global random state of the CPU
     (and of the model's CUDA device) is forked, since captum's data loaders draw their seeds
-    from it. A model that cannot be copied is used itself, in eval mode, with every ``.grad``
-    and ``requires_grad`` put back (:func:`kept_grads`).
+    from it. A model that cannot be copied (a lock, a file handle, no memory for a copy) is
+    used itself, in eval mode, with its state dict, every ``.grad`` and ``requires_grad`` put
+    back (:func:`kept_grads`). Module hooks (forward, full backward) are copied with the model
+    and fire on the copy.
     """
     device = next(model.parameters()).device
     cuda = [device.index or 0] if device.type == "cuda" else []
@@ -109,9 +111,14 @@ def isolated(model: nn.Module) -> Iterator[nn.Module]:
     with torch.random.fork_rng(devices=cuda):
         if twin is not None:
             yield twin.eval()
-        else:
+            return
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        try:
             with eval_mode(model), kept_grads(model):
                 yield model
+        finally:  # checkpoints loaded into the model itself (TracInCP's) are undone
+            with torch.no_grad():
+                model.load_state_dict(state)
 
 
 @contextmanager

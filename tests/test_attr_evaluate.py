@@ -257,3 +257,23 @@ def test_tracin_removes_its_copy_of_the_users_weights():
     del tr
     gc.collect()
     assert not folder.exists()
+
+
+def test_tracins_checkpoints_leave_a_model_that_cannot_be_copied_as_found(tmp_path):
+    import threading
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 4)
+    y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    model.lock = threading.Lock()  # deepcopy fails: TracInCP runs on the model itself
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.save({k: v + 1.0 for k, v in before.items()}, tmp_path / "ckpt.pt")
+    flipped = torch.zeros(40, dtype=torch.bool)
+    flipped[:4] = True
+    res = evaluate_mislabels(
+        model, x, y, flipped, batch_size=16, checkpoints=[(str(tmp_path / "ckpt.pt"), 0.1)]
+    )
+    assert "tracin_checkpoints" in res
+    after = model.state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)  # not the checkpoint's weights

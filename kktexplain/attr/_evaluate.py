@@ -78,8 +78,8 @@ def evaluate_mislabels(
     checkpoints : sequence of (str, float), optional
         ``state_dict`` files saved during the model's training and their learning rates: adds
         ``tracin_checkpoints``, TracInCP summed over them as the TracIn paper defines it (the
-        ``tracin`` row uses the final model only). The model is reloaded with its own state
-        afterwards.
+        ``tracin`` row uses the final model only). TracInCP loads them into a copy of
+        the model (the model itself, reloaded afterwards, where it cannot be copied).
 
     Returns
     -------

@@ -323,9 +323,9 @@ def write_html(
             from ..attr import SupportVectorInfluence, equal_multipliers
             from ..kkt import cross_entropy
 
-            equal = equal_multipliers(model, selection, progress=progress)
             with warnings.catch_warnings():  # c = 0 is said in the section itself
-                warnings.filterwarnings("ignore", message="every λ of the support set is 0")
+                warnings.filterwarnings("ignore", message="every λ of the (support set|selection) is 0")
+                equal = equal_multipliers(model, selection, progress=progress)
                 svi = SupportVectorInfluence(model, equal, progress=progress)
             scores = svi.self_influence()
             how = (
