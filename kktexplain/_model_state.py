@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,33 +40,57 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = flag
 
 
+# models inside a kept_buffers block: a nested block (eval_mode inside eval_mode, captum's
+# forward calls inside an attribution) leaves the restore to the outermost one
+_KEEPING: weakref.WeakSet = weakref.WeakSet()
+
+# buffers above this many entries are not copied (a lookup table, a cached mask): a write to
+# one is detected by its version counter and said, not undone
+BUFFER_COPY_LIMIT = 2**22
+
+
 @contextmanager
 def kept_buffers(model: nn.Module) -> Iterator[nn.Module]:
     """Put every buffer back on exit: the same tensor under each name, with its values.
 
     A forward pass may rebind a buffer (``self.count = self.count + 1``) or write to one in
     place (``self.count += 1``, running statistics); the library's forward passes must leave
-    neither. Buffers are copied on entry (they are small: statistics, counters, masks) and
-    copied back only where a write moved their version counter. Inference tensors keep no
-    version counter: only their binding is restored.
+    neither. Buffers of up to :data:`BUFFER_COPY_LIMIT` entries are copied on entry and copied
+    back only where a write moved their version counter; a write to a larger one is warned
+    about. Inference tensors keep no version counter: only their binding is restored. Nested
+    blocks for the same model do nothing (the outermost restores).
     """
+    if model in _KEEPING:
+        yield model
+        return
     saved = []
     for module in model.modules():
         for name, buf in module._buffers.items():
-            if buf is None:
-                saved.append((module, name, None, None, None))
-            elif buf.is_inference():
+            if buf is None or buf.is_inference():
                 saved.append((module, name, buf, None, None))
             else:
-                saved.append((module, name, buf, buf._version, buf.detach().clone()))
+                copy_ = buf.detach().clone() if buf.numel() <= BUFFER_COPY_LIMIT else None
+                saved.append((module, name, buf, buf._version, copy_))
+    _KEEPING.add(model)
     try:
         yield model
     finally:
+        _KEEPING.discard(model)
         with torch.no_grad():
             for module, name, buf, version, value in saved:
                 module._buffers[name] = buf
-                if value is not None and buf._version != version:
+                if version is None or buf._version == version:
+                    continue
+                if value is not None:
                     buf.copy_(value)
+                else:
+                    warnings.warn(
+                        f"the model's forward wrote in place to its buffer {name!r} "
+                        f"({buf.numel()} entries, above the {BUFFER_COPY_LIMIT} that kktexplain "
+                        "copies to put back): its values changed",
+                        UserWarning,
+                        stacklevel=3,
+                    )
 
 
 @contextmanager

@@ -557,3 +557,27 @@ def test_parameter_jvp_without_forward_mode_or_double_backward_equals_forward_mo
     want_out, want = torch.func.jvp(through_embedding, (theta,), (tangent,))
     torch.testing.assert_close(out, want_out, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_buffers_are_copied_once_per_outer_block_and_large_ones_are_watched(monkeypatch):
+    from kktexplain import _model_state
+
+    model = _Counting(inplace=False)
+    model.register_buffer("table", torch.zeros(50, dtype=torch.float64))
+    copies = []
+    real_clone = torch.Tensor.clone
+    monkeypatch.setattr(
+        torch.Tensor, "clone", lambda t, *a, **k: copies.append(t.shape) or real_clone(t, *a, **k)
+    )
+    with _model_state.eval_mode(model):
+        with _model_state.eval_mode(model):  # nested (captum's forward inside an attribution)
+            model.count.add_(1)
+        assert float(model.count) == 1.0  # the outer block restores
+    assert float(model.count) == 0.0 and len(copies) == 2  # one copy per buffer, not per block
+    monkeypatch.setattr(torch.Tensor, "clone", real_clone)
+    monkeypatch.setattr(_model_state, "BUFFER_COPY_LIMIT", 10)
+    with pytest.warns(UserWarning, match=r"buffer 'table' \(50 entries, above the 10"):
+        with _model_state.eval_mode(model):
+            model.table.add_(1)
+            model.count.add_(1)
+    assert float(model.count) == 0.0 and float(model.table[0]) == 1.0  # said, not undone

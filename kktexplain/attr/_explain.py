@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._model_info import check_token_ids
+from .._model_state import eval_mode
 from ._attribution import SupportVectorAttribution
 from ._explanation import Explanation
 from ._influence import SupportVectorInfluence, check_query_inputs, resolve_target
@@ -95,7 +96,8 @@ def explain(
     own_progress = exp.progress  # a prepared influence's setting is put back on return
     exp.progress = own_progress or progress
     try:
-        return _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progress)
+        with eval_mode(exp.model):  # one entry: the maps' passes inside it restore nothing twice
+            return _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progress)
     finally:
         exp.progress = own_progress
 
