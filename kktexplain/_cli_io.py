@@ -95,9 +95,9 @@ def load_weights(path: str | os.PathLike) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors of all kinds
-        if "Unsupported global" in str(e) and "torch.nn.modules" in str(e):
+        if "Unsupported global" in str(e):
             raise ValueError(
-                f"--weights: {str(path)!r} holds a pickled model object (torch.save(model)); "
+                f"--weights: {str(path)!r} holds a pickled object (e.g. torch.save(model)); "
                 "kktexplain reads state dicts only (weights_only=True, so no code in the file "
                 "runs): save model.state_dict() from trusted code, and give the class as "
                 "--model module:factory"
@@ -245,7 +245,8 @@ def _scale_integers(x: np.ndarray) -> np.ndarray:
 def _numeric_class_folders(classes: list[str], y: Tensor, spec: str) -> Tensor:
     """Labels by the class folders' own numbers where they are named ``0`` to ``C-1``:
     ``ImageFolder`` numbers them in string order (``10`` before ``2``)."""
-    if not all(c.isdigit() for c in classes) or [int(c) for c in classes] == list(range(len(classes))):
+    numeric = all(c.isascii() and c.isdigit() for c in classes)  # '²'.isdigit() is True
+    if not numeric or [int(c) for c in classes] == list(range(len(classes))):
         return y
     numbers = sorted(int(c) for c in classes)
     if numbers == list(range(len(classes))):

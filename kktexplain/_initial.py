@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -10,6 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ._validation import check_inputs, check_labels
+from ._warn import warn_user
 
 __all__ = ["check_step_scale", "initial_inputs", "split_data"]
 
@@ -139,19 +139,15 @@ def check_step_scale(x0: Tensor, lr: float, steps: int, optimizer: str, noise: f
         "augmentation=Augmentation(noise=...)) in your data's units, or standardise the inputs"
     )
     if lr * steps < 0.05 * spread:
-        warnings.warn(
+        warn_user(
             f"the starting inputs have a spread (standard deviation) of {spread:.3g}, and "
             f"{steps} Adam steps of about lr={lr:g} move a coordinate by at most {lr * steps:.3g} "
             f"({100 * lr * steps / spread:.2g}% of it): the DSVs will barely leave their "
             f"starting inputs; {advice}",
-            UserWarning,
-            stacklevel=4,
         )
     elif max(lr, noise) > spread:
-        warnings.warn(
+        warn_user(
             f"the starting inputs have a spread (standard deviation) of {spread:.3g}, below one "
             f"step's size (lr={lr:g}, augmentation noise {noise:g}): the first steps swamp "
             f"them; {advice}",
-            UserWarning,
-            stacklevel=4,
         )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ._warn import warn_user
 
 __all__ = [
     "ScriptedModel",
@@ -117,7 +118,7 @@ def infer_input_shape(
             flatten_first = True
         if isinstance(module, nn.Linear):
             if flatten_first and warn_flatten:
-                warnings.warn(_flatten_hint(module.in_features), UserWarning, stacklevel=3)
+                warn_user(_flatten_hint(module.in_features))
             return (module.in_features,)
         if isinstance(module, _WIDTH_KEEPING):
             continue  # a normalisation of the features before the first Linear keeps their width
@@ -216,12 +217,10 @@ def check_logits(out: Any, batch_shape: tuple[int, ...]) -> int:
     if bool(torch.isfinite(out).all()) and bool((out >= 0).all()):
         sums = out.double().sum(1)
         if bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)):
-            warnings.warn(
+            warn_user(
                 "the model's outputs look like probabilities (non-negative rows that sum to 1, "
                 "e.g. a final Softmax); the DeepKKT conditions need logits: pass the model "
-                "without its final Softmax",
-                UserWarning,
-                stacklevel=4,
+                "without its final Softmax"
             )
     return int(out.shape[1])
 

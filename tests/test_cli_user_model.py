@@ -373,8 +373,16 @@ def test_checkpoint_layouts_of_training_scripts_load_and_the_others_are_named(us
     with pytest.raises(ValueError, match=r"keys \['ema', 'step'\].*model.state_dict\(\)"):
         load_model("usernet:build", "ema.pt")
     torch.save(load_model("usernet:build", "weights.pt"), "whole.pt")
-    with pytest.raises(ValueError, match=r"pickled model object.*--model module:factory"):
+    with pytest.raises(ValueError, match=r"pickled object.*--model module:factory"):
         load_model("usernet:build", "whole.pt")
+    Path("usernet2.py").write_text("from torch import nn\n\n\nclass Net(nn.Linear):\n    pass\n")
+    sys.path.insert(0, ".")
+    import usernet2
+
+    torch.save(usernet2.Net(16, 3), "own_class.pt")  # the user's own class: the usual case
+    sys.modules.pop("usernet2", None)
+    with pytest.raises(ValueError, match=r"pickled object.*--model module:factory"):
+        load_model("usernet:build", "own_class.pt")
     with pytest.raises(ValueError, match=r"not a TorchScript file: it looks like a torch.save file"):
         load_model("whole.pt")
 

@@ -581,3 +581,16 @@ def test_buffers_are_copied_once_per_outer_block_and_large_ones_are_watched(monk
             model.table.add_(1)
             model.count.add_(1)
     assert float(model.count) == 0.0 and float(model.table[0]) == 1.0  # said, not undone
+
+
+def test_parameter_jvp_reads_each_reverse_pass_before_resetting_its_basis():
+    # a parameter added to the output has the cotangent itself as its gradient (review finding)
+    torch.manual_seed(0)
+    bag = nn.EmbeddingBag(20, 4, mode="mean").double()
+    ids = torch.randint(0, 20, (1, 5))
+    theta = {"weight": bag.weight.detach(), "b": torch.zeros(1, 4, dtype=torch.float64)}
+    tangent = {"weight": torch.zeros_like(bag.weight), "b": torch.randn(1, 4, dtype=torch.float64)}
+    _, got = parameter_jvp(
+        lambda th: functional_call(bag, {"weight": th["weight"]}, (ids,)) + th["b"], theta, tangent
+    )
+    torch.testing.assert_close(got, tangent["b"], rtol=0, atol=1e-12)

@@ -422,6 +422,6 @@ def parameter_jvp(
     for i in range(out.numel()):
         basis[i] = 1
         row = vjp_fn(basis.view_as(out))[0]
-        basis[i] = 0
-        derivative[i] = sum((row[k] * tangent[k]).sum() for k in tangent)
+        derivative[i] = sum((row[k] * tangent[k]).sum() for k in tangent)  # before the reset:
+        basis[i] = 0  # a parameter added to the output has the basis itself as its gradient
     return out, derivative.view_as(out)

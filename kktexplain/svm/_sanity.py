@@ -74,8 +74,9 @@ class SanityResult:
     weights : str
     weights_gap : float
         ``||[w, b] - [w, b]_SVC|| / ||[w, b]_SVC||`` of the model the selection ran on: 0 with
-        ``weights="svc"``; with ``"torch"``, how far the torch fit is from SVC's optimum (the
-        diagnosis names it when the support sets differ).
+        ``weights="svc"`` (up to the rounding of float32 features); with ``"torch"``, how far
+        the torch fit is from SVC's optimum (the diagnosis names it when the support sets
+        differ).
     selection, synthesis : DSVResult
     """
 
