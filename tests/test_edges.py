@@ -93,3 +93,31 @@ def test_synthesis_warns_when_its_steps_do_not_fit_the_datas_scale(scale, says):
         assert spread == []
     else:
         assert len(spread) == 1 and says in spread[0] and "in input units" in spread[0]
+
+
+def test_plots_name_missing_classes_and_short_class_name_lists():
+    # stress test 8C: a bare StopIteration, IndexError on a short list of names, and a row for
+    # every class of the model when the result holds one
+    import matplotlib.pyplot as plt
+
+    from kktexplain.generate import sample
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 4)
+    )
+    dsv = DeepSupportVectors(n_per_class=1, steps=2, progress=False).attribute(model, input_shape=(3, 8, 8))
+    one = DeepSupportVectors(n_per_class=2, steps=2, classes=[3], progress=False).attribute(
+        model, input_shape=(3, 8, 8)
+    )
+    with pytest.raises(ValueError, match=r"classes \[2\] have no samples"):
+        viz.plot_likely_mislabels(one, classes=[2])
+    fig = viz.plot_dsv_grid(dsv, ["cat", "dog"])  # classes 2 and 3 show their index
+    assert fig.axes[0].get_ylabel() == "cat" and fig.axes[3].get_ylabel() == "3"
+    assert len(viz.plot_dsv_grid(one).axes) == 2  # one row, class 3's two DSVs (was 4 rows)
+    viz.plot_class_samples(
+        sample(model, n_per_class=1, steps=2, progress=False, input_shape=(3, 8, 8)), ["cat"]
+    )
+    with pytest.raises(ValueError, match="per_class must be > 0"):
+        viz.plot_dsv_grid(dsv, per_class=0)
+    plt.close("all")

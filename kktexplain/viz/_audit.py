@@ -210,6 +210,8 @@ def _score_order(result: DSVResult, scores: Tensor | None, n: int, classes: Sequ
         raise ValueError(f"scores must have one value per sample ({len(result)}), got {len(s)}")
     cls = torch.tensor(_class_list(classes, _num_classes(result)))
     rows = torch.isin(result.hard_labels, cls).nonzero().flatten()
+    if len(rows) == 0:
+        raise ValueError(f"classes {cls.tolist()} have no samples in result")
     return rows[s[rows].double().argsort(descending=True, stable=True)][:n]
 
 

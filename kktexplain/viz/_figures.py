@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from .._result import DSVResult
+from .._validation import check_positive
+from ._classes import _name
 
 __all__ = ["plot_dsv_grid", "plot_history", "plot_svm_2d", "show_image"]
 
@@ -61,11 +63,11 @@ def plot_dsv_grid(
     result : DSVResult
         With image inputs ``(N, C, H, W)``.
     classes : sequence of str, optional
-        Row labels.
+        Class names for the row labels (a class beyond the list shows its index).
     denormalize : callable, optional
         Maps inputs back to pixel units before display (e.g. ``dataset.denormalize``).
     per_class : int, optional
-        Columns; default the largest class size.
+        Columns; default the largest class size. One row per class present in ``result``.
     fig : Figure, optional
 
     Returns
@@ -74,23 +76,24 @@ def plot_dsv_grid(
     """
     if result.inputs.ndim != 4:
         raise ValueError(f"plot_dsv_grid needs image inputs (N, C, H, W), got {tuple(result.inputs.shape)}")
+    if per_class is not None:
+        check_positive("per_class", per_class, integer=True)
     y = result.hard_labels
-    num_classes = int(result.settings.get("num_classes", int(y.max()) + 1))
-    k = per_class or int(max((y == c).sum() for c in range(num_classes)))
+    present = sorted(set(y.tolist()))  # a row per class of the result, not of the model
+    k = int(per_class) if per_class is not None else int(max((y == c).sum() for c in present))
     core = result.top_k_per_class(k)
     images = denormalize(result.inputs) if denormalize is not None else result.inputs
-    fig = fig if fig is not None else plt.figure(figsize=(1.1 * k + 1, 1.2 * num_classes))
-    axes = fig.subplots(num_classes, k, squeeze=False)
-    for c in range(num_classes):
+    fig = fig if fig is not None else plt.figure(figsize=(1.1 * k + 1, 1.2 * len(present)))
+    axes = fig.subplots(len(present), k, squeeze=False)
+    for r, c in enumerate(present):
         for j in range(k):
-            ax = axes[c, j]
+            ax = axes[r, j]
             i = int(core.indices[c, j])
             if i < 0:
                 ax.axis("off")
                 continue
             show_image(images[i], ax, f"λ={float(result.lambdas[i]):.3g}")
-        if classes is not None:
-            axes[c, 0].set_ylabel(classes[c], fontsize=7, rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(_name(c, classes), fontsize=7, rotation=0, ha="right", va="center")
     fig.tight_layout()
     return fig
 

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..generate._result import GenerationResult
+from ._classes import _name
 from ._figures import show_image
 
 __all__ = ["plot_blend_matrix", "plot_class_samples", "plot_edits", "plot_interpolation"]
@@ -23,10 +24,6 @@ def _check(result: object, name: str, modes: tuple[str, ...]) -> GenerationResul
     if result.inputs.ndim < 4:
         raise ValueError(f"{name} must hold images (..., C, H, W), got {tuple(result.inputs.shape)}")
     return result
-
-
-def _name(classes: Sequence[str] | None, c: int) -> str:
-    return str(c) if classes is None else str(classes[c])
 
 
 def _images(x: Tensor, denormalize: Callable[[Tensor], Tensor] | None) -> Tensor:
@@ -65,7 +62,7 @@ def plot_class_samples(
         for j in range(k):
             i = r * k + j
             show_image(images[i], axes[r, j], f"p={float(result.probabilities[i, c]):.2f}")
-        axes[r, 0].set_ylabel(_name(classes, c), fontsize=7, rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(_name(c, classes), fontsize=7, rotation=0, ha="right", va="center")
     fig.tight_layout()
     return fig
 
@@ -119,9 +116,9 @@ def plot_blend_matrix(
                 )
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(_name(classes, a), fontsize=7, rotation=0, ha="right", va="center")
+        axes[r, 0].set_ylabel(_name(a, classes), fontsize=7, rotation=0, ha="right", va="center")
     for j, b in enumerate(wanted):
-        axes[-1, j].set_xlabel(_name(classes, b), fontsize=7)
+        axes[-1, j].set_xlabel(_name(b, classes), fontsize=7)
     fig.suptitle("blend(a = row, b = column); titles p(a)/p(b)", fontsize=8)
     fig.tight_layout()
     return fig
@@ -158,7 +155,7 @@ def plot_interpolation(
             show_image(images[j], axes[r, j], f"p(b)={float(result.probabilities[r, j, b]):.2f}")
             if r == n - 1:
                 axes[r, j].set_xlabel(f"δ={float(result.deltas[j]):.2f}", fontsize=7)
-    fig.suptitle(f"{_name(classes, a)} (δ=0) → {_name(classes, b)} (δ=1)", fontsize=8)
+    fig.suptitle(f"{_name(a, classes)} (δ=0) → {_name(b, classes)} (δ=1)", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -196,7 +193,7 @@ def plot_edits(
     for j in range(k):
         t = int(result.labels[j])
         show_image(before[j], axes[0, j], "source")
-        show_image(after[j], axes[1, j], f"→{_name(classes, t)}\np={float(result.probabilities[j, t]):.2f}")
+        show_image(after[j], axes[1, j], f"→{_name(t, classes)}\np={float(result.probabilities[j, t]):.2f}")
     axes[0, 0].set_ylabel("before", fontsize=7)
     axes[1, 0].set_ylabel("after", fontsize=7)
     fig.tight_layout()
