@@ -423,6 +423,17 @@ def _warn_degenerate(lam: Tensor, kkt: KKTResiduals) -> None:
             "unnormalised features) or a model trained to zero loss on them; check the "
             "candidates' scale and normalisation"
         )
+    elif bool(((margin > 20) & (lam > 0)).any()) and bool(((margin <= 20) & (lam > 0)).any()):
+        saturated = (margin > 20) & (lam > 0)
+        top, typical = float(lam[saturated].max()), float(lam[(margin <= 20) & (lam > 0)].median())
+        if top > 100 * typical:
+            warn_user(
+                f"{int(saturated.sum())} of the samples with λ > 0 have saturated logits (margin "
+                f"above 20: their gradients nearly vanish) and λ up to {top:.3g}, against a median "
+                f"{typical:.3g} for the others: their λ says how small their gradient is, not how "
+                "much the model leans on them; rank by the size of a sample's term λ‖∇L‖ "
+                "rather than by λ, or cap λ with lambda_max"
+            )
     elif len(lam) and not bool((lam != 0).any()):
         warn_user(
             "every λ of the selection is 0: no non-negative combination of the candidates' "

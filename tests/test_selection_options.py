@@ -180,3 +180,26 @@ def test_a_selection_on_saturated_logits_says_so_on_the_users_line():
         warnings.simplefilter("always")
         DeepSupportVectors(progress=False).attribute(model, candidates=x / 100, labels=y)
     assert not [w for w in caught if "saturated" in str(w.message) or "every λ" in str(w.message)]
+
+
+def test_saturated_samples_with_huge_multipliers_are_named():
+    # stress test 8C: an overfit MLP's sample with |grad L| = 1.8e-26 got λ = 1e25 and topped
+    # top_k_per_class without a word
+    import warnings
+
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+        model.bias.zero_()
+    # two samples near the boundary and one far beyond it (margin 60) that the fit needs
+    x = torch.tensor([[0.5, 1.0], [-0.5, 1.0], [30.0, -1.0], [-0.4, -1.0]], dtype=torch.float64)
+    y = torch.tensor([1, 0, 1, 0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    said = [str(w.message) for w in caught if "saturated logits" in str(w.message)]
+    assert float(sel.lambdas[2]) > 1e8 and float(sel.lambdas[0]) < 10  # λ ~ 1 / |grad L|
+    assert len(said) == 1 and "1 of the samples with λ > 0" in said[0] and "lambda_max" in said[0]
