@@ -112,7 +112,9 @@ class DSVResult:
             ``k`` samples is padded with index ``-1`` and λ ``nan`` (mask with
             ``indices >= 0`` before indexing ``inputs``: ``-1`` would pick the last row).
         """
-        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+            raise TypeError(f"k must be a positive int, got {type(k).__name__} {k!r}")
+        if k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         k = int(k)
         num_classes = int(self.settings.get("num_classes", int(self.hard_labels.max()) + 1))

@@ -271,3 +271,19 @@ def test_a_collapse_on_inputs_of_a_usual_scale_points_at_the_training_not_the_sc
     x, y = torch.rand(30, 13, generator=gen), torch.arange(30) % 3
     with pytest.warns(UserWarning, match=r"with 2 epochs on 30 inputs of a usual scale.*train longer"):
         evaluate((x, y), (x, y), seeds=(0,), protocol=StudentProtocol(epochs=2), progress=False)
+
+
+def test_distill_names_its_own_arguments_and_the_real_cause():
+    # stress test 8C: 1-based labels were reported as "0 samples of class 0", and the messages
+    # named the explainer's init_data / n_per_class
+    from kktexplain.distill import distill
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    x = torch.randn(30, 4)
+    with pytest.raises(ValueError, match=r"real labels must lie in \[0, 3\).*got values in \[1, 3\]"):
+        distill(model, 2, init="real", real=(x, torch.arange(30) % 3 + 1), progress=False)
+    with pytest.raises(ValueError, match=r"real has 0 samples of class 2, fewer than images_per_class=2"):
+        distill(model, 2, init="real", real=(x, torch.arange(30) % 2), progress=False)
+    with pytest.raises(ValueError, match=r"other must have shape \(N, 4\)"):
+        distill(model, 2, init="other", other=torch.randn(30, 7), progress=False)

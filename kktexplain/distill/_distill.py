@@ -270,14 +270,8 @@ def distill(
             raise ValueError("init='real' needs real=: labelled samples of every class")
         if other is not None:
             raise ValueError("other= is only used with init='other'")
-        init_data = _labelled(real, "real")
-        counts = torch.bincount(init_data[1])
-        if (counts < images_per_class).any():
-            c = int((counts < images_per_class).nonzero()[0])
-            raise ValueError(
-                f"real has {int(counts[c])} samples of class {c}, "
-                f"fewer than images_per_class={images_per_class}"
-            )
+        init_data = _labelled(real, "real")  # its labels and class counts are checked by
+        # the explainer against the model's classes, in real='s and images_per_class's words
     elif init == "other":
         if other is None:
             raise ValueError("init='other' needs other=: inputs of the model's shape from another dataset")
@@ -290,7 +284,14 @@ def distill(
     explainer = DeepSupportVectors(
         n_per_class=int(images_per_class), init=init, seed=seed, progress=progress, **settings
     )
-    result = explainer.attribute(model, init_data=init_data, input_shape=input_shape)
+    try:
+        result = explainer.attribute(model, init_data=init_data, input_shape=input_shape)
+    except ValueError as e:
+        if "init_data" not in str(e) and "n_per_class" not in str(e):
+            raise
+        source = "real" if init == "real" else "other"
+        text = str(e).replace("init_data", source).replace("n_per_class", "images_per_class")
+        raise ValueError(text) from e
     order = torch.argsort(result.hard_labels, stable=True)
     inputs = result.inputs[order].detach().float().clone()
     info = {

@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from .._result import DSVResult
-from .._validation import check_per_class_accuracy
+from .._validation import check_per_class_accuracy, check_positive
 from ._classes import (
     _check_result,
     _class_list,
@@ -87,6 +87,8 @@ def plot_dsv_gallery(
         classes = sorted(set(result.hard_labels.tolist()))
     rows = _page(_class_list(classes, _num_classes(result)), page, per_page)
     y = result.hard_labels
+    if per_class is not None:
+        check_positive("per_class", per_class, integer=True)
     k = per_class or max(1, int(max((y == c).sum() for c in rows)))
     core = result.top_k_per_class(int(k))
     tiles = [[result.inputs[int(i)] if i >= 0 else None for i in core.indices[c]] for c in rows]

@@ -180,6 +180,12 @@ def plot_svm_2d(result, ax: Axes | None = None, grid: int = 200) -> Axes:
     """
     import torch
 
+    from ..svm import SanityResult
+
+    if not isinstance(result, SanityResult):
+        raise TypeError(
+            f"result must be a SanityResult (kktexplain.svm.sanity_check), got {type(result).__name__}"
+        )
     x = result.selection.inputs.double().numpy()
     if x.shape[1] != 2:
         raise ValueError(f"plot_svm_2d needs 2-D inputs, got {x.shape[1]} features")
