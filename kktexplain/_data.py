@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ._validation import check_finite
 
-__all__ = ["as_data", "prepare_data"]
+__all__ = ["as_data", "prepare_data", "refuse_token_synthesis"]
 
 
 def _writable(a: np.ndarray) -> np.ndarray:
@@ -48,6 +48,17 @@ def _labels_tensor(y: Any, name: str) -> Tensor:
     if isinstance(y, np.ndarray):
         y = torch.from_numpy(_writable(y))
     return y if isinstance(y, Tensor) else torch.as_tensor(y)
+
+
+def refuse_token_synthesis(token_layer: str | None) -> None:
+    """Raise ``ValueError`` for synthesis (or generation, distillation) on a model that reads
+    token ids: ``token_layer`` is its embedding's name (``None`` for floating inputs)."""
+    if token_layer is not None:
+        raise ValueError(
+            f"the model reads token ids (its first layer, {token_layer!r}, is an embedding): "
+            "synthesis optimises continuous inputs and cannot make them; score real "
+            "sequences with selection instead: attribute(model, candidates=X, labels=y)"
+        )
 
 
 def as_data(data: Any, name: str, token_ids: bool = False) -> tuple[Tensor, Tensor | None]:
@@ -175,12 +186,8 @@ def prepare_data(
     ValueError
         For NaN or inf inputs, an empty ``labels``, or synthesis on a model reading token ids.
     """
-    if token_layer is not None and candidates is None:
-        raise ValueError(
-            f"the model reads token ids (its first layer, {token_layer!r}, is an embedding): "
-            "synthesis optimises continuous inputs and cannot make them; score real "
-            "sequences with selection instead: attribute(model, candidates=X, labels=y)"
-        )
+    if candidates is None:
+        refuse_token_synthesis(token_layer)
     init_x = init_y = None
     if candidates is not None:
         candidates, candidate_labels = as_data(candidates, "candidates", token_layer is not None)

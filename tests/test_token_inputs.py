@@ -192,3 +192,15 @@ def test_a_sparse_embedding_gives_the_dense_ones_numbers():
         SupportVectorInfluence(sparse, sparse_sel).influence(x[:3]),
         SupportVectorInfluence(model, dense_sel).influence(x[:3]),
     )
+
+
+def test_generation_and_distillation_say_first_that_token_models_cannot_be_synthesised():
+    # stress test 8C: sample() first asked for an input_shape, distill() for x.float() / 255
+    from kktexplain.distill import distill
+    from kktexplain.generate import sample
+
+    model, x, y = _trained()
+    with pytest.raises(ValueError, match="reads token ids"):
+        sample(model, progress=False)
+    with pytest.raises(ValueError, match="reads token ids"):
+        distill(model, 2, init="real", real=(x, y), progress=False)

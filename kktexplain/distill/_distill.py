@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._data import as_data
-from .._model_info import cast_inputs, model_device, model_dtype
+from .._data import as_data, refuse_token_synthesis
+from .._model_info import cast_inputs, model_device, model_dtype, token_layer
 from .._model_state import eval_mode
 from .._result import DSVResult
 from .._validation import check_choice, check_device, check_model, check_positive, resolve_seed, to_python
@@ -264,6 +264,7 @@ def distill(
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
     settings = _settings(settings)
     seed = resolve_seed(seed)
+    refuse_token_synthesis(token_layer(check_model(model)))  # before the data's dtype check
     init_data = None
     if init == "real":
         if real is None:

@@ -11,8 +11,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._data import refuse_token_synthesis
 from .._explainer import DeepSupportVectors
-from .._model_info import computable_model, infer_num_classes, model_device, model_dtype, resolve_input_shape
+from .._model_info import (
+    computable_model,
+    infer_num_classes,
+    model_device,
+    model_dtype,
+    resolve_input_shape,
+    token_layer,
+)
 from .._model_state import eval_mode
 from .._validation import check_device, check_model, check_positive, resolve_seed
 from ..kkt import KKTObjective
@@ -105,6 +113,7 @@ def prepare(model: nn.Module, device: Any, input_shape: Sequence[int] | None, da
     if dev is not None and dev != model_device(model):
         model = copy.deepcopy(model).to(dev)  # the user's model stays where it is
         inferred["device"] = str(dev)
+    refuse_token_synthesis(token_layer(model))  # before asking for an input shape
     shape = resolve_input_shape(model, input_shape, data_shape)
     with eval_mode(model):
         num_classes = infer_num_classes(model, shape)
