@@ -409,7 +409,9 @@ class DeepSupportVectors(SettingsMixin):
         shape = resolve_input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
         device, dtype = model_device(model), model_dtype(model)
         with eval_mode(model), torch.enable_grad():  # synthesis differentiates, even under no_grad
-            num_classes = infer_num_classes(model, shape, args)
+            from_data = input_shape is None and data is not None and tuple(data.shape[1:]) == tuple(shape)
+            source = ("candidates" if candidates is not None else "init_data") if from_data else None
+            num_classes = infer_num_classes(model, shape, args, source)
             if labels is not None:
                 labels = check_labels(labels, num_classes)
             if candidates is not None:

@@ -133,9 +133,15 @@ def infer_input_shape(
 
 
 def infer_num_classes(
-    model: nn.Module, input_shape: tuple[int, ...], additional_forward_args: tuple = ()
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    additional_forward_args: tuple = (),
+    source: str | None = None,
 ) -> int:
     """Run one probe batch and check that the model returns logits ``(N, C)``.
+
+    ``source`` names where ``input_shape`` came from in the error (e.g. ``"data"``); by
+    default the ``input_shape`` setting.
 
     Raises
     ------
@@ -150,6 +156,7 @@ def infer_num_classes(
         with torch.no_grad():
             out = model(probe, *additional_forward_args)
     except RuntimeError as e:
+        what = f"input_shape={input_shape}" if source is None else f"{source} of shape {input_shape}"
         hint = (
             ", or additional_forward_args do not: they are passed unchanged with every batch of "
             "samples (one value per sample is not supported)"
@@ -161,9 +168,7 @@ def infer_num_classes(
                 ": the inputs look channels-last (H, W, C); torch models take (C, H, W), so "
                 "transpose them (x.permute(0, 3, 1, 2), or np.transpose(x, (0, 3, 1, 2)))"
             )
-        raise ValueError(
-            f"input_shape={input_shape} does not fit the model{hint} (forward failed: {e})"
-        ) from e
+        raise ValueError(f"{what} does not fit the model{hint} (forward failed: {e})") from e
     return check_logits(out, tuple(probe.shape))
 
 

@@ -227,7 +227,7 @@ def kkt_readiness(
     model, _ = computable_model(model)  # a float32 copy of a half-precision model
     inputs = cast_inputs(inputs, inputs.device, model_dtype(model))
     with eval_mode(model):
-        num_classes = infer_num_classes(model, tuple(inputs.shape[1:]))
+        num_classes = infer_num_classes(model, tuple(inputs.shape[1:]), source="data")
     labels = check_labels(labels, num_classes, len(inputs))
     named = param_names is not None and not isinstance(param_names, str)  # the user's own list
     if isinstance(param_names, str):

@@ -247,3 +247,14 @@ def test_a_progress_bar_can_be_shown_and_is_off_by_default(capsys):
     assert shown.cosine == quiet.cosine and shown.argmax_agreement == quiet.argmax_agreement
     with pytest.raises(TypeError, match="progress must be a bool"):
         kkt_readiness(model, (x, y), progress="yes")
+
+
+def test_a_data_shape_that_does_not_fit_is_named_as_the_datas():
+    # stress test 8C: the message named an input_shape=(5,) the user never passed
+    from torch import nn
+
+    from kktexplain import kkt_readiness
+
+    model = nn.Sequential(nn.Linear(13, 4), nn.Tanh(), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match=r"^data of shape \(5,\) does not fit the model"):
+        kkt_readiness(model, (torch.randn(20, 5), torch.arange(20) % 3))
