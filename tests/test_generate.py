@@ -245,3 +245,21 @@ def test_edit_takes_one_colour_image_without_a_batch_dimension():
     assert torch.equal(one.inputs, edit(model, image[None], target=1, **FAST).inputs)
     with pytest.raises(ValueError, match="device='meta' holds no values"):
         sample(model, n_per_class=1, device="meta", **FAST)
+
+
+def test_generation_arguments_of_other_forms_are_read_or_refused_by_name():
+    # stress test 8C: 2-D deltas were flattened, a 0-d tensor delta refused, and edit ignored
+    # init_scale / init_mean without a word
+    from torch import nn
+
+    from kktexplain.generate import blend, edit, interpolate
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"deltas must be a sequence of floats \(one dimension\)"):
+        interpolate(model, 0, 1, deltas=[[0.2, 0.4]], steps=1, progress=False)
+    a = blend(model, 0, 1, delta=torch.tensor(0.3), steps=1, progress=False)
+    b = blend(model, 0, 1, delta=0.3, steps=1, progress=False)
+    torch.testing.assert_close(a.inputs, b.inputs, rtol=0, atol=0)
+    with pytest.raises(TypeError, match="edit starts from the images themselves: init_mean, init_scale"):
+        edit(model, torch.randn(2, 4), target=1, steps=1, progress=False, init_scale=5.0, init_mean=3.0)

@@ -60,6 +60,8 @@ def _classes(classes: Any, num_classes: int) -> list[int]:
 
 
 def _delta(name: str, value: Any) -> float:
+    if isinstance(value, Tensor) and value.ndim == 0 and value.is_floating_point():
+        value = float(value)  # a 0-d tensor, as class indices may be
     if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.floating | np.integer):
         raise TypeError(f"{name} must be a float in [0, 1], got {type(value).__name__} {value!r}")
     if not 0.0 <= float(value) <= 1.0:
@@ -87,7 +89,12 @@ def blend_labels(a: int, b: int, deltas: Sequence[float] | Tensor, num_classes: 
     a, b = check_class("a", a, num_classes), check_class("b", b, num_classes)
     if a == b:
         raise ValueError(f"a and b must be different classes, got a = b = {a}")
-    d = torch.tensor([_delta("deltas", float(v)) for v in torch.as_tensor(deltas).flatten().tolist()])
+    flat = torch.as_tensor(deltas)
+    if flat.ndim > 1:
+        raise ValueError(
+            f"deltas must be a sequence of floats (one dimension), got shape {tuple(flat.shape)}"
+        )
+    d = torch.tensor([_delta("deltas", float(v)) for v in flat.flatten().tolist()])
     if d.numel() == 0:
         raise ValueError("deltas must hold at least one value")
     y = torch.zeros(len(d), num_classes)
@@ -325,7 +332,8 @@ def edit(
         :class:`~kktexplain.DeepSupportVectors` settings. Defaults: ``steps=150, lr=0.05``,
         no augmentation, the ``"per_tensor"`` objective with the plain cross-entropy primal
         term and a total-variation prior ``tv=0.1`` (before the screen of docs/generate.md: no
-        TV, ``objective=KKTObjective(primal_kind="ce", per_layer=True)``).
+        TV, ``objective=KKTObjective(primal_kind="ce", per_layer=True)``). ``init_scale`` and
+        ``init_mean`` (the noise start of the others) raise a ``TypeError``.
 
     Returns
     -------
@@ -333,9 +341,13 @@ def edit(
         ``inputs (N, *input_shape)``, ``labels (N,)`` (the targets), ``probabilities (N, C)``,
         ``source (N, *input_shape)``.
     """
+    start_settings = sorted({"init_scale", "init_mean"} & set(settings))
+    if start_settings:
+        raise TypeError(
+            f"edit starts from the images themselves: {', '.join(start_settings)} (the noise "
+            "start of sample, blend and interpolate) has no effect here"
+        )
     settings = settings_checked(settings, "edit")
-    settings.pop("init_scale", None)
-    settings.pop("init_mean", None)
     seed = seed_int(seed)
     if not isinstance(image, Tensor):
         if isinstance(image, np.ndarray):
