@@ -49,14 +49,42 @@ def token_layer(model: nn.Module) -> str | None:
     """The name of the model's first layer if it is an ``nn.Embedding`` (it reads token ids).
 
     The first module with parameters of its own decides, in registration order (the order
-    :func:`infer_input_shape` reads too). ``None`` for a model that reads floating inputs.
+    :func:`infer_input_shape` reads too). Where another layer is registered before an
+    embedding (a head defined first in ``__init__``), the order the layers run in decides: a
+    probe forward of token ids ``(2, 1)`` in eval mode, without gradients (a model it does
+    not fit reads floating inputs). ``None`` for a model that reads floating inputs.
     """
     for name, module in model.named_modules():
         if isinstance(module, _TOKEN_LAYERS):
             return name
         if module is not model and next(module.parameters(recurse=False), None) is not None:
-            return None
-    return None
+            break
+    else:
+        return None
+    if not any(isinstance(m, _TOKEN_LAYERS) for m in model.modules()):
+        return None
+    return _first_layer_run(model)
+
+
+def _first_layer_run(model: nn.Module) -> str | None:
+    """The embedding that runs first on a probe of token ids, or ``None``."""
+    from ._model_state import eval_mode
+
+    ran: list[str] = []
+    handles = []
+    try:
+        for name, module in model.named_modules():
+            if module is not model and next(module.parameters(recurse=False), None) is not None:
+                handles.append(module.register_forward_pre_hook(lambda _m, _a, n=name: ran.append(n)))
+        probe = torch.zeros(2, 1, dtype=torch.long, device=model_device(model))
+        with torch.no_grad(), eval_mode(model):
+            model(probe)
+    except Exception:  # noqa: BLE001 - a model the probe does not fit reads other inputs
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ran[0] if ran and isinstance(model.get_submodule(ran[0]), _TOKEN_LAYERS) else None
 
 
 def check_token_ids(model: nn.Module, name: str, x: Tensor) -> None:
@@ -260,13 +288,21 @@ def computable_model(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
 def resolve_input_shape(
     model: nn.Module, input_shape: Sequence[int] | None, data_shape: tuple[int, ...] | None
 ) -> tuple[int, ...]:
-    """The shape of one input: given, the model's, or the data's.
+    """The shape of one input: given, the model's, or the data's (always the data's for a
+    model that reads token ids, :func:`token_layer`).
 
     A flat width read off a leading ``nn.Linear`` (e.g. after ``nn.Flatten``) gives way to the
     data's shape when that has as many elements (images for an image model that flattens), or
     when the data's last dimension is that width (a sequence ``(T, width)`` that the layer maps
     step by step).
     """
+    if (
+        input_shape is None
+        and data_shape is not None
+        and getattr(model, "input_shape", None) is None
+        and token_layer(model) is not None
+    ):
+        return data_shape  # token ids: no layer's width tells their length
     try:
         shape = infer_input_shape(model, input_shape, warn_flatten=data_shape is None)
     except ValueError:

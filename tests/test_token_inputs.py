@@ -204,3 +204,35 @@ def test_generation_and_distillation_say_first_that_token_models_cannot_be_synth
         sample(model, progress=False)
     with pytest.raises(ValueError, match="reads token ids"):
         distill(model, 2, init="real", real=(x, y), progress=False)
+
+
+class HeadFirst(nn.Module):
+    """BagOfWords with its head defined first in __init__: registered first, run last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, CLASSES)
+        self.emb = nn.Embedding(VOCAB, 4)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.emb(x)).mean(1))
+
+
+def test_an_embedding_registered_after_the_head_is_found_by_the_order_layers_run():
+    # stress test 8A: token ids were refused ("x.float() / 255") and the head's width taken as
+    # the input shape
+    from kktexplain._model_info import token_layer
+
+    model, x, y = _trained()
+    head_first = HeadFirst().double().eval()
+    head_first.load_state_dict(model.state_dict())
+    assert token_layer(head_first) == "emb"
+    assert token_layer(nn.Sequential(nn.Linear(3, 4), nn.Embedding(5, 2))) is None  # floats first
+    want = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    got = DeepSupportVectors(progress=False).attribute(head_first, candidates=x, labels=y)
+    torch.testing.assert_close(got.lambdas, want.lambdas)
+    torch.testing.assert_close(
+        SupportVectorInfluence(head_first, got).influence(x[:3]),
+        SupportVectorInfluence(model, want).influence(x[:3]),
+    )
+    assert kkt_readiness(head_first, (x, y)).cosine == pytest.approx(kkt_readiness(model, (x, y)).cosine)
