@@ -50,9 +50,9 @@ def token_layer(model: nn.Module) -> str | None:
 
     The first module with parameters of its own decides, in registration order (the order
     :func:`infer_input_shape` reads too). Where another layer is registered before an
-    embedding (a head defined first in ``__init__``), the order the layers run in decides: a
-    probe forward of token ids ``(2, 1)`` in eval mode, without gradients (a model it does
-    not fit reads floating inputs). ``None`` for a model that reads floating inputs.
+    embedding (a head defined first in ``__init__``), a probe forward of token ids ``(2, 1)``
+    (eval mode, no gradients) decides: the embedding fed the model's input itself. ``None``
+    for a model that reads floating inputs.
     """
     for name, module in model.named_modules():
         if isinstance(module, _TOKEN_LAYERS):
@@ -67,24 +67,34 @@ def token_layer(model: nn.Module) -> str | None:
 
 
 def _first_layer_run(model: nn.Module) -> str | None:
-    """The embedding that runs first on a probe of token ids, or ``None``."""
+    """The embedding that the model feeds its own input, on a probe of token ids, or ``None``.
+
+    Only an embedding that receives the probe tensor itself counts (a positional embedding of
+    ``arange(T)`` does not); one seen before the forward fails later (a convolution longer
+    than the probe) still counts.
+    """
     from ._model_state import eval_mode
 
-    ran: list[str] = []
+    fed: list[str] = []
+    probe = torch.zeros(2, 1, dtype=torch.long, device=model_device(model))
+
+    def seen(name: str, args: tuple) -> None:
+        if args and args[0] is probe and not fed:
+            fed.append(name)
+
     handles = []
     try:
         for name, module in model.named_modules():
-            if module is not model and next(module.parameters(recurse=False), None) is not None:
-                handles.append(module.register_forward_pre_hook(lambda _m, _a, n=name: ran.append(n)))
-        probe = torch.zeros(2, 1, dtype=torch.long, device=model_device(model))
+            if isinstance(module, _TOKEN_LAYERS):
+                handles.append(module.register_forward_pre_hook(lambda _m, a, n=name: seen(n, a)))
         with torch.no_grad(), eval_mode(model):
             model(probe)
-    except Exception:  # noqa: BLE001 - a model the probe does not fit reads other inputs
-        return None
+    except Exception:  # noqa: BLE001, S110 - an embedding fed the ids was recorded before it
+        pass
     finally:
         for handle in handles:
             handle.remove()
-    return ran[0] if ran and isinstance(model.get_submodule(ran[0]), _TOKEN_LAYERS) else None
+    return fed[0] if fed else None
 
 
 def check_token_ids(model: nn.Module, name: str, x: Tensor) -> None:
@@ -288,8 +298,8 @@ def computable_model(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
 def resolve_input_shape(
     model: nn.Module, input_shape: Sequence[int] | None, data_shape: tuple[int, ...] | None
 ) -> tuple[int, ...]:
-    """The shape of one input: given, the model's, or the data's (always the data's for a
-    model that reads token ids, :func:`token_layer`).
+    """The shape of one input: given, the model's, or the data's (the data's before any
+    layer's width for a model that reads token ids, :func:`token_layer`).
 
     A flat width read off a leading ``nn.Linear`` (e.g. after ``nn.Flatten``) gives way to the
     data's shape when that has as many elements (images for an image model that flattens), or

@@ -261,5 +261,7 @@ def test_generation_arguments_of_other_forms_are_read_or_refused_by_name():
     a = blend(model, 0, 1, delta=torch.tensor(0.3), steps=1, progress=False)
     b = blend(model, 0, 1, delta=0.3, steps=1, progress=False)
     torch.testing.assert_close(a.inputs, b.inputs, rtol=0, atol=0)
+    c = blend(model, 0, 1, delta=torch.tensor(1), steps=1, progress=False)  # as the int 1 is
+    torch.testing.assert_close(c.inputs, blend(model, 0, 1, delta=1, steps=1, progress=False).inputs)
     with pytest.raises(TypeError, match="edit starts from the images themselves: init_mean, init_scale"):
         edit(model, torch.randn(2, 4), target=1, steps=1, progress=False, init_scale=5.0, init_mean=3.0)

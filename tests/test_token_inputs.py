@@ -204,6 +204,39 @@ def test_generation_and_distillation_say_first_that_token_models_cannot_be_synth
         sample(model, progress=False)
     with pytest.raises(ValueError, match="reads token ids"):
         distill(model, 2, init="real", real=(x, y), progress=False)
+    from kktexplain.generate import edit
+
+    with pytest.raises(ValueError, match="reads token ids"):  # was "image must be floating-point"
+        edit(model, x[:2], target=1, progress=False)
+
+
+class _FloatPositionsFirst(nn.Module):
+    """A float sequence model (B, T) that looks up positions before reading its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.pos, self.inp = nn.Linear(8, 3), nn.Embedding(16, 8), nn.Linear(1, 8)
+
+    def forward(self, x):
+        return self.head((self.inp(x.float().unsqueeze(-1)) + self.pos(torch.arange(x.shape[1]))).mean(1))
+
+
+class _TokensAfterPositions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head, self.pos, self.tok = nn.Linear(8, 3), nn.Embedding(8, 8), nn.Embedding(100, 8)
+
+    def forward(self, x):
+        return self.head((self.pos(torch.arange(x.shape[1])) + self.tok(x)).mean(1))
+
+
+class _TokensThenConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head, self.tok, self.conv = nn.Linear(8, 3), nn.Embedding(100, 8), nn.Conv1d(8, 8, 3)
+
+    def forward(self, x):
+        return self.head(self.conv(self.tok(x).transpose(1, 2)).mean(2))
 
 
 class HeadFirst(nn.Module):
@@ -228,6 +261,12 @@ def test_an_embedding_registered_after_the_head_is_found_by_the_order_layers_run
     head_first.load_state_dict(model.state_dict())
     assert token_layer(head_first) == "emb"
     assert token_layer(nn.Sequential(nn.Linear(3, 4), nn.Embedding(5, 2))) is None  # floats first
+    # only the embedding fed the model's own input counts (review: a positional embedding of
+    # arange(T) looked up first made a float model a token model, and a token model's ids be
+    # checked against the positions' rows); one seen before a later failure still counts
+    assert token_layer(_FloatPositionsFirst()) is None
+    assert token_layer(_TokensAfterPositions()) == "tok"
+    assert token_layer(_TokensThenConv()) == "tok"
     want = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
     got = DeepSupportVectors(progress=False).attribute(head_first, candidates=x, labels=y)
     torch.testing.assert_close(got.lambdas, want.lambdas)

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_finite, check_inputs
+from .._data import refuse_token_synthesis
+from .._model_info import token_layer
+from .._validation import check_finite, check_inputs, check_model
 from ..kkt import KKTObjective
 from ._core import (
     GENERATION_DEFAULTS,
@@ -60,8 +62,12 @@ def _classes(classes: Any, num_classes: int) -> list[int]:
 
 
 def _delta(name: str, value: Any) -> float:
-    if isinstance(value, Tensor) and value.ndim == 0 and value.is_floating_point():
-        value = float(value)  # a 0-d tensor, as class indices may be
+    if (
+        isinstance(value, Tensor | np.ndarray)
+        and value.ndim == 0
+        and value.dtype not in (torch.bool, np.bool_)
+    ):
+        value = value.item()  # a 0-d tensor or array, as class indices may be
     if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.floating | np.integer):
         raise TypeError(f"{name} must be a float in [0, 1], got {type(value).__name__} {value!r}")
     if not 0.0 <= float(value) <= 1.0:
@@ -349,6 +355,7 @@ def edit(
         )
     settings = settings_checked(settings, "edit")
     seed = seed_int(seed)
+    refuse_token_synthesis(token_layer(check_model(model)))  # before the image's dtype check
     if not isinstance(image, Tensor):
         if isinstance(image, np.ndarray):
             image = torch.from_numpy(np.array(image, dtype=np.float32))
