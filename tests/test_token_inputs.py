@@ -180,18 +180,21 @@ def test_uint8_token_ids_are_read_as_the_support_sets_ids_on_the_query_side():
     assert torch.equal(small.supporting_indices, wide.supporting_indices)
 
 
+def _same_selection_and_influence(model, reference, x, y):
+    """``model`` computes ``reference``'s λ and influence (the same function, written another way)."""
+    got = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    want = DeepSupportVectors(progress=False).attribute(reference, candidates=x, labels=y)
+    torch.testing.assert_close(got.lambdas, want.lambdas)
+    ours, theirs = SupportVectorInfluence(model, got), SupportVectorInfluence(reference, want)
+    torch.testing.assert_close(ours.influence(x[:3]), theirs.influence(x[:3]))
+
+
 def test_a_sparse_embedding_gives_the_dense_ones_numbers():
     model, x, y = _trained()
     sparse = BagOfWords().double().eval()
     sparse.emb = nn.Embedding(VOCAB, 4, sparse=True).double()
     sparse.load_state_dict(model.state_dict())
-    dense_sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
-    sparse_sel = DeepSupportVectors(progress=False).attribute(sparse, candidates=x, labels=y)
-    torch.testing.assert_close(sparse_sel.lambdas, dense_sel.lambdas)
-    torch.testing.assert_close(
-        SupportVectorInfluence(sparse, sparse_sel).influence(x[:3]),
-        SupportVectorInfluence(model, dense_sel).influence(x[:3]),
-    )
+    _same_selection_and_influence(sparse, model, x, y)
 
 
 def test_generation_and_distillation_say_first_that_token_models_cannot_be_synthesised():
@@ -267,11 +270,5 @@ def test_an_embedding_registered_after_the_head_is_found_by_the_order_layers_run
     assert token_layer(_FloatPositionsFirst()) is None
     assert token_layer(_TokensAfterPositions()) == "tok"
     assert token_layer(_TokensThenConv()) == "tok"
-    want = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
-    got = DeepSupportVectors(progress=False).attribute(head_first, candidates=x, labels=y)
-    torch.testing.assert_close(got.lambdas, want.lambdas)
-    torch.testing.assert_close(
-        SupportVectorInfluence(head_first, got).influence(x[:3]),
-        SupportVectorInfluence(model, want).influence(x[:3]),
-    )
+    _same_selection_and_influence(head_first, model, x, y)
     assert kkt_readiness(head_first, (x, y)).cosine == pytest.approx(kkt_readiness(model, (x, y)).cosine)
