@@ -265,3 +265,22 @@ def test_generation_arguments_of_other_forms_are_read_or_refused_by_name():
     torch.testing.assert_close(c.inputs, blend(model, 0, 1, delta=1, steps=1, progress=False).inputs)
     with pytest.raises(TypeError, match="edit starts from the images themselves: init_mean, init_scale"):
         edit(model, torch.randn(2, 4), target=1, steps=1, progress=False, init_scale=5.0, init_mean=3.0)
+
+
+def test_a_dict_objective_changes_the_default_objectives_fields_and_odd_channels_show():
+    # stress test 8C: objective={"tv": 0.5} replaced sample's objective (per_layer lost), a
+    # 2-channel image failed in matplotlib, and a Softmax model was warned about twice
+    import warnings
+
+    from kktexplain.viz import show_image
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    s = sample(model, n_per_class=1, steps=1, progress=False, objective={"tv": 0.5})
+    assert s.settings["objective"]["tv"] == 0.5 and s.settings["objective"]["per_layer"] is True
+    assert len(show_image(torch.rand(2, 8, 8)).images) == 1
+    plt.close("all")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sample(nn.Sequential(nn.Linear(4, 3), nn.Softmax(-1)), n_per_class=1, steps=1, progress=False)
+    assert len([w for w in caught if "look like probabilities" in str(w.message)]) == 1

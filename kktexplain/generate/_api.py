@@ -146,7 +146,8 @@ def sample(
         Defaults: ``steps=1000, lr=0.05, augmentation=None``, the ``"per_tensor"`` objective
         (the cosine averaged over parameter tensors) with a total-variation prior ``tv=0.1``.
         The settings before the screens of docs/generate.md: ``steps=300, init_mean=0.0,
-        objective="per_tensor"``.
+        objective="per_tensor"``. A dict ``objective`` changes those fields of the default
+        objective (``objective={"tv": 0.5}`` keeps the per-tensor cosine).
 
     Returns
     -------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -158,17 +160,24 @@ def run(
     """One DeepKKT run from ``x0`` with ``labels``: ``(inputs, probabilities, settings, history)``.
 
     ``settings`` (the user's) override ``defaults`` (the function's); both are
-    :class:`~kktexplain.DeepSupportVectors` parameters.
+    :class:`~kktexplain.DeepSupportVectors` parameters. A dict ``objective`` changes those
+    fields of the default objective (``{"tv": 0.5}`` keeps its other terms).
     """
     merged = {**defaults, **settings}
     for key in _START:
         merged.pop(key, None)
-    if isinstance(merged.get("objective"), dict):
-        merged["objective"] = KKTObjective(**merged["objective"])
+    if isinstance(merged.get("objective"), dict):  # fields changed on the function's own objective
+        base = defaults.get("objective")
+        fields = merged["objective"]
+        merged["objective"] = (
+            replace(base, **fields) if isinstance(base, KKTObjective) else KKTObjective(**fields)
+        )
     est = DeepSupportVectors(init="real", seed=seed, progress=progress, **merged)
-    dsv = est.attribute(
-        problem.model, labels=labels, init_data=x0.to(problem.dtype), input_shape=problem.input_shape
-    )
+    with warnings.catch_warnings():  # prepare() has said it once already
+        warnings.filterwarnings("ignore", message="the model's outputs look like probabilities")
+        dsv = est.attribute(
+            problem.model, labels=labels, init_data=x0.to(problem.dtype), input_shape=problem.input_shape
+        )
     with eval_mode(problem.model), torch.no_grad():
         logits = problem.model(dsv.inputs.to(problem.device, problem.dtype))
     probs = torch.softmax(logits.float(), -1).cpu()

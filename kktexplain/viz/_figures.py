@@ -19,7 +19,8 @@ __all__ = ["plot_dsv_grid", "plot_history", "plot_svm_2d", "show_image"]
 
 
 def show_image(image: Tensor, ax: Axes | None = None, title: str | None = None) -> Axes:
-    """Draw one image ``(C, H, W)`` (grey for ``C == 1``), scaled to its own range.
+    """Draw one image ``(C, H, W)`` (RGB for ``C == 3``, otherwise grey: the channel mean for
+    ``C`` other than 1 and 3), scaled to its own range.
 
     Parameters
     ----------
@@ -37,6 +38,8 @@ def show_image(image: Tensor, ax: Axes | None = None, title: str | None = None) 
     ax = ax if ax is not None else plt.gca()
     img = image.detach().float().cpu()
     img = img[None] if img.ndim == 2 else img
+    if img.shape[0] not in (1, 3):  # 2 channels fail in matplotlib, 4 would be read as alpha
+        img = img.mean(0, keepdim=True)
     img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-12)
     if img.shape[0] == 1:
         ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
