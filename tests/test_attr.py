@@ -1,5 +1,7 @@
 """The support-vector expansion and its captum classes, against literal float64 loops."""
 
+import warnings
+
 import pytest
 import torch
 from captum.attr import IntegratedGradients
@@ -223,8 +225,10 @@ def test_attribution_of_one_support_vector_is_ig_of_its_term(problem):
     torch.testing.assert_close(got, want)
     twice = SupportVectorAttribution(model, sel).attribute(xt, target=1, support_index=[j, j], n_steps=8)
     torch.testing.assert_close(twice, want)  # a set of rows: a repeated row counts once
-    sal = SupportVectorAttribution(model, sel, method="saliency").attribute(xt, target=1, support_index=j)
-    assert sal.shape == xt.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # captum warned that it set requires_grad on the inputs
+        sal = SupportVectorAttribution(model, sel, method="saliency").attribute(xt, target=1, support_index=j)
+    assert sal.shape == xt.shape and not xt.requires_grad
     with pytest.raises(ValueError, match="convergence_delta"):
         SupportVectorAttribution(model, sel, method="saliency").attribute(xt, return_convergence_delta=True)
     with pytest.raises(ValueError, match="support_index"):

@@ -262,8 +262,9 @@ class SupportVectorAttribution(GradientAttribution):
 
         try:
             with eval_mode(self.model):
-                if self.method == "saliency":
-                    return Saliency(forward).attribute(inputs, target=t, abs=False)
+                if self.method == "saliency":  # leaves that require grad: captum warns otherwise
+                    leaves = _grad_leaves(inputs)
+                    return Saliency(forward).attribute(leaves, target=t, abs=False)
                 return IntegratedGradients(forward).attribute(
                     inputs,
                     baselines=baselines,
@@ -274,3 +275,13 @@ class SupportVectorAttribution(GradientAttribution):
                 )
         finally:
             self._direction = None
+
+
+def _grad_leaves(inputs: Tensor | tuple) -> Tensor | tuple:
+    """Detached floating inputs that require gradients (the caller's tensors untouched), of
+    the inputs' structure."""
+
+    def leaf(t: Tensor) -> Tensor:
+        return t.detach().requires_grad_(True) if t.is_floating_point() else t
+
+    return leaf(inputs) if isinstance(inputs, Tensor) else tuple(leaf(t) for t in inputs)
