@@ -77,12 +77,21 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 def _data_options(p: argparse.ArgumentParser, required: bool, what: str) -> None:
     p.add_argument("--data", required=required, help=f"{what}; {_DATA_HELP}")
+    _reading_options(p, "--data")
+
+
+def _reading_options(p: argparse.ArgumentParser, option: str) -> None:
+    """``--labels``, ``--limit`` and ``--grayscale``: how the data of ``option`` are read."""
     p.add_argument(
-        "--labels", default=None, help="a labels file (IDX or .npy) for --data that carries no labels"
+        "--labels", default=None, help=f"a labels file (IDX or .npy) for {option} that carries no labels"
     )
-    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N samples of --data")
     p.add_argument(
-        "--grayscale", action="store_true", help="read an image folder as one channel (default RGB)"
+        "--limit", type=positive_int, default=None, help=f"use only the first N samples of {option}"
+    )
+    p.add_argument(
+        "--grayscale",
+        action="store_true",
+        help=f"read an image folder of {option} as one channel (default RGB)",
     )
 
 

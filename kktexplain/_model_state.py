@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -11,6 +10,8 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+
+from ._warn import warn_user
 
 __all__ = [
     "ModelFingerprint",
@@ -84,12 +85,10 @@ def kept_buffers(model: nn.Module) -> Iterator[nn.Module]:
                 if value is not None:
                     buf.copy_(value)
                 else:
-                    warnings.warn(
+                    warn_user(
                         f"the model's forward wrote in place to its buffer {name!r} "
                         f"({buf.numel()} entries, above the {BUFFER_COPY_LIMIT} that kktexplain "
-                        "copies to put back): its values changed",
-                        UserWarning,
-                        stacklevel=3,
+                        "copies to put back): its values changed"
                     )
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ._io import check_writable
-from ._model_info import ScriptedModel
+from ._model_info import _TOKEN_LAYERS, ScriptedModel
 from .kkt._rows import rows_all_finite
 
 __all__ = [
@@ -104,7 +104,7 @@ def check_model(model: object) -> nn.Module:
     renorm = [
         (n, m.max_norm)
         for n, m in model.named_modules()
-        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.max_norm is not None
+        if isinstance(m, _TOKEN_LAYERS) and m.max_norm is not None
     ]
     if renorm:
         raise ValueError(

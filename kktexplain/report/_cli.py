@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .._cli_options import cli_message, non_negative_int, positive_int
+from .._cli_options import _reading_options, cli_message, non_negative_int, positive_int
 
 __all__ = ["add_parser", "run"]
 
@@ -47,15 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "(or 'labels'), or any data spec the other verbs' --data accepts; used for the per-class "
         "accuracy and the explained decisions (needs --model)",
     )
-    p.add_argument("--labels", default=None, help="a labels file (IDX or .npy) for --inputs that carry none")
-    p.add_argument(
-        "--limit", type=positive_int, default=None, help="use only the first N samples of --inputs"
-    )
-    p.add_argument(
-        "--grayscale",
-        action="store_true",
-        help="read an image folder of --inputs as one channel (default RGB)",
-    )
+    _reading_options(p, "--inputs")
     p.add_argument(
         "--explain", type=non_negative_int, default=3, help="explain the first N test inputs (default 3)"
     )
