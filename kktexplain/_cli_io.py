@@ -245,12 +245,13 @@ def _scale_integers(x: np.ndarray) -> np.ndarray:
 def _numeric_class_folders(classes: list[str], y: Tensor, spec: str) -> Tensor:
     """Labels by the class folders' own numbers where they are named ``0`` to ``C-1``:
     ``ImageFolder`` numbers them in string order (``10`` before ``2``)."""
-    numeric = all(c.isascii() and c.isdigit() for c in classes)  # '²'.isdigit() is True
-    if not numeric or [int(c) for c in classes] == list(range(len(classes))):
+    if not all(c.isascii() and c.isdigit() for c in classes):  # '²'.isdigit() is True
         return y
-    numbers = sorted(int(c) for c in classes)
-    if numbers == list(range(len(classes))):
-        return torch.tensor([int(c) for c in classes])[y]
+    numbers, indices = [int(c) for c in classes], list(range(len(classes)))
+    if numbers == indices:
+        return y
+    if sorted(numbers) == indices:
+        return torch.tensor(numbers)[y]
     print(
         f"kktexplain: --data {spec}: class folders named {classes[:6]}... are not 0 to "
         f"{len(classes) - 1}; their labels follow the folders' string order (ImageFolder's): "

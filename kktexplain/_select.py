@@ -414,7 +414,9 @@ def _warn_degenerate(lam: Tensor, kkt: KKTResiduals) -> None:
     (saturated logits: cross-entropy and its gradient below about e^-20 ~ 2e-9, so λ is 0 or
     astronomically large), or every λ is 0."""
     margin = kkt.margin.double()
-    if len(margin) and bool((margin > 20).all()):
+    flat, support = margin > 20, lam > 0
+    saturated, rest = flat & support, ~flat & support
+    if len(margin) and bool(flat.all()):
         warn_user(
             f"every candidate's logit margin exceeds 20 (min {float(margin.min()):.3g}): the logits "
             "are saturated and the per-sample gradients vanish, so the multipliers are 0 or "
@@ -423,9 +425,8 @@ def _warn_degenerate(lam: Tensor, kkt: KKTResiduals) -> None:
             "unnormalised features) or a model trained to zero loss on them; check the "
             "candidates' scale and normalisation"
         )
-    elif bool(((margin > 20) & (lam > 0)).any()) and bool(((margin <= 20) & (lam > 0)).any()):
-        saturated = (margin > 20) & (lam > 0)
-        top, typical = float(lam[saturated].max()), float(lam[(margin <= 20) & (lam > 0)].median())
+    elif bool(saturated.any()) and bool(rest.any()):
+        top, typical = float(lam[saturated].max()), float(lam[rest].median())
         if top > 100 * typical:
             warn_user(
                 f"{int(saturated.sum())} of the samples with λ > 0 have saturated logits (margin "
