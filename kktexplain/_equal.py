@@ -98,9 +98,11 @@ def _factored_sum(
     """
     factored = linear_factored(fmodel)
     # the rows of a chunk are formed, (rows, P): bounded to CHUNK_ENTRIES, and not worth it
-    # (the summed backward forms none) when that leaves fewer than 16 rows per forward
-    rows = min(chunk_size, CHUNK_ENTRIES // max(fmodel.num_params, 1))
-    if factored is None or rows < 16:
+    # (the summed backward forms none) when that bound leaves fewer than 16 rows per forward
+    # (or fewer than the chunk_size asked for, where it is smaller)
+    cap = CHUNK_ENTRIES // max(fmodel.num_params, 1)
+    rows = min(chunk_size, cap)
+    if factored is None or cap < min(16, chunk_size):
         return None
     total, logits, sq = None, [], []
     bar.reset(total=-(-len(inputs) // rows))

@@ -148,7 +148,9 @@ class DeepSupportVectors(SettingsMixin):
         chunk, no ``vmap``); it needs every parameter in a Linear, Conv1d/2d, GroupNorm,
         LayerNorm or eval-mode BatchNorm layer. See docs/selection.md for its cost and quality.
     chunk_size : int, default=256
-        Selection only: samples per per-sample-gradient chunk (bounds memory).
+        Selection only: samples per chunk of every pass over the candidates (bounds memory:
+        per-sample gradients and activations). On the CPU a smaller chunk can be faster, where
+        a chunk's activations no longer fit in the cache (docs/explain.md, "Time").
     maximize_sum : bool, default=False
         Selection only: among the multipliers of least stationarity residual (to a slack of
         ``1e-6`` of the target per coordinate) take those of largest sum (the max-margin dual

@@ -262,7 +262,7 @@ def select(
     lam = lam.to(dtype)
     solve_seconds = time.perf_counter() - start - grad_seconds
     kkt = kkt_residuals(
-        fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=max(chunk_size, 256), logits=logits
+        fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=chunk_size, logits=logits
     )
     record = dict(
         solver=info,
@@ -360,7 +360,7 @@ def _select_equal(
         candidates,
         labels,
         objective.loss_fn(),
-        max(chunk_size, 256),
+        chunk_size,
         upper=lambda_max,
         progress=progress,
     )
