@@ -301,3 +301,60 @@ def test_numpy_integers_for_k_and_index_and_a_bool_for_proponents():
 
     ax = e.plot(index=np.int64(1))
     plt.close(ax.figure)
+
+
+def test_stress_9a_bad_soft_labels_wrong_model_baselines_and_conflicting_scope(setup):
+    """Stress round 9A: invalid soft labels (NaN rows read as class 0), a model of another
+    input shape (raw torch error), a baseline of one input's shape (captum's AssertionError),
+    a scope given beside a prepared influence (silently ignored)."""
+    model, x, y, sel = setup
+    svi = SupportVectorInfluence(model, sel)
+    q = x[:3]
+    for bad in (torch.full((3, 3), float("nan")), -torch.eye(3), torch.full((3, 3), 0.5)):
+        with pytest.raises(ValueError, match="non-negative rows that sum to 1"):
+            svi.influence((q, bad))
+        with pytest.raises(ValueError, match="non-negative rows that sum to 1"):
+            svi.convergence_delta((q, bad))
+    other = nn.Linear(7, 3)
+    for make in (
+        lambda: SupportVectorInfluence(other, sel),
+        lambda: SupportVectorAttribution(other, sel),
+        lambda: sel.explain(other, torch.randn(2, 4)),
+    ):
+        with pytest.raises(ValueError, match=r"support set's inputs \(each of shape \(4,\)\) failed"):
+            make()
+    sva = SupportVectorAttribution(model, sel)
+    one = sva.attribute(q, target=0, baselines=torch.zeros(4))
+    assert torch.equal(one, sva.attribute(q, target=0, baselines=torch.zeros(1, 4)))
+    theta0 = {k: torch.zeros_like(v) for k, v in model.named_parameters()}
+    for kwargs, name in (
+        ({"param_names": "all"}, "param_names"),
+        ({"reference": theta0}, "reference"),
+        ({"additional_forward_args": ()}, "additional_forward_args"),
+    ):
+        with pytest.raises(ValueError, match=f"{name} cannot be given with influence="):
+            sel.explain(model, q, k=2, influence=svi, **kwargs)
+
+
+def test_stress_9a_per_input_forward_args_name_tuple_inputs():
+    """A tensor argument of one row per input is not split by input: a ValueError that says to
+    pass it as part of a tuple of inputs (a raw size mismatch from inside the model before)."""
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.z, self.b = nn.Linear(4, 6), nn.Linear(2, 6), nn.Linear(6, 3)
+
+        def forward(self, x, z):
+            return self.b(torch.tanh(self.a(x) + self.z(z)))
+
+    torch.manual_seed(0)
+    model, z0 = Two(), torch.tensor([0.3, -0.2])
+    x, y = torch.randn(16, 4), torch.arange(16) % 3
+    sel = DeepSupportVectors(progress=False).attribute(
+        model, candidates=x, labels=y, additional_forward_args=(z0,)
+    )
+    sva = SupportVectorAttribution(model, sel, support_forward_args=(z0,))
+    with pytest.raises(ValueError, match=r"part of a tuple of inputs"):
+        sva.attribute(torch.randn(3, 4), target=0, additional_forward_args=(torch.randn(3, 2),))
+    assert sva.attribute(torch.randn(3, 4), target=0, additional_forward_args=(z0,)).shape == (3, 4)

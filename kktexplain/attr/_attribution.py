@@ -222,6 +222,8 @@ class SupportVectorAttribution(GradientAttribution):
                     f"baselines must have the inputs' shape {tuple(inputs.shape)}, one input's "
                     f"{tuple(inputs.shape[1:])} or (1, ...) of it, got {tuple(baselines.shape)}"
                 )
+            if isinstance(baselines, Tensor) and baselines.ndim == inputs.ndim - 1:
+                baselines = baselines.unsqueeze(0)  # one input's: captum broadcasts (1, ...)
         for i, x in enumerate(inputs if is_tuple else (inputs,)):
             if not isinstance(x, Tensor) or not x.is_floating_point():
                 kind = f"dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
@@ -273,6 +275,16 @@ class SupportVectorAttribution(GradientAttribution):
                     internal_batch_size=internal_batch_size,
                     return_convergence_delta=return_convergence_delta,
                 )
+        except RuntimeError as e:
+            if not any(isinstance(a, Tensor) and a.ndim and len(a) == len(first) for a in args):
+                raise
+            # a tensor argument with one row per input: captum's convention repeats it along
+            # the IG steps, ours shares every argument with every step and input
+            raise ValueError(
+                f"the model's forward pass failed ({e}): additional_forward_args are shared by "
+                "every input and every step, not split by input; pass an argument of one row "
+                "per input as part of a tuple of inputs, inputs=(x, z)"
+            ) from e
         finally:
             self._direction = None
 

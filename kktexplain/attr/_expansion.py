@@ -179,7 +179,15 @@ class SupportExpansion:
         with eval_mode(model):
             with torch.no_grad(), _forward_args_hint(bool(self.args)):  # logits (N, C), or a clear error
                 first = cast_inputs(support.inputs[:2], model_device(model), model_dtype(model))
-                check_logits(model(first, *self.args), tuple(first.shape))
+                try:
+                    out = model(first, *self.args)
+                except RuntimeError as e:  # most often a model the support set was not made for
+                    raise ValueError(
+                        f"the model's forward pass over the support set's inputs (each of shape "
+                        f"{tuple(support.inputs.shape[1:])}) failed: {e}; pass the model the support "
+                        "set was computed for, with its additional_forward_args"
+                    ) from e
+                check_logits(out, tuple(first.shape))
             probe = support.inputs if named else None  # the user's own list must reach the logits
             self.fmodel = scoped_model(model, param_names, self.args, reference, probe)
         self.param_names = self.fmodel.names

@@ -63,8 +63,8 @@ def explain(
         A prepared influence object, to reuse its cached support gradients across calls.
     additional_forward_args : Any, optional
         Arguments the model takes after its inputs (captum's convention), the same for the
-        inputs and for the support set (as in selection). Ignored with ``influence``, which
-        holds its own.
+        inputs and for the support set (as in selection). Refused with ``influence``, which
+        holds its own (as are ``param_names`` and ``reference``: ``ValueError``).
     progress : bool, default=False
         Progress bars while the support gradients are cached and over the feature maps.
 
@@ -84,6 +84,21 @@ def explain(
     k = min(int(k), len(support))
     if influence is not None:
         _check_influence(influence, model, support)
+        given = [
+            name
+            for name, value in (
+                ("param_names", param_names),
+                ("reference", reference),
+                ("additional_forward_args", additional_forward_args),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} cannot be given with influence=: the prepared "
+                "SupportVectorInfluence holds its own scope, reference and forward arguments; "
+                "pass them when building it, or leave influence out"
+            )
     svi = influence or SupportVectorInfluence(
         model,
         support,

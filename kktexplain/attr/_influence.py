@@ -13,7 +13,7 @@ from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor, nn
 
 from .._model_info import check_token_ids
-from .._validation import check_finite
+from .._validation import check_finite, check_labels
 from ._expansion import SupportExpansion, objective_from_settings
 
 __all__ = [
@@ -202,7 +202,7 @@ def _labels_as_classes(y: Tensor, num_classes: int) -> Tensor:
     """
     if y.is_floating_point():
         if y.ndim == 2 and y.shape[1] == num_classes:  # soft labels: explain the arg-max class
-            return y.argmax(-1)
+            return check_labels(y, num_classes, name="labels (the y of an (x, y) batch)").argmax(-1)
         raise TypeError(
             "the labels of an (x, y) batch must be class indices (an integer tensor of shape (n,) or "
             f"(n, 1)) or rows of probabilities of shape (n, {num_classes}); got a floating-point "
