@@ -160,6 +160,15 @@ def check_inputs(name: str, inputs: object, input_shape: tuple[int, ...], token_
     return inputs
 
 
+def refuse_float_indices(labels: Tensor, name: str) -> None:
+    """Raise ``TypeError`` for labels of one axis ``(N,)`` that are not integer class indices
+    (floating point or bool), with a hint where they hold whole numbers."""
+    if labels.ndim == 1 and (labels.is_floating_point() or labels.dtype == torch.bool):
+        whole = labels.is_floating_point() and bool((labels == labels.round()).all())
+        hint = ": they hold whole numbers, convert them with .long()" if whole else ""
+        raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}{hint}")
+
+
 def check_labels(labels: object, num_classes: int, n: int | None = None, name: str = "labels") -> Tensor:
     """Validate hard ``(N,)`` integer or soft ``(N, C)`` probability labels.
 
@@ -174,10 +183,7 @@ def check_labels(labels: object, num_classes: int, n: int | None = None, name: s
     if not isinstance(labels, Tensor):
         labels = torch.as_tensor(labels)
     if labels.ndim == 1:
-        if labels.is_floating_point() or labels.dtype == torch.bool:
-            whole = labels.is_floating_point() and bool((labels == labels.round()).all())
-            hint = ": they hold whole numbers, convert them with .long()" if whole else ""
-            raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}{hint}")
+        refuse_float_indices(labels, name)
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(
                 f"{name} must lie in [0, {num_classes}) for a model with {num_classes} classes, "

@@ -250,7 +250,11 @@ def _evaluate_parser(sub) -> None:
         ),
     )
     ev.add_argument("--json", required=True, help="where to write the results (JSON)")
-    ev.add_argument("--out", default=None, help="folder for the figures (default: next to --json)")
+    ev.add_argument(
+        "--out",
+        default=None,
+        help="folder for the figures and a copy of the results (default: evaluation/ beside --json)",
+    )
     ev.add_argument(
         "--parts",
         nargs="+",

@@ -75,3 +75,43 @@ def test_predict_and_the_report_accuracy_keep_every_modules_own_mode():
     assert torch.equal(predict(model, x), predict(model, x))  # eval mode inside: dropout off
     per_class_accuracy(model, x, torch.arange(8) % 2, 2)
     assert [m.training for m in model.modules()] == modes
+
+
+def test_stress_9b_models_helpers_take_numpy_and_name_bad_labels_and_devices():
+    """Stress round 9B: numpy data ('int' object is not callable), float hard labels (torch's
+    target dtype error), device='cuda' without CUDA (raw driver error) and numpy inputs to
+    predict (unpacking error) are taken or named."""
+    from kktexplain.models import predict
+
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 4), torch.arange(16) % 3
+    a, b = MLP((4,), 3, hidden=(8,)), MLP((4,), 3, hidden=(8,))
+    b.load_state_dict(a.state_dict())
+    la = train_classifier(a, (x, y), epochs=2, batch_size=8, progress=False)
+    lb = train_classifier(b, (x.numpy(), y.numpy()), epochs=2, batch_size=8, progress=False)
+    assert la == lb
+    assert torch.equal(predict(a, x.numpy()), predict(a, x))
+    assert accuracy(a, (x.numpy(), y.numpy())) == accuracy(a, (x, y))
+    with pytest.raises(TypeError, match=r"labels of shape \(N,\) must be integer class indices.*\.long\(\)"):
+        train_classifier(a, (x, y.float()), epochs=1, progress=False)
+    with pytest.raises(TypeError, match="inputs must be a Tensor, a numpy array or a Dataset"):
+        predict(a, [x])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda': CUDA is not available"):
+            train_classifier(a, (x, y), epochs=1, progress=False, device="cuda")
+        with pytest.raises(ValueError, match="device='cuda': CUDA is not available"):
+            load_reference_model("fashion_mnist_small", device="cuda", progress=False)
+
+
+def test_stress_9b_distill_names_float_hard_labels():
+    """Float class indices (N,) were blamed on their shape by random_real / distill, and
+    truncated silently by distill.evaluate."""
+    from kktexplain.distill import evaluate, random_real
+
+    x, y = torch.randn(30, 4), (torch.arange(30) % 3).float()
+    with pytest.raises(TypeError, match=r"labels of shape \(N,\) must be integer class indices.*\.long\(\)"):
+        random_real((x, y), 2)
+    with pytest.raises(TypeError, match=r"dataset labels of shape \(N,\) must be integer"):
+        evaluate((x, y + 0.5), (x, y.long()), seeds=[0])
+    with pytest.raises(TypeError, match=r"test_set labels of shape \(N,\) must be integer"):
+        evaluate((x, y.long()), (x, y), seeds=[0])

@@ -429,6 +429,9 @@ class SupportExpansion:
         Parameters
         ----------
         inputs : Tensor of shape (N, *input_shape)
+        args : tuple, default=()
+            Arguments the model takes after its inputs, for these inputs; empty: the support
+            set's own (``additional_forward_args`` of the expansion).
 
         Returns
         -------

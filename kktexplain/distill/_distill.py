@@ -12,7 +12,15 @@ from .._data import as_data, refuse_token_synthesis
 from .._model_info import cast_inputs, model_device, model_dtype, token_layer
 from .._model_state import eval_mode
 from .._result import DSVResult
-from .._validation import check_choice, check_device, check_model, check_positive, resolve_seed, to_python
+from .._validation import (
+    check_choice,
+    check_device,
+    check_model,
+    check_positive,
+    refuse_float_indices,
+    resolve_seed,
+    to_python,
+)
 from ._dataset import DistilledSet
 
 __all__ = ["distill", "random_real", "coreset", "add_soft_labels"]
@@ -38,6 +46,7 @@ def _labelled(data: Any, name: str) -> tuple[Tensor, Tensor]:
         raise ValueError(
             f"{name} must carry labels: an (inputs, labels) pair, a labelled Dataset or DataLoader"
         )
+    refuse_float_indices(y, f"{name} labels of shape (N,)")
     if y.is_floating_point():
         if y.ndim != 2:
             raise ValueError(f"{name} labels must have shape (N,) or (N, C), got {tuple(y.shape)}")

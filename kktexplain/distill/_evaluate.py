@@ -15,7 +15,14 @@ from tqdm.auto import tqdm
 
 from .._data import as_data
 from .._model_state import eval_mode
-from .._validation import check_choice, check_device, check_finite, check_positive, to_python
+from .._validation import (
+    check_choice,
+    check_device,
+    check_finite,
+    check_positive,
+    refuse_float_indices,
+    to_python,
+)
 from ..kkt import Augmentation
 from ..models import MLP, ConvNet, predict, train_classifier
 from ._dataset import DistilledSet
@@ -170,6 +177,7 @@ def _training_pair(dataset: Any, labels: str) -> tuple[Tensor, Tensor, str]:
         raise ValueError(
             "dataset must carry labels: a DistilledSet, an (inputs, labels) pair or a labelled Dataset"
         )
+    refuse_float_indices(y, "dataset labels of shape (N,)")
     soft = y.is_floating_point() and y.ndim == 2
     if labels == "soft" and not soft:
         raise ValueError("labels='soft' needs soft labels of shape (N, C) in dataset")
@@ -238,6 +246,7 @@ def evaluate(
     tx, ty = as_data(test_set, "test_set")
     if ty is None:
         raise ValueError("test_set must carry labels")
+    refuse_float_indices(ty, "test_set labels of shape (N,)")
     check_finite("dataset", x)
     check_finite("test_set", tx)
     x, tx = x.float(), tx.float()  # the students are float32 (numpy data is often float64)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._validation import check_device
 from ._architectures import MLP, ConvNet, ResNet
 from ._train import accuracy, train_classifier
 
@@ -149,6 +150,7 @@ def load_reference_model(
     """
     if name not in REFERENCE_MODELS:
         raise ValueError(f"name must be one of {sorted(REFERENCE_MODELS)}, got {name!r}")
+    device = check_device(device) or torch.device("cpu")
     spec = REFERENCE_MODELS[name]
     if not retrain:
         from ._shipped import load_shipped_model

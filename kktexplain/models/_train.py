@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -13,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._errors import NonFiniteError
 from .._model_state import eval_mode
+from .._validation import check_device, refuse_float_indices
 
 __all__ = ["train_classifier", "accuracy", "predict"]
 
@@ -21,7 +23,20 @@ def _as_dataset(data: Dataset | tuple[Tensor, Tensor]) -> Dataset:
     if isinstance(data, tuple):
         if len(data) != 2:
             raise ValueError("data must be a Dataset or an (inputs, labels) tuple")
-        return TensorDataset(*data)
+        x, y = (torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in data)
+        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+            raise TypeError(
+                "data must be an (inputs, labels) tuple of tensors or numpy arrays, got "
+                f"({type(x).__name__}, {type(y).__name__})"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"data's inputs must be floating point, got dtype {x.dtype}")
+        refuse_float_indices(y, "data's labels of shape (N,)")
+        if y.ndim not in (1, 2) or len(y) != len(x):
+            raise ValueError(
+                f"data's labels must have shape (N,) or (N, C) with N = {len(x)} inputs, got {tuple(y.shape)}"
+            )
+        return TensorDataset(x, y)
     if not isinstance(data, Dataset):
         raise TypeError(
             f"data must be a torch Dataset or an (inputs, labels) tuple, got {type(data).__name__}"
@@ -52,7 +67,8 @@ def train_classifier(
     model : nn.Module
         Maps ``(B, *input_shape)`` to logits ``(B, C)``. Left in eval mode on return.
     data : Dataset or tuple of (Tensor, Tensor)
-        Yields ``(input, label)`` pairs.
+        Yields ``(input, label)`` pairs; a tuple holds float inputs ``(N, *input_shape)`` and
+        integer labels ``(N,)`` or soft labels ``(N, C)`` (tensors or numpy arrays).
     epochs : int, default=10
     lr : float, default=1e-3
     batch_size : int, default=256
@@ -91,7 +107,7 @@ def train_classifier(
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be positive integers")
     dataset = _as_dataset(data)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = check_device(device) or next(model.parameters()).device
     model.to(device)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device).manual_seed(seed)
@@ -141,7 +157,7 @@ def predict(model: nn.Module, inputs: Tensor | Dataset, batch_size: int = 1024) 
     Parameters
     ----------
     model : nn.Module
-    inputs : Tensor of shape (N, *input_shape) or Dataset of (input, label)
+    inputs : Tensor or numpy array of shape (N, *input_shape), or Dataset of (input, label)
     batch_size : int, default=1024
 
     Returns
@@ -150,6 +166,13 @@ def predict(model: nn.Module, inputs: Tensor | Dataset, batch_size: int = 1024) 
         On the CPU.
     """
     device = next(model.parameters()).device
+    if isinstance(inputs, np.ndarray):
+        inputs = torch.as_tensor(inputs)
+    if not isinstance(inputs, Tensor | Dataset):
+        raise TypeError(
+            f"inputs must be a Tensor, a numpy array or a Dataset of (input, label), got "
+            f"{type(inputs).__name__}"
+        )
     with eval_mode(model):  # every module's own mode put back afterwards
         if isinstance(inputs, Tensor):
             chunks = inputs.split(batch_size)
@@ -165,6 +188,7 @@ def accuracy(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], batch_size
     ----------
     model : nn.Module
     data : Dataset or tuple of (Tensor of shape (N, ...), Tensor of shape (N,))
+        Numpy arrays are taken as tensors.
     batch_size : int, default=1024
 
     Returns
@@ -173,7 +197,10 @@ def accuracy(model: nn.Module, data: Dataset | tuple[Tensor, Tensor], batch_size
         In ``[0, 1]``.
     """
     if isinstance(data, tuple):
+        if len(data) != 2:
+            raise ValueError("data must be a Dataset or an (inputs, labels) tuple")
         inputs, labels = data
+        labels = torch.as_tensor(labels)
     else:
         inputs = data
         labels = torch.cat([y for _, y in DataLoader(data, batch_size=batch_size)])
