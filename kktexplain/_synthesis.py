@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from ._checkpoint import check_fingerprint, fingerprint, load_checkpoint, save_checkpoint
@@ -36,6 +35,13 @@ from .kkt import (
     ObjectiveValue,
     kkt_residuals,
     predictive_entropy,
+)
+from .kkt._grads import math_attention, second_order_hint
+
+_SECOND_ORDER_ADVICE = (
+    "score real samples with selection instead (attribute(model, candidates=X, labels=y): "
+    "first derivatives only), restrict the scope to parameters after that operation "
+    "(param_names=), or replace it (nn.Hardswish has a second derivative)"
 )
 
 __all__ = [
@@ -248,7 +254,7 @@ def synthesise(
                 # attention's fused kernels (flash, memory-efficient) have no double backward; the
                 # math kernel has, and computes the same attention
                 _set_learning_rates(state, config)
-                with sdpa_kernel(SDPBackend.MATH):
+                with math_attention(), second_order_hint("synthesis", _SECOND_ORDER_ADVICE):
                     synthesis_step(
                         state,
                         fmodel,

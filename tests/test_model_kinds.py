@@ -594,3 +594,53 @@ def test_parameter_jvp_reads_each_reverse_pass_before_resetting_its_basis():
         lambda th: functional_call(bag, {"weight": th["weight"]}, (ids,)) + th["b"], theta, tangent
     )
     torch.testing.assert_close(got, tangent["b"], rtol=0, atol=1e-12)
+
+
+def test_stress_9d_an_operation_without_second_derivative_is_named():
+    """nn.Hardsigmoid (mobilenet_v3) has no double backward: synthesis and the feature maps
+    raised torch's raw RuntimeError; selection and explain without maps need none."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Hardsigmoid(), nn.Linear(8, 3)).eval()
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    before = model_snapshot(model)
+    with pytest.raises(ValueError, match=r"no second derivative for aten::hardsigmoid_backward.*selection"):
+        DeepSupportVectors(n_per_class=1, steps=2, progress=False, seed=0).attribute(model)
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    with pytest.raises(ValueError, match=r"a feature map differentiates the model twice.*maps='none'"):
+        sel.explain(model, x[:2], k=2)
+    e = sel.explain(model, x[:2], k=2, maps="none")
+    assert torch.isfinite(e.residual).all()
+    assert_same_snapshot(before, model_snapshot(model))
+
+
+def test_stress_9d_multihead_attention_fast_path_is_turned_off_and_back_on():
+    """torchvision's VisionTransformer in eval mode takes nn.MultiheadAttention's fused fast
+    path, which has no derivative: explain's feature maps raised a raw RuntimeError."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.VisionTransformer(
+        image_size=8, patch_size=4, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16, num_classes=3
+    ).eval()
+    nn.init.normal_(model.heads.head.weight, std=0.1)
+    x, y = torch.randn(6, 3, 8, 8), torch.arange(6) % 3
+    sel = DeepSupportVectors(progress=False, param_names=["heads.head.weight", "heads.head.bias"]).attribute(
+        model, candidates=x, labels=y
+    )
+    fast = torch.backends.mha.get_fastpath_enabled()
+    e = sel.explain(model, x[:1], k=2, n_steps=2)
+    assert torch.isfinite(e.feature_map).all() and e.feature_map.abs().sum() > 0
+    assert torch.backends.mha.get_fastpath_enabled() == fast
+
+
+def test_stress_9d_kronecker_sketch_names_a_nan_parameter():
+    """A NaN weight made the Kronecker sketch's self-check blame layer usage (naming [])."""
+    from kktexplain import NonFiniteError
+
+    model = _mlp()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    x, y = torch.randn(12, 6, dtype=torch.float64), torch.arange(12) % 3
+    with pytest.raises(NonFiniteError, match="non-finite value"):
+        DeepSupportVectors(sketch="kronecker", projection_dim=16, progress=False).attribute(
+            model, candidates=x, labels=y
+        )

@@ -12,13 +12,17 @@ from torch import Tensor, nn
 
 from .._model_state import eval_mode
 from .._validation import check_finite, check_positive
-from ..kkt._grads import call_functional, parameter_jvp
+from ..kkt._grads import call_functional, parameter_jvp, second_order_hint
 from ._expansion import SupportExpansion, _forward_args_hint
 from ._influence import check_query_inputs, resolve_target
 
 __all__ = ["SupportVectorAttribution"]
 
 _METHODS = ("integrated_gradients", "saliency")
+_SECOND_ORDER_ADVICE = (
+    "restrict the scope to parameters after that operation (param_names=, e.g. the last "
+    "layer), or leave the feature maps out (explain(..., maps='none'))"
+)
 
 
 def _to_model(exp: SupportExpansion, values: tuple) -> tuple:
@@ -263,7 +267,7 @@ class SupportVectorAttribution(GradientAttribution):
             return self._forward(*xs, *args)
 
         try:
-            with eval_mode(self.model):
+            with eval_mode(self.model), second_order_hint("a feature map", _SECOND_ORDER_ADVICE):
                 if self.method == "saliency":  # leaves that require grad: captum warns otherwise
                     leaves = _grad_leaves(inputs)
                     return Saliency(forward).attribute(leaves, target=t, abs=False)

@@ -7,8 +7,10 @@ its ``requires_grad`` flags are never touched.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +33,40 @@ __all__ = [
 ]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@contextmanager
+def math_attention() -> Iterator[None]:
+    """Attention in its math form inside the block: ``scaled_dot_product_attention``'s math
+    kernel, and ``nn.MultiheadAttention``'s fused eval-mode fast path off (its op has no
+    derivative at all). The fused kernels have no forward-mode derivative and no double
+    backward, which the expansion and synthesis take through the model; the math form
+    computes the same attention. The fast path's global switch is put back on exit."""
+    mha = torch.backends.mha
+    fast = mha.get_fastpath_enabled()
+    mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        mha.set_fastpath_enabled(fast)
+
+
+@contextmanager
+def second_order_hint(what: str, advice: str) -> Iterator[None]:
+    """Re-raise torch's "derivative for <op> is not implemented" (an operation of the model
+    without a second derivative, e.g. ``nn.Hardsigmoid``) as a ``ValueError`` that says
+    ``what`` needed it and gives ``advice``; other errors pass unchanged."""
+    try:
+        yield
+    except RuntimeError as e:
+        found = re.search(r"derivative for (\S+) is not implemented", str(e))
+        if found is None:
+            raise
+        raise ValueError(
+            f"{what} differentiates the model twice, and torch has no second derivative for "
+            f"{found.group(1)}, an operation of the model (nn.Hardsigmoid, for one): {advice}"
+        ) from e
 
 
 # The prefixes our wrappers give a model's parameter names (ScriptedModel, TwoClassLogits).
@@ -165,8 +201,7 @@ def call_functional(
     Tensor
         The model's output, e.g. logits of shape ``(n, C)``.
     """
-    # attention in its math form: the fused CPU kernels have no forward-mode derivative (jvp)
-    # and no double backward, which the expansion and synthesis take through the model
+    # attention in its math form (math_attention)
     # torch's functional_call puts the model's own tensors back by name; a module registered
     # under two names (self.b = self.a) gets the swapped-in tensor back under one of them, so
     # every module's parameter and buffer entries are put back here, by identity
@@ -175,7 +210,7 @@ def call_functional(
         for m in model.modules()
         if not isinstance(m, torch.jit.ScriptModule)  # its tensors are the script's own
     ]
-    with backward_hooks_suspended(model), sdpa_kernel(SDPBackend.MATH):
+    with backward_hooks_suspended(model), math_attention():
         try:
             return functional_call(model, (params, buffers), args)
         except RuntimeError as e:
