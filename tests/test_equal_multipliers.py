@@ -174,7 +174,8 @@ def test_equal_selection_records_the_gradient_norms_and_self_influence_reads_the
     # another scope or loss than the selection's: computed, not read
     other = SupportVectorInfluence(model, sel, param_names=["fc2.weight"])
     other.self_influence()
-    assert other.expansion._cache is not None
+    # computed by a pass that keeps only the norms: no (S, P) cache of gradients
+    assert other.expansion._sq_norms is not None and other.expansion._cache is None
     # the norms survive a save and load
     sel.save(tmp_path / "sel.npz")
     back = DSVResult.load(tmp_path / "sel.npz")
@@ -190,7 +191,8 @@ def test_equal_selection_outside_linear_scopes_records_no_norms():
     assert sel.kkt.grad_sq_norm is None
     svi = SupportVectorInfluence(model, sel)
     assert svi.self_influence().shape == (9,)
-    assert svi.expansion._cache is not None  # computed by the expansion's own pass
+    assert svi.expansion._sq_norms is not None  # computed by the expansion's own pass
+    assert svi.expansion._cache is None  # which keeps only the norms
 
 
 def test_equal_selection_keeps_memory_bounded_by_falling_back_to_the_summed_pass(problem, monkeypatch):

@@ -358,3 +358,50 @@ def test_stress_9a_per_input_forward_args_name_tuple_inputs():
     with pytest.raises(ValueError, match=r"part of a tuple of inputs"):
         sva.attribute(torch.randn(3, 4), target=0, additional_forward_args=(torch.randn(3, 2),))
     assert sva.attribute(torch.randn(3, 4), target=0, additional_forward_args=(z0,)).shape == (3, 4)
+
+
+def test_stress_9c_attribution_and_self_influence_build_no_gradient_matrix(setup):
+    """Stress round 9C: SupportVectorAttribution read only the direction and self_influence only
+    the squared norms, yet each built the (S, P) matrix of support gradients (S x P floats,
+    whatever chunk_size). Each now makes a pass that keeps only what it reads; the values
+    equal the cache's (float64)."""
+    model, x, _, sel = setup
+    model = model.double()
+    sel = DeepSupportVectors(progress=False, param_names=None).attribute(
+        model, candidates=x.double(), labels=sel.labels
+    )
+    q = x[:3].double()
+    sva = SupportVectorAttribution(model, sel, chunk_size=5)
+    light = sva.attribute(q, target=0, n_steps=4)
+    assert sva.expansion._cache is None and sva.expansion._direction is not None
+    svi = SupportVectorInfluence(model, sel, param_names=None, chunk_size=5)
+    si = svi.self_influence()
+    assert svi.expansion._cache is None and svi.expansion._sq_norms is not None
+    full = SupportVectorInfluence(model, sel, param_names=None)
+    cache = full.expansion.cache
+    for k, v in cache["direction"].items():
+        torch.testing.assert_close(sva.expansion.direction[k], v, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(si, full.self_influence(), rtol=1e-12, atol=1e-14)
+    heavy = SupportVectorAttribution._from_expansion(full.expansion).attribute(q, target=0, n_steps=4)
+    torch.testing.assert_close(light, heavy, rtol=1e-10, atol=1e-12)
+    # a change of the model in place after the pass is refused, as after the cache
+    with torch.no_grad():
+        model[0].weight.add_(0.1)
+    with pytest.raises(ValueError, match="changed in place"):
+        _ = sva.expansion.direction
+
+
+def test_stress_9c_integrated_gradients_rows_are_bounded_by_chunk_size(setup):
+    """captum's default ran all n_steps x N rows of forward-mode passes at once (2.1 GB for 256
+    queries); the default internal_batch_size is now the expansion's chunk_size."""
+    model, x, _, sel = setup
+    sva = SupportVectorAttribution(model, sel, chunk_size=7)
+    seen = []
+    handle = model.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    try:
+        bounded = sva.attribute(x[:5], target=0, n_steps=6)
+    finally:
+        handle.remove()
+    assert max(seen) <= 7
+    whole = sva.attribute(x[:5], target=0, n_steps=6, internal_batch_size=30)
+    torch.testing.assert_close(bounded, whole, rtol=1e-5, atol=1e-6)

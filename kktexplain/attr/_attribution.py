@@ -184,7 +184,9 @@ class SupportVectorAttribution(GradientAttribution):
         n_steps : int, default=32
             Integrated Gradients' steps.
         internal_batch_size : int, optional
-            Integrated Gradients' batch size over steps, to bound memory.
+            Integrated Gradients' batch size over inputs x steps, to bound memory. Default: the
+            expansion's ``chunk_size`` (captum's default, every row at once, held
+            ``n_steps x N`` rows of forward-mode passes in memory).
         return_convergence_delta : bool, default=False
             Also return Integrated Gradients' completeness delta
             ``sum(attributions) - (F(x) - F(baseline))``, shape ``(N,)``.
@@ -276,7 +278,7 @@ class SupportVectorAttribution(GradientAttribution):
                     baselines=baselines,
                     target=t,
                     n_steps=n_steps,
-                    internal_batch_size=internal_batch_size,
+                    internal_batch_size=internal_batch_size or self.expansion.chunk_size,
                     return_convergence_delta=return_convergence_delta,
                 )
         except RuntimeError as e:

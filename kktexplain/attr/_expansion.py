@@ -86,6 +86,18 @@ def _forward_args_hint(has_args: bool, what: str = "the support set") -> Iterato
         ) from e
 
 
+def _check_rows_finite(g: Tensor, sl: Any) -> None:
+    """Raise naming the support rows (of a chunk ``g`` at ``sl``) whose gradients are not finite."""
+    finite = torch.isfinite(g).all(1)
+    if not bool(finite.all()):
+        start = sl.start if isinstance(sl, slice) else 0
+        bad = (start + (~finite).nonzero().flatten()[:5]).tolist()
+        raise ValueError(
+            f"the support gradients are NaN or inf (rows {bad} of the support): check "
+            "the loss_fn, the model and the support set's inputs"
+        )
+
+
 class SupportExpansion:
     """The engine behind :mod:`kktexplain.attr`: cached support gradients and the expansion.
 
@@ -204,6 +216,10 @@ class SupportExpansion:
         self.seed = seed
         self.progress = progress
         self._cache: dict[str, Any] | None = None
+        # what a caller may need without the (S, P) cache: the direction, the squared norms
+        self._direction: dict[str, Tensor] | None = None
+        self._sq_norms: Tensor | None = None
+        self._fingerprint: ModelFingerprint | None = None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -299,14 +315,7 @@ class SupportExpansion:
                     v += total[offset : offset + v.numel()].view_as(v)
                     offset += v.numel()
                 g = g if sketch is None else sketch(g)
-                finite = torch.isfinite(g).all(1)  # one chunk at a time, not the whole matrix
-                if not bool(finite.all()):
-                    start = sl.start if isinstance(sl, slice) else 0
-                    bad = (start + (~finite).nonzero().flatten()[:5]).tolist()
-                    raise ValueError(
-                        f"the support gradients are NaN or inf (rows {bad} of the support): check "
-                        "the loss_fn, the model and the support set's inputs"
-                    )
+                _check_rows_finite(g, sl)  # one chunk at a time, not the whole matrix
                 grads[sl] = g
         return {
             "grads": grads,
@@ -315,38 +324,103 @@ class SupportExpansion:
             "sketch": sketch,
         }
 
-    @property
-    def cache(self) -> dict[str, Any]:
-        """The λ-weighted support gradients ``-λ_j grad L_j`` (rows of :attr:`rows`), sketched or
-        exact, their exact squared norms before weighting, the exact direction
-        ``theta_hat = -sum_j λ_j grad L_j`` and the sketch (or ``None``). Built on first use."""
-        if self._cache is None:
-            _ = self.num_classes  # a support set of another model: a clear error, not torch's
-            self._cache = self._build_cache()
-            self._fingerprint = ModelFingerprint(self.model)
-        elif self._fingerprint.changed():
+    def _support_pass(self, build: Callable[[], Any] | None) -> Any:
+        """``build()`` on the support set, after checking the model is the one this expansion
+        measured before (if it measured anything); the model's state is recorded after the
+        first pass."""
+        if self._fingerprint is not None and self._fingerprint.changed():
             raise ValueError(
                 "the model's parameters or buffers changed in place after this expansion cached "
                 "its support gradients (e.g. an optimizer step): the cache no longer describes "
                 "the model; build a new SupportVectorInfluence / SupportVectorAttribution"
             )
+        if build is None:
+            return None
+        _ = self.num_classes  # a support set of another model: a clear error, not torch's
+        out = build()
+        if self._fingerprint is None:
+            self._fingerprint = ModelFingerprint(self.model)
+        return out
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """The λ-weighted support gradients ``-λ_j grad L_j`` (rows of :attr:`rows`), sketched or
+        exact, their exact squared norms before weighting, the exact direction
+        ``theta_hat = -sum_j λ_j grad L_j`` and the sketch (or ``None``). Built on first use:
+        ``S x P`` floats (``S x projection_dim`` sketched)."""
+        self._support_pass(None)
+        if self._cache is None:
+            self._cache = self._support_pass(self._build_cache)
         return self._cache
 
     def support_sq_norms(self) -> Tensor:
         """``||grad L_j||^2`` of the rows :attr:`rows`, exact, shape ``(S,)``.
 
         Read from the support set's ``kkt.grad_sq_norm`` where its selection recorded them for
-        this scope and loss (no pass over the data); otherwise from the cache (built on first use).
+        this scope and loss (no pass over the data); otherwise from the cache where it is built,
+        else from one pass that keeps only the norms (memory ``chunk_size x P``, not ``S x P``).
         """
         recorded = self.support.kkt.grad_sq_norm
         if self._cache is None and self._same_gradients and recorded is not None:
             return recorded[self.rows].to(self.dtype)
-        return self.cache["sq_norms"].cpu()
+        self._support_pass(None)
+        if self._cache is not None:
+            return self._cache["sq_norms"].cpu()
+        if self._sq_norms is None:
+            self._sq_norms = self._support_pass(self._norms_pass)
+        return self._sq_norms
 
     @property
     def direction(self) -> dict[str, Tensor]:
-        """``theta_hat = -sum_j λ_j grad_theta L_j``, the parameters the support set represents."""
-        return self.cache["direction"]
+        """``theta_hat = -sum_j λ_j grad_theta L_j``, the parameters the support set represents.
+
+        From the cache where it is built; otherwise one weighted backward per chunk of the
+        support set (no per-sample gradients), kept."""
+        self._support_pass(None)
+        if self._cache is not None:
+            return self._cache["direction"]
+        if self._direction is None:
+            self._direction = self._support_pass(self._direction_pass)
+        return self._direction
+
+    def _direction_pass(self) -> dict[str, Tensor]:
+        rows = self.rows
+        total = {k: torch.zeros_like(v) for k, v in self.fmodel.theta.items()}
+        with eval_mode(self.model), _forward_args_hint(bool(self.args)):
+            starts = range(0, len(rows), self.chunk_size)
+            for i in tqdm(starts, desc="support direction", disable=not self.progress, leave=False):
+                idx = rows[i : i + self.chunk_size]
+                g, _ = weighted_loss_grad(
+                    self.fmodel,
+                    cast_inputs(self.support.inputs[idx], self.device, self.dtype),
+                    self.support.labels[idx].to(self.device),
+                    self.support.lambdas[idx].to(self.device, self.dtype),
+                    self.loss_fn,
+                    create_graph=False,
+                )
+                for k, v in g.items():
+                    total[k] -= v
+        flat = torch.cat([v.flatten() for v in total.values()]) if total else torch.zeros(0)
+        if not bool(torch.isfinite(flat).all()):
+            raise ValueError(
+                "the support gradients are NaN or inf: check the loss_fn, the model and the "
+                "support set's inputs"
+            )
+        return total
+
+    def _norms_pass(self) -> Tensor:
+        rows = self.rows
+        out = []
+        with eval_mode(self.model), _forward_args_hint(bool(self.args)):
+            x, y = self.support.inputs[rows], self.support.labels[rows]
+            chunks = iter_per_sample_grads(self.fmodel, x, y, self.chunk_size, self.loss_fn, None)
+            total = -(-len(rows) // self.chunk_size)
+            for sl, g in tqdm(
+                chunks, total=total, desc="support gradient norms", disable=not self.progress, leave=False
+            ):
+                _check_rows_finite(g, sl)
+                out.append(g.pow(2).sum(1).cpu())
+        return torch.cat(out) if out else torch.zeros(0, dtype=self.dtype)
 
     def support_direction(self, index: int | Sequence[int] | Tensor) -> dict[str, Tensor]:
         """``-sum_{j in index} λ_j grad L_j`` exactly, for rows ``index`` of the support set.

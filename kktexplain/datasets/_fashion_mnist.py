@@ -136,9 +136,9 @@ def load_fashion_mnist(
     img_stem, lbl_stem = _FILES[bool(train)]
     images = read_idx(_locate(folder, img_stem))
     labels = read_idx(_locate(folder, lbl_stem))
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     mean, std = (_MEAN, _STD) if normalize else (0.0, 1.0)
-    x = (x - mean) / std
+    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)  # one float copy, scaled in place
+    x.div_(255.0).sub_(mean).div_(std)
     return LabeledDataset(
         x,
         torch.from_numpy(labels.astype(np.int64)),
