@@ -141,7 +141,7 @@ class DSVResult:
         model : nn.Module
             The model this support set was computed for (not stored in the result).
         inputs : Tensor of shape (n, *input_shape) or (*input_shape)
-        target : None, int, list of int or Tensor, optional
+        target : None, int, tuple (c,), list of int or Tensor, optional
             The class to explain; the model's prediction when omitted.
         k : int, default=5
         **kwargs

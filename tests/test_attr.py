@@ -160,10 +160,12 @@ def test_influence_conventions(problem):
         assert si[j].item() == pytest.approx(sel.lambdas[j].item() * sum(t.pow(2).sum().item() for t in g))
     with pytest.raises(ValueError, match="inputs"):
         svi.self_influence((x, y))
+    # k as captum's TracInCP takes it: 0 gives empty results, a k above the rows is lowered
+    empty = svi.influence(xt, k=0)
+    assert empty.indices.shape == (len(xt), 0) and empty.influence_scores.shape == (len(xt), 0)
+    assert svi.influence(xt, k=len(sel) + 1).indices.shape == (len(xt), len(sel))
     with pytest.raises(ValueError, match="k must"):
-        svi.influence(xt, k=0)
-    with pytest.raises(ValueError, match="k must"):
-        svi.influence(xt, k=len(sel) + 1)
+        svi.influence(xt, k=-1)
     with pytest.raises(TypeError, match="support"):
         SupportVectorInfluence(model, (x, y))
     with pytest.raises(ValueError, match="param_names"):

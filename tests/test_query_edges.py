@@ -405,3 +405,47 @@ def test_stress_9c_integrated_gradients_rows_are_bounded_by_chunk_size(setup):
     assert max(seen) <= 7
     whole = sva.attribute(x[:5], target=0, n_steps=6, internal_batch_size=30)
     torch.testing.assert_close(bounded, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_stress_9e_captum_conventions_saliency_targets_loaders_and_deltas(setup):
+    """Stress round 9E against captum 0.9: Saliency's abs=True default (ours was signed, no
+    abs), multiplies_by_inputs (False for IG), tuple targets (refused; NoiseTunnel broke),
+    a DataLoader of queries (refused), compute_convergence_delta of one support vector's
+    attributions (measured the whole expansion: a silent wrong delta)."""
+    from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model, x, y, sel = setup
+    q = x[:3]
+    sal = SupportVectorAttribution(model, sel, method="saliency")
+    want = Saliency(sal.forward_func).attribute(q.clone().requires_grad_(), target=1)
+    torch.testing.assert_close(sal.attribute(q, target=1), want)
+    signed = sal.attribute(q, target=1, abs=False)
+    torch.testing.assert_close(signed.abs(), want)
+    with pytest.raises(ValueError, match="abs applies to method='saliency'"):
+        SupportVectorAttribution(model, sel).attribute(q, target=1, abs=True)
+    ig = SupportVectorAttribution(model, sel)
+    assert ig.multiplies_by_inputs and not sal.multiplies_by_inputs
+    assert NoiseTunnel(ig).multiplies_by_inputs == IntegratedGradients(ig.forward_func).multiplies_by_inputs
+    # captum's target forms: (c,) for every input, [(c,), ...] one per input
+    torch.testing.assert_close(ig.attribute(q, target=(1,), n_steps=4), ig.attribute(q, target=1, n_steps=4))
+    torch.testing.assert_close(
+        ig.attribute(q, target=[(0,), (1,), (2,)], n_steps=4), ig.attribute(q, target=[0, 1, 2], n_steps=4)
+    )
+    with pytest.raises(ValueError, match=r"tuple of one class, \(c,\)"):
+        ig.attribute(q, target=(0, 1, 2), n_steps=4)
+    torch.manual_seed(0)
+    a = NoiseTunnel(ig).attribute(q, target=(1,), nt_samples=2, n_steps=4)
+    assert a.shape == q.shape
+    # a DataLoader of queries, as TracInCP.influence takes
+    svi = SupportVectorInfluence(model, sel)
+    loader = DataLoader(TensorDataset(x[:5], y[:5]), batch_size=2)
+    torch.testing.assert_close(svi.influence(loader), svi.influence((x[:5], y[:5])))
+    top = svi.influence(DataLoader(TensorDataset(x[:5], y[:5]), batch_size=3), k=2)
+    assert torch.equal(top.indices, svi.influence((x[:5], y[:5]), k=2).indices)
+    # the delta of one support vector's attributions, recomputed by captum's method
+    attr, delta = ig.attribute(q, target=1, support_index=2, n_steps=16, return_convergence_delta=True)
+    again = ig.compute_convergence_delta(attr, torch.zeros_like(q), q, target=1, support_index=2)
+    torch.testing.assert_close(again, delta, rtol=1e-5, atol=1e-6)
+    whole = ig.compute_convergence_delta(attr, torch.zeros_like(q), q, target=1)
+    assert not torch.allclose(whole, delta, atol=1e-4)

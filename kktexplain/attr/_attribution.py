@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from captum.attr import GradientAttribution, IntegratedGradients, Saliency
 from torch import Tensor, nn
@@ -153,6 +154,47 @@ class SupportVectorAttribution(GradientAttribution):
         """Integrated Gradients has a completeness delta; Saliency has none."""
         return self.method == "integrated_gradients"
 
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        """Integrated Gradients multiplies by ``inputs - baselines`` (as captum's reports);
+        Saliency does not."""
+        return self.method == "integrated_gradients"
+
+    def compute_convergence_delta(
+        self,
+        attributions: Tensor | tuple[Tensor, ...],
+        start_point: Any,
+        end_point: Tensor | tuple[Tensor, ...],
+        target: Any = None,
+        additional_forward_args: Any = None,
+        support_index: int | Sequence[int] | Tensor | None = None,
+    ) -> Tensor:
+        """captum's completeness delta ``sum(attributions) - (F(end) - F(start))``, per input.
+
+        Parameters
+        ----------
+        attributions, start_point, end_point, target, additional_forward_args
+            As in captum's ``Attribution.compute_convergence_delta``.
+        support_index : optional
+            The rows whose terms the attributions describe, as given to :meth:`attribute`;
+            ``F`` is then their part of the expansion (``None``: the whole expansion).
+
+        Returns
+        -------
+        Tensor of shape (N,)
+        """
+        self._direction = None if support_index is None else self.expansion.support_direction(support_index)
+        try:
+            return super().compute_convergence_delta(
+                attributions,
+                start_point,
+                end_point,
+                target=target,
+                additional_forward_args=additional_forward_args,
+            )
+        finally:
+            self._direction = None
+
     @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
     def attribute(
         self,
@@ -164,6 +206,7 @@ class SupportVectorAttribution(GradientAttribution):
         n_steps: int = 32,
         internal_batch_size: int | None = None,
         return_convergence_delta: bool = False,
+        abs: bool | None = None,
     ) -> Tensor | tuple[Tensor, ...] | tuple[Tensor | tuple[Tensor, ...], Tensor]:
         """Attribute the expansion of each decision to the features of ``inputs``.
 
@@ -171,8 +214,10 @@ class SupportVectorAttribution(GradientAttribution):
         ----------
         inputs : Tensor or tuple of Tensor
             ``(N, *input_shape)``, or a tuple of such tensors for a model with several inputs.
-        target : None, int, list of int or Tensor of shape (N,)
-            The class whose logit is expanded. ``None`` takes the model's prediction.
+        target : None, int, tuple (c,), list of int or of (c,), or Tensor of shape (N,)
+            The class whose logit is expanded, in captum's forms (a tuple is the output's index
+            after the batch axis: one class for every input). ``None`` takes the model's
+            prediction.
         additional_forward_args : Any, optional
             Extra arguments passed to the model after the inputs, the same for every input
             (as in selection; a tensor is not split or repeated along its first axis).
@@ -187,6 +232,10 @@ class SupportVectorAttribution(GradientAttribution):
             Integrated Gradients' batch size over inputs x steps, to bound memory. Default: the
             expansion's ``chunk_size`` (captum's default, every row at once, held
             ``n_steps x N`` rows of forward-mode passes in memory).
+        abs : bool, optional
+            Saliency only, as captum's ``Saliency(abs=True)`` by default: the gradients'
+            absolute values; ``abs=False`` keeps their sign (which features push the
+            expansion up or down). Refused for Integrated Gradients, as captum's.
         return_convergence_delta : bool, default=False
             Also return Integrated Gradients' completeness delta
             ``sum(attributions) - (F(x) - F(baseline))``, shape ``(N,)``.
@@ -204,6 +253,11 @@ class SupportVectorAttribution(GradientAttribution):
             )
         check_positive("n_steps", n_steps, integer=True)
         n_steps = int(n_steps)
+        if abs is not None:
+            if self.method != "saliency":
+                raise ValueError(f"abs applies to method='saliency' only, got method={self.method!r}")
+            if not isinstance(abs, bool | np.bool_):
+                raise TypeError(f"abs must be a bool, got {type(abs).__name__}")
         if internal_batch_size is not None:
             check_positive("internal_batch_size", internal_batch_size, integer=True)
             internal_batch_size = int(internal_batch_size)
@@ -272,7 +326,7 @@ class SupportVectorAttribution(GradientAttribution):
             with eval_mode(self.model), second_order_hint("a feature map", _SECOND_ORDER_ADVICE):
                 if self.method == "saliency":  # leaves that require grad: captum warns otherwise
                     leaves = _grad_leaves(inputs)
-                    return Saliency(forward).attribute(leaves, target=t, abs=False)
+                    return Saliency(forward).attribute(leaves, target=t, abs=True if abs is None else abs)
                 return IntegratedGradients(forward).attribute(
                     inputs,
                     baselines=baselines,

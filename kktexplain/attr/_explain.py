@@ -42,7 +42,7 @@ def explain(
     model : nn.Module
     inputs : Tensor of shape (n, *input_shape) or (*input_shape)
         One input or a batch.
-    target : None, int, list of int or Tensor, optional
+    target : None, int, tuple (c,), list of int or Tensor, optional
         Class to explain; the model's prediction when omitted.
     k : int, default=5
         Supporting and opposing vectors to return (at most ``len(support)``: a larger ``k`` is

@@ -83,7 +83,9 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
 
     Parameters
     ----------
-    target : None, int, list of int or Tensor
+    target : None, int, tuple (c,), list of int, list of (c,) or Tensor
+        captum's forms: a tuple indexes the output after the batch axis (one class for every
+        input), a list gives one class (or one ``(c,)``) per input.
     n : int
         Number of inputs.
     logits : callable
@@ -98,11 +100,23 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
         return logits().argmax(-1).cpu()
     if isinstance(target, bool | np.bool_):
         raise TypeError("target must be an int, a list of ints or an integer tensor, got bool")
+
+    def one_index(v: Any) -> bool:  # captum's tuple: the output's index after the batch axis
+        return isinstance(v, tuple) and len(v) == 1 and _is_int(v[0])
+
+    if isinstance(target, tuple):
+        if not one_index(target):
+            raise ValueError(
+                "target as a tuple is the output's index after the batch axis (captum's "
+                f"convention): the logits (N, C) take a tuple of one class, (c,); got {target!r}; "
+                "give one class per input as a list or a tensor"
+            )
+        target = int(target[0])
+    elif isinstance(target, list) and target and all(one_index(v) for v in target):
+        target = [int(v[0]) for v in target]  # one (c,) per input
     if isinstance(target, numbers.Integral):
         t = torch.full((n,), int(target), dtype=torch.long)
-    elif isinstance(target, list | tuple) and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_) for v in target
-    ):
+    elif isinstance(target, list) and all(_is_int(v) for v in target):
         t = torch.tensor([int(v) for v in target], dtype=torch.long)
     elif isinstance(target, np.ndarray) and target.dtype.kind in "iu":
         t = torch.from_numpy(target.astype(np.int64).reshape(-1))
@@ -123,6 +137,10 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
             f"target must lie in [0, {num_classes}), got values in [{int(t.min())}, {int(t.max())}]"
         )
     return t
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_)
 
 
 def equal_multipliers(
@@ -175,7 +193,19 @@ def equal_multipliers(
 
 
 def split_influence_inputs(inputs: Any) -> tuple[Tensor, Tensor | None]:
-    """captum's influence ``inputs``: an ``(x, y)`` batch (labels last) or a tensor ``x``."""
+    """captum's influence ``inputs``: an ``(x, y)`` batch (labels last), a tensor ``x``, or a
+    ``DataLoader`` of those (its batches stacked)."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(inputs, DataLoader):
+        parts = [split_influence_inputs(batch) for batch in inputs]
+        if not parts:
+            raise ValueError("inputs is an empty DataLoader")
+        if len({y is None for _, y in parts}) > 1:
+            raise ValueError("inputs' batches must all carry labels or none")
+        xs = torch.cat([x for x, _ in parts])
+        ys = None if parts[0][1] is None else torch.cat([torch.as_tensor(y) for _, y in parts])
+        return xs, ys
     if isinstance(inputs, Tensor):
         return inputs, None
     if isinstance(inputs, tuple | list):
@@ -319,12 +349,15 @@ class SupportVectorInfluence(DataInfluence):
 
         Parameters
         ----------
-        inputs : Tensor or tuple of (Tensor, Tensor)
+        inputs : Tensor, tuple of (Tensor, Tensor) or DataLoader
             ``x`` of shape ``(n_test, *input_shape)``, whose decisions are the model's
             predictions, or an ``(x, y)`` batch (captum's convention: labels last) explaining
-            the logit of class ``y``.
+            the logit of class ``y``, or a ``DataLoader`` of such batches (read once, in its
+            order, and stacked).
         k : int, optional
-            Without it, the whole contribution matrix is returned.
+            Without it, the whole contribution matrix is returned. A ``k`` above the number of
+            rows is lowered to it, and ``k=0`` gives empty ``(n_test, 0)`` results, as in
+            captum's ``TracInCP``.
         proponents : bool, default=True
             With ``k``: the ``k`` largest contributions (proponents) or the ``k`` most negative
             (opponents, most negative first).
@@ -338,16 +371,11 @@ class SupportVectorInfluence(DataInfluence):
             ``λ = 0`` included (their contributions are zero). With ``k``: ``indices`` (rows
             of the result) and ``influence_scores``, both ``(n_test, k)``.
         """
-        if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
-            raise ValueError(f"k must be a positive int or None, got {k!r}")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0):
+            raise ValueError(f"k must be a non-negative int or None, got {k!r}")
         if not isinstance(proponents, bool | np.bool_):
             raise TypeError(f"proponents must be a bool, got {proponents!r}")
-        k = None if k is None else int(k)
-        if k is not None and k > len(self.train_dataset):
-            raise ValueError(
-                f"k must be at most the number of rows of the result, {len(self.train_dataset)} "
-                f"(λ = 0 rows included), got {k}"
-            )
+        k = None if k is None else min(int(k), len(self.train_dataset))  # as captum's TracInCP
         self.expansion.progress = self.expansion.progress or show_progress
         x, target = self._prepare(inputs)
         scores = self.expansion.contributions(x, target)
