@@ -262,7 +262,14 @@ def select(
     lam = lam.to(dtype)
     solve_seconds = time.perf_counter() - start - grad_seconds
     kkt = kkt_residuals(
-        fmodel, candidates, labels, lam, objective.loss_fn(), chunk_size=chunk_size, logits=logits
+        fmodel,
+        candidates,
+        labels,
+        lam,
+        objective.loss_fn(),
+        chunk_size=chunk_size,
+        logits=logits,
+        progress=progress,
     )
     record = dict(
         solver=info,

@@ -38,6 +38,7 @@ def projected_fista(
     tol: float = 1e-7,
     ridge: float = 0.0,
     center: float = 0.0,
+    progress: bool = False,
 ) -> tuple[Tensor, int]:
     """Box-constrained least squares ``min_{0 <= x <= upper} ||a x - b||^2 + ridge ||x||^2`` by
     accelerated projected gradient (FISTA with gradient-based restart, Beck & Teboulle 2009).
@@ -58,6 +59,8 @@ def projected_fista(
         Weight of ``||x - center||^2`` (absolute).
     center : float, default=0.0
         The value the ridge pulls every entry towards.
+    progress : bool, default=False
+        A progress bar over the iterations (up to ``max_iter``; it stops early at ``tol``).
 
     Returns
     -------
@@ -70,7 +73,9 @@ def projected_fista(
     x = torch.full((a.shape[1],), float(center), device=a.device, dtype=a.dtype).clamp(0.0, hi)
     z, t = x.clone(), 1.0
     iterations = 0
-    for _ in range(max_iter):
+    for _ in tqdm(
+        range(max_iter), desc="least squares (first-order start)", disable=not progress, leave=False
+    ):
         iterations += 1
         grad = a.rmv(a.mv(z) - b) + ridge * (z - center)
         x_new = (z - grad / lipschitz).clamp(0.0, hi)

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ._conditions import (
     cross_entropy,
@@ -111,6 +112,7 @@ def kkt_residuals(
     loss_fn: LossFn | None = None,
     chunk_size: int = 1024,
     logits: Tensor | None = None,
+    progress: bool = False,
 ) -> KKTResiduals:
     """Every DeepKKT residual of given inputs, labels and multipliers (exact, chunked).
 
@@ -128,13 +130,16 @@ def kkt_residuals(
     logits : Tensor of shape (N, C), optional
         The inputs' logits if already computed (selection's gradient pass): a sparse ``lambdas``
         then needs no forward over the samples outside its support.
+    progress : bool, default=False
+        A progress bar over the chunks of the backward pass.
 
     Returns
     -------
     KKTResiduals
         Per-sample tensors on the CPU.
     """
-    g, logits = stationarity_sum(fmodel, inputs, labels, lambdas, loss_fn, chunk_size, logits)
+    with tqdm(desc="KKT residuals", unit="chunk", disable=not progress, leave=False) as bar:
+        g, logits = stationarity_sum(fmodel, inputs, labels, lambdas, loss_fn, chunk_size, logits, bar=bar)
     return residuals_from_sum(fmodel, inputs, labels, lambdas, g, logits)
 
 
@@ -177,6 +182,8 @@ def stationarity_sum(
         with torch.no_grad():
             for start in range(0, len(inputs), chunk_size):
                 chunks.append(fmodel(inputs[start : start + chunk_size].to(device)).cpu())
+    if bar is not None and bar.total is None:
+        bar.reset(total=-(-len(grad_rows) // chunk_size))
     for start in range(0, len(grad_rows), chunk_size):
         rows = grad_rows[start : start + chunk_size]
         gc, logits = weighted_loss_grad(

@@ -209,7 +209,14 @@ def solve_multipliers(
         ones = at.column_sum()  # G^T 1: the best single multiplier for every sample
         center = max(float(ones @ bt) / max(float(ones @ ones), 1e-300), 0.0)
         x, iters = projected_fista(
-            at, bt, upper, max_iter=max_iter or 5000, tol=1e-9, ridge=float(ridge) * scale, center=center
+            at,
+            bt,
+            upper,
+            max_iter=max_iter or 5000,
+            tol=1e-9,
+            ridge=float(ridge) * scale,
+            center=center,
+            progress=progress,
         )
         lam = np.clip(x.double().numpy(), 0.0, hi)
         info = {
@@ -238,7 +245,7 @@ def solve_multipliers(
         lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
         info = {"solver": solver, "status": 0}
     elif upper is None:
-        x0, iters = projected_fista(at, bt, None, max_iter=200)
+        x0, iters = projected_fista(at, bt, None, max_iter=200, progress=progress)
         x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol, progress=progress)
         lam = x.numpy()
         info = {
