@@ -105,12 +105,29 @@ def _factored_sum(
     if factored is None or cap < min(16, chunk_size):
         return None
     total, logits, sq = None, [], []
-    bar.reset(total=-(-len(inputs) // rows))
+    bar.reset(total=-(-len(inputs) // chunk_size))
+    device = next(iter(fmodel.theta.values())).device
+
+    def add(s2: Tensor, t: Tensor, lg: Tensor) -> None:
+        nonlocal total
+        total = t if total is None else total + t
+        sq.append(s2.cpu())
+        logits.append(lg.cpu())
+
     try:
-        for _, flat, lg in _factored_chunks(fmodel, inputs, labels, rows, loss_fn, factored):
-            total = flat.sum(0) if total is None else total + flat.sum(0)
-            sq.append(flat.pow(2).sum(1).cpu())
-            logits.append(lg.cpu())
+        # the first chunk forms its rows (at most `rows` at a time), which checks the factored
+        # path against vmap; the others need only their squared norms and sum, which the
+        # sketch forms without the rows where the layers allow it
+        light = True
+        for i in range(0, len(inputs), chunk_size):
+            x, y = inputs[i : i + chunk_size].to(device), labels[i : i + chunk_size].to(device)
+            found = factored.sq_norms_and_sum(fmodel, x, y, loss_fn) if light and i > 0 else None
+            if found is not None:
+                add(*found)
+            else:
+                light = light and i == 0  # the rows were needed: form them from here on
+                for _, flat, lg in _factored_chunks(fmodel, x, y, rows, loss_fn, factored):
+                    add(flat.pow(2).sum(1), flat.sum(0), lg)
             bar.update(1)
     except ValueError:  # a layer used in a way the factored path cannot see: the caller's pass
         return None

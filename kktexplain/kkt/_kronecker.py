@@ -276,6 +276,63 @@ class KroneckerSketch:
             self._check_against_vmap(fmodel, inputs, labels, loss_fn, out)
         return (out, logits) if return_logits else out
 
+    def sq_norms_and_sum(
+        self,
+        fmodel: FunctionalModel,
+        inputs: Tensor,
+        labels: Tensor,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor] | None:
+        """``(||grad L_i||^2 (n,), sum_i grad L_i (P,), logits (n, C))`` of an exact sketch of
+        ``nn.Linear`` layers, from one forward and one backward, without forming the rows.
+
+        For a layer of input ``a_i`` (``(L, d_in)`` positions) and output gradient ``g_i``, the
+        weight's per-sample gradient is ``sum_l g_il a_il^T``, of squared norm
+        ``sum_{l,m} (g_il . g_im)(a_il . a_im)`` (``||g_i||^2 ||a_i||^2`` for one position).
+        ``None`` where that needs the rows: a projected block, a layer called more than once
+        (its calls' gradients add before the norm), or more positions than the weight has
+        entries. The caller verifies the factored path first (:meth:`per_sample_grads`).
+        """
+        modules = dict(fmodel.model.named_modules())
+        by_module = self._by_module
+        calls, grads, logits = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
+        if any(out._version != version for _, out, version, _ in calls):
+            self._clone = True  # as in per_sample_grads: an in-place op rewrote a layer's output
+            calls, grads, logits = self._backward_to_outputs(
+                fmodel, modules, by_module, inputs, labels, loss_fn
+            )
+        names = [c[0] for c in calls]
+        if len(set(names)) != len(names) or any(
+            b.p_out is not None or b.p_in is not None for b in self.blocks
+        ):
+            return None
+        ref = next(iter(fmodel.theta.values()))
+        n = len(inputs)
+        sq = torch.zeros(n, dtype=ref.dtype, device=ref.device)
+        total = {b.name: torch.zeros(b.width, dtype=ref.dtype, device=ref.device) for b in self.blocks}
+        for (mod_name, _, _, saved), g in zip(calls, grads):
+            module = modules[mod_name]
+            if type(module) is not nn.Linear:
+                return None
+            if g is None:  # the layer's output does not reach the loss: zero gradients
+                continue
+            go = g.detach().reshape(n, -1, g.shape[-1])  # (n, L, d_out)
+            for b in by_module[mod_name]:
+                if b.kind == "matrix":
+                    a = saved["a"]  # (n, L, d_in)
+                    if go.shape[1] == 1:
+                        sq += go.pow(2).sum((1, 2)) * a.pow(2).sum((1, 2))
+                    elif go.shape[1] ** 2 <= b.width:
+                        sq += ((go @ go.transpose(1, 2)) * (a @ a.transpose(1, 2))).sum((1, 2))
+                    else:
+                        return None
+                    total[b.name] += torch.einsum("nlo,nli->oi", go, a).flatten()
+                else:
+                    v = go.sum(1)  # (n, d_out)
+                    sq += v.pow(2).sum(1)
+                    total[b.name] += v.sum(0)
+        return sq, torch.cat([total[b.name] for b in self.blocks]), logits
+
     def _check_against_vmap(self, fmodel, inputs, labels, loss_fn, out: Tensor) -> None:
         """Compare the first two rows with the projection of ``vmap``'s per-sample gradients.
 
