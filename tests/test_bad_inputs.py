@@ -253,8 +253,8 @@ CASES: dict[str, Case] = {
         ValueError,
         "param_names",
     ),
-    "influence_k_zero": Case(
-        lambda e: SupportVectorInfluence(e.model, e.selection_result()).influence(e.x[:2], k=0),
+    "influence_k_negative": Case(  # k=0 gives empty results, as captum's TracInCP
+        lambda e: SupportVectorInfluence(e.model, e.selection_result()).influence(e.x[:2], k=-1),
         ValueError,
         "k",
     ),
