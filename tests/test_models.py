@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -115,3 +116,13 @@ def test_stress_9b_distill_names_float_hard_labels():
         evaluate((x, y + 0.5), (x, y.long()), seeds=[0])
     with pytest.raises(TypeError, match=r"test_set labels of shape \(N,\) must be integer"):
         evaluate((x, y.long()), (x, y), seeds=[0])
+
+
+def test_review_60_train_classifier_takes_token_ids_in_a_tuple():
+    """The numpy conversion of stress round 9B refused integer inputs in a tuple (token ids of
+    an embedding model), which a Dataset still passed."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    ids, y = torch.randint(0, 10, (16, 3)), torch.arange(16) % 3
+    losses = train_classifier(model, (ids, y), epochs=2, batch_size=8, progress=False)
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)

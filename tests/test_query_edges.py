@@ -449,3 +449,42 @@ def test_stress_9e_captum_conventions_saliency_targets_loaders_and_deltas(setup)
     torch.testing.assert_close(again, delta, rtol=1e-5, atol=1e-6)
     whole = ig.compute_convergence_delta(attr, torch.zeros_like(q), q, target=1)
     assert not torch.allclose(whole, delta, atol=1e-4)
+
+
+def test_review_60_unrelated_errors_pass_and_few_rows_per_batch_do_not_warn(setup):
+    """Review of this stop: any RuntimeError was rewritten as a per-input forward-args problem
+    when some argument had N rows; a chunk_size below N made captum warn (internal batch size
+    below the inputs' count); compute_convergence_delta failed inside inference_mode."""
+    import warnings
+
+    class Scaled(nn.Module):
+        def __init__(self, body):
+            super().__init__()
+            self.body, self.fail = body, False
+
+        def forward(self, x, w):
+            if self.fail:
+                raise RuntimeError("boom")
+            return self.body(x) * w
+
+    model, x, y, _ = setup
+    scaled = Scaled(model)
+    w = torch.ones(3)  # a per-class weight: 3 entries, as many as the inputs below
+    sel = DeepSupportVectors(progress=False).attribute(
+        scaled, candidates=x, labels=y, additional_forward_args=(w,)
+    )
+    sva = SupportVectorAttribution(scaled, sel, support_forward_args=(w,), chunk_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = sva.attribute(x[:3], target=0, additional_forward_args=(w,), n_steps=4)
+    assert a.shape == (3, 4)
+    scaled.fail = True
+    with pytest.raises(RuntimeError, match="boom"):
+        sva.attribute(x[:3], target=0, additional_forward_args=(w,), n_steps=4)
+    scaled.fail = False
+    plain = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    ig = SupportVectorAttribution(model, plain)
+    attr, delta = ig.attribute(x[:3], target=1, support_index=2, n_steps=8, return_convergence_delta=True)
+    with torch.inference_mode():
+        again = ig.compute_convergence_delta(attr, torch.zeros_like(x[:3]), x[:3], target=1, support_index=2)
+    torch.testing.assert_close(again, delta, rtol=1e-5, atol=1e-6)

@@ -160,6 +160,7 @@ class SupportVectorAttribution(GradientAttribution):
         Saliency does not."""
         return self.method == "integrated_gradients"
 
+    @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
     def compute_convergence_delta(
         self,
         attributions: Tensor | tuple[Tensor, ...],
@@ -229,9 +230,10 @@ class SupportVectorAttribution(GradientAttribution):
         n_steps : int, default=32
             Integrated Gradients' steps.
         internal_batch_size : int, optional
-            Integrated Gradients' batch size over inputs x steps, to bound memory. Default: the
-            expansion's ``chunk_size`` (captum's default, every row at once, held
-            ``n_steps x N`` rows of forward-mode passes in memory).
+            Integrated Gradients' batch size over inputs x steps, to bound memory (captum needs
+            at least ``N``). Default: the larger of the expansion's ``chunk_size`` and ``N``
+            (captum's default, every row at once, held ``n_steps x N`` rows of forward-mode
+            passes in memory).
         abs : bool, optional
             Saliency only, as captum's ``Saliency(abs=True)`` by default: the gradients'
             absolute values; ``abs=False`` keeps their sign (which features push the
@@ -332,11 +334,16 @@ class SupportVectorAttribution(GradientAttribution):
                     baselines=baselines,
                     target=t,
                     n_steps=n_steps,
-                    internal_batch_size=internal_batch_size or self.expansion.chunk_size,
+                    # captum needs at least the inputs' number of rows per batch of steps
+                    internal_batch_size=internal_batch_size or max(self.expansion.chunk_size, len(first)),
                     return_convergence_delta=return_convergence_delta,
                 )
         except RuntimeError as e:
-            if not any(isinstance(a, Tensor) and a.ndim and len(a) == len(first) for a in args):
+            per_input = any(isinstance(a, Tensor) and a.ndim and len(a) == len(first) for a in args)
+            sizes = "size" in str(e) or "shape" in str(e)
+            if self.method != "integrated_gradients" or not per_input or not sizes:
+                raise
+            if isinstance(e, torch.OutOfMemoryError):
                 raise
             # a tensor argument with one row per input: captum's convention repeats it along
             # the IG steps, ours shares every argument with every step and input

@@ -73,20 +73,21 @@ def projected_fista(
     x = torch.full((a.shape[1],), float(center), device=a.device, dtype=a.dtype).clamp(0.0, hi)
     z, t = x.clone(), 1.0
     iterations = 0
-    for _ in tqdm(
-        range(max_iter), desc="least squares (first-order start)", disable=not progress, leave=False
-    ):
-        iterations += 1
-        grad = a.rmv(a.mv(z) - b) + ridge * (z - center)
-        x_new = (z - grad / lipschitz).clamp(0.0, hi)
-        if torch.dot(grad, x_new - x) > 0:  # restart the momentum when it points uphill
-            t = 1.0
-        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        z = x_new + (t - 1) / t_new * (x_new - x)
-        change = (x_new - x).norm() / x_new.norm().clamp_min(1e-300)
-        x, t = x_new, t_new
-        if change < tol:
-            break
+    bar = tqdm(total=max_iter, desc="least squares (first-order start)", disable=not progress, leave=False)
+    with bar:  # closed also where the iterations stop early
+        for _ in range(max_iter):
+            iterations += 1
+            bar.update(1)
+            grad = a.rmv(a.mv(z) - b) + ridge * (z - center)
+            x_new = (z - grad / lipschitz).clamp(0.0, hi)
+            if torch.dot(grad, x_new - x) > 0:  # restart the momentum when it points uphill
+                t = 1.0
+            t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            z = x_new + (t - 1) / t_new * (x_new - x)
+            change = (x_new - x).norm() / x_new.norm().clamp_min(1e-300)
+            x, t = x_new, t_new
+            if change < tol:
+                break
     return x, iterations
 
 

@@ -29,8 +29,6 @@ def _as_dataset(data: Dataset | tuple[Tensor, Tensor]) -> Dataset:
                 "data must be an (inputs, labels) tuple of tensors or numpy arrays, got "
                 f"({type(x).__name__}, {type(y).__name__})"
             )
-        if not x.is_floating_point():
-            raise TypeError(f"data's inputs must be floating point, got dtype {x.dtype}")
         refuse_float_indices(y, "data's labels of shape (N,)")
         if y.ndim not in (1, 2) or len(y) != len(x):
             raise ValueError(
