@@ -19,23 +19,21 @@ in eval mode, so the user's module is left exactly as found.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._model_info import as_forward_args, cast_inputs, check_logits, model_device, model_dtype
 from .._model_state import ModelFingerprint, eval_mode
 from .._scope import expansion_param_names, recorded_param_names, scoped_model
 from .._validation import check_model
-from ..kkt import CountSketch, KKTObjective, iter_per_sample_grads, weighted_loss_grad
-from ..kkt._collect import auto_sketch_dim
+from ..kkt import KKTObjective, iter_per_sample_grads, weighted_loss_grad
 from ..kkt._grads import call_functional, parameter_jvp
 from ._fidelity import ExpansionFidelity, pearson
+from ._support_passes import _forward_args_hint, build_cache, direction_pass, norms_pass
 
 __all__ = ["SupportExpansion", "logit_of", "objective_from_settings"]
 
@@ -67,35 +65,6 @@ def objective_from_settings(settings: Mapping) -> KKTObjective:
 def _loss_from_settings(settings: Mapping) -> Callable[[Tensor, Tensor], Tensor]:
     """The per-sample loss the support set's stationarity was solved with."""
     return objective_from_settings(settings).loss_fn()
-
-
-@contextmanager
-def _forward_args_hint(has_args: bool, what: str = "the support set") -> Iterator[None]:
-    """Name the usual cause when the model's forward pass fails with a ``TypeError`` about an
-    argument: the arguments it takes beyond its inputs were not given."""
-    try:
-        yield
-    except TypeError as e:
-        if has_args or "argument" not in str(e):
-            raise
-        raise TypeError(
-            f"the model's forward pass over {what} failed ({e}): a model that takes "
-            "arguments beyond its inputs needs those the support set was computed with, as "
-            "additional_forward_args= (SupportVectorInfluence, SupportExpansion) or "
-            "support_forward_args= (SupportVectorAttribution)"
-        ) from e
-
-
-def _check_rows_finite(g: Tensor, sl: Any) -> None:
-    """Raise naming the support rows (of a chunk ``g`` at ``sl``) whose gradients are not finite."""
-    finite = torch.isfinite(g).all(1)
-    if not bool(finite.all()):
-        start = sl.start if isinstance(sl, slice) else 0
-        bad = (start + (~finite).nonzero().flatten()[:5]).tolist()
-        raise ValueError(
-            f"the support gradients are NaN or inf (rows {bad} of the support): check "
-            "the loss_fn, the model and the support set's inputs"
-        )
 
 
 class SupportExpansion:
@@ -282,48 +251,6 @@ class SupportExpansion:
         return call_functional(fm.model, params, fm.buffers, (x, *(args or self.args)))
 
     # ------------------------------------------------------------------ the cache
-    def _build_cache(self) -> dict[str, Any]:
-        rows = self.rows
-        p = self.fmodel.num_params
-        dim = self.projection_dim
-        if dim == "auto":
-            dim = auto_sketch_dim(len(rows), p)
-        sketch = None if dim is None or dim >= p else CountSketch(p, dim, seed=self.seed, device=self.device)
-        x = self.support.inputs[rows]
-        y = self.support.labels[rows]
-        lam = self.support.lambdas[rows].to(self.device, self.dtype)
-        sq_norms = []
-        # one preallocated matrix, written chunk by chunk: no list of chunks to concatenate
-        grads = torch.empty(len(rows), p if sketch is None else dim, dtype=self.dtype, device=self.device)
-        direction = {k: torch.zeros_like(v) for k, v in self.fmodel.theta.items()}
-        with eval_mode(self.model), _forward_args_hint(bool(self.args)):
-            chunks = iter_per_sample_grads(self.fmodel, x, y, self.chunk_size, self.loss_fn, None)
-            bar = tqdm(
-                chunks,
-                total=-(-len(rows) // self.chunk_size),
-                desc="support gradients",
-                disable=not self.progress,
-                leave=False,
-            )
-            for sl, g in bar:
-                sq_norms.append(g.pow(2).sum(1))
-                g = -lam[sl, None] * g
-                # the exact direction theta_hat = -sum_j lambda_j grad L_j, from the same rows
-                offset = 0
-                total = g.sum(0)
-                for _k, v in direction.items():
-                    v += total[offset : offset + v.numel()].view_as(v)
-                    offset += v.numel()
-                g = g if sketch is None else sketch(g)
-                _check_rows_finite(g, sl)  # one chunk at a time, not the whole matrix
-                grads[sl] = g
-        return {
-            "grads": grads,
-            "sq_norms": torch.cat(sq_norms) if sq_norms else torch.zeros(0),
-            "direction": direction,
-            "sketch": sketch,
-        }
-
     def _support_pass(self, build: Callable[[], Any] | None) -> Any:
         """``build()`` on the support set, after checking the model is the one this expansion
         measured before (if it measured anything); the model's state is recorded after the
@@ -350,7 +277,7 @@ class SupportExpansion:
         ``S x P`` floats (``S x projection_dim`` sketched)."""
         self._support_pass(None)
         if self._cache is None:
-            self._cache = self._support_pass(self._build_cache)
+            self._cache = self._support_pass(lambda: build_cache(self))
         return self._cache
 
     def support_sq_norms(self) -> Tensor:
@@ -367,7 +294,7 @@ class SupportExpansion:
         if self._cache is not None:
             return self._cache["sq_norms"].cpu()
         if self._sq_norms is None:
-            self._sq_norms = self._support_pass(self._norms_pass)
+            self._sq_norms = self._support_pass(lambda: norms_pass(self))
         return self._sq_norms
 
     @property
@@ -380,47 +307,8 @@ class SupportExpansion:
         if self._cache is not None:
             return self._cache["direction"]
         if self._direction is None:
-            self._direction = self._support_pass(self._direction_pass)
+            self._direction = self._support_pass(lambda: direction_pass(self))
         return self._direction
-
-    def _direction_pass(self) -> dict[str, Tensor]:
-        rows = self.rows
-        total = {k: torch.zeros_like(v) for k, v in self.fmodel.theta.items()}
-        with eval_mode(self.model), _forward_args_hint(bool(self.args)):
-            starts = range(0, len(rows), self.chunk_size)
-            for i in tqdm(starts, desc="support direction", disable=not self.progress, leave=False):
-                idx = rows[i : i + self.chunk_size]
-                g, _ = weighted_loss_grad(
-                    self.fmodel,
-                    cast_inputs(self.support.inputs[idx], self.device, self.dtype),
-                    self.support.labels[idx].to(self.device),
-                    self.support.lambdas[idx].to(self.device, self.dtype),
-                    self.loss_fn,
-                    create_graph=False,
-                )
-                for k, v in g.items():
-                    total[k] -= v
-        flat = torch.cat([v.flatten() for v in total.values()]) if total else torch.zeros(0)
-        if not bool(torch.isfinite(flat).all()):
-            raise ValueError(
-                "the support gradients are NaN or inf: check the loss_fn, the model and the "
-                "support set's inputs"
-            )
-        return total
-
-    def _norms_pass(self) -> Tensor:
-        rows = self.rows
-        out = []
-        with eval_mode(self.model), _forward_args_hint(bool(self.args)):
-            x, y = self.support.inputs[rows], self.support.labels[rows]
-            chunks = iter_per_sample_grads(self.fmodel, x, y, self.chunk_size, self.loss_fn, None)
-            total = -(-len(rows) // self.chunk_size)
-            for sl, g in tqdm(
-                chunks, total=total, desc="support gradient norms", disable=not self.progress, leave=False
-            ):
-                _check_rows_finite(g, sl)
-                out.append(g.pow(2).sum(1).cpu())
-        return torch.cat(out) if out else torch.zeros(0, dtype=self.dtype)
 
     def support_direction(self, index: int | Sequence[int] | Tensor) -> dict[str, Tensor]:
         """``-sum_{j in index} λ_j grad L_j`` exactly, for rows ``index`` of the support set.
