@@ -73,6 +73,8 @@ def lambda_scale(
     ------
     NonFiniteError
         If the initial gradient sum is not finite (step 0, term ``"lambda_scale"``).
+    ValueError
+        If it is zero: the loss does not depend on the scope's parameters.
     """
     if setting != "auto":
         return float(setting)
@@ -84,7 +86,13 @@ def lambda_scale(
     t_norm = math.sqrt(sum(v.pow(2).sum().item() for v in fmodel.target.values()))
     if not math.isfinite(g_norm):
         raise NonFiniteError(0, "lambda_scale (the initial gradient sum)")
-    return t_norm / max(g_norm, 1e-12)
+    if g_norm <= 1e-12 * max(t_norm, 1.0):
+        raise ValueError(
+            "the loss gives the scope's parameters no gradient (the starting inputs' gradient "
+            f"sum is {g_norm:.3g}): no multiplier can reach stationarity in this scope; choose "
+            "parameters the logits depend on (param_names=), or a scale-free objective"
+        )
+    return t_norm / g_norm
 
 
 def _set_learning_rates(state: SynthesisState, config: SynthesisConfig) -> None:
@@ -149,6 +157,14 @@ def synthesis_step(
         multipliers.project_(rho, active)
         if input_range is not None:
             x.clamp_(*input_range)
+        # the step itself can overflow (a step size too large for the dtype, exp of a large
+        # rho): the caller puts back the state before the step and keeps it as the result
+        for term, after in (
+            ("inputs after the step", x),
+            ("multipliers after the step", multipliers(rho, active)),
+        ):
+            if not bool(torch.isfinite(after).all()):
+                raise NonFiniteError(state.step, term)
     _record(state.history, value, labels, lam, active)
     state.step += 1
     return value

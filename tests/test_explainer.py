@@ -342,7 +342,7 @@ def test_init_real_needs_data():
 def test_objective_validation():
     with pytest.raises(ValueError, match="distance"):
         KKTObjective(distance="l3")
-    with pytest.raises(ValueError, match="'primal' must be a float >= 0"):
+    with pytest.raises(ValueError, match="'primal' must be a finite float >= 0"):
         KKTObjective(primal=-1)
     with pytest.raises(ValueError, match="translate"):
         Augmentation(translate=-0.1)

@@ -263,3 +263,69 @@ def test_chunked_backward_matches_the_hand_written_formula(case):
         g = torch.zeros_like(like) if g is None else g
         w = torch.zeros_like(like) if w is None else w
         torch.testing.assert_close(g, w, rtol=1e-7, atol=1e-10)
+
+
+def test_stress_9g_objective_and_augmentation_refuse_nan_inf_and_take_numpy():
+    """Stress round 9G: NaN/inf weights passed the `value < 0` checks (NaN noise switched the
+    augmentation off silently; NaN epsilon and hinge_margin ran); numpy scalars were refused."""
+    import numpy as np
+
+    from kktexplain.kkt import Augmentation, KKTObjective
+
+    for kwargs in (
+        {"primal": float("nan")},
+        {"stationarity": float("inf")},
+        {"epsilon": float("nan")},
+        {"epsilon": -1},
+    ):
+        with pytest.raises(ValueError, match=f"'{next(iter(kwargs))}' must be a finite float >= 0"):
+            KKTObjective(**kwargs)
+    for bad in (float("nan"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="hinge_margin must be a finite float > 0"):
+            KKTObjective(hinge_margin=bad)
+    with pytest.raises(ValueError, match="noise must be a non-negative float"):
+        Augmentation(noise=float("nan"))
+    with pytest.raises(ValueError, match="translate must be a non-negative float"):
+        Augmentation(translate=float("inf"))
+    obj = KKTObjective(primal=np.float32(0.5))
+    assert obj.primal == 0.5 and type(obj.primal) is float
+    assert type(Augmentation(noise=np.float64(0.02)).noise) is float
+
+
+def test_stress_9g_a_step_that_overflows_stops_with_the_last_good_state():
+    """exp of a large rho overflowed after the optimiser step: inf multipliers were returned
+    as a complete result (steps=1), or kept in the error's result (steps > 1)."""
+    from kktexplain import DeepSupportVectors, NonFiniteError
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    for steps in (1, 3):
+        with pytest.raises(NonFiniteError, match="multipliers after the step") as info:
+            DeepSupportVectors(
+                n_per_class=1,
+                steps=steps,
+                lr_lambda=1e4,
+                dual="exp",
+                objective="paper_alg1",
+                progress=False,
+                seed=0,
+            ).attribute(model)
+        assert torch.isfinite(info.value.result.lambdas).all()
+
+
+def test_stress_9g_a_scope_without_gradient_is_named():
+    """The loss gave the scope no gradient: lambda_scale divided by 1e-12 (λ ≈ 1e12, silently)."""
+    from kktexplain import DeepSupportVectors
+
+    class Const(torch.nn.Module):  # the logits read l, times zero
+        def __init__(self):
+            super().__init__()
+            self.l, self.b = torch.nn.Linear(8, 3), torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))
+
+        def forward(self, x):
+            return self.l(x) * 0 + self.b
+
+    with pytest.raises(ValueError, match="no gradient"):
+        DeepSupportVectors(
+            n_per_class=1, steps=2, param_names=["l.weight"], objective="paper_alg1", progress=False, seed=0
+        ).attribute(Const())

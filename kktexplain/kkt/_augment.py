@@ -7,6 +7,8 @@ augmentation here is differentiable in ``x``: geometric ones resample through
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +18,15 @@ from torch import Tensor
 __all__ = ["Augmentation"]
 
 _KINDS = ("translate", "crop", "flip", "cutout", "noise")
+
+
+def finite_weight(name: str, value: object, what: str, positive: bool = False) -> float:
+    """``value`` as a float, if it is a finite real number ``>= 0`` (``> 0`` with ``positive``);
+    otherwise a ``ValueError`` saying ``name`` ``what``. Numpy scalars are real numbers too."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} {what}, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,7 @@ class Augmentation:
     def __post_init__(self) -> None:
         for name in _KINDS:
             value = getattr(self, name)
-            if not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"{name} must be a non-negative float, got {value!r}")
+            object.__setattr__(self, name, finite_weight(name, value, "must be a non-negative float"))
         if self.flip > 1 or self.crop >= 1 or self.cutout > 1:
             raise ValueError("flip and cutout must be at most 1 and crop below 1")
         if self.mode not in ("all", "one"):

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._augment import Augmentation
+from ._augment import Augmentation, finite_weight
 from ._conditions import (
     PRIMAL_KINDS,
     STATIONARITY_DISTANCES,
@@ -122,10 +122,16 @@ class KKTObjective:
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
-        for key in ("stationarity", "primal", "tv", "norm", "clean", "augmented"):
-            value = getattr(self, key)
-            if not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"objective weight {key!r} must be a float >= 0, got {value!r}")
+        for key in ("stationarity", "primal", "tv", "norm", "clean", "augmented", "epsilon"):
+            what = "must be a finite float >= 0"
+            object.__setattr__(
+                self, key, finite_weight(f"objective weight {key!r}", getattr(self, key), what)
+            )
+        object.__setattr__(
+            self,
+            "hinge_margin",
+            finite_weight("hinge_margin", self.hinge_margin, "must be a finite float > 0", positive=True),
+        )
         if self.distance not in STATIONARITY_DISTANCES:
             raise ValueError(f"distance must be one of {STATIONARITY_DISTANCES}, got {self.distance!r}")
         if self.primal_kind not in PRIMAL_KINDS:
