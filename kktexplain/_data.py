@@ -145,9 +145,17 @@ def as_data(data: Any, name: str, token_ids: bool = False) -> tuple[Tensor, Tens
             if all(item[1] is not None for item in items):
                 y = torch.stack([_labels_tensor(item[1], name) for item in items])
     else:
+        got = type(data).__name__
+        if isinstance(data, tuple | list):  # a pair of lists, say: name what it holds
+            got += (
+                " of ("
+                + ", ".join(type(v).__name__ for v in data[:3])
+                + (", ..." if len(data) > 3 else "")
+                + ")"
+            )
         raise TypeError(
-            f"{name} must be a Tensor, a numpy array, an (inputs, labels) pair, a torch Dataset "
-            f"or a DataLoader, got {type(data).__name__}"
+            f"{name} must be a Tensor, a numpy array, an (inputs, labels) pair of tensors or "
+            f"arrays, a torch Dataset or a DataLoader, got {got}"
         )
     x = _as_float_tensor(x, name, token_ids)
     if len(x) == 0:

@@ -209,9 +209,9 @@ def read_npz(
     """
     if not isinstance(path, str | os.PathLike) or str(path) == "":
         raise TypeError(f"{name} must be a non-empty str or PathLike, got {type(path).__name__} {path!r}")
-    p = Path(path)
+    p = npz_path(path)  # the file save(path) writes, where it exists; else path as given
     if not p.is_file():
-        p = npz_path(path)
+        p = Path(path)
     if not p.is_file():
         tried = "" if str(npz_path(path)) == str(path) else f" (nor {str(npz_path(path))!r})"
         raise FileNotFoundError(f"{name}: no such file: {str(path)!r}{tried}")
@@ -242,6 +242,8 @@ def read_npz(
             arrays = {k: torch.from_numpy(f[k].copy()) for k in files if k != _HEADER}
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{where} is truncated or not a kktexplain file: {e}") from e
+    except TypeError as e:  # an array torch cannot hold (strings, objects)
+        raise ValueError(f"{where} holds an array that is not numeric: {e}") from e
     except ValueError as e:
         if str(e).startswith(where):
             raise

@@ -24,7 +24,14 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._data import as_data
-from ._model_info import cast_inputs, computable_model, infer_num_classes, model_dtype, token_layer
+from ._model_info import (
+    cast_inputs,
+    check_token_ids,
+    computable_model,
+    infer_num_classes,
+    model_dtype,
+    token_layer,
+)
 from ._model_state import eval_mode
 from ._scope import scoped_model, without_frozen
 from ._validation import check_labels, check_model, check_positive
@@ -224,6 +231,13 @@ def kkt_readiness(
         raise ValueError("data must carry labels (an (inputs, labels) pair) or labels must be given")
     if len(inputs) == 0:
         raise ValueError("data must hold at least one sample")
+    layer = token_layer(model)
+    if layer is not None and inputs.is_floating_point():
+        raise TypeError(
+            f"data must hold integer token ids (the model's first layer, {layer!r}, is an "
+            f"embedding), got dtype {inputs.dtype}"
+        )
+    check_token_ids(model, "data", inputs)  # ids in the vocabulary (torch's IndexError otherwise)
     model, _ = computable_model(model)  # a float32 copy of a half-precision model
     inputs = cast_inputs(inputs, inputs.device, model_dtype(model))
     with eval_mode(model):

@@ -36,6 +36,25 @@ class Coreset(NamedTuple):
     lambdas: Tensor
 
 
+def _check_loaded(path: object, arrays: dict, meta: dict) -> None:
+    """Raise ``ValueError`` where a file's arrays or metadata do not fit together as a result."""
+    n = len(arrays["inputs"])
+    bad = []
+    for key in ("labels", "lambdas", "active", *(f"kkt_{k}" for k in _PER_SAMPLE)):
+        value = arrays[key]
+        if value.ndim == 0 or len(value) != n:
+            bad.append(f"{key} has shape {tuple(value.shape)}, not {n} rows")
+        elif value.is_complex():
+            bad.append(f"{key} holds {value.dtype} values, not real numbers")
+    if arrays["active"].dtype != torch.bool:
+        bad.append(f"active holds {arrays['active'].dtype} values, not booleans")
+    for key, kind in (("settings", dict), ("history", dict), ("stationarity", dict)):
+        if not isinstance(meta[key], kind):
+            bad.append(f"{key} is a {type(meta[key]).__name__}, not a {kind.__name__}")
+    if bad:
+        raise ValueError(f"{str(path)!r} is not a consistent DSVResult: {'; '.join(bad)}")
+
+
 @dataclass(repr=False)
 class DSVResult:
     """Deep support vectors and everything measured while finding them.
@@ -219,6 +238,7 @@ class DSVResult:
         missing |= {"history", "settings", "stationarity", "per_layer_cosine"} - set(meta)
         if missing:
             raise ValueError(f"{str(path)!r} is not a complete DSVResult: missing {sorted(missing)}")
+        _check_loaded(path, arrays, meta)
         kkt = KKTResiduals(
             **{k: arrays.pop(f"kkt_{k}") for k in _PER_SAMPLE},
             stationarity=meta["stationarity"],

@@ -429,3 +429,28 @@ def test_non_finite_settings_are_refused_by_name(value):
     model = torch.nn.Linear(3, 2)
     with pytest.raises(ValueError, match="lr must be finite"):
         DeepSupportVectors(lr=value, steps=1, progress=False).attribute(model, input_shape=(3,))
+
+
+def test_stress_9f_results_load_what_they_saved_and_refuse_inconsistent_files(tmp_path):
+    """save('x') wrote x.npz but load('x') read a file named x where one existed; a file of
+    inconsistent arrays loaded and broke later (IndexError, NotImplementedError)."""
+    import numpy as np
+
+    from kktexplain import DeepSupportVectors, DSVResult
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    x, y = torch.randn(10, 4), torch.arange(10) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    (tmp_path / "run").write_text("not a result")
+    sel.save(tmp_path / "run")
+    back = DSVResult.load(tmp_path / "run")
+    assert torch.equal(back.lambdas, sel.lambdas)
+    with np.load(tmp_path / "run.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["lambdas"] = arrays["lambdas"][:5]
+    np.savez(tmp_path / "short.npz", **arrays)
+    with pytest.raises(ValueError, match="lambdas has shape"):
+        DSVResult.load(tmp_path / "short.npz")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        sel.explain(lambda t: t, x[:1])

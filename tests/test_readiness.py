@@ -258,3 +258,21 @@ def test_a_data_shape_that_does_not_fit_is_named_as_the_datas():
     model = nn.Sequential(nn.Linear(13, 4), nn.Tanh(), nn.Linear(4, 3))
     with pytest.raises(ValueError, match=r"^data of shape \(5,\) does not fit the model"):
         kkt_readiness(model, (torch.randn(20, 5), torch.arange(20) % 3))
+
+
+def test_stress_9f_readiness_checks_token_ids_and_names_a_pair_of_lists():
+    """Token ids outside the vocabulary (torch's IndexError) or float ids (a RuntimeError) of an
+    embedding model; a pair of lists was refused as 'got tuple', what the message asks for."""
+    from torch import nn
+
+    from kktexplain import kkt_readiness
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(50, 4), nn.Flatten(), nn.Linear(12, 3))
+    y = torch.arange(6) % 3
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 50\)"):
+        kkt_readiness(model, (torch.randint(100, 150, (6, 3)), y))
+    with pytest.raises(TypeError, match="must hold integer token ids"):
+        kkt_readiness(model, (torch.rand(6, 3), y))
+    with pytest.raises(TypeError, match=r"got tuple of \(list, list\)"):
+        kkt_readiness(nn.Linear(3, 3), ([[0.0, 1.0, 2.0]] * 6, y.tolist()))

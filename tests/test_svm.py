@@ -349,3 +349,21 @@ def test_the_diagnosis_names_a_torch_fit_far_from_svcs_weights(monkeypatch):
     assert r.weights_gap > 1e-3 and r.f1 < 1.0
     assert "torch fit's [w, b] differs from SVC's" in r.diagnosis and "weights='svc'" in r.diagnosis
     assert sanity_check(x, y, C=1.0, n_synthetic=0).weights_gap < 1e-12
+
+
+def test_stress_9f_sanity_check_names_nan_labels_and_sparse_or_text_features():
+    """NaN labels became a second class and sklearn's error; a sparse X or strings in X gave
+    numpy's errors, none naming X or y."""
+    import numpy as np
+    import scipy.sparse
+
+    from kktexplain.svm import sanity_check
+
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.arange(20) % 2
+    with pytest.raises(ValueError, match="y holds NaN"):
+        sanity_check(X, np.where(y == 1, 1.0, np.nan))
+    with pytest.raises(TypeError, match=r"X must be a dense array .*toarray"):
+        sanity_check(scipy.sparse.csr_matrix(X), y)
+    with pytest.raises(TypeError, match="X must hold numbers"):
+        sanity_check(np.array([["a", "b"]] * 20, dtype=object), y)

@@ -72,6 +72,8 @@ def explain(
     -------
     Explanation
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if maps not in ("all", "total", "none"):
         raise ValueError(f"maps must be 'all', 'total' or 'none', got {maps!r}")
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:

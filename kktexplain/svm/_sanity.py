@@ -133,8 +133,15 @@ def _stationarity_residual(w: np.ndarray, lam: np.ndarray, ysign: np.ndarray, X:
 
 
 def _binary(X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    X = np.asarray(X.detach().cpu().numpy() if isinstance(X, Tensor) else X, dtype=np.float64)
+    if hasattr(X, "toarray") and not isinstance(X, np.ndarray | Tensor):  # scipy sparse
+        raise TypeError(f"X must be a dense array or tensor, got {type(X).__name__}: pass X.toarray()")
+    try:
+        X = np.asarray(X.detach().cpu().numpy() if isinstance(X, Tensor) else X, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"X must hold numbers (n_samples, n_features): {e}") from e
     y = np.asarray(y.detach().cpu().numpy() if isinstance(y, Tensor) else y)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("y holds NaN or inf: every sample needs one of the two class labels")
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
     if y.shape != (X.shape[0],):
