@@ -367,3 +367,20 @@ def test_stress_9f_sanity_check_names_nan_labels_and_sparse_or_text_features():
         sanity_check(scipy.sparse.csr_matrix(X), y)
     with pytest.raises(TypeError, match="X must hold numbers"):
         sanity_check(np.array([["a", "b"]] * 20, dtype=object), y)
+
+
+def test_stress_9f_an_offset_feature_gets_the_standardise_advice():
+    """A feature shifted by 1e4 (same spread as the others) broke SVC's KKT conditions by 20
+    and the diagnosis said to raise max_iter or lower tol, which changes nothing."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    from kktexplain.svm import sanity_check
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = StandardScaler().fit_transform(X)[:200], y[:200]
+    X = np.c_[X, 1e4 + np.random.default_rng(0).normal(size=200)]
+    r = sanity_check(X, y, n_synthetic=0)
+    assert r.svc_kkt_violation > 1.0
+    assert "Standardise the features (one sits 1e+04 of its standard deviations away from 0)" in r.diagnosis

@@ -59,6 +59,9 @@ class SVCDiagnostics:
         Training points that repeat an earlier point exactly (any label).
     feature_scale_ratio : float
         Largest over smallest non-zero feature standard deviation.
+    feature_offset_ratio : float
+        Largest ``|mean| / std`` of a non-constant feature: how far a feature sits from 0 in
+        units of its own spread (an offset that libsvm's fixed tolerance does not see).
     """
 
     margin_violation: float
@@ -71,6 +74,7 @@ class SVCDiagnostics:
     dual_unique: bool
     n_duplicates: int
     feature_scale_ratio: float
+    feature_offset_ratio: float = 0.0
 
 
 def _alpha(svc: SVC, n: int) -> np.ndarray:
@@ -174,7 +178,9 @@ def svc_kkt_diagnostics(
         unique = not _other_duals_exist(_scaled_rows(aug[:, cols]), (at_zero & on_margin)[cols], at_c[cols])
     n_dup = len(X) - len(np.unique(X, axis=0))
     std = X.std(axis=0)
-    std = std[std > 0]
+    spread = std > 0
+    offset = float((np.abs(X.mean(axis=0)[spread]) / std[spread]).max()) if spread.any() else 0.0
+    std = std[spread]
     ratio = float(std.max() / std.min()) if len(std) else 1.0
     return SVCDiagnostics(
         margin_violation=margin_v,
@@ -187,6 +193,7 @@ def svc_kkt_diagnostics(
         dual_unique=unique,
         n_duplicates=int(n_dup),
         feature_scale_ratio=ratio,
+        feature_offset_ratio=offset,
     )
 
 
@@ -240,6 +247,11 @@ def svc_advice(
             fix = (
                 "standardise the features (their standard deviations span a factor "
                 f"{diag.feature_scale_ratio:.0e}), or {fix}"
+            )
+        elif diag.feature_offset_ratio > 100:
+            fix = (
+                f"standardise the features (one sits {diag.feature_offset_ratio:.0e} of its "
+                f"standard deviations away from 0), or {fix}"
             )
         notes.append(
             f"SVC's own solution violates its KKT conditions by {diag.max_violation:.1e} "
