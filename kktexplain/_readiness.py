@@ -280,10 +280,21 @@ def kkt_readiness(
     invariant = [p for p in inv.param_names if p in measured]
     max_cosine = cosine_bound(fmodel.target, invariant) if reference is None else None
     if invariant:
+        # a tensor these samples give no gradient at all (unused by the forward, or zero) looks
+        # scale-invariant to the probe too: name the two apart
+        unused = [p for p in invariant if p in grad_sum and not bool(grad_sum[p].ne(0).any())]
+        zero = [p for p in invariant if p not in unused and not bool(fmodel.target[p].ne(0).any())]
+        scaled = [p for p in invariant if p not in unused and p not in zero]
+        kinds = []
+        if scaled:
+            kinds.append(f"{len(scaled)} lie in scale-invariant modules (a layer before a normalisation)")
+        if unused:
+            kinds.append(f"{len(unused)} get no gradient from these samples (unused by the forward)")
+        if zero:
+            kinds.append(f"{len(zero)} are zero (scaling them changes nothing)")
         message += (
-            f" {len(invariant)} of {len(measured)} parameter tensors lie in scale-invariant modules "
-            "(a layer before a normalisation): their gradients are orthogonal to them, so no "
-            "multipliers rebuild them"
+            f" Of {len(measured)} parameter tensors, {' and '.join(kinds)}: their gradients are "
+            "orthogonal to them, so no multipliers rebuild them"
             + ("." if max_cosine is None else f"; no stationarity cosine here can exceed {max_cosine:.3f}.")
             + " DeepSupportVectors(param_names='free') measures stationarity on the others."
         )

@@ -276,3 +276,32 @@ def test_stress_9f_readiness_checks_token_ids_and_names_a_pair_of_lists():
         kkt_readiness(model, (torch.rand(6, 3), y))
     with pytest.raises(TypeError, match=r"got tuple of \(list, list\)"):
         kkt_readiness(nn.Linear(3, 3), ([[0.0, 1.0, 2.0]] * 6, y.tolist()))
+
+
+def test_stress_9f_unused_and_zero_tensors_are_not_called_scale_invariant():
+    """A Linear the forward never uses, and an all-zero Linear, were reported as lying in
+    'scale-invariant modules (a layer before a normalisation)'."""
+    from torch import nn
+
+    from kktexplain import kkt_readiness
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l, self.unused = nn.Linear(8, 3), nn.Linear(5, 5)
+
+        def forward(self, x):
+            return self.l(x)
+
+    torch.manual_seed(0)
+    net, x = Net(), torch.randn(64, 8)
+    y = net(x).argmax(1)
+    r = kkt_readiness(net, (x, y))
+    assert "2 get no gradient from these samples (unused by the forward)" in r.message
+    assert "scale-invariant modules" not in r.message
+    zero = nn.Linear(8, 3)
+    nn.init.zeros_(zero.weight)
+    nn.init.zeros_(zero.bias)
+    r = kkt_readiness(zero, (x, y))
+    assert "2 are zero (scaling them changes nothing)" in r.message
+    assert "scale-invariant modules" not in r.message
