@@ -384,3 +384,15 @@ def test_stress_9f_an_offset_feature_gets_the_standardise_advice():
     r = sanity_check(X, y, n_synthetic=0)
     assert r.svc_kkt_violation > 1.0
     assert "Standardise the features (one sits 1e+04 of its standard deviations away from 0)" in r.diagnosis
+
+
+def test_stress_9f_a_constant_dual_matched_to_solver_precision_correlates():
+    """Two points: SVC's α are equal, ours agree to 1.5e-6 relative (stationarity residual
+    1.4e-6, F1 1), and both correlations read 0.0, 'no correlation'."""
+    import numpy as np
+
+    from kktexplain.svm import sanity_check
+
+    r = sanity_check(np.array([[0.0, 1.0], [2.0, 0.5]]), np.array([0, 1]), C=1.0, n_synthetic=0)
+    assert r.f1 == 1.0 and r.stationarity_residual < 1e-5
+    assert r.pearson == 1.0 and r.spearman == 1.0

@@ -159,8 +159,10 @@ def _binary(X, y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
     """``fn``'s coefficient (Pearson or Spearman), defined where a side is constant."""
     if np.ptp(a) == 0 or np.ptp(b) == 0:
+        # a constant side: 1 where the other agrees with it to the solvers' precision (about
+        # 1e-6 relative, so 1e-5 of the scale), 0 otherwise
         scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
-        return 1.0 if np.allclose(a, b, rtol=0.0, atol=1e-6 * scale) else 0.0
+        return 1.0 if np.allclose(a, b, rtol=0.0, atol=1e-5 * scale) else 0.0
     return float(fn(a, b)[0])
 
 
