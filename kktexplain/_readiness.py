@@ -34,7 +34,7 @@ from ._model_info import (
 )
 from ._model_state import eval_mode
 from ._scope import scoped_model, without_frozen
-from ._validation import check_labels, check_model, check_positive
+from ._validation import check_inputs, check_labels, check_model, check_positive
 from .kkt import FunctionalModel, cross_entropy
 from .kkt._grads import parameter_jvp
 from .kkt._residuals import residuals_from_sum, stationarity_sum
@@ -224,19 +224,16 @@ def kkt_readiness(
     check_positive("chunk_size", chunk_size, integer=True)
     if not isinstance(progress, bool | np.bool_):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__}")
-    inputs, found = as_data(data, "data", token_layer(model) is not None)
+    layer = token_layer(model)
+    inputs, found = as_data(data, "data", layer is not None)
     if labels is None:
         labels = found
     if labels is None:
         raise ValueError("data must carry labels (an (inputs, labels) pair) or labels must be given")
     if len(inputs) == 0:
         raise ValueError("data must hold at least one sample")
-    layer = token_layer(model)
-    if layer is not None and inputs.is_floating_point():
-        raise TypeError(
-            f"data must hold integer token ids (the model's first layer, {layer!r}, is an "
-            f"embedding), got dtype {inputs.dtype}"
-        )
+    if layer is not None:  # integer ids, as selection asks of its candidates
+        check_inputs("data", inputs, tuple(inputs.shape[1:]), token_ids=True)
     check_token_ids(model, "data", inputs)  # ids in the vocabulary (torch's IndexError otherwise)
     model, _ = computable_model(model)  # a float32 copy of a half-precision model
     inputs = cast_inputs(inputs, inputs.device, model_dtype(model))

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from .._data import as_data
 from .._errors import NonFiniteError
 from .._model_state import eval_mode
 from .._validation import check_device, refuse_float_indices
@@ -23,17 +24,11 @@ def _as_dataset(data: Dataset | tuple[Tensor, Tensor]) -> Dataset:
     if isinstance(data, tuple):
         if len(data) != 2:
             raise ValueError("data must be a Dataset or an (inputs, labels) tuple")
-        x, y = (torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in data)
-        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-            raise TypeError(
-                "data must be an (inputs, labels) tuple of tensors or numpy arrays, got "
-                f"({type(x).__name__}, {type(y).__name__})"
-            )
+        # tensors or numpy arrays, float inputs or token ids, the lengths checked
+        x, y = as_data(data, "data", token_ids=True)
         refuse_float_indices(y, "data's labels of shape (N,)")
-        if y.ndim not in (1, 2) or len(y) != len(x):
-            raise ValueError(
-                f"data's labels must have shape (N,) or (N, C) with N = {len(x)} inputs, got {tuple(y.shape)}"
-            )
+        if y.ndim not in (1, 2):
+            raise ValueError(f"data's labels must have shape (N,) or (N, C), got {tuple(y.shape)}")
         return TensorDataset(x, y)
     if not isinstance(data, Dataset):
         raise TypeError(
