@@ -30,7 +30,7 @@ from .._model_info import as_forward_args, cast_inputs, check_logits, model_devi
 from .._model_state import ModelFingerprint, eval_mode
 from .._scope import expansion_param_names, recorded_param_names, scoped_model
 from .._validation import check_model
-from ..kkt import KKTObjective, iter_per_sample_grads, weighted_loss_grad
+from ..kkt import KKTObjective, iter_per_sample_grads
 from ..kkt._grads import call_functional, parameter_jvp
 from ._fidelity import ExpansionFidelity, pearson
 from ._support_passes import _forward_args_hint, build_cache, direction_pass, norms_pass
@@ -329,18 +329,7 @@ class SupportExpansion:
         idx = raw.long().reshape(-1)
         if len(idx) == 0 or (idx < -n).any() or (idx >= n).any():
             raise ValueError(f"support_index must name rows of the support set in [0, {n}), got {index!r}")
-        idx = torch.unique(idx % n)  # a set of rows: a repeated row counts once
-        lam = self.support.lambdas[idx].to(self.device, self.dtype)
-        with eval_mode(self.model):
-            g, _ = weighted_loss_grad(
-                self.fmodel,
-                cast_inputs(self.support.inputs[idx], self.device, self.dtype),
-                self.support.labels[idx].to(self.device),
-                lam,
-                self.loss_fn,
-                create_graph=False,
-            )
-        return {k: -v for k, v in g.items()}
+        return direction_pass(self, torch.unique(idx % n))  # a set of rows: a repeated row counts once
 
     # ------------------------------------------------------------------ test side
     def _jvp(self, x: Tensor, direction: Mapping[str, Tensor], args: tuple) -> Tensor:

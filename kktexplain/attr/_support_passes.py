@@ -101,14 +101,17 @@ def build_cache(exp: SupportExpansion) -> dict[str, Any]:
     }
 
 
-def direction_pass(exp: SupportExpansion) -> dict[str, Tensor]:
-    """``-sum_j λ_j grad L_j`` over the rows ``exp.rows``, one weighted backward per chunk, as a
-    dict of the scope's parameter shapes."""
-    rows = exp.rows
+def direction_pass(exp: SupportExpansion, rows: Tensor | None = None) -> dict[str, Tensor]:
+    """``-sum_j λ_j grad L_j`` over ``rows`` of the support set (default ``exp.rows``, with the
+    expansion's progress bar), one weighted backward per chunk, as a dict of the scope's
+    parameter shapes."""
+    whole = rows is None
+    rows = exp.rows if whole else rows
     total = {k: torch.zeros_like(v) for k, v in exp.fmodel.theta.items()}
     with eval_mode(exp.model), _forward_args_hint(bool(exp.args)):
         starts = range(0, len(rows), exp.chunk_size)
-        for i in tqdm(starts, desc="support direction", disable=not exp.progress, leave=False):
+        quiet = not (whole and exp.progress)
+        for i in tqdm(starts, desc="support direction", disable=quiet, leave=False):
             idx = rows[i : i + exp.chunk_size]
             g, _ = weighted_loss_grad(
                 exp.fmodel,
