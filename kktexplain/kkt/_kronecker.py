@@ -195,14 +195,7 @@ class KroneckerSketch:
         """
         modules = dict(fmodel.model.named_modules())
         by_module = self._by_module
-        calls, grads, logits = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
-        if any(out._version != version for _, out, version, _ in calls):
-            # an in-place op downstream (ReLU(inplace=True)) rewrote a layer's output, whose
-            # gradient would then be the wrong one: redo with copies, and keep copying
-            self._clone = True
-            calls, grads, logits = self._backward_to_outputs(
-                fmodel, modules, by_module, inputs, labels, loss_fn
-            )
+        calls, grads, logits = self._layer_outputs(fmodel, modules, inputs, labels, loss_fn)
         n = len(inputs)
         acc = {b.name: None for b in self.blocks}
         for (mod_name, out, _, saved), g in zip(calls, grads):
@@ -247,12 +240,7 @@ class KroneckerSketch:
         """
         modules = dict(fmodel.model.named_modules())
         by_module = self._by_module
-        calls, grads, logits = self._backward_to_outputs(fmodel, modules, by_module, inputs, labels, loss_fn)
-        if any(out._version != version for _, out, version, _ in calls):
-            self._clone = True  # as in per_sample_grads: an in-place op rewrote a layer's output
-            calls, grads, logits = self._backward_to_outputs(
-                fmodel, modules, by_module, inputs, labels, loss_fn
-            )
+        calls, grads, logits = self._layer_outputs(fmodel, modules, inputs, labels, loss_fn)
         names = [c[0] for c in calls]
         if len(set(names)) != len(names) or any(
             b.p_out is not None or b.p_in is not None for b in self.blocks
@@ -320,6 +308,20 @@ class KroneckerSketch:
             out.append((start, start + b.width))
             start += b.width
         return out
+
+    def _layer_outputs(self, fmodel, modules, inputs, labels, loss_fn):
+        """:meth:`_backward_to_outputs`, done again with copies of the layer outputs (and from
+        then on) where an in-place op downstream (``ReLU(inplace=True)``) rewrote one, whose
+        gradient would then be the wrong one."""
+        calls, grads, logits = self._backward_to_outputs(
+            fmodel, modules, self._by_module, inputs, labels, loss_fn
+        )
+        if any(out._version != version for _, out, version, _ in calls):
+            self._clone = True
+            calls, grads, logits = self._backward_to_outputs(
+                fmodel, modules, self._by_module, inputs, labels, loss_fn
+            )
+        return calls, grads, logits
 
     def _backward_to_outputs(self, fmodel, modules, by_module, inputs, labels, loss_fn):
         """One forward with hooks that save what each layer needs, one backward to the layer outputs."""
