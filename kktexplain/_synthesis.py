@@ -36,7 +36,7 @@ from .kkt import (
     kkt_residuals,
     predictive_entropy,
 )
-from .kkt._grads import math_attention, second_order_hint
+from .kkt._grads import second_order_hint
 
 _SECOND_ORDER_ADVICE = (
     "score real samples with selection instead (attribute(model, candidates=X, labels=y): "
@@ -267,10 +267,10 @@ def synthesise(
         while state.step < config.steps:
             before = state.state_dict(history=False)  # the last good state, if this step fails
             try:
-                # attention's fused kernels (flash, memory-efficient) have no double backward; the
-                # math kernel has, and computes the same attention
+                # every forward runs attention on its math kernel (call_functional), whose double
+                # backward the step takes; an operation with none is named
                 _set_learning_rates(state, config)
-                with math_attention(), second_order_hint("synthesis", _SECOND_ORDER_ADVICE):
+                with second_order_hint("synthesis", _SECOND_ORDER_ADVICE):
                     synthesis_step(
                         state,
                         fmodel,
