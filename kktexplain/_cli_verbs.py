@@ -20,6 +20,7 @@ from ._cli_options import (
     _synthesis_settings,
     cli_message,
 )
+from ._validation import check_positive
 
 __all__ = ["VERBS"]
 
@@ -220,8 +221,7 @@ def _select_result(args: argparse.Namespace, progress: bool):
 
 def _select(args: argparse.Namespace) -> int:
     nproc = args.nproc
-    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
-        raise ValueError(f"--nproc must be an int >= 1, got {nproc!r}")
+    check_positive("--nproc", nproc, integer=True)
     if nproc == 1:
         return _write(_select_result(args, not args.no_progress), args.out)
     return _select_sharded(args, nproc)

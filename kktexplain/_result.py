@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -14,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ._io import read_npz, write_npz
+from ._validation import check_positive
 from .kkt import KKTResiduals, hard_labels
 
 __all__ = ["DSVResult", "KKTResiduals", "Coreset"]
@@ -131,10 +131,7 @@ class DSVResult:
             ``k`` samples is padded with index ``-1`` and λ ``nan`` (mask with
             ``indices >= 0`` before indexing ``inputs``: ``-1`` would pick the last row).
         """
-        if not isinstance(k, numbers.Integral) or isinstance(k, bool):
-            raise TypeError(f"k must be a positive int, got {type(k).__name__} {k!r}")
-        if k < 1:
-            raise ValueError(f"k must be a positive int, got {k!r}")
+        check_positive("k", k, integer=True)
         k = int(k)
         num_classes = int(self.settings.get("num_classes", int(self.hard_labels.max()) + 1))
         idx = torch.full((num_classes, k), -1, dtype=torch.long)

@@ -312,3 +312,41 @@ def test_bad_input_names_the_parameter_and_leaves_the_model(kind, tmp_path):
     assert re.search(rf"\b({case.names})\b", str(info.value)), f"{kind}: {info.value}"
     assert_same_snapshot(before, model_snapshot(env.model))
     assert env.model.training and not env.model.fc1.bias.requires_grad
+
+
+@pytest.mark.filterwarnings("ignore:every λ")
+def test_int_settings_raise_type_error_for_a_type_and_value_error_for_a_value():
+    """Every int setting follows scikit-learn: a wrong type is a TypeError, a bad value a ValueError.
+
+    ``explain``'s ``k`` raised ValueError for ``"3"`` where ``top_k_per_class``'s raised TypeError.
+    """
+    import numpy as np
+
+    from kktexplain.attr import SupportExpansion, SupportVectorInfluence, explain
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    candidates, labels = torch.randn(6, 4), torch.arange(6) % 3
+    support = DeepSupportVectors(multipliers="equal", progress=False).attribute(
+        model, candidates=candidates, labels=labels
+    )
+    x = torch.randn(2, 4)
+    for bad in ("3", 2.0, True):
+        with pytest.raises(TypeError, match="k must be an int"):
+            explain(support, model, x, k=bad)
+        with pytest.raises(TypeError, match="k must be an int"):
+            support.top_k_per_class(bad)
+        with pytest.raises(TypeError, match="k must be an int"):
+            SupportVectorInfluence(model, support).influence(x, k=bad)
+        with pytest.raises(TypeError, match="chunk_size must be an int"):
+            SupportExpansion(model, support, chunk_size=bad)
+    with pytest.raises(ValueError, match="k must be > 0, got 0"):
+        explain(support, model, x, k=0)
+    with pytest.raises(ValueError, match="k must be >= 0, got -1"):
+        SupportVectorInfluence(model, support).influence(x, k=-1)
+    with pytest.raises(ValueError, match="projection_dim must be a positive int, 'auto' or None"):
+        SupportExpansion(model, support, projection_dim="big")
+    # numpy ints are ints
+    assert explain(support, model, x[:1], k=np.int64(2), maps="none").supporting_indices.shape == (1, 2)
+    expansion = SupportExpansion(model, support, chunk_size=np.int64(4), projection_dim=np.int32(8))
+    assert expansion.chunk_size == 4 and type(expansion.chunk_size) is int

@@ -62,7 +62,7 @@ def test_select_nproc_2_gives_the_multipliers_of_one_process(user_dir, capsys):
 def test_select_nproc_must_be_positive(user_dir, capsys):
     assert main(["select", "--model", "nprocnet:build", "--data", "train.npz", "--nproc", "0",
                  "--out", "x"]) == 2  # fmt: skip
-    assert "--nproc must be an int >= 1" in capsys.readouterr().err
+    assert "--nproc must be > 0, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -127,9 +127,9 @@ def test_plot_and_coreset_arguments_are_checked_scikit_learn_style():
     dsv = DeepSupportVectors(n_per_class=2, steps=2, progress=False).attribute(_mlp())
     with pytest.raises(TypeError, match="result must be a SanityResult"):
         viz.plot_svm_2d(dsv)
-    with pytest.raises(TypeError, match="k must be a positive int, got float 2.0"):
+    with pytest.raises(TypeError, match="k must be an int, got float 2.0"):
         dsv.top_k_per_class(2.0)
-    with pytest.raises(ValueError, match="k must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="k must be > 0, got 0"):
         dsv.top_k_per_class(0)
     for bad, error in ((2.5, TypeError), (-1, ValueError), (0, ValueError)):
         with pytest.raises(error, match="per_class must be"):

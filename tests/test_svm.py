@@ -231,7 +231,7 @@ def test_svc_kkt_diagnostics_by_hand():
         ({"svc_tol": float("nan")}, ValueError, "svc_tol must be finite"),
         ({"synth_lr": float("inf")}, ValueError, "synth_lr must be finite"),
         ({"C": float("inf")}, ValueError, "C must be"),
-        ({"n_synthetic": True}, ValueError, "n_synthetic"),
+        ({"n_synthetic": True}, TypeError, "n_synthetic"),
     ],
 )
 def test_bad_settings_name_the_parameter(kwargs, error, match):

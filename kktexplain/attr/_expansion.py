@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .._model_info import as_forward_args, cast_inputs, check_logits, model_device, model_dtype
 from .._model_state import ModelFingerprint, eval_mode
 from .._scope import expansion_param_names, recorded_param_names, scoped_model
-from .._validation import check_model
+from .._validation import check_model, check_positive
 from ..kkt import KKTObjective, iter_per_sample_grads
 from ..kkt._grads import call_functional, parameter_jvp
 from ._fidelity import ExpansionFidelity, pearson
@@ -126,12 +126,13 @@ class SupportExpansion:
             )
         if len(support) == 0:
             raise ValueError("support must hold at least one sample")
-        if projection_dim not in (None, "auto") and (
-            isinstance(projection_dim, bool) or not isinstance(projection_dim, int) or projection_dim < 1
-        ):
+        if isinstance(projection_dim, str) and projection_dim != "auto":
             raise ValueError(f"projection_dim must be a positive int, 'auto' or None, got {projection_dim!r}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        if projection_dim not in (None, "auto"):
+            check_positive("projection_dim", projection_dim, integer=True)
+            projection_dim = int(projection_dim)
+        check_positive("chunk_size", chunk_size, integer=True)
+        chunk_size = int(chunk_size)
         if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}

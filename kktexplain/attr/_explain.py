@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
@@ -11,6 +10,7 @@ from tqdm.auto import tqdm
 
 from .._model_info import check_token_ids
 from .._model_state import eval_mode
+from .._validation import check_positive
 from ._attribution import SupportVectorAttribution
 from ._explanation import Explanation
 from ._influence import SupportVectorInfluence, check_query_inputs, resolve_target
@@ -76,8 +76,7 @@ def explain(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if maps not in ("all", "total", "none"):
         raise ValueError(f"maps must be 'all', 'total' or 'none', got {maps!r}")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    check_positive("k", k, integer=True)
     shape = tuple(support.inputs.shape[1:])
     if isinstance(inputs, Tensor) and tuple(inputs.shape) == shape:
         inputs = inputs[None]  # one input is welcome here

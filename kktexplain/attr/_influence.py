@@ -13,7 +13,7 @@ from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor, nn
 
 from .._model_info import check_token_ids
-from .._validation import check_finite, check_labels
+from .._validation import check_finite, check_labels, check_positive
 from ._expansion import SupportExpansion, objective_from_settings
 
 __all__ = [
@@ -371,8 +371,8 @@ class SupportVectorInfluence(DataInfluence):
             ``λ = 0`` included (their contributions are zero). With ``k``: ``indices`` (rows
             of the result) and ``influence_scores``, both ``(n_test, k)``.
         """
-        if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0):
-            raise ValueError(f"k must be a non-negative int or None, got {k!r}")
+        if k is not None:
+            check_positive("k", k, integer=True, allow_zero=True)
         if not isinstance(proponents, bool | np.bool_):
             raise TypeError(f"proponents must be a bool, got {proponents!r}")
         k = None if k is None else min(int(k), len(self.train_dataset))  # as captum's TracInCP

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .._data import _writable
 from .._result import DSVResult
-from .._validation import check_per_class_accuracy
+from .._validation import check_per_class_accuracy, check_positive
 from ..viz._audit import (
     FEASIBILITY_THRESHOLDS,
     STATIONARITY_THRESHOLDS,
@@ -87,9 +87,8 @@ document.addEventListener('DOMContentLoaded', function () {
 """
 
 
-def _check_int(value, name, low=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+def _check_int(value, name):
+    check_positive(name, value, integer=True)
     return int(value)
 
 

@@ -254,10 +254,8 @@ def sanity_check(
         raise ValueError(f"synth_optimizer must be 'sgd' or 'adam', got {synth_optimizer!r}")
     if synth_init not in ("boundary", "origin"):
         raise ValueError(f"synth_init must be 'boundary' or 'origin', got {synth_init!r}")
-    if n_synthetic is not None and (
-        isinstance(n_synthetic, bool) or not isinstance(n_synthetic, numbers.Integral) or n_synthetic < 0
-    ):
-        raise ValueError(f"n_synthetic must be an int >= 0 or None, got {n_synthetic!r}")
+    if n_synthetic is not None:
+        check_positive("n_synthetic", n_synthetic, integer=True, allow_zero=True)
     n_synthetic = None if n_synthetic is None else int(n_synthetic)
     check_positive("margin_tol", margin_tol, allow_zero=True)
     check_positive("svc_tol", svc_tol)

@@ -124,9 +124,8 @@ def plot_kkt_residuals(result: DSVResult, ax: Axes | None = None, max_layers: in
     Axes
     """
     _check_result(result)
-    if isinstance(max_layers, bool) or not isinstance(max_layers, int) or max_layers < 1:
-        raise ValueError(f"max_layers must be a positive int, got {max_layers!r}")
-    layers = list(result.kkt.per_layer_cosine.items())[:max_layers]
+    check_positive("max_layers", max_layers, integer=True)
+    layers = list(result.kkt.per_layer_cosine.items())[: int(max_layers)]
     ax = ax if ax is not None else plt.figure(figsize=(7, 0.25 * len(layers) + 1.5)).gca()
     names = [k for k, _ in layers] or ["(none)"]
     vals = [v for _, v in layers] or [0.0]
@@ -194,8 +193,7 @@ def plot_lambda_vs_accuracy(
 
 
 def _top_bottom(result: DSVResult, n: int, classes: Sequence[int] | None) -> tuple[Tensor, Tensor]:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_positive("n", n, integer=True)
     cls = torch.tensor(_class_list(classes, _num_classes(result)))
     rows = torch.isin(result.hard_labels, cls).nonzero().flatten()
     if len(rows) == 0:
@@ -205,8 +203,7 @@ def _top_bottom(result: DSVResult, n: int, classes: Sequence[int] | None) -> tup
 
 
 def _score_order(result: DSVResult, scores: Tensor | None, n: int, classes: Sequence[int] | None) -> Tensor:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_positive("n", n, integer=True)
     s = result.lambdas if scores is None else torch.as_tensor(scores).flatten()
     if len(s) != len(result):
         raise ValueError(f"scores must have one value per sample ({len(result)}), got {len(s)}")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .._result import DSVResult
+from .._validation import check_positive
 
 __all__ = ["class_lambda_sums"]
 
@@ -40,10 +41,10 @@ def _class_list(classes: Sequence[int] | None, num_classes: int, name: str = "cl
 
 
 def _page(items: list[int], page: int, per_page: int) -> list[int]:
-    if isinstance(per_page, bool) or not isinstance(per_page, (int, np.integer)) or per_page < 1:
-        raise ValueError(f"per_page must be a positive int, got {per_page!r}")
+    check_positive("per_page", per_page, integer=True)
+    check_positive("page", page, integer=True, allow_zero=True)
     pages = max(1, -(-len(items) // per_page))
-    if isinstance(page, bool) or not isinstance(page, (int, np.integer)) or not 0 <= page < pages:
+    if page >= pages:
         raise ValueError(f"page must be an int in [0, {pages}), got {page!r}")
     return items[page * per_page : (page + 1) * per_page]
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .._validation import check_positive
 from ..generate._result import GenerationResult
 from ._classes import _name
 from ._figures import show_image
@@ -184,9 +185,8 @@ def plot_edits(
     Figure
     """
     result = _check(result, "result", ("edit",))
-    if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
-        raise ValueError(f"max_pairs must be a positive int, got {max_pairs!r}")
-    k = min(len(result), max_pairs)
+    check_positive("max_pairs", max_pairs, integer=True)
+    k = min(len(result), int(max_pairs))
     fig = fig if fig is not None else plt.figure(figsize=(1.2 * k + 0.6, 2.8))
     axes = fig.subplots(2, k, squeeze=False)
     before, after = _images(result.source, denormalize), _images(result.inputs, denormalize)
