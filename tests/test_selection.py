@@ -1,5 +1,6 @@
 """Selection (fixed inputs, solved multipliers) against literal references."""
 
+import copy
 import itertools
 
 import numpy as np
@@ -695,3 +696,32 @@ def test_a_gradient_matrix_that_cannot_fit_is_refused_before_any_work(tiny64, rn
         DeepSupportVectors(progress=False).attribute(tiny64, candidates=x, labels=y)
     monkeypatch.setattr(select_module, "_available_bytes", lambda: None)  # unknown: no check
     assert len(DeepSupportVectors(progress=False).attribute(tiny64, candidates=x, labels=y)) == 30
+
+
+def test_conflicting_duplicates_do_not_fit_rounding():
+    """One input under two labels makes columns exactly dependent (sum_c p_c grad L(x, c) = 0).
+
+    The least-squares problem is then blind along that dependence, and in float32 exact NNLS
+    used to fit its rounding with λ ~ 2e6 (worse, in float64, than λ = 42). The rounding ridge
+    makes the float32 model's λ those of the same model in float64.
+    """
+    torch.manual_seed(0)
+    x = torch.randn(60, 4)
+    y = (x[:, 0] + 0.3 * torch.randn(60) > 0).long()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    opt = torch.optim.Adam(model.parameters(), 1e-2, weight_decay=1e-3)
+    for _ in range(200):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        p = torch.softmax(model(x), 1)[:, 1]
+    dup = (p - 0.5).abs().argsort()[:10]  # the 10 least certain points, again with the other label
+    xd, yd = torch.cat([x, x[dup]]), torch.cat([y, 1 - y[dup]])
+    lam32 = DeepSupportVectors(progress=False).attribute(model, candidates=xd, labels=yd).lambdas
+    lam64 = DeepSupportVectors(progress=False).attribute(
+        copy.deepcopy(model).double(), candidates=xd, labels=yd
+    )
+    assert float(lam32.max()) < 100, float(lam32.max())
+    torch.testing.assert_close(lam32.double(), lam64.lambdas.double(), rtol=1e-3, atol=1e-3)

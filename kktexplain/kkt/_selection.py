@@ -16,7 +16,7 @@ from scipy.optimize import linprog, nnls
 from torch import Tensor
 
 from ._columns import DenseColumns, FileColumns, GradientFile
-from ._nnls import _spectral_norm_sq, projected_fista, working_set_bvls, working_set_nnls
+from ._nnls import _spectral_norm_sq, projected_fista, with_rounding_ridge, working_set_bvls, working_set_nnls
 from ._rows import rows_any_nonzero
 
 __all__ = ["solve_multipliers"]
@@ -106,6 +106,45 @@ def _file_residual_norm(at: FileColumns, lam: np.ndarray, b: np.ndarray) -> floa
     return float(np.linalg.norm(acc - b))
 
 
+def _exact_solve(at, bt, b, upper, hi, max_iter, tol, rtol, on_disk, progress, mu):
+    """``solve_multipliers``'s exact solvers (the shape picks one), with the rounding ridge ``mu``."""
+    n = at.shape[1]
+    if (
+        upper is None
+        and at.shape[0] >= n
+        and n <= _BLOCKED_QR_MAX_COLUMNS
+        and (not on_disk or n * at.shape[0] <= _DIRECT_NNLS_MAX)
+    ):
+        # at least as many coordinates as samples: exact Lawson-Hanson, on the n x n triangular
+        # factor of a QR streamed over blocks of rows where the problem is not small
+        # (||A x - b||^2 = ||R x - Q^T b||^2 + const: the same minimiser, and Lawson-Hanson's cost
+        # grows with the rows). Faster than the working set wherever measured (P = 7,850,
+        # n = 4,000: 114 s against 224 s; P = 20,000, n = 2,000: 17 s against 80 s)
+        if n < _QR_MIN_COLUMNS and n * at.shape[0] <= _DIRECT_NNLS_MAX:
+            a_np, b_np, solver = _dense(at).double().numpy(), b, "nnls"
+        else:
+            a_np, b_np = _blocked_qr(_dense(at), b)
+            solver = "blocked_qr+nnls"
+        a_np, b_np = with_rounding_ridge(a_np, b_np, mu)
+        lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
+        return lam, {"solver": solver, "status": 0}
+    if upper is None:
+        x0, iters = projected_fista(at, bt, None, max_iter=200, progress=progress)
+        x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol, rounding_ridge=mu, progress=progress)
+        lam = x.numpy()
+        return lam, {
+            "solver": "projected_fista+working_set_nnls",
+            "fista_iterations": iters,
+            "status": 0,
+            "rtol": rtol,
+            **ws,
+        }
+    x, ws = working_set_bvls(
+        at, bt, hi, max_rounds=max_iter or 1000, tol=tol, rounding_ridge=mu, progress=progress
+    )
+    return x.numpy(), {"solver": "working_set_bvls", "status": 0, **ws}
+
+
 def solve_multipliers(
     grads: Tensor | GradientFile,
     target: Tensor,
@@ -184,6 +223,14 @@ def solve_multipliers(
       samples that violate optimality at either bound until none is left (BVLS on all samples
       at once is exact too, but far slower: docs/selection.md).
     * ``ridge`` given: :func:`projected_fista` (with the box when ``upper`` is given).
+
+    Where the exact solution's terms cancel beyond what the gradients' precision can resolve
+    (``sum_j lambda_j ||g_j|| > ||target|| / mu``, ``mu`` the square root of their dtype's
+    rounding unit: ``3.5e-4`` in float32), rounding, not the problem, decided it: e.g. one input
+    under two labels, whose gradients ``sum_c p_c grad L(x, c) = 0`` are exactly dependent,
+    took λ ~ 1e6 in float32 and 43 in float64. The problem is then solved again with
+    ``mu^2 sum_j (lambda_j ||g_j||)^2`` added (recorded as ``info["rounding_ridge"]``), which
+    picks the smallest of the solutions that rounding cannot tell apart.
     """
     n_total = grads.shape[0]
     b = -target.detach().double().cpu().numpy()
@@ -226,39 +273,18 @@ def solve_multipliers(
             "ridge": float(ridge),
             "ridge_center": center,
         }
-    elif (
-        upper is None
-        and at.shape[0] >= n
-        and n <= _BLOCKED_QR_MAX_COLUMNS
-        and (not on_disk or n * at.shape[0] <= _DIRECT_NNLS_MAX)
-    ):
-        # at least as many coordinates as samples: exact Lawson-Hanson, on the n x n triangular
-        # factor of a QR streamed over blocks of rows where the problem is not small
-        # (||A x - b||^2 = ||R x - Q^T b||^2 + const: the same minimiser, and Lawson-Hanson's cost
-        # grows with the rows). Faster than the working set wherever measured (P = 7,850,
-        # n = 4,000: 114 s against 224 s; P = 20,000, n = 2,000: 17 s against 80 s)
-        if n < _QR_MIN_COLUMNS and n * at.shape[0] <= _DIRECT_NNLS_MAX:
-            a_np, b_np, solver = _dense(at).double().numpy(), b, "nnls"
-        else:
-            a_np, b_np = _blocked_qr(_dense(at), b)
-            solver = "blocked_qr+nnls"
-        lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
-        info = {"solver": solver, "status": 0}
-    elif upper is None:
-        x0, iters = projected_fista(at, bt, None, max_iter=200, progress=progress)
-        x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol, progress=progress)
-        lam = x.numpy()
-        info = {
-            "solver": "projected_fista+working_set_nnls",
-            "fista_iterations": iters,
-            "status": 0,
-            "rtol": rtol,
-            **ws,
-        }
     else:
-        x, ws = working_set_bvls(at, bt, hi, max_rounds=max_iter or 1000, tol=tol, progress=progress)
-        lam = x.numpy()
-        info = {"solver": "working_set_bvls", "status": 0, **ws}
+        lam, info = _exact_solve(at, bt, b, upper, hi, max_iter, tol, rtol, on_disk, progress, 0.0)
+        # a fit whose terms cancel beyond 1/mu (sum_j lam_j ||g_j|| > ||b|| / mu) is decided by
+        # the gradients' rounding, not by the problem: solved again with the rounding ridge
+        # (with_rounding_ridge), which picks the smallest of the solutions rounding cannot tell
+        # apart. Where the fit is well posed it is never triggered, and the exact solvers keep
+        # their sparse vertex.
+        mu = float(np.sqrt(torch.finfo(grads.dtype).eps))
+        spread = float(np.dot(lam, at.norms().double().numpy()))
+        if spread * mu > max(float(np.linalg.norm(b)), 1e-300):
+            lam, info = _exact_solve(at, bt, b, upper, hi, max_iter, tol, rtol, on_disk, progress, mu)
+            info["rounding_ridge"] = mu
     if maximize_sum:  # a dense linear program: small problems only
         a = _dense(at).double().numpy() if on_disk else grads.detach().cpu()[used_t].double().numpy().T
         r = a @ lam - b
