@@ -47,7 +47,8 @@ def _labels_tensor(y: Any, name: str) -> Tensor:
         )
     if isinstance(y, np.ndarray):
         y = torch.from_numpy(_writable(y))
-    return y if isinstance(y, Tensor) else torch.as_tensor(y)
+    y = y if isinstance(y, Tensor) else torch.as_tensor(y)
+    return y.clone() if y.is_inference() else y  # made under inference_mode: autograd reads a copy
 
 
 def refuse_token_synthesis(token_layer: str | None) -> None:

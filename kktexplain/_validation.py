@@ -182,6 +182,8 @@ def check_labels(labels: object, num_classes: int, n: int | None = None, name: s
     """
     if not isinstance(labels, Tensor):
         labels = torch.as_tensor(labels)
+    if labels.is_inference():  # made under torch.inference_mode: a copy autograd can read
+        labels = labels.clone()
     if labels.ndim == 1:
         refuse_float_indices(labels, name)
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):

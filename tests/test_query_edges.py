@@ -488,3 +488,44 @@ def test_review_60_unrelated_errors_pass_and_few_rows_per_batch_do_not_warn(setu
     with torch.inference_mode():
         again = ig.compute_convergence_delta(attr, torch.zeros_like(x[:3]), x[:3], target=1, support_index=2)
     torch.testing.assert_close(again, delta, rtol=1e-5, atol=1e-6)
+
+
+def test_labels_and_targets_made_under_inference_mode(setup):
+    """Labels and targets made under ``torch.inference_mode`` work as inputs made there do
+    (they raised torch's "Inference tensors cannot be saved for backward")."""
+    model, x, y, support = setup
+    with torch.inference_mode():
+        y_inf, x_inf = y.clone(), x.clone()
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x_inf, labels=y_inf)
+    assert torch.isfinite(sel.lambdas).all()
+    svi = SupportVectorInfluence(model, support)
+    torch.testing.assert_close(svi.influence((x[:4], y_inf[:4])), svi.influence((x[:4], y[:4])))
+    e = support.explain(model, x[:2], target=y_inf[:2], maps="none")
+    assert e.target.tolist() == y[:2].tolist()
+
+
+def test_expansion_seed_checked_when_built(setup):
+    """A bad sketch seed is refused by the constructor, naming it (it failed inside torch at the
+    first sketched query, and -1 was taken silently)."""
+    model, _, _, support = setup
+    with pytest.raises(TypeError, match="seed must be an int"):
+        SupportVectorInfluence(model, support, projection_dim=16, seed="a")
+    with pytest.raises(ValueError, match="seed must be >= 0, got -1"):
+        SupportVectorInfluence(model, support, projection_dim=16, seed=-1)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*63\)"):
+        SupportVectorInfluence(model, support, projection_dim=16, seed=2**70)
+
+
+def test_batch_labels_out_of_range_are_named_labels(setup):
+    model, x, y, support = setup
+    with pytest.raises(ValueError, match=r"labels \(the y of an \(x, y\) batch\) must lie in \[0, 3\)"):
+        SupportVectorInfluence(model, support).influence((x[:2], torch.tensor([3, 4])))
+
+
+def test_equal_multipliers_refuse_a_model_of_another_class_count(setup):
+    from kktexplain.attr import equal_multipliers
+
+    _, _, _, support = setup
+    other = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5))  # same layers, 5 classes
+    with pytest.raises(ValueError, match="made for a model with 3 classes; this model returns 5 logits"):
+        equal_multipliers(other, support)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .._model_info import as_forward_args, cast_inputs, check_logits, model_device, model_dtype
 from .._model_state import ModelFingerprint, eval_mode
 from .._scope import expansion_param_names, recorded_param_names, scoped_model
-from .._validation import check_model, check_positive
+from .._validation import check_model, check_positive, resolve_seed
 from ..kkt import KKTObjective, iter_per_sample_grads
 from ..kkt._grads import call_functional, parameter_jvp
 from ._fidelity import ExpansionFidelity, pearson
@@ -133,6 +133,8 @@ class SupportExpansion:
             projection_dim = int(projection_dim)
         check_positive("chunk_size", chunk_size, integer=True)
         chunk_size = int(chunk_size)
+        check_positive("seed", seed, integer=True, allow_zero=True)
+        seed = resolve_seed(seed)  # below 2**63, as torch's generators take
         if loss_fn is not None and not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}

@@ -65,9 +65,9 @@ def check_query_inputs(inputs: Any, support: Any, name: str = "inputs") -> Tenso
     if len(inputs) == 0:
         raise ValueError(f"{name} is empty: give at least one input")
     if inputs.is_floating_point() != support.inputs.is_floating_point() or inputs.dtype == torch.bool:
-        want = "floating-point" if support.inputs.is_floating_point() else "integer (token ids)"
+        want = "a floating-point" if support.inputs.is_floating_point() else "an integer (token ids)"
         raise TypeError(
-            f"{name} must be a {want} tensor, as the support set's inputs ({support.inputs.dtype}), "
+            f"{name} must be {want} tensor, as the support set's inputs ({support.inputs.dtype}), "
             f"got {inputs.dtype}"
         )
     if inputs.device.type == "meta":
@@ -78,7 +78,9 @@ def check_query_inputs(inputs: Any, support: Any, name: str = "inputs") -> Tenso
     return inputs.clone() if inputs.is_inference() else inputs.detach()
 
 
-def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classes: int) -> Tensor:
+def resolve_target(
+    target: Any, n: int, logits: Callable[[], Tensor], num_classes: int, name: str = "target"
+) -> Tensor:
     """captum's ``target`` as a long tensor of shape ``(n,)``; ``None`` takes the model's arg-max.
 
     Parameters
@@ -91,6 +93,8 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
     logits : callable
         Returns the model's logits ``(n, C)``, called only for ``target=None``.
     num_classes : int
+    name : str, default="target"
+        What the caller's user calls it, for the messages.
 
     Returns
     -------
@@ -124,17 +128,17 @@ def resolve_target(target: Any, n: int, logits: Callable[[], Tensor], num_classe
             t = t.expand(n).clone()
     elif isinstance(target, Tensor) and not target.is_floating_point() and target.dtype != torch.bool:
         t = target.detach().cpu().long().reshape(-1)
-        if t.numel() == 1:
-            t = t.expand(n).clone()
+        if t.numel() == 1 or t.is_inference():  # one for all; or made under inference_mode
+            t = t.expand(n).clone() if t.numel() == 1 else t.clone()
     else:
         raise TypeError(
             f"target must be None, an int, a list of ints or an integer tensor, got {type(target).__name__}"
         )
     if len(t) != n:
-        raise ValueError(f"target must give one class per input: {n} inputs, {len(t)} targets")
+        raise ValueError(f"{name} must give one class per input: {n} inputs, {len(t)} classes")
     if len(t) and (t.min() < 0 or t.max() >= num_classes):
         raise ValueError(
-            f"target must lie in [0, {num_classes}), got values in [{int(t.min())}, {int(t.max())}]"
+            f"{name} must lie in [0, {num_classes}), got values in [{int(t.min())}, {int(t.max())}]"
         )
     return t
 
@@ -177,6 +181,7 @@ def equal_multipliers(
 
     if not isinstance(support, DSVResult):
         raise TypeError(f"support must be a DSVResult, got {type(support).__name__}")
+    _ = SupportExpansion(model, support).num_classes  # a model of another class count: refused
     names = recorded_param_names(support.settings)
     if names is not None and names == [n for n, _ in check_model(model).named_parameters()]:
         names = None  # every parameter, as the result was taken (unused ones included)
@@ -338,7 +343,9 @@ class SupportVectorInfluence(DataInfluence):
         num_classes = self.expansion.num_classes
         if y is not None:
             y = _labels_as_classes(y, num_classes)
-        target = resolve_target(y, len(x), lambda: self.expansion.logits(x), num_classes)
+        target = resolve_target(
+            y, len(x), lambda: self.expansion.logits(x), num_classes, name="labels (the y of an (x, y) batch)"
+        )
         return x, target
 
     @torch.inference_mode(False)  # autograd is needed, even inside inference_mode
