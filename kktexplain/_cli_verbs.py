@@ -307,6 +307,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import torch
 
     from . import DSVResult
 
@@ -319,6 +320,10 @@ def _explain(args: argparse.Namespace) -> int:
     if len(set(rows)) != len(rows):  # one panel per index: a repeat would overwrite its own
         raise ValueError(f"--index repeats an input: {rows}")
     inputs = x[rows].to(args.device)
+    if inputs.is_floating_point():
+        rows_bad = [r for r, ok in zip(rows, torch.isfinite(inputs.flatten(1)).all(1).tolist()) if not ok]
+        if rows_bad:
+            raise ValueError(f"--data rows {rows_bad} (picked by --index) hold NaN or inf values")
     kwargs = {"maps": "none"} if args.no_maps else {}
     explanation = result.explain(
         model, inputs, target=args.target, k=args.k, progress=not args.no_progress, **kwargs

@@ -51,6 +51,15 @@ def _labels_tensor(y: Any, name: str) -> Tensor:
     return y.clone() if y.is_inference() else y  # made under inference_mode: autograd reads a copy
 
 
+def _same_labels(a: Tensor, b: Any) -> bool:
+    """Whether labels given twice (with the candidates and as ``labels=``) agree."""
+    try:
+        b = _labels_tensor(b, "labels")
+    except (TypeError, ValueError):
+        return False  # labels= itself is refused further on, with its own message
+    return a.shape == b.shape and torch.equal(a.to(torch.float64), b.to(torch.float64))
+
+
 def refuse_token_synthesis(token_layer: str | None) -> None:
     """Raise ``ValueError`` for synthesis (or generation, distillation) on a model that reads
     token ids: ``token_layer`` is its embedding's name (``None`` for floating inputs)."""
@@ -203,6 +212,12 @@ def prepare_data(
         check_finite("candidates", candidates)
         if labels is None:
             labels = candidate_labels
+        elif candidate_labels is not None and not _same_labels(candidate_labels, labels):
+            raise ValueError(
+                "candidates carries labels (a pair (inputs, labels), or a dataset of pairs) that "
+                "differ from labels=: give them once. A model that takes two input tensors is not "
+                "supported: wrap it in a module that takes one (docs/captum.md)"
+            )
     if init_data is not None:
         init_x, init_y = as_data(init_data, "init_data")
         check_finite("init_data", init_x)

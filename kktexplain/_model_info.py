@@ -207,6 +207,13 @@ def infer_num_classes(
                 "transpose them (x.permute(0, 3, 1, 2), or np.transpose(x, (0, 3, 1, 2)))"
             )
         raise ValueError(f"{what} does not fit the model{hint} (forward failed: {e})") from e
+    except TypeError as e:  # e.g. "forward() missing 1 required positional argument"
+        given = "the inputs and additional_forward_args" if additional_forward_args else "the inputs alone"
+        raise TypeError(
+            f"the model's forward cannot be called with {given} ({e}): pass its other arguments as "
+            "additional_forward_args=(...) (the same values for every batch); a model of several "
+            "input tensors is not supported: wrap it in a module that takes one (docs/captum.md)"
+        ) from e
     return check_logits(out, tuple(probe.shape))
 
 

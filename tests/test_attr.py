@@ -170,7 +170,9 @@ def test_influence_conventions(problem):
         SupportVectorInfluence(model, (x, y))
     with pytest.raises(ValueError, match="param_names"):
         SupportVectorInfluence(model, sel, param_names=["nope"])
-    with pytest.raises(ValueError, match="target"):
+    with pytest.raises(
+        ValueError, match=r"labels \(the y of an \(x, y\) batch\) must give one class per input"
+    ):
         svi.influence((xt, torch.tensor([0, 1])))
     with pytest.raises(TypeError, match="float32"):
         SupportVectorInfluence(TinyMLP().half(), sel)
@@ -297,8 +299,15 @@ def test_explanation_html_titles_sit_over_their_tiles():
     sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
     e = sel.explain(model, x[0], k=3, maps="none")
     ann = {a.text: (a.x, a.y) for a in e.figure().layout.annotations if a.text}
-    sup = [f"+ #{int(r)}" for r in e.supporting_indices[0]]
-    opp = [f"- #{int(r)}" for r in e.opposing_indices[0]]
+    ns, no = e.shown(0)
+
+    def titles(sign, rows, con, lab, count):  # sign, the row (no ids here), label, contribution
+        return [
+            f"{sign} #{int(rows[0, j])} class {int(lab[0, j])}: {float(con[0, j]):.2g}" for j in range(count)
+        ]
+
+    sup = titles("+", e.supporting_indices, e.supporting_contributions, e.supporting_labels, ns)
+    opp = titles("-", e.opposing_indices, e.opposing_contributions, e.opposing_labels, no)
     assert set(ann) == {"input", "feature map", *sup, *opp}
     assert ann[sup[0]][0] == pytest.approx(ann["input"][0])  # first column
     assert ann[opp[0]][0] == pytest.approx(ann["input"][0])
@@ -423,3 +432,46 @@ def test_explanations_show_only_contributions_of_their_lists_sign(problem):
         plt.close("all")
         bars = [t for t in e.figure(i).data if t.type == "bar" and t.name == "contribution"][0]
         assert len(bars.y) == ns + no and len(set(bars.x)) == ns + no
+
+
+def test_explanation_numbers_vectors_by_the_selection_ids_and_draws_red_positive():
+    """A selection over a subset carries ``indices`` (the samples' places in the data); the
+    explanation's plots and HTML number support vectors by them, as the report's other
+    sections do (they showed rows, so '#19' on one section was '38' on another). The HTML
+    feature map draws positive red (plotly's 'RdBu' drew it blue)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    sel.indices = torch.arange(12) * 2 + 100  # rows 0..11 are samples 100, 102, ...
+    e = sel.explain(model, torch.randn(2, 4), k=2, maps="none")
+    torch.testing.assert_close(e.support_ids, sel.indices)
+    ns, _ = e.shown(0)
+    shown = [f"#{100 + 2 * int(r)}" for r in e.supporting_indices[0, :ns]]
+    bars = [t for t in e.figure(0).data if t.name == "contribution"][0]
+    assert list(bars.x[:ns]) == shown
+    labels = [t.get_text().split("\n")[0] for t in e.plot(0).get_xticklabels()]
+    assert labels[:ns] == shown
+
+    image_model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+    xi = torch.randn(6, 3, 4, 4)
+    sel_i = DeepSupportVectors(progress=False).attribute(image_model, candidates=xi, labels=torch.arange(6) % 3)
+    fig = sel_i.explain(image_model, xi[:1], k=1, maps="total").figure(0)
+    heat = [t for t in fig.data if t.type == "heatmap" and t.zmid == 0][0]
+    assert heat.colorscale[-1][1] == "rgb(103,0,31)"  # the top of the scale is red
+    assert fig.data[0].type == "image"  # three channels: a picture, not their grey mean
+
+
+def test_explain_refuses_inputs_whose_logits_overflow():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[0].weight.mul_(100.0)
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    huge = torch.cat([torch.randn(1, 4), torch.full((1, 4), 3e38)])  # finite, the logits are not
+    with pytest.raises(ValueError, match=r"inputs rows \[1\] are finite but the model's logits"):
+        sel.explain(model, huge, maps="none")

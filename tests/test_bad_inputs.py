@@ -350,3 +350,27 @@ def test_int_settings_raise_type_error_for_a_type_and_value_error_for_a_value():
     assert explain(support, model, x[:1], k=np.int64(2), maps="none").supporting_indices.shape == (1, 2)
     expansion = SupportExpansion(model, support, chunk_size=np.int64(4), projection_dim=np.int32(8))
     assert expansion.chunk_size == 4 and type(expansion.chunk_size) is int
+
+
+class _TwoArgs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x, temperature):
+        return self.fc(x) / temperature
+
+
+def test_a_forward_that_needs_more_arguments_says_how_to_pass_them():
+    """A forward missing an argument raised Python's bare TypeError from the shape probe."""
+    x, y = torch.randn(6, 4), torch.arange(6) % 3
+    with pytest.raises(TypeError, match=r"pass its other arguments as additional_forward_args"):
+        DeepSupportVectors(progress=False).attribute(_TwoArgs(), candidates=x, labels=y)
+
+
+def test_candidates_pair_and_labels_together_are_refused():
+    """candidates=(a, b) with labels= read b as labels and then dropped it silently."""
+    model = nn.Sequential(nn.Linear(4, 3))
+    a, b, y = torch.randn(6, 4), torch.randn(6, 4), torch.arange(6) % 3
+    with pytest.raises(ValueError, match="candidates carries labels .* that differ from labels="):
+        DeepSupportVectors(progress=False).attribute(model, candidates=(a, b), labels=y)

@@ -434,3 +434,15 @@ def test_data_files_in_common_layouts_are_read_or_named(tmp_path):
         explainer.attribute(model, candidates=x, labels=y.float())
     with pytest.raises(ValueError, match=r"look channels-last \(H, W, C\).*permute\(0, 3, 1, 2\)"):
         explainer.attribute(model, candidates=x.permute(0, 2, 3, 1), labels=y)
+
+
+def test_cli_explain_names_the_data_rows_that_hold_nan(user_dir, capsys):
+    """NaN in --data row 5, picked by --index 5: the message named 'inputs' row 0 (of the picked)."""
+    assert main(["select", "--model", "usernet:build", "--weights", "weights.pt", "--data", "train.npz",
+                 "--no-progress", "--out", "sel"]) == 0  # fmt: skip
+    x, y = np.load("train.npz")["x"].copy(), np.load("train.npz")["y"]
+    x[5, 0, 0, 0] = np.nan
+    np.savez("nan.npz", x=x, y=y)
+    assert main(["explain", "--model", "usernet:build", "--weights", "weights.pt", "--result", "sel",
+                 "--data", "nan.npz", "--index", "2", "5", "--no-progress", "--out", "ex"]) == 2  # fmt: skip
+    assert "--data rows [5] (picked by --index) hold NaN or inf values" in capsys.readouterr().err

@@ -123,6 +123,12 @@ def _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progre
     shape = tuple(support.inputs.shape[1:])
     args = exp.args or None  # the feature maps' forward passes take them too
     logits = exp.logits(inputs).cpu()
+    bad = (~torch.isfinite(logits).all(1)).nonzero().flatten().tolist()
+    if bad:
+        raise ValueError(
+            f"inputs rows {bad[:10]} are finite but the model's logits on them are not (NaN or "
+            "inf): the model overflows there; check the inputs' scale"
+        )
     if class_names is not None and (isinstance(class_names, str) or len(class_names) < logits.shape[1]):
         raise ValueError(
             f"class_names must be a list naming all {logits.shape[1]} classes, got {class_names!r}"
@@ -185,6 +191,7 @@ def _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progre
         expansion=total,
         residual=exact - total,
         class_names=class_names,
+        support_ids=None if support.indices is None else support.indices.detach().cpu().clone(),
     )
 
 

@@ -45,6 +45,10 @@ class Explanation:
     residual : Tensor of shape (n,)
         ``exact - expansion`` (captum's convergence delta).
     class_names : list of str or None
+    support_ids : Tensor of shape (n_support,) or None
+        The support set's names for its rows, :attr:`DSVResult.indices` (a selected sample's
+        index in the data the selection ran on); the plots and the HTML label support vectors
+        by them (``#id``), by row when ``None``. The ``*_indices`` tensors stay rows.
     """
 
     inputs: Tensor
@@ -66,6 +70,7 @@ class Explanation:
     expansion: Tensor
     residual: Tensor
     class_names: list[str] | None = None
+    support_ids: Tensor | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -78,7 +83,11 @@ class Explanation:
         )
 
     def _name(self, c: int) -> str:
-        return self.class_names[c] if self.class_names else str(c)
+        return self.class_names[c] if self.class_names else f"class {c}"
+
+    def _id(self, row: Any) -> int:
+        """The displayed number of support row ``row``: its id where the support set has ids."""
+        return int(self.support_ids[int(row)]) if self.support_ids is not None else int(row)
 
     def _check_index(self, index: int) -> int:
         if (
@@ -134,7 +143,7 @@ class Explanation:
         colors = ["tab:green" if v >= 0 else "tab:red" for v in values]
         ax.bar(range(len(values)), values, color=colors)
         ax.set_xticks(range(len(values)))
-        ax.set_xticklabels([f"#{r}\n{self._name(c)}" for r, c in zip(rows, labels)], fontsize=7)
+        ax.set_xticklabels([f"#{self._id(r)}\n{self._name(c)}" for r, c in zip(rows, labels)], fontsize=7)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_ylabel("contribution")
         t = int(self.target[i])
@@ -165,7 +174,11 @@ class Explanation:
         fig, axes = plt.subplots(3, k + 1, figsize=(1.6 * (k + 1), 5.2), squeeze=False)
         show = denormalize if denormalize is not None else (lambda t: t)
         _show_input(show(self.inputs[i]), axes[0, 0], f"pred {self._name(int(self.prediction[i]))}")
-        _heat(self.feature_map[i], axes[1, 0], "feature map")
+        if self.inputs.is_floating_point():
+            _heat(self.feature_map[i], axes[1, 0], "feature map")
+        else:
+            axes[1, 0].text(0.5, 0.5, "no feature map\n(token ids)", ha="center", va="center", fontsize=7)
+            axes[1, 0].axis("off")
         axes[2, 0].axis("off")
         for j in range(k):
             for row, (count, con, img, lab) in enumerate(
@@ -194,7 +207,9 @@ class Explanation:
                     f"{'+' if row == 0 else ''}{con[i, j]:.2g} {self._name(int(lab[i, j]))}",
                 )
             if self.supporting_maps is not None and j < ns:
-                _heat(self.supporting_maps[i, j], axes[1, j + 1], f"#{int(self.supporting_indices[i, j])}")
+                _heat(
+                    self.supporting_maps[i, j], axes[1, j + 1], f"#{self._id(self.supporting_indices[i, j])}"
+                )
             else:
                 axes[1, j + 1].axis("off")
         fig.suptitle("supporting (top), feature maps (middle), opposing (bottom)", fontsize=9)
@@ -235,38 +250,49 @@ class Explanation:
         ns, no = self.shown(i)
         image_like = self.inputs.ndim >= 3
         cols = max(ns, no, 2)
+
         # make_subplots fills titles row by row over every cell: pad each row to `cols`
-        sup = [f"+ #{int(r)}" for r in self.supporting_indices[i, :ns]]
-        opp = [f"- #{int(r)}" for r in self.opposing_indices[i, :no]]
+        def title(sign: str, rows: Tensor, con: Tensor, lab: Tensor, count: int) -> list[str]:
+            return [  # "+ #38 class 2: 0.51": sign, id, label, contribution
+                html.escape(
+                    f"{sign} #{self._id(rows[i, j])} {self._name(int(lab[i, j]))}: {float(con[i, j]):.2g}"
+                )
+                for j in range(count)
+            ]
+
+        sup = title("+", self.supporting_indices, self.supporting_contributions, self.supporting_labels, ns)
+        opp = title("-", self.opposing_indices, self.opposing_contributions, self.opposing_labels, no)
         titles = (
             ["input", "feature map"] + [""] * (cols - 2) + sup + [""] * (cols - ns) + opp + [""] * (cols - no)
         )
         if image_like:
             fig = make_subplots(rows=3, cols=cols, subplot_titles=titles)
-            fig.add_trace(go.Heatmap(z=_plane(self.inputs[i]), colorscale="gray", showscale=False), 1, 1)
-            fig.add_trace(go.Heatmap(z=_plane(self.feature_map[i]), colorscale="RdBu", zmid=0), 1, 2)
+            fig.add_trace(_picture(self.inputs[i]), 1, 1)
+            # red positive, blue negative, as plot_panel and the report (plotly's RdBu is reversed)
+            fig.add_trace(go.Heatmap(z=_plane(self.feature_map[i]), colorscale="RdBu_r", zmid=0), 1, 2)
             for row, count, shown in ((2, ns, self.supporting_inputs), (3, no, self.opposing_inputs)):
                 for j in range(count):
-                    fig.add_trace(
-                        go.Heatmap(z=_plane(shown[i, j]), colorscale="gray", showscale=False), row, j + 1
-                    )
+                    fig.add_trace(_picture(shown[i, j]), row, j + 1)
             for ax in fig.layout:
                 if ax.startswith("yaxis"):
                     fig.layout[ax].autorange = "reversed"
-        else:  # flat features: two full-width bar charts
+        else:  # flat features: full-width bar charts (token ids have no feature map)
+            bars = "top supporting (+) and opposing (-) support vectors"
+            maps = self.inputs.is_floating_point()
             fig = make_subplots(
-                rows=2,
+                rows=2 if maps else 1,
                 cols=1,
-                subplot_titles=["feature attribution", "top supporting (+) and opposing (-) support vectors"],
+                subplot_titles=["feature attribution", bars] if maps else [bars],
             )
-            feats = self.feature_map[i].flatten().tolist()
-            fig.add_trace(go.Bar(y=feats, name="feature attribution"), 1, 1)
+            if maps:
+                feats = self.feature_map[i].flatten().tolist()
+                fig.add_trace(go.Bar(y=feats, name="feature attribution"), 1, 1)
             vals = torch.cat(
                 [self.supporting_contributions[i, :ns], self.opposing_contributions[i, :no]]
             ).tolist()
             rows = torch.cat([self.supporting_indices[i, :ns], self.opposing_indices[i, :no]])
-            names = [f"#{int(r)}" for r in rows]
-            fig.add_trace(go.Bar(x=names, y=vals, name="contribution"), 2, 1)
+            names = [f"#{self._id(r)}" for r in rows]
+            fig.add_trace(go.Bar(x=names, y=vals, name="contribution"), 2 if maps else 1, 1)
             cols = max(cols, 4)
         t = int(self.target[i])
         fig.update_layout(
@@ -278,6 +304,19 @@ class Explanation:
             width=200 * cols + 100,
         )
         return fig
+
+
+def _picture(t: Tensor) -> Any:
+    """A plotly trace of one input: an RGB picture for 3 channels (each scaled to its own
+    range), a grey map of the mean plane otherwise."""
+    import plotly.graph_objects as go
+
+    t = t.detach().float().cpu()
+    if t.ndim == 3 and t.shape[0] == 3:
+        lo, hi = t.amin(), t.amax()
+        rgb = ((t - lo) / (hi - lo if hi > lo else 1.0) * 255).round().permute(1, 2, 0)
+        return go.Image(z=rgb.tolist())
+    return go.Heatmap(z=_plane(t), colorscale="gray", showscale=False)
 
 
 def _plane(t: Tensor) -> list:
@@ -294,6 +333,21 @@ def _show_input(t: Tensor, ax: Any, title: str) -> None:
     (flat features) as a bar per feature."""
     from ..viz import show_image
 
+    if not t.is_floating_point():  # token ids: as text
+        ids = t.flatten().tolist()
+        ax.text(
+            0.5,
+            0.5,
+            " ".join(map(str, ids[:24])) + (" ..." if len(ids) > 24 else ""),
+            ha="center",
+            va="center",
+            wrap=True,
+            fontsize=6,
+            transform=ax.transAxes,
+        )
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+        return
     t = t.detach().float().cpu()
     if t.ndim > 3:  # a volume: its mean plane
         t = t.flatten(0, -3).mean(0)

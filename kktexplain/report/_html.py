@@ -395,8 +395,10 @@ def write_html(
                 "explanations",
                 "Per-decision explanations",
                 '<p class="note">For each input: its feature map, the support vectors that push '
-                "the explained logit up (+, middle row) and down (−, bottom row), and the residual "
-                "between the exact logit term and its support-vector expansion.</p>" + "".join(parts),
+                "the explained logit up (+) and down (−) with their contributions (for images: the "
+                "middle and bottom rows; for flat features: the lower bar chart), numbered as "
+                "elsewhere on this page, and the residual between the exact logit term and its "
+                "support-vector expansion.</p>" + "".join(parts),
             )
         )
 
