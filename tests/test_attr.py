@@ -458,7 +458,9 @@ def test_explanation_numbers_vectors_by_the_selection_ids_and_draws_red_positive
 
     image_model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
     xi = torch.randn(6, 3, 4, 4)
-    sel_i = DeepSupportVectors(progress=False).attribute(image_model, candidates=xi, labels=torch.arange(6) % 3)
+    sel_i = DeepSupportVectors(progress=False).attribute(
+        image_model, candidates=xi, labels=torch.arange(6) % 3
+    )
     fig = sel_i.explain(image_model, xi[:1], k=1, maps="total").figure(0)
     heat = [t for t in fig.data if t.type == "heatmap" and t.zmid == 0][0]
     assert heat.colorscale[-1][1] == "rgb(103,0,31)"  # the top of the scale is red
