@@ -116,6 +116,15 @@ class DSVResult:
         """Row indices sorted by decreasing λ (ties keep their order), shape ``(N,)``."""
         return self.lambdas.argsort(descending=True, stable=True)
 
+    def clear_cache(self) -> None:
+        """Drop what :meth:`explain` kept for its next call (the model and the support
+        gradients it prepared)."""
+        self.__dict__.pop("_explain_cache", None)
+
+    def __getstate__(self) -> dict:
+        # pickling and copying leave out explain's cache: it holds the model
+        return {k: v for k, v in self.__dict__.items() if k != "_explain_cache"}
+
     def top_k_per_class(self, k: int) -> Coreset:
         """The ``k`` samples of largest λ in every class (a coreset).
 

@@ -529,3 +529,36 @@ def test_equal_multipliers_refuse_a_model_of_another_class_count(setup):
     other = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5))  # same layers, 5 classes
     with pytest.raises(ValueError, match="made for a model with 3 classes; this model returns 5 logits"):
         equal_multipliers(other, support)
+
+
+def test_explain_reuses_its_support_gradients_until_something_changes(setup):
+    """explain without influence= rebuilt the support gradients on every call (4.5 s per call at
+    4,000 support vectors of a 72k-parameter MLP, 0.016 s reused)."""
+    import copy
+    import pickle
+
+    model, x, _, support = setup
+    first = support.explain(model, x[:1], maps="none")
+    svi = support._explain_cache[1]
+    again = support.explain(model, x[1:2], maps="none")
+    assert support._explain_cache[1] is svi  # reused
+    fresh = SupportVectorInfluence(model, support).influence(x[1:2])
+    torch.testing.assert_close(again.supporting_contributions[0], fresh[0].topk(5).values)
+    support.explain(model, x[:1], maps="none", param_names=["2.weight", "2.bias"])
+    assert support._explain_cache[1] is not svi  # another scope: another influence
+    svi = support._explain_cache[1]
+    with torch.no_grad():
+        model[0].weight.add_(0.5)  # the model changed since: rebuilt, not stale
+    changed = support.explain(model, x[:1], maps="none", param_names=["2.weight", "2.bias"])
+    assert support._explain_cache[1] is not svi
+    ref = SupportVectorInfluence(model, support, param_names=["2.weight", "2.bias"]).influence(x[:1])
+    torch.testing.assert_close(changed.supporting_contributions[0], ref[0].topk(5).values)
+    assert not torch.equal(changed.exact, first.exact)
+    svi = support._explain_cache[1]
+    support.lambdas = support.lambdas * 2  # new multipliers: rebuilt
+    support.explain(model, x[:1], maps="none", param_names=["2.weight", "2.bias"])
+    assert support._explain_cache[1] is not svi
+    assert not hasattr(copy.deepcopy(support), "_explain_cache")  # copies and pickles leave it out
+    assert not hasattr(pickle.loads(pickle.dumps(support)), "_explain_cache")
+    support.clear_cache()
+    assert not hasattr(support, "_explain_cache")

@@ -200,6 +200,12 @@ class SupportExpansion:
         return next(iter(self.fmodel.theta.values())).device
 
     @property
+    def stale(self) -> bool:
+        """Whether the model's parameters or buffers changed since the support gradients were
+        cached (``False`` before anything is cached)."""
+        return self._fingerprint is not None and self._fingerprint.changed()
+
+    @property
     def num_classes(self) -> int:
         """The model's number of classes, checked against the support set's (one forward).
 
@@ -258,7 +264,7 @@ class SupportExpansion:
         """``build()`` on the support set, after checking the model is the one this expansion
         measured before (if it measured anything); the model's state is recorded after the
         first pass."""
-        if self._fingerprint is not None and self._fingerprint.changed():
+        if self.stale:
             raise ValueError(
                 "the model's parameters or buffers changed in place after this expansion cached "
                 "its support gradients (e.g. an optimizer step): the cache no longer describes "

@@ -61,6 +61,12 @@ def explain(
     class_names : list of str, optional
     influence : SupportVectorInfluence, optional
         A prepared influence object, to reuse its cached support gradients across calls.
+        Without it, the one this call prepares is kept on ``support`` and reused by the next
+        call with the same model (unchanged since), scope, reference and forward arguments,
+        while ``support``'s inputs, labels and λ are unchanged: explaining inputs one call at
+        a time computes the support gradients once. It holds the model and those gradients
+        until ``support`` is released (or :meth:`DSVResult.clear_cache`); it is not saved or
+        pickled.
     additional_forward_args : Any, optional
         Arguments the model takes after its inputs (captum's convention), the same for the
         inputs and for the support set (as in selection). Refused with ``influence``, which
@@ -100,13 +106,8 @@ def explain(
                 "SupportVectorInfluence holds its own scope, reference and forward arguments; "
                 "pass them when building it, or leave influence out"
             )
-    svi = influence or SupportVectorInfluence(
-        model,
-        support,
-        param_names=param_names,
-        reference=reference,
-        additional_forward_args=additional_forward_args,
-        progress=progress,
+    svi = influence or _cached_influence(
+        support, model, param_names, reference, additional_forward_args, progress
     )
     exp = svi.expansion
     own_progress = exp.progress  # a prepared influence's setting is put back on return
@@ -193,6 +194,34 @@ def _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progre
         class_names=class_names,
         support_ids=None if support.indices is None else support.indices.detach().cpu().clone(),
     )
+
+
+def _cached_influence(
+    support: Any, model: nn.Module, param_names: Any, reference: Any, args: Any, progress: bool
+) -> SupportVectorInfluence:
+    """The influence ``explain`` prepared for the same request on ``support`` before, or a new
+    one (kept on ``support`` for the next call)."""
+    state = tuple(
+        (id(t), t._version)
+        for t in (support.inputs, support.labels, support.lambdas)
+        if isinstance(t, Tensor)
+    )
+    names = tuple(param_names) if isinstance(param_names, list | tuple) else param_names
+    key = (id(model), names, id(reference), id(args), state)
+    cached = getattr(support, "_explain_cache", None)
+    if cached is not None and cached[0] == key and cached[1].model is model and not cached[1].expansion.stale:
+        return cached[1]
+    svi = SupportVectorInfluence(
+        model,
+        support,
+        param_names=param_names,
+        reference=reference,
+        additional_forward_args=args,
+        progress=progress,
+    )
+    # the key holds ids: the objects behind them are held too (by svi), so no id is reused
+    support._explain_cache = (key, svi, reference, args)
+    return svi
 
 
 def _check_influence(influence: Any, model: nn.Module, support: Any) -> None:
