@@ -165,7 +165,7 @@ def child(args: argparse.Namespace) -> None:
 
 def gradient_pass(model, x, y, args, start: float, baseline: float) -> None:
     """Only selection's gradient pass (``gather_gradients``, sketched as selection does)."""
-    from kktexplain._select import gather_gradients
+    from kktexplain._gather import gather_gradients
     from kktexplain.kkt import CountSketch, FunctionalModel, KKTObjective
 
     model.eval()

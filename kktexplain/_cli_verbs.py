@@ -231,7 +231,7 @@ def _select_sharded(args: argparse.Namespace, nproc: int) -> int:
     """Selection in ``nproc`` local processes started by :func:`torch.multiprocessing.spawn`.
 
     The processes meet through a file in a temporary folder (``file://`` rendezvous, no port)
-    and form a gloo group; :func:`kktexplain._select.gather_gradients` shards the rows over
+    and form a gloo group; :func:`kktexplain._gather.gather_gradients` shards the rows over
     it. Every process solves the same gathered problem; rank 0 writes ``--out``. gloo also
     serves a CUDA ``--device``: the gradients are gathered on the CPU.
     """

@@ -415,7 +415,8 @@ def test_sharded_gradients_are_every_process_rows_gathered_in_order(tiny64, rng,
     # from the unsharded reference, this process's shard from gather_gradients itself
     import torch.distributed as dist
 
-    from kktexplain._select import _world_size, gather_gradients
+    from kktexplain._gather import gather_gradients
+    from kktexplain._select import _world_size
     from kktexplain.kkt import FunctionalModel, KKTObjective, KroneckerSketch, collect_gradients
 
     fmodel = FunctionalModel(tiny64)
@@ -682,19 +683,19 @@ def test_many_columns_are_solved_on_the_qr_factor_with_the_same_minimiser():
 
 
 def test_a_gradient_matrix_that_cannot_fit_is_refused_before_any_work(tiny64, rng, monkeypatch):
-    import kktexplain._select as select_module
-    from kktexplain._select import check_gradient_memory
+    import kktexplain._gather as gather_module
+    from kktexplain._gather import check_gradient_memory
 
     check_gradient_memory(1000, 1000, torch.float32, available=10**7)  # 4 MB of 10: fine
     with pytest.raises(ValueError, match=r"3\.7 GiB.*projection_dim=.*offload_dir="):
         check_gradient_memory(1_000_000, 1000, torch.float32, available=2**30)
     # through selection: the check reads the system's available memory
-    monkeypatch.setattr(select_module, "_available_bytes", lambda: 100)
+    monkeypatch.setattr(gather_module, "_available_bytes", lambda: 100)
     x = torch.randn(30, 3, generator=rng, dtype=torch.float64)
     y = torch.arange(30) % 3
     with pytest.raises(ValueError, match="per-sample gradients of 30 candidates"):
         DeepSupportVectors(progress=False).attribute(tiny64, candidates=x, labels=y)
-    monkeypatch.setattr(select_module, "_available_bytes", lambda: None)  # unknown: no check
+    monkeypatch.setattr(gather_module, "_available_bytes", lambda: None)  # unknown: no check
     assert len(DeepSupportVectors(progress=False).attribute(tiny64, candidates=x, labels=y)) == 30
 
 
