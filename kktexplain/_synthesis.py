@@ -36,7 +36,7 @@ from .kkt import (
     kkt_residuals,
     predictive_entropy,
 )
-from .kkt._grads import second_order_hint
+from .kkt._functional import second_order_hint
 
 _SECOND_ORDER_ADVICE = (
     "score real samples with selection instead (attribute(model, candidates=X, labels=y): "

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from kktexplain.kkt import _rows, input_norm, kkt_residuals, total_variation
-from kktexplain.kkt._grads import FunctionalModel
+from kktexplain.kkt._functional import FunctionalModel
 
 
 @pytest.fixture

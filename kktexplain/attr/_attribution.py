@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from .._model_state import eval_mode
 from .._validation import check_finite, check_positive
-from ..kkt._grads import call_functional, parameter_jvp, second_order_hint
+from ..kkt._functional import call_functional, second_order_hint
+from ..kkt._grads import parameter_jvp
 from ._expansion import SupportExpansion, _forward_args_hint
 from ._influence import check_query_inputs, resolve_target
 

@@ -31,7 +31,8 @@ from .._model_state import ModelFingerprint, eval_mode
 from .._scope import expansion_param_names, recorded_param_names, scoped_model
 from .._validation import check_model, check_positive, resolve_seed
 from ..kkt import KKTObjective, iter_per_sample_grads
-from ..kkt._grads import call_functional, parameter_jvp
+from ..kkt._functional import call_functional
+from ..kkt._grads import parameter_jvp
 from ._fidelity import ExpansionFidelity, pearson
 from ._support_passes import _forward_args_hint, build_cache, direction_pass, norms_pass
 

@@ -18,7 +18,8 @@ from ._conditions import (
     stationarity_cosine,
     stationarity_per_layer,
 )
-from ._grads import FunctionalModel, iter_per_sample_grads, per_sample_grads, weighted_loss_grad
+from ._functional import FunctionalModel
+from ._grads import iter_per_sample_grads, per_sample_grads, weighted_loss_grad
 from ._invariance import ScaleInvariance, scale_invariant_modules
 from ._kronecker import KroneckerSketch
 from ._nnls import working_set_bvls, working_set_nnls

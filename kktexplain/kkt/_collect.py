@@ -13,7 +13,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ._columns import GradientFile
-from ._grads import FunctionalModel, LossFn, iter_per_sample_grads
+from ._functional import FunctionalModel
+from ._grads import LossFn, iter_per_sample_grads
 from ._kronecker import KroneckerSketch
 
 __all__ = ["AUTO_SKETCH_DIM", "EXACT_MAX_ENTRIES", "CountSketch", "auto_sketch_dim", "collect_gradients"]

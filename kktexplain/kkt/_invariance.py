@@ -22,7 +22,7 @@ from torch.func import jvp
 
 from .._model_info import as_forward_args, cast_inputs
 from .._model_state import eval_mode
-from ._grads import call_functional
+from ._functional import call_functional
 
 __all__ = ["ScaleInvariance", "cosine_bound", "scale_invariant_modules"]
 

@@ -26,7 +26,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ._grads import FunctionalModel, per_sample_grads
+from ._functional import FunctionalModel
+from ._grads import per_sample_grads
 from ._layer_grads import (
     _CONV,
     _Block,

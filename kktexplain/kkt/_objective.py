@@ -35,7 +35,8 @@ from ._conditions import (
     stationarity,
     stationarity_cosine,
 )
-from ._grads import FunctionalModel, weighted_loss_grad
+from ._functional import FunctionalModel
+from ._grads import weighted_loss_grad
 from ._priors import input_norm, total_variation
 
 __all__ = ["KKTObjective", "ObjectiveValue", "PRESETS"]

@@ -23,7 +23,8 @@ from ._conditions import (
     stationarity,
     stationarity_cosine,
 )
-from ._grads import FunctionalModel, LossFn, weighted_loss_grad
+from ._functional import FunctionalModel
+from ._grads import LossFn, weighted_loss_grad
 from ._priors import input_norm, total_variation
 from ._rows import map_rows
 
