@@ -149,3 +149,9 @@ def test_shipped_model_is_deterministic_in_eval():
     model, _ = load_shipped_model(SHIPPED[0])
     x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     assert torch.equal(model(x), model(x))
+
+
+def test_load_shipped_model_refuses_an_unknown_name():
+    """An unknown name returned None, and unpacking it failed with a bare TypeError."""
+    with pytest.raises(ValueError, match=r"name must be a reference model, one of \[.*'fashion_mnist_small'"):
+        load_shipped_model("fashion_mnist_smal")

@@ -85,12 +85,22 @@ def load_shipped_model(
     Returns
     -------
     (nn.Module, dict) or None
-        The model in eval mode on the CPU, and its card (with ``"source": "package"``).
+        The model in eval mode on the CPU, and its card (with ``"source": "package"``);
+        ``None`` for a reference model whose weights are not in ``folder`` (train it with
+        :func:`load_reference_model`).
+
+    Raises
+    ------
+    ValueError
+        For a ``name`` that is not a reference model (a key of ``REFERENCE_MODELS``), or
+        weights whose hash differs from the card's.
     """
     from safetensors.torch import load_file
 
     from ._cache import _SHAPES, REFERENCE_MODELS, _build
 
+    if name not in REFERENCE_MODELS:
+        raise ValueError(f"name must be a reference model, one of {sorted(REFERENCE_MODELS)}; got {name!r}")
     card = shipped_card(name, folder)
     if card is None:
         return None
