@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from ._cli_options import check_outputs, cli_message, positive_int
+from ._cli_options import _int_at_least, check_outputs, cli_message, positive_int
 
 __all__ = ["main"]
 
@@ -237,6 +237,27 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+# settings of the reference problems only (kktexplain evaluate without --model): None when not
+# given, so that --model refuses them and run_evaluation's defaults apply
+_REFERENCE_ONLY = ("n_train", "flip", "removal_tests", "removal_k")
+
+
+def _at_least_two(text: str) -> int:
+    """argparse type: an int >= 2 (a standard error needs two values)."""
+    return _int_at_least(text, 2, "an integer >= 2")
+
+
+def _open_fraction(text: str) -> float:
+    """argparse type: a float strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {text!r}")
+    return value
+
+
 def _evaluate_parser(sub) -> None:
     ev = sub.add_parser(
         "evaluate",
@@ -279,14 +300,36 @@ def _evaluate_parser(sub) -> None:
         "--param-names",
         nargs="+",
         default=None,
-        help="with --model: the scope (default: last Linear)",
+        help="with --model: the scope (default: the output nn.Linear, weight and bias)",
     )
-    ev.add_argument("--n-train", type=int, default=10_000, help="Fashion-MNIST training subset")
-    ev.add_argument("--flip", type=float, default=0.1, help="fraction of flipped labels")
-    ev.add_argument("--n-identical", type=int, default=1000, help="test inputs of the identical-class test")
-    ev.add_argument("--removal-tests", type=int, default=50, help="test inputs of the removal test")
-    ev.add_argument("--removal-k", type=int, default=20, help="proponents removed per test input")
-    ev.add_argument("--batch-size", type=int, default=256, help="training batch size (default 256)")
+    ev.add_argument(
+        "--n-train", type=positive_int, help="without --model: Fashion-MNIST training subset (default 10000)"
+    )
+    ev.add_argument(
+        "--flip", type=_open_fraction, help="without --model: fraction of flipped labels (default 0.1)"
+    )
+    ev.add_argument(
+        "--removal-tests",
+        type=_at_least_two,
+        help="without --model: test inputs of the removal test, at least 2 (default 50)",
+    )
+    ev.add_argument(
+        "--removal-k",
+        type=positive_int,
+        help="without --model: proponents removed per test input (default 20)",
+    )
+    ev.add_argument(
+        "--n-identical",
+        type=positive_int,
+        default=1000,
+        help="test inputs of the identical-class test (with --model: also of fidelity; default 1000)",
+    )
+    ev.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=256,
+        help="batch size of every method: ours, TracInCP and the baselines (default 256)",
+    )
     ev.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
@@ -298,20 +341,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .attr._protocol import run_evaluation
 
     out = Path(args.out) if args.out else Path(args.json).resolve().parent / "evaluation"
+    given = {k: getattr(args, k) for k in _REFERENCE_ONLY if getattr(args, k) is not None}
+    if args.model is not None and given:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        print(
+            f"kktexplain evaluate: {flags} set the reference problems (without "
+            "--model); your model's evaluation does not read them",
+            file=sys.stderr,
+        )
+        return 2
     if args.model is not None:
         return _evaluate_user_model(args, out)
-    if args.data or args.test_data or args.weights:
-        print("kktexplain evaluate: --data, --test-data and --weights go with --model", file=sys.stderr)
+    model_only = [
+        flag
+        for flag, value in (
+            ("--data", args.data),
+            ("--test-data", args.test_data),
+            ("--weights", args.weights),
+            ("--limit", args.limit),
+            ("--param-names", args.param_names),
+        )
+        if value
+    ]
+    if model_only:
+        print(f"kktexplain evaluate: {', '.join(model_only)}: read only with --model", file=sys.stderr)
         return 2
     try:
         run_evaluation(
             out,
             parts=args.parts or _PARTS,
-            n_train=args.n_train,
-            flip=args.flip,
             n_identical=args.n_identical,
-            removal_tests=args.removal_tests,
-            removal_k=args.removal_k,
+            **given,
             batch_size=args.batch_size,
             seed=args.seed,
             progress=not args.no_progress,

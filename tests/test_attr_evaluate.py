@@ -277,3 +277,237 @@ def test_tracins_checkpoints_leave_a_model_that_cannot_be_copied_as_found(tmp_pa
     assert "tracin_checkpoints" in res
     after = model.state_dict()
     assert all(torch.equal(after[k], before[k]) for k in before)  # not the checkpoint's weights
+
+
+# --- stress-test defects: validation, scope and dtype of the evaluations --------------------
+
+
+@pytest.fixture(scope="module")
+def blob_model(blobs):
+    x, noisy, flipped, xt = blobs
+    y = torch.where(flipped, (noisy - 1) % 3, noisy)
+    return fit_full_batch(x, y, hidden=(8,), steps=100), x, y, xt
+
+
+class _HeadFirst(nn.Module):
+    """The output layer registered before the body it follows."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(5, 3)
+        self.body = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU())
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_evaluate_model_refuses_bad_counts_and_records_what_each_part_used(blob_model, tmp_path):
+    from kktexplain.attr import evaluate_model
+
+    model, x, y, xt = blob_model
+    run = dict(parts=("identical_class",), compare_tracin=False, progress=False)
+    for name, bad in (("n_identical", -5), ("n_randomization", -3), ("batch_size", 0)):
+        with pytest.raises(ValueError, match=name):
+            evaluate_model(model, (x, y), xt, tmp_path, **{name: bad}, **run)
+    with pytest.raises(TypeError, match="n_identical"):
+        evaluate_model(model, (x, y), xt, tmp_path, n_identical=2.5, **run)
+    res = evaluate_model(model, (x, y), xt, tmp_path, n_identical=7, **run)
+    assert res["n_test"] == len(xt) and res["n_test_used"] == {"identical_class": 7}
+    res = evaluate_model(model, (x, y), xt, tmp_path, n_identical=10_000, **run)
+    assert res["n_test_used"] == {"identical_class": len(xt)}
+
+
+def test_evaluate_model_refuses_zero_n_identical_and_an_empty_test(blob_model, tmp_path):
+    from kktexplain.attr import evaluate_model
+
+    model, x, y, xt = blob_model
+    run = dict(parts=("identical_class",), compare_tracin=False, progress=False)
+    with pytest.raises(ValueError, match="n_identical must be > 0"):
+        evaluate_model(model, (x, y), xt, tmp_path, n_identical=0, **run)
+    with pytest.raises(ValueError, match="test must hold at least one input"):
+        evaluate_model(model, (x, y), xt[:0], tmp_path, **run)
+    with pytest.raises(ValueError, match="test_inputs must hold at least one input"):
+        evaluate_identical_class(model, None, xt[:0], compare_tracin=False)
+
+
+def test_the_evaluations_refuse_a_batch_size_below_one(blob_model, blobs, tmp_path):
+    model, x, y, xt = blob_model
+    flipped = blobs[2]
+    with pytest.raises(ValueError, match="batch_size must be > 0"):
+        evaluate_mislabels(model, x, y, flipped, batch_size=0, compare_tracin=False)
+    with pytest.raises(ValueError, match="batch_size must be > 0"):
+        evaluate_identical_class(model, None, xt, batch_size=0, compare_tracin=False)
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        evaluate_mislabels(model, x, y, flipped, batch_size=8.0, compare_tracin=False)
+
+
+def test_a_misspelled_param_name_is_refused_by_every_part(blob_model, tmp_path):
+    from kktexplain.attr import evaluate_model
+
+    model, x, y, xt = blob_model
+    for parts in (("fidelity",), ("identical_class",), ("randomization",)):
+        with pytest.raises(ValueError, match=r"not found: \['3\.wieght'\]\. Available"):
+            evaluate_model(model, (x, y), xt, tmp_path, parts=parts, param_names=["3.wieght"], progress=False)
+    with pytest.raises(TypeError, match="param_names"):
+        evaluate_model(model, (x, y), xt, tmp_path, parts=("fidelity",), param_names="3.weight")
+
+
+def test_cli_evaluate_names_a_misspelled_param_name(blob_model, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from kktexplain.cli import main
+
+    model, x, y, xt = blob_model
+    (tmp_path / "blobnet.py").write_text(
+        "from kktexplain.models import MLP\n\n\ndef build():\n"
+        "    return MLP((2,), num_classes=3, hidden=(8,))\n"
+    )
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    np.savez(tmp_path / "train.npz", x=x.numpy(), y=y.numpy())
+    np.savez(tmp_path / "test.npz", x=xt.numpy())
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", "--json", "e.json", "--model", "blobnet:build", "--weights", "w.pt", "--no-progress"]
+    args += ["--data", "train.npz", "--test-data", "test.npz", "--parts", "fidelity"]
+    assert main([*args, "--param-names", "3.wieght"]) == 2
+    assert "not found: ['3.wieght']" in capsys.readouterr().err
+    # the reference problems' settings are refused with --model, not silently ignored
+    assert main([*args, "--flip", "0.3", "--removal-k", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--flip" in err and "--removal-k" in err and "--model" in err
+    assert main(["evaluate", "--json", "e.json", "--parts", "removal", "--limit", "5"]) == 2
+    assert "--limit" in capsys.readouterr().err
+
+
+def test_cli_evaluate_counts_are_positive_and_name_their_option(capsys):
+    from kktexplain.cli import build_parser, main
+
+    for flag, value in (("--n-identical", "-40"), ("--removal-k", "-1"), ("--batch-size", "0")):
+        with pytest.raises(SystemExit) as exit_info:  # argparse's usage error, before any work
+            main(["evaluate", "--json", "e.json", "--model", "absent:build", flag, value, "--no-progress"])
+        assert exit_info.value.code == 2
+        assert flag in capsys.readouterr().err
+    parser, _ = build_parser()
+    evaluate = parser._subparsers._group_actions[0].choices["evaluate"]
+    help_of = {a.option_strings[0]: a.help for a in evaluate._actions if a.option_strings}
+    assert "training" not in help_of["--batch-size"] and "every method" in help_of["--batch-size"]
+
+
+def test_evaluate_model_takes_one_part_as_a_string(blob_model, tmp_path):
+    from kktexplain.attr import evaluate_model
+
+    model, x, y, xt = blob_model
+    res = evaluate_model(
+        model, (x, y), xt[:5], tmp_path, parts="identical_class", compare_tracin=False, progress=False
+    )
+    assert res["identical_class"]["ours"]["identical_class"] is not None
+
+
+def test_mislabels_on_a_last_layer_without_bias(blobs):
+    x, y, flipped, _ = blobs
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3, bias=False)).eval()
+    res = evaluate_mislabels(model, x, y, flipped, batch_size=64, compare_tracin=False)
+    assert 0.0 <= res["self_influence"]["roc_auc"] <= 1.0
+
+
+def test_mislabels_refuse_a_flipped_mask_with_one_class(blob_model, blobs):
+    model, x, y, _ = blob_model
+    for mask in (torch.zeros(len(x), dtype=torch.bool), torch.ones(len(x), dtype=torch.bool)):
+        with pytest.raises(ValueError, match="flipped must mark some samples but not all"):
+            evaluate_mislabels(model, x, y, mask, compare_tracin=False)
+
+
+def _fit_small(a, b, dtype=torch.float32):
+    return fit_full_batch(a, b, hidden=(4,), steps=30).to(dtype)  # fitted in float32, then cast
+
+
+def test_removal_of_a_float64_model_on_float32_data(blobs):
+    import numpy as np
+
+    x, y, _, xt = blobs
+
+    def fit64(a, b):
+        return _fit_small(a, b, torch.float64)
+
+    res = evaluate_removal(fit64, x, y, xt, k=3, n_test=2, compare_tracin=True)
+    assert set(res["margin_drop"]) == {"ours", "tracin", "random"}
+    assert all(np.isfinite(v["sem"]) for v in res["margin_drop"].values())
+
+
+def test_removal_refuses_a_fraction_outside_zero_one_and_fewer_than_two_tests(blobs):
+    x, y, _, xt = blobs
+    for fraction in (1.5, 1.0, 0.0, -0.2):
+        with pytest.raises(ValueError, match="fraction"):
+            evaluate_removal(_fit_small, x, y, xt, k=3, n_test=2, fraction=fraction, compare_tracin=False)
+    for n_test, tests in ((1, xt), (5, xt[:1])):
+        with pytest.raises(ValueError, match="n_test must be >= 2"):
+            evaluate_removal(_fit_small, x, y, tests, k=3, n_test=n_test, compare_tracin=False)
+    for k in (0, len(x)):
+        with pytest.raises(ValueError, match="k must be"):
+            evaluate_removal(_fit_small, x, y, xt, k=k, n_test=2, compare_tracin=False)
+
+
+def test_last_linear_is_the_output_layer_of_a_head_first_model(blobs, tmp_path):
+    from kktexplain.attr import evaluate_model
+    from kktexplain.attr._baselines import features
+
+    x, y, _, xt = blobs
+    torch.manual_seed(0)
+    model = _HeadFirst().eval()
+    assert features(model, x[:4], 2).shape == (4, 5)  # the head's inputs, not body.2's (8 wide)
+    model.input_shape = (2,)  # the selection's shape inference reads registration order
+    res = evaluate_model(
+        model, (x, y), xt[:4], tmp_path, parts=("identical_class",), compare_tracin=False, progress=False
+    )
+    assert res["param_names"] == ["head.weight", "head.bias"]
+    assert last_linear(model, x)[0] == "head"
+    assert last_linear(model)[0] == "body.2"  # without inputs: registration order, as documented
+
+
+class _Temperature(nn.Module):
+    """The model itself owns a parameter (a learnable temperature): no reset_parameters()."""
+
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3))
+        self.scale = nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x):
+        return self.scale * self.f(x)
+
+
+def test_randomization_leaves_out_modules_without_reset_parameters(blobs, tmp_path):
+    from kktexplain.attr import evaluate_model
+
+    x, y, _, xt = blobs
+    torch.manual_seed(0)
+    model = _Temperature().eval()
+    sel = DeepSupportVectors(param_names=["f.2.weight", "f.2.bias"], multipliers="equal", progress=False)
+    sel = sel.attribute(model, candidates=x, labels=y)
+    with pytest.warns(UserWarning, match="leaves out '' \\(the model itself\\)"):
+        rows = evaluate_randomization(model, sel, xt[:3], n_steps=4)
+    assert [r["layer"] for r in rows] == ["f.2", "f.0"]
+    with pytest.raises(ValueError, match="reset_parameters"):
+        evaluate_randomization(model, sel, xt[:3], n_steps=4, layers=[""])
+    with pytest.warns(UserWarning, match="leaves out"):
+        res = evaluate_model(
+            model, (x, y), xt, tmp_path, parts=("randomization",), n_randomization=3, progress=False
+        )
+    assert [r["layer"] for r in res["randomization"]] == ["f.2", "f.0"]
+    assert res["randomization_left_out"] == [""] and res["n_test_used"] == {"randomization": 3}
+
+
+def test_evaluate_model_says_it_takes_no_additional_forward_args(blobs, tmp_path):
+    from kktexplain.attr import evaluate_model
+
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.out = nn.Linear(2, 3)
+
+        def forward(self, x, z):
+            return self.out(x + z)
+
+    x, y, _, xt = blobs
+    with pytest.raises(TypeError, match="does not support additional_forward_args"):
+        evaluate_model(TwoInputs(), (x, y), xt, tmp_path, progress=False)

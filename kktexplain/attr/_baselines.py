@@ -16,15 +16,67 @@ from torch.utils.data import TensorDataset
 from .._model_info import cast_inputs, model_device, model_dtype
 from .._model_state import eval_mode
 
-__all__ = ["features", "last_layer_top1", "last_linear", "tracin"]
+__all__ = ["features", "last_layer_top1", "last_linear", "last_linear_scope", "tracin"]
+
+# Inputs of the probe forward that finds the output layer: which layer runs last is structural.
+_PROBE_ROWS = 2
 
 
-def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
-    """The name and module of the model's last ``nn.Linear`` (the representer points' layer)."""
+def last_linear(model: nn.Module, inputs: Tensor | None = None) -> tuple[str, nn.Linear]:
+    """The name and module of the model's output ``nn.Linear`` (the representer points' layer).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Only read (one forward in eval mode, without gradients, where ``inputs`` are given).
+    inputs : Tensor of shape (n, *input_shape), optional
+        Valid inputs of the model. With them, one forward on ``inputs[:2]`` decides: the
+        ``nn.Linear`` whose output is the model's output, else the last ``nn.Linear`` to run
+        (a head registered before the body it follows is found). Without them, the last
+        ``nn.Linear`` in registration order.
+
+    Returns
+    -------
+    name : str
+    layer : nn.Linear
+
+    Raises
+    ------
+    ValueError
+        If the model has no ``nn.Linear`` layer, or none runs in its forward on ``inputs``.
+    """
     found = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not found:
         raise ValueError("model must contain an nn.Linear layer")
-    return found[-1]
+    if inputs is None or len(found) == 1:
+        return found[-1]
+    ran: list[tuple[str, nn.Linear, object]] = []
+    handles = [m.register_forward_hook(lambda mod, _a, out, k=k: ran.append((k, mod, out))) for k, m in found]
+    try:
+        probe = cast_inputs(inputs[:_PROBE_ROWS], model_device(model), model_dtype(model))
+        with torch.no_grad(), eval_mode(model):
+            output = model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not ran:
+        raise ValueError("model must run an nn.Linear layer in its forward; none ran on the inputs given")
+    at_output = [(k, m) for k, m, out in ran if out is output]
+    k, m = at_output[-1] if at_output else ran[-1][:2]
+    return k, m
+
+
+def last_linear_scope(model: nn.Module, inputs: Tensor | None = None) -> list[str]:
+    """The parameter names of the output ``nn.Linear`` (:func:`last_linear`): its weight, and
+    its bias where it has one.
+
+    Raises
+    ------
+    ValueError
+        If the model has no ``nn.Linear`` layer.
+    """
+    name, layer = last_linear(model, inputs)
+    return [f"{name}.weight"] + ([f"{name}.bias"] if layer.bias is not None else [])
 
 
 def tracin(
@@ -90,8 +142,8 @@ def tracin(
 
 
 def features(model: nn.Module, inputs: Tensor, batch_size: int) -> Tensor:
-    """Inputs of the last linear layer (the representer points' features)."""
-    _, layer = last_linear(model)
+    """Inputs of the output linear layer (:func:`last_linear`; the representer points' features)."""
+    _, layer = last_linear(model, inputs)
     store: list[Tensor] = []
     handle = layer.register_forward_pre_hook(lambda m, a: store.append(a[0].detach().flatten(1).cpu()))
     try:

@@ -21,10 +21,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from .._model_info import cast_inputs, model_dtype
+from .._model_info import cast_inputs, model_device, model_dtype
 from .._model_state import eval_mode, isolated
+from .._validation import check_positive
 from ..kkt import cross_entropy
-from ._baselines import last_layer_top1, last_linear, tracin
+from ._baselines import last_layer_top1, last_linear, last_linear_scope, tracin
 from ._influence import SupportVectorInfluence
 
 __all__ = [
@@ -64,12 +65,14 @@ def evaluate_mislabels(
     labels : Tensor of shape (N,)
         The (noisy) labels the model was trained with.
     flipped : Tensor of shape (N,), dtype bool
-        Which labels were flipped.
+        Which labels were flipped: some, not all (else no ROC-AUC is defined).
     explainer : DeepSupportVectors, optional
-        Settings of the selection that gives λ. Default: the last layer with equal multipliers
-        (``multipliers="equal"``, the KKT value of weight-decay training; one pass).
+        Settings of the selection that gives λ. Default: the model's output ``nn.Linear``
+        (its weight, and its bias where it has one; :func:`~kktexplain.attr._baselines.last_linear`)
+        with equal multipliers (``multipliers="equal"``, the KKT value of weight-decay
+        training; one pass).
     batch_size : int, default=256
-        Chunk size of every method (ours and TracInCP alike).
+        Chunk size of every method (ours and TracInCP alike); at least 1.
     compare_tracin : bool, default=True
     fitted : DeepSupportVectors, optional
         A second selection to compare with, usually with fitted multipliers
@@ -87,18 +90,35 @@ def evaluate_mislabels(
         For each ranking (``self_influence``, ``loss``, ``tracin`` and, with ``fitted`` or
         ``checkpoints``, the rows above): ``roc_auc``, ``flipped_in_top10`` and ``seconds``
         (wall time, measured in this call; ``self_influence``'s includes its selection and
-        support gradients).
+        support gradients). Beside the rankings, without ``roc_auc``: ``support_size`` (and,
+        with ``fitted``, ``support_size_fit``), the selection's ``n_support`` of ``n``
+        samples.
+
+    Raises
+    ------
+    ValueError
+        If ``inputs``, ``labels`` and ``flipped`` differ in length, ``flipped`` marks no
+        sample or every sample, or ``batch_size`` is below 1.
+    TypeError
+        If ``batch_size`` is not an int.
     """
     from .._explainer import DeepSupportVectors
 
+    check_positive("batch_size", batch_size, integer=True)
     flipped = torch.as_tensor(flipped).bool()
     if len(flipped) != len(inputs) or len(labels) != len(inputs):
         raise ValueError("inputs, labels and flipped must have the same length")
-    name, _ = last_linear(model)
-    last = [f"{name}.weight", f"{name}.bias"]
+    if not bool(flipped.any()) or bool(flipped.all()):
+        raise ValueError(
+            f"flipped must mark some samples but not all ({int(flipped.sum())} of {len(flipped)} "
+            "marked): the ROC-AUC of a ranking is undefined with one class"
+        )
     if explainer is None:
         explainer = DeepSupportVectors(
-            param_names=last, multipliers="equal", chunk_size=batch_size, progress=False
+            param_names=last_linear_scope(model, inputs),
+            multipliers="equal",
+            chunk_size=batch_size,
+            progress=False,
         )
     out: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
@@ -154,13 +174,22 @@ def evaluate_identical_class(
 ) -> dict[str, dict[str, float]]:
     """Fraction of test inputs whose top-1 proponent has the class the model predicts.
 
+    In a last-layer scope the test is passed by construction where the features are
+    non-negative (after a ReLU): the contribution of training sample ``j`` to class ``c`` is
+    ``-λ_j (p_jc - [y_j = c]) (<h_j, h(x)> + 1)``, and with ``h >= 0`` it is positive exactly
+    when ``y_j = c``; an untrained model (with ``λ > 0``) scores 1.0 too. The test only
+    tells explanations apart for scopes beyond the last layer, or features of both signs.
+    Representer points pass it by the same construction.
+
     Parameters
     ----------
     model : nn.Module
     support : DSVResult
         A selection over the training set (its labels are the training labels).
     test_inputs : Tensor of shape (n, *input_shape)
+        At least one input.
     batch_size : int, default=256
+        At least 1.
     compare_tracin : bool, default=True
     influence : SupportVectorInfluence, optional
         Reuse a prepared object (and its cache).
@@ -172,7 +201,17 @@ def evaluate_identical_class(
         L2 refit), ``grad_cosine`` (cosine of last-layer loss gradients) and ``tracin``: each
         with ``identical_class`` and ``seconds``. Where every λ of ``support`` is 0, ``ours``
         holds ``identical_class=None`` and the reason under ``skipped``.
+
+    Raises
+    ------
+    ValueError
+        If ``test_inputs`` is empty or ``batch_size`` below 1.
+    TypeError
+        If ``batch_size`` is not an int.
     """
+    check_positive("batch_size", batch_size, integer=True)
+    if len(test_inputs) == 0:
+        raise ValueError("test_inputs must hold at least one input, got none")
     svi = influence or SupportVectorInfluence(model, support, chunk_size=batch_size)
     labels = support.hard_labels
     out: dict[str, dict[str, Any]] = {}
@@ -220,9 +259,15 @@ def evaluate_identical_class(
     return out
 
 
-def _margin(model: nn.Module, x: Tensor, c: Tensor) -> Tensor:
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    """The model's logits on ``x``, cast to its device and dtype (eval mode, no gradients)."""
     with torch.no_grad(), eval_mode(model):
-        logits = model(x)
+        return model(cast_inputs(x, model_device(model), model_dtype(model)))
+
+
+def _margin(model: nn.Module, x: Tensor, c: Tensor) -> Tensor:
+    logits = _logits(model, x)
+    c = c.to(logits.device)
     own = logits.gather(1, c[:, None]).squeeze(1)
     other = logits.scatter(1, c[:, None], float("-inf")).max(1).values
     return own - other
@@ -255,11 +300,12 @@ def evaluate_removal(
         Settings of the selection whose expansion ranks the proponents (default: all
         parameters, equal multipliers, ``multipliers="equal"``).
     k : int, default=20
-        Proponents removed per test input.
+        Proponents removed per test input: at least 1, fewer than the training samples.
     n_test : int, default=50
-        Test inputs (the first ``n_test``).
+        Test inputs (the first ``n_test``): at least 2, and ``test_inputs`` must hold 2, for
+        the standard error of the mean drop.
     fraction : float, default=0.5
-        Fraction removed in the global test.
+        Fraction removed in the global test, strictly between 0 and 1.
     seed : int, default=0
         Seeds the random removals.
     compare_tracin : bool, default=True
@@ -277,11 +323,33 @@ def evaluate_removal(
         standard error and how many test inputs ours moved more);
         ``prediction_change``: fraction of test predictions changed by removing the
         ``fraction`` of lowest λ, and a random ``fraction``.
+
+    Raises
+    ------
+    ValueError
+        For ``k``, ``n_test`` or ``fraction`` out of the ranges above.
+    TypeError
+        For ``k`` or ``n_test`` not an int, or ``fraction`` not a number.
     """
     from tqdm.auto import tqdm
 
     from .._explainer import DeepSupportVectors
 
+    check_positive("k", k, integer=True)
+    check_positive("n_test", n_test, integer=True)
+    check_positive("fraction", fraction)
+    k, n_test = int(k), int(n_test)
+    if k >= len(train_inputs):
+        raise ValueError(f"k must be below the number of training samples ({len(train_inputs)}), got {k}")
+    if min(n_test, len(test_inputs)) < 2:
+        raise ValueError(
+            "n_test must be >= 2 and test_inputs must hold at least 2 inputs (the standard error "
+            f"of the mean drop needs two), got n_test={n_test} and {len(test_inputs)} test inputs"
+        )
+    if fraction >= 1:
+        raise ValueError(
+            f"fraction must be below 1 (the share of training samples removed), got {fraction!r}"
+        )
     gen = torch.Generator().manual_seed(seed)
     model = train_fn(train_inputs, train_labels)
     explainer = explainer or DeepSupportVectors(multipliers="equal", progress=False)
@@ -290,14 +358,15 @@ def evaluate_removal(
         model, candidates=train_inputs, labels=train_labels
     )
     xt = test_inputs[:n_test]
-    with torch.no_grad(), eval_mode(model):
-        pred = model(xt).argmax(1)
+    pred = _logits(model, xt).argmax(1).cpu()
     before = _margin(model, xt, pred)
     svi = SupportVectorInfluence(model, sel)
-    removals = {"ours": svi.influence((xt, pred), k=k).indices}
+    removals = {"ours": svi.influence((xt, pred), k=k).indices.cpu()}
     if compare_tracin:
+        queries = cast_inputs(xt, xt.device, model_dtype(model))
         with eval_mode(model):
-            removals["tracin"] = tracin(model, train_inputs, train_labels).influence((xt, pred), k=k).indices
+            tr = tracin(model, train_inputs, train_labels)
+            removals["tracin"] = tr.influence((queries, pred), k=k).indices.cpu()
     n = len(train_inputs)
     removals["random"] = torch.stack([torch.randperm(n, generator=gen)[:k] for _ in range(len(xt))])
     drops: dict[str, list[float]] = {m: [] for m in removals}
@@ -333,8 +402,7 @@ def evaluate_removal(
             "sem": float(diff.std(ddof=1) / np.sqrt(len(diff))),
             "ours_larger": int((diff > 0).sum()),
         }
-    with torch.no_grad(), eval_mode(model):
-        full_pred = model(test_inputs).argmax(1)
+    full_pred = _logits(model, test_inputs).argmax(1)
     n_drop = int(round(fraction * n))
     order = fit.lambdas.double() + 1e-12 * torch.rand(n, generator=gen, dtype=torch.float64)  # random ties
     low = order.argsort()[:n_drop]
@@ -344,8 +412,7 @@ def evaluate_removal(
         keep = torch.ones(n, dtype=torch.bool)
         keep[drop] = False
         m = train_fn(train_inputs[keep], train_labels[keep])
-        with torch.no_grad(), eval_mode(m):
-            change[name] = float((m(test_inputs).argmax(1) != full_pred).double().mean())
+        change[name] = float((_logits(m, test_inputs).argmax(1).cpu() != full_pred.cpu()).double().mean())
     out["prediction_change"] = change
     out["fraction_removed"] = fraction
     out["lambda_zero_fraction"] = float((fit.lambdas == 0).double().mean())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 from .._model_info import model_device, model_dtype
 from ._attribution import SupportVectorAttribution
 
-__all__ = ["evaluate_randomization"]
+__all__ = ["cascade_layers", "evaluate_randomization"]
 
 
 def _constant(t: Tensor) -> bool:
@@ -26,6 +27,29 @@ def _spearman(a: Tensor, b: Tensor) -> float:
     if _constant(b):
         return 0.0
     return float(spearmanr(a.flatten().double().numpy(), b.flatten().double().numpy()).statistic)
+
+
+def cascade_layers(model: nn.Module) -> tuple[list[str], list[str]]:
+    """The default cascade of :func:`evaluate_randomization`, and the modules it leaves out.
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    layers : list of str
+        Every module with parameters of its own and a ``reset_parameters()``, in reverse order
+        of registration (top first).
+    left_out : list of str
+        Modules with parameters of their own but no ``reset_parameters()`` (e.g. the model
+        itself owning a temperature ``nn.Parameter``): they cannot be re-initialised, so the
+        cascade keeps their values.
+    """
+    owners = [k for k, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]
+    mods = dict(model.named_modules())
+    layers = [k for k in owners if hasattr(mods[k], "reset_parameters")]
+    return layers, [k for k in owners if k not in layers]
 
 
 def evaluate_randomization(
@@ -53,8 +77,10 @@ def evaluate_randomization(
     n_steps : int, default=16
     seed : int, default=0
     layers : sequence of str, optional
-        Modules to randomise, top first. Default: every module with its own parameters, in
-        reverse order of registration.
+        Modules to randomise, top first; each must have a ``reset_parameters()``. Default:
+        :func:`cascade_layers`, every module with its own parameters and a
+        ``reset_parameters()``, in reverse order of registration (the others are left out,
+        with a warning naming them).
 
     Returns
     -------
@@ -67,7 +93,14 @@ def evaluate_randomization(
     ------
     ValueError
         If an original map is constant (every λ zero, or a logit that ignores its input): ρ
-        is undefined there.
+        is undefined there; if a module of ``layers`` is not in the model or has no
+        ``reset_parameters()``; if the default cascade is empty (no module has one).
+
+    Warns
+    -----
+    UserWarning
+        Where the default cascade leaves out modules that have parameters of their own but no
+        ``reset_parameters()``, naming them.
     """
     import copy
 
@@ -81,11 +114,27 @@ def evaluate_randomization(
         )
     work = copy.deepcopy(model).eval()
     if layers is None:
-        layers = [k for k, m in work.named_modules() if any(True for _ in m.parameters(recurse=False))][::-1]
+        layers, left_out = cascade_layers(work)
+        if not layers:
+            raise ValueError(
+                "no module of the model has a reset_parameters() to re-initialise it "
+                f"(modules with parameters: {left_out[:5]}); pass layers= explicitly"
+            )
+        if left_out:
+            named = [k or "'' (the model itself)" for k in left_out]
+            warnings.warn(
+                f"the randomization cascade leaves out {', '.join(named)}: parameters of their "
+                "own but no reset_parameters(), so they keep their trained values",
+                UserWarning,
+                stacklevel=2,
+            )
     mods = dict(work.named_modules())
     missing = [k for k in layers if k not in mods]
     if missing:
         raise ValueError(f"layers must name modules of the model; not found: {missing}")
+    no_reset = [k for k in layers if not hasattr(mods[k], "reset_parameters")]
+    if no_reset:
+        raise ValueError(f"layers must name modules with a reset_parameters(); {no_reset} have none")
     inputs = inputs.to(model_device(work), model_dtype(work))
     with torch.no_grad():
         pred = work(inputs).argmax(1)
@@ -109,10 +158,7 @@ def evaluate_randomization(
     with torch.random.fork_rng(devices=cuda):  # the re-initialisations' draws; the caller's state kept
         torch.manual_seed(seed)
         for name in layers:
-            mod = mods[name]
-            if not hasattr(mod, "reset_parameters"):
-                raise ValueError(f"layer {name!r} has no reset_parameters()")
-            mod.reset_parameters()
+            mods[name].reset_parameters()
             ours, ig = maps(work)
             rows.append(
                 {

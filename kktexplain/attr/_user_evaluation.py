@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from .._model_info import cast_inputs, model_device, model_dtype
 from .._model_state import eval_mode
+from .._validation import check_positive
 
 __all__ = ["USER_PARTS", "evaluate_model"]
 
@@ -27,8 +28,8 @@ def evaluate_model(
     train: tuple[Tensor, Tensor],
     test: Tensor,
     out: str | Path,
-    parts: Sequence[str] = USER_PARTS,
-    param_names: Sequence[str] | None = None,
+    parts: Sequence[str] | str = USER_PARTS,
+    param_names: Sequence[str] | str | None = None,
     n_identical: int = 1000,
     n_randomization: int = 20,
     batch_size: int = 256,
@@ -53,21 +54,23 @@ def evaluate_model(
         Inputs whose decisions are explained.
     out : str or Path
         Output folder.
-    parts : sequence of str, default=USER_PARTS
-        Any of ``"readiness"`` (:func:`~kktexplain.kkt_readiness` on ``train``),
+    parts : str or sequence of str, default=USER_PARTS
+        One part, or any of ``"readiness"`` (:func:`~kktexplain.kkt_readiness` on ``train``),
         ``"fidelity"`` (how well the expansion reproduces the model on ``test``, for the scope
         and for every parameter, fitted multipliers), ``"identical_class"``,
         ``"randomization"`` and ``"timing"`` (one ``explain`` call, one influence query against
         TracInCP's).
-    param_names : sequence of str, optional
-        The scope of the expansion; default the model's last ``nn.Linear`` (weight and bias),
-        else ``"free"``.
+    param_names : sequence of str or "free", optional
+        The scope of the expansion, checked against the model's parameters before any part
+        runs; default the model's output ``nn.Linear`` (its weight, and its bias where it has
+        one; :func:`~kktexplain.attr._baselines.last_linear`), else ``"free"``.
     n_identical : int, default=1000
-        Test inputs of the identical-class test (at most ``M``).
+        Test inputs (the first ones, at most ``M``) of the identical-class test and of
+        ``fidelity``; at least 1.
     n_randomization : int, default=20
-        Test inputs of the randomization check.
+        Test inputs (the first ones, at most ``M``) of the randomization check; at least 1.
     batch_size : int, default=256
-        Batch size of every method.
+        Batch size of every method; at least 1.
     compare_tracin : bool, default=True
         Run captum's TracInCP beside ours (identical-class test and timing).
     seed : int, default=0
@@ -77,22 +80,35 @@ def evaluate_model(
     Returns
     -------
     dict
-        What was written to ``evaluation.json``.
+        What was written to ``evaluation.json``: ``n_test`` is ``M``, ``n_test_used`` how many
+        test inputs each part that ran read; ``randomization_left_out`` the modules the
+        randomization cascade could not re-initialise
+        (:func:`~kktexplain.attr._randomization.cascade_layers`).
 
     Raises
     ------
     ValueError
-        For a part not in :data:`USER_PARTS`, or ``train`` and ``test`` of other shapes.
+        For a part not in :data:`USER_PARTS`, ``train`` and ``test`` of other shapes, an empty
+        ``train`` or ``test``, ``param_names`` that are not parameters of the model, or
+        ``n_identical``, ``n_randomization`` or ``batch_size`` below 1.
+    TypeError
+        For ``n_identical``, ``n_randomization`` or ``batch_size`` not an int, a
+        ``param_names`` string other than ``"free"``, or a model whose forward needs more
+        arguments than the inputs (evaluate_model does not support
+        ``additional_forward_args``).
     """
     from .._explainer import DeepSupportVectors
     from .._readiness import kkt_readiness
-    from ._baselines import last_linear
+    from .._scope import scoped_model
+    from ._baselines import last_linear_scope
     from ._evaluate import evaluate_identical_class
     from ._figures import evaluation_figures
     from ._influence import SupportVectorInfluence
     from ._protocol import _fidelity_rows, time_queries
-    from ._randomization import evaluate_randomization
+    from ._randomization import cascade_layers, evaluate_randomization
 
+    if isinstance(parts, str):
+        parts = (parts,)
     bad = [p for p in parts if p not in USER_PARTS]
     if bad:
         raise ValueError(
@@ -110,21 +126,50 @@ def evaluate_model(
         raise ValueError(
             f"test must hold inputs of train's shape {tuple(x.shape[1:])}, got {tuple(test.shape[1:])}"
         )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if len(x) == 0 or len(test) == 0:
+        raise ValueError(f"train and test must hold at least one input each, got {len(x)} and {len(test)}")
+    check_positive("n_identical", n_identical, integer=True)
+    check_positive("n_randomization", n_randomization, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    n_identical, n_randomization, batch_size = int(n_identical), int(n_randomization), int(batch_size)
+    device, dtype = model_device(model), model_dtype(model)
+    try:
+        with torch.no_grad(), eval_mode(model):
+            train_pred = torch.cat(
+                [
+                    model(cast_inputs(x[i : i + batch_size], device, dtype)).argmax(1).cpu()
+                    for i in range(0, len(x), batch_size)
+                ]
+            )
+    except TypeError as e:  # e.g. "forward() missing 1 required positional argument"
+        if "missing" not in str(e) or "argument" not in str(e):
+            raise
+        raise TypeError(
+            "evaluate_model does not support additional_forward_args: it calls model(inputs) "
+            f"with the inputs alone, and the model's forward needs more ({e})"
+        ) from e
     if param_names is None:
         try:
-            name, layer = last_linear(model)
-            param_names = [f"{name}.weight"] + ([f"{name}.bias"] if layer.bias is not None else [])
+            param_names = last_linear_scope(model, x)
         except ValueError:  # no nn.Linear: the default scope of selection
             param_names = "free"
+    if isinstance(param_names, str) and param_names != "free":
+        raise TypeError(f"param_names must be a list of parameter names or 'free', got {param_names!r}")
     scope = list(param_names) if not isinstance(param_names, str) else param_names
+    # every part reads the scope: a name that is not a parameter is refused here, before any runs
+    in_scope = (
+        sum(t.numel() for t in scoped_model(model, scope).theta.values()) if isinstance(scope, list) else None
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_first = min(n_identical, len(test))
     result: dict[str, Any] = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "seed": seed,
         "n_train": len(x),
         "n_test": len(test),
+        "n_test_used": {},
         "param_names": scope,
     }
 
@@ -135,14 +180,6 @@ def evaluate_model(
         if progress:
             print(f"[evaluate] {msg}", flush=True)
 
-    device, dtype = model_device(model), model_dtype(model)
-    with torch.no_grad(), eval_mode(model):
-        train_pred = torch.cat(
-            [
-                model(cast_inputs(x[i : i + batch_size], device, dtype)).argmax(1).cpu()
-                for i in range(0, len(x), batch_size)
-            ]
-        )
     result["train_accuracy"] = float((train_pred.cpu() == y.cpu()).double().mean())
     save()
     if "readiness" in parts:
@@ -154,15 +191,14 @@ def evaluate_model(
     if "fidelity" in parts:
         from ..kkt._collect import auto_sketch_dim
 
-        named = dict(model.named_parameters())
-        in_scope = sum(named[k].numel() for k in scope) if isinstance(scope, list) else None
-        total = sum(p.numel() for p in named.values())
+        total = sum(p.numel() for p in model.parameters())
         # exact where the per-sample gradients fit in memory, sketched beyond (as the explanations)
         scopes = {"all": (None, None, auto_sketch_dim(len(x), total))}
         if in_scope is not None:
             scopes = {"scope": (scope, None, auto_sketch_dim(len(x), in_scope)), **scopes}
-        rows = _fidelity_rows("model", model, x, y, test[:n_identical], scopes)
+        rows = _fidelity_rows("model", model, x, y, test[:n_first], scopes)
         result["fidelity"] = rows
+        result["n_test_used"]["fidelity"] = n_first
         for row in rows:
             log(f"fidelity ({row['scope']}): argmax agreement {row['argmax_agreement']:.3f}")
         save()
@@ -170,7 +206,7 @@ def evaluate_model(
     if {"identical_class", "randomization", "timing"} & set(parts):
         start = time.perf_counter()
         explainer = DeepSupportVectors(
-            param_names=param_names, multipliers="equal", chunk_size=batch_size, progress=False
+            param_names=scope, multipliers="equal", chunk_size=batch_size, progress=False
         )
         support = explainer.attribute(model, candidates=x, labels=y)
         svi = SupportVectorInfluence(model, support, chunk_size=batch_size)
@@ -178,8 +214,9 @@ def evaluate_model(
         result["support_seconds"] = time.perf_counter() - start
     if "identical_class" in parts:
         result["identical_class"] = evaluate_identical_class(
-            model, support, test[:n_identical], batch_size, compare_tracin=compare_tracin, influence=svi
+            model, support, test[:n_first], batch_size, compare_tracin=compare_tracin, influence=svi
         )
+        result["n_test_used"]["identical_class"] = n_first
         log(f"identical class: {json.dumps(result['identical_class'])}")
         save()
     if "timing" in parts:
@@ -194,17 +231,20 @@ def evaluate_model(
             "explain_one_input_seconds_median",
         )
         result["timing"] = rows
+        result["n_test_used"]["timing"] = 1
         log(f"timing: {json.dumps(rows)}")
         save()
     if "randomization" in parts and not test.is_floating_point():
         result["randomization"] = {"skipped": "integer inputs (token ids) have no feature attributions"}
         log("randomization: skipped (integer inputs have no feature attributions)")
     elif "randomization" in parts:
+        result["randomization_left_out"] = cascade_layers(model)[1]
         try:
             result["randomization"] = evaluate_randomization(
                 model, support, test[:n_randomization], seed=seed
             )
-        except ValueError as e:  # constant original maps: the check is undefined
+            result["n_test_used"]["randomization"] = min(n_randomization, len(test))
+        except ValueError as e:  # constant original maps or nothing to reset: the check is undefined
             result["randomization"] = {"skipped": str(e)}
         log(f"randomization: {json.dumps(result['randomization'])}")
         save()
