@@ -408,7 +408,7 @@ class DeepSupportVectors(SettingsMixin):
         candidates, labels, data_x, data_y = prepare_data(candidates, labels, init_data, tokens)
         model, inferred = computable_model(model)
         data = candidates if candidates is not None else data_x
-        shape = resolve_input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]))
+        shape = resolve_input_shape(model, input_shape, None if data is None else tuple(data.shape[1:]), args)
         device, dtype = model_device(model), model_dtype(model)
         with eval_mode(model), torch.enable_grad():  # synthesis differentiates, even under no_grad
             from_data = input_shape is None and data is not None and tuple(data.shape[1:]) == tuple(shape)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._model_state import eval_mode
 from ._warn import warn_user
 
 __all__ = [
@@ -303,15 +304,20 @@ def computable_model(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def resolve_input_shape(
-    model: nn.Module, input_shape: Sequence[int] | None, data_shape: tuple[int, ...] | None
+    model: nn.Module,
+    input_shape: Sequence[int] | None,
+    data_shape: tuple[int, ...] | None,
+    args: tuple = (),
 ) -> tuple[int, ...]:
     """The shape of one input: given, the model's, or the data's (the data's before any
     layer's width for a model that reads token ids, :func:`token_layer`).
 
     A flat width read off a leading ``nn.Linear`` (e.g. after ``nn.Flatten``) gives way to the
-    data's shape when that has as many elements (images for an image model that flattens), or
+    data's shape when that has as many elements (images for an image model that flattens),
     when the data's last dimension is that width (a sequence ``(T, width)`` that the layer maps
-    step by step).
+    step by step), or when the model's forward (in eval mode, without gradients, with ``args``
+    after the inputs) takes the data's shape and not that width: the first ``nn.Linear``
+    registered need not be the first to run (a head defined before the body).
     """
     if (
         input_shape is None
@@ -335,10 +341,23 @@ def resolve_input_shape(
             math.prod(data_shape) == math.prod(shape)
             # a leading nn.Linear also maps (..., width) inputs, e.g. one vector per time step
             or (len(shape) == 1 and data_shape[-1:] == shape)
+            or (not _forward_runs(model, shape, args) and _forward_runs(model, data_shape, args))
         )
     ):
         return data_shape
     return shape
+
+
+def _forward_runs(model: nn.Module, shape: tuple[int, ...], args: tuple) -> bool:
+    """Whether ``model`` runs on two zero inputs of ``shape`` (eval mode, no gradients; the
+    model is left as it was)."""
+    probe = torch.zeros(2, *shape, device=model_device(model), dtype=input_dtype(model))
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(probe, *args)
+    except (RuntimeError, TypeError, ValueError, IndexError):
+        return False
+    return True
 
 
 def as_forward_args(additional_forward_args: Any) -> tuple:

@@ -282,3 +282,29 @@ def test_classes_synthesises_only_those_classes():
         DeepSupportVectors(classes=[3], **FAST).attribute(model)
     with pytest.raises(ValueError, match="cannot be combined with labels"):
         DeepSupportVectors(classes=[1], **FAST).attribute(model, labels=torch.tensor([0]))
+
+
+class _HeadFirst(nn.Module):
+    """The output layer registered before the body it follows."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 3)
+        self.body = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.BatchNorm1d(16))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def test_a_model_whose_head_is_registered_first_takes_the_datas_shape():
+    """The first registered nn.Linear's width (16) was taken as the input shape over the data's
+    (5,), and every forward failed; the data's shape is kept where the model runs on it."""
+    torch.manual_seed(0)
+    model = _HeadFirst().train()
+    x, y = torch.randn(12, 5), torch.arange(12) % 3
+    before = model_snapshot(model)
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    assert sel.inputs.shape == (12, 5) and torch.isfinite(sel.lambdas).all()
+    assert_same_snapshot(before, model_snapshot(model))  # probes in eval mode: BatchNorm stats untouched
+    with pytest.raises(ValueError, match="does not fit the model"):
+        DeepSupportVectors(progress=False).attribute(model, candidates=torch.randn(12, 7), labels=y)
