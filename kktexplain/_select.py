@@ -268,6 +268,7 @@ def _selection_result(
 ) -> DSVResult:
     """The result of a selection: every candidate, its λ and residuals, and what was run."""
     _warn_degenerate(lam, kkt)
+    _warn_cancelling(record.get("solver") or {})
     settings = dict(settings)
     settings.update(
         objective=objective.to_dict(),
@@ -320,6 +321,22 @@ def _warn_degenerate(lam: Tensor, kkt: KKTResiduals) -> None:
             "every λ of the selection is 0: no non-negative combination of the candidates' "
             "gradients points along theta* in this scope (see the stationarity residual and "
             "kkt_readiness)"
+        )
+
+
+def _warn_cancelling(info: dict) -> None:
+    """Say when the fitted terms ``λ_j ∇L_j`` cancel each other: one of them is more than ten
+    times ``theta*``. Then near-dependent gradients set λ, not the model (one input under
+    several labels: ``sum_c p_c grad L(x, c) = 0``; near-duplicates with different labels)."""
+    largest = float(info.get("largest_term", 0.0))
+    if largest > 10:
+        warn_user(
+            f"the selection's terms cancel each other: the largest, λ_j‖∇L_j‖, is {largest:.3g} "
+            "times ‖theta*‖, so near-dependent gradients set those λ rather than the model (e.g. "
+            "the same input under two labels, whose gradients weighted by the model's "
+            "probabilities sum to 0, or near-duplicates with different labels); such λ do not "
+            "rank the samples: remove duplicates from the candidates, or bound or spread λ "
+            "(lambda_max=, multipliers='ridge')"
         )
 
 

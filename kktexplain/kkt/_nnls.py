@@ -91,21 +91,6 @@ def projected_fista(
     return x, iterations
 
 
-def with_rounding_ridge(a: np.ndarray, b: np.ndarray, mu: float) -> tuple[np.ndarray, np.ndarray]:
-    """``a`` (m, k) and ``b`` (m,) with ``k`` rows ``mu * diag(||a_j||)`` and zeros appended.
-
-    Least squares on the result minimises ``||a x - b||^2 + mu^2 sum_j (x_j ||a_j||)^2``: a
-    ridge on each column's share of the fit, scale-free. At ``mu`` of the square root of the
-    columns' rounding unit it leaves a well-posed problem's solution (to about ``mu^2``
-    relative) and makes a blind one (exactly dependent columns) pick its smallest solution,
-    not the one that fits rounding errors.
-    """
-    if mu <= 0:
-        return a, b
-    norms = np.linalg.norm(a, axis=0)
-    return np.vstack([a, mu * np.diag(norms)]), np.concatenate([b, np.zeros(a.shape[1])])
-
-
 def _show_round(bar: Any, violations: int, working_set: int, residual: float) -> None:
     """One round of a working-set solver on its progress bar."""
     bar.update(1)
@@ -118,7 +103,6 @@ def working_set_nnls(
     start: Tensor | None = None,
     max_rounds: int = 50,
     rtol: float = 1e-5,
-    rounding_ridge: float = 0.0,
     progress: bool = False,
 ) -> tuple[Tensor, dict]:
     """Exact non-negative least squares ``min_{x >= 0} ||a x - b||`` for many columns.
@@ -141,10 +125,6 @@ def working_set_nnls(
     max_rounds : int, default=50
     rtol : float, default=1e-5
         A column violates optimality when ``a_j^T r < -rtol * ||a_j|| * ||r||``.
-    rounding_ridge : float, default=0.0
-        ``mu`` of :func:`with_rounding_ridge`: each round's solve adds ``mu^2 sum_j (x_j
-        ||a_j||)^2`` over its working set (selection passes the square root of the gradients'
-        rounding unit).
     progress : bool, default=False
         Show a progress bar over the rounds (violations left, working-set size, residual).
 
@@ -177,7 +157,7 @@ def working_set_nnls(
         while rounds < max_rounds:
             rounds += 1
             a_s = a.take(work).double().numpy()
-            xs, _ = nnls(*with_rounding_ridge(a_s, b64, rounding_ridge), maxiter=max(50 * len(work), 1000))
+            xs, _ = nnls(a_s, b64, maxiter=max(50 * len(work), 1000))
             x[:] = 0.0
             x[work] = xs
             r = a_s @ xs - b64
@@ -205,7 +185,6 @@ def working_set_bvls(
     max_rounds: int = 1000,
     rtol: float = 1e-5,
     tol: float = 1e-10,
-    rounding_ridge: float = 0.0,
     progress: bool = False,
 ) -> tuple[Tensor, dict]:
     """Exact box-constrained least squares ``min_{0 <= x <= upper} ||a x - b||`` for many columns.
@@ -243,10 +222,6 @@ def working_set_bvls(
         sign for its bound.
     tol : float, default=1e-10
         BVLS's tolerance.
-    rounding_ridge : float, default=0.0
-        ``mu`` of :func:`with_rounding_ridge`: each round's solve adds ``mu^2 sum_j (x_j
-        ||a_j||)^2`` over its working set (selection passes the square root of the gradients'
-        rounding unit).
     progress : bool, default=False
         Show a progress bar over the rounds (violations left, working-set size, residual).
 
@@ -284,7 +259,7 @@ def working_set_bvls(
             rhs = b64.copy()
             if at_upper.size:  # the columns fixed at the bound move to the right-hand side
                 rhs -= hi * a.take(at_upper).double().sum(1).numpy()
-            a_s, rhs = with_rounding_ridge(a.take(work).double().numpy(), rhs, rounding_ridge)
+            a_s = a.take(work).double().numpy()
             if m > a_s.shape[1] and work.size < n:  # the triangular factor: same minimiser, k x k
                 q, a_s = np.linalg.qr(a_s)
                 rhs = q.T @ rhs

@@ -16,7 +16,7 @@ from scipy.optimize import linprog, nnls
 from torch import Tensor
 
 from ._columns import DenseColumns, FileColumns, GradientFile
-from ._nnls import _spectral_norm_sq, projected_fista, with_rounding_ridge, working_set_bvls, working_set_nnls
+from ._nnls import _spectral_norm_sq, projected_fista, working_set_bvls, working_set_nnls
 from ._rows import rows_any_nonzero
 
 __all__ = ["solve_multipliers"]
@@ -106,45 +106,6 @@ def _file_residual_norm(at: FileColumns, lam: np.ndarray, b: np.ndarray) -> floa
     return float(np.linalg.norm(acc - b))
 
 
-def _exact_solve(at, bt, b, upper, hi, max_iter, tol, rtol, on_disk, progress, mu):
-    """``solve_multipliers``'s exact solvers (the shape picks one), with the rounding ridge ``mu``."""
-    n = at.shape[1]
-    if (
-        upper is None
-        and at.shape[0] >= n
-        and n <= _BLOCKED_QR_MAX_COLUMNS
-        and (not on_disk or n * at.shape[0] <= _DIRECT_NNLS_MAX)
-    ):
-        # at least as many coordinates as samples: exact Lawson-Hanson, on the n x n triangular
-        # factor of a QR streamed over blocks of rows where the problem is not small
-        # (||A x - b||^2 = ||R x - Q^T b||^2 + const: the same minimiser, and Lawson-Hanson's cost
-        # grows with the rows). Faster than the working set wherever measured (P = 7,850,
-        # n = 4,000: 114 s against 224 s; P = 20,000, n = 2,000: 17 s against 80 s)
-        if n < _QR_MIN_COLUMNS and n * at.shape[0] <= _DIRECT_NNLS_MAX:
-            a_np, b_np, solver = _dense(at).double().numpy(), b, "nnls"
-        else:
-            a_np, b_np = _blocked_qr(_dense(at), b)
-            solver = "blocked_qr+nnls"
-        a_np, b_np = with_rounding_ridge(a_np, b_np, mu)
-        lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
-        return lam, {"solver": solver, "status": 0}
-    if upper is None:
-        x0, iters = projected_fista(at, bt, None, max_iter=200, progress=progress)
-        x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol, rounding_ridge=mu, progress=progress)
-        lam = x.numpy()
-        return lam, {
-            "solver": "projected_fista+working_set_nnls",
-            "fista_iterations": iters,
-            "status": 0,
-            "rtol": rtol,
-            **ws,
-        }
-    x, ws = working_set_bvls(
-        at, bt, hi, max_rounds=max_iter or 1000, tol=tol, rounding_ridge=mu, progress=progress
-    )
-    return x.numpy(), {"solver": "working_set_bvls", "status": 0, **ws}
-
-
 def solve_multipliers(
     grads: Tensor | GradientFile,
     target: Tensor,
@@ -223,14 +184,6 @@ def solve_multipliers(
       samples that violate optimality at either bound until none is left (BVLS on all samples
       at once is exact too, but far slower: docs/selection.md).
     * ``ridge`` given: :func:`projected_fista` (with the box when ``upper`` is given).
-
-    Where the exact solution's terms cancel beyond what the gradients' precision can resolve
-    (``sum_j lambda_j ||g_j|| > ||target|| / mu``, ``mu`` the square root of their dtype's
-    rounding unit: ``3.5e-4`` in float32), rounding, not the problem, decided it: e.g. one input
-    under two labels, whose gradients ``sum_c p_c grad L(x, c) = 0`` are exactly dependent,
-    took λ ~ 1e6 in float32 and 43 in float64. The problem is then solved again with
-    ``mu^2 sum_j (lambda_j ||g_j||)^2`` added (recorded as ``info["rounding_ridge"]``), which
-    picks the smallest of the solutions that rounding cannot tell apart.
     """
     n_total = grads.shape[0]
     b = -target.detach().double().cpu().numpy()
@@ -238,7 +191,11 @@ def solve_multipliers(
     # stationarity: its multiplier is set to zero rather than left free
     # without full-size temporaries: a boolean per sample, and no column copy when every sample is used
     on_disk = isinstance(grads, GradientFile)
-    nonzero = grads.per_row(rows_any_nonzero) if on_disk else rows_any_nonzero(grads.detach())
+    # a row below the dtype's resolution (norm under tiny / eps: its entries are denormal) is
+    # zero too: a multiplier for it would overflow the dtype (λ ~ 1e39 for a norm of 1e-38)
+    floor = torch.finfo(grads.dtype).tiny / torch.finfo(grads.dtype).eps
+    resolved = lambda rows: rows_any_nonzero(rows) & (rows.flatten(1).double().norm(dim=1) > floor)  # noqa: E731
+    nonzero = grads.per_row(resolved) if on_disk else resolved(grads.detach())
     used_t = torch.nonzero(nonzero).flatten().cpu()
     used = used_t.numpy()
     n = len(used)
@@ -273,18 +230,39 @@ def solve_multipliers(
             "ridge": float(ridge),
             "ridge_center": center,
         }
+    elif (
+        upper is None
+        and at.shape[0] >= n
+        and n <= _BLOCKED_QR_MAX_COLUMNS
+        and (not on_disk or n * at.shape[0] <= _DIRECT_NNLS_MAX)
+    ):
+        # at least as many coordinates as samples: exact Lawson-Hanson, on the n x n triangular
+        # factor of a QR streamed over blocks of rows where the problem is not small
+        # (||A x - b||^2 = ||R x - Q^T b||^2 + const: the same minimiser, and Lawson-Hanson's cost
+        # grows with the rows). Faster than the working set wherever measured (P = 7,850,
+        # n = 4,000: 114 s against 224 s; P = 20,000, n = 2,000: 17 s against 80 s)
+        if n < _QR_MIN_COLUMNS and n * at.shape[0] <= _DIRECT_NNLS_MAX:
+            a_np, b_np, solver = _dense(at).double().numpy(), b, "nnls"
+        else:
+            a_np, b_np = _blocked_qr(_dense(at), b)
+            solver = "blocked_qr+nnls"
+        lam, _ = nnls(a_np, b_np, maxiter=max_iter or max(50 * n, 1000))
+        info = {"solver": solver, "status": 0}
+    elif upper is None:
+        x0, iters = projected_fista(at, bt, None, max_iter=200, progress=progress)
+        x, ws = working_set_nnls(at, bt, start=x0, rtol=rtol, progress=progress)
+        lam = x.numpy()
+        info = {
+            "solver": "projected_fista+working_set_nnls",
+            "fista_iterations": iters,
+            "status": 0,
+            "rtol": rtol,
+            **ws,
+        }
     else:
-        lam, info = _exact_solve(at, bt, b, upper, hi, max_iter, tol, rtol, on_disk, progress, 0.0)
-        # a fit whose terms cancel beyond 1/mu (sum_j lam_j ||g_j|| > ||b|| / mu) is decided by
-        # the gradients' rounding, not by the problem: solved again with the rounding ridge
-        # (with_rounding_ridge), which picks the smallest of the solutions rounding cannot tell
-        # apart. Where the fit is well posed it is never triggered, and the exact solvers keep
-        # their sparse vertex.
-        mu = float(np.sqrt(torch.finfo(grads.dtype).eps))
-        spread = float(np.dot(lam, at.norms().double().numpy()))
-        if spread * mu > max(float(np.linalg.norm(b)), 1e-300):
-            lam, info = _exact_solve(at, bt, b, upper, hi, max_iter, tol, rtol, on_disk, progress, mu)
-            info["rounding_ridge"] = mu
+        x, ws = working_set_bvls(at, bt, hi, max_rounds=max_iter or 1000, tol=tol, progress=progress)
+        lam = x.numpy()
+        info = {"solver": "working_set_bvls", "status": 0, **ws}
     if maximize_sum:  # a dense linear program: small problems only
         a = _dense(at).double().numpy() if on_disk else grads.detach().cpu()[used_t].double().numpy().T
         r = a @ lam - b
@@ -310,6 +288,10 @@ def solve_multipliers(
             )
     res = _file_residual_norm(at, lam, b) if on_disk else _residual_norm(grads, used_t, lam, b)
     info["residual"] = float(res / max(np.linalg.norm(b), 1e-300))
+    # the largest term lam_j ||g_j|| relative to ||target||: far above 1, terms cancel each
+    # other and the multipliers are set by near-dependent gradients, not by the target
+    terms = lam * at.norms().double().numpy()
+    info["largest_term"] = float(terms.max() / max(np.linalg.norm(b), 1e-300)) if n else 0.0
     info["n_zero_gradient"] = int(n_total - n)
     full = np.zeros(n_total)
     full[used] = lam
