@@ -268,7 +268,7 @@ def _selection_result(
 ) -> DSVResult:
     """The result of a selection: every candidate, its λ and residuals, and what was run."""
     _warn_degenerate(lam, kkt)
-    _warn_cancelling(record.get("solver") or {})
+    _warn_cancelling(record.get("solver") or {}, lam.dtype)
     settings = dict(settings)
     settings.update(
         objective=objective.to_dict(),
@@ -324,19 +324,24 @@ def _warn_degenerate(lam: Tensor, kkt: KKTResiduals) -> None:
         )
 
 
-def _warn_cancelling(info: dict) -> None:
-    """Say when the fitted terms ``λ_j ∇L_j`` cancel each other: one of them is more than ten
-    times ``theta*``. Then near-dependent gradients set λ, not the model (one input under
-    several labels: ``sum_c p_c grad L(x, c) = 0``; near-duplicates with different labels)."""
+def _warn_cancelling(info: dict, dtype: torch.dtype) -> None:
+    """Say when the fitted terms ``λ_j ∇L_j`` cancel each other beyond the gradients'
+    precision: the largest is so large that ``dtype``'s rounding of it exceeds ``1e-3 ||theta*||``
+    (above 8.4e3 ``||theta*||`` in float32). Rounding, not the model, then sets those λ: exactly
+    dependent gradients (one input under several labels: ``sum_c p_c grad L(x, c) = 0``) leave
+    the fit blind along the dependence. (Terms of a few or a hundred times ``||theta*||`` are
+    ordinary: opposite classes' gradients cancel in part, as a linear SVM's do.)"""
     largest = float(info.get("largest_term", 0.0))
-    if largest > 10:
+    eps = torch.finfo(dtype).eps
+    if largest * eps > 1e-3:
         warn_user(
-            f"the selection's terms cancel each other: the largest, λ_j‖∇L_j‖, is {largest:.3g} "
-            "times ‖theta*‖, so near-dependent gradients set those λ rather than the model (e.g. "
-            "the same input under two labels, whose gradients weighted by the model's "
-            "probabilities sum to 0, or near-duplicates with different labels); such λ do not "
-            "rank the samples: remove duplicates from the candidates, or bound or spread λ "
-            "(lambda_max=, multipliers='ridge')"
+            f"the selection's terms cancel each other beyond the gradients' precision: the "
+            f"largest, λ_j‖∇L_j‖, is {largest:.3g} times ‖theta*‖, and {dtype}'s rounding of it "
+            f"({largest * eps:.1g} ‖theta*‖) decides those λ rather than the model (e.g. the same "
+            "input under two labels, whose gradients weighted by the model's probabilities sum "
+            "to 0); such λ do not rank the samples: remove duplicates from the candidates, bound "
+            "or spread λ (lambda_max=, multipliers='ridge'), or select on a float64 copy of the "
+            "model"
         )
 
 
