@@ -39,7 +39,13 @@ def _json(value: Any) -> Any:
 
 
 def fingerprint(
-    settings: dict[str, Any], resolved: dict[str, Any], labels: Tensor, x0: Tensor, target: dict[str, Tensor]
+    settings: dict[str, Any],
+    resolved: dict[str, Any],
+    labels: Tensor,
+    x0: Tensor,
+    target: dict[str, Tensor],
+    model_state: list[Tensor] = (),
+    args: tuple = (),
 ) -> dict[str, Any]:
     """What a run must share with a checkpoint to resume from it.
 
@@ -55,17 +61,26 @@ def fingerprint(
         The initial inputs (they follow from ``init``, ``seed`` and ``init_data``).
     target : dict of str to Tensor
         The stationarity target ``theta*`` (or ``theta* - theta_0``).
+    model_state : list of Tensor
+        Every parameter and buffer of the model: those outside the scope change the DSVs too
+        (another first layer, BatchNorm statistics).
+    args : tuple
+        The forward's ``additional_forward_args``.
 
     Returns
     -------
     dict
-        JSON-serialisable; the ``model`` entry is a digest of ``target``.
+        JSON-serialisable; the ``model`` entry is a digest of ``target`` and ``model_state``,
+        ``forward_args`` one of ``args``.
     """
     out = {k: v for k, v in settings.items() if k not in _IGNORED}
     out.update(resolved)
     out["labels"] = _digest([labels])
     out["init_data"] = _digest([x0])
-    out["model"] = _digest(list(target.values()))
+    out["model"] = _digest(list(target.values()) + list(model_state))
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    others = [repr(a) if not isinstance(a, Tensor) else "tensor" for a in args]
+    out["forward_args"] = [_digest(tensors), others]
     return _json(out)
 
 
@@ -81,8 +96,10 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path
     """
     for key in list(current) + [k for k in saved if k not in current]:
         if saved.get(key) != current.get(key):
-            if key in ("labels", "init_data", "model"):  # fingerprints: name them, not their hashes
-                thing = "model weights" if key == "model" else key
+            if key in ("labels", "init_data", "model", "forward_args"):  # name them, not their hashes
+                thing = {"model": "model weights or buffers", "forward_args": "additional_forward_args"}.get(
+                    key, key
+                )
                 raise ValueError(
                     f"checkpoint {str(path)!r} was written by a run with other {thing} than this "
                     f"run's: {key} must match to resume (or pass another checkpoint path)"

@@ -73,7 +73,15 @@ def equal_multiplier(
     dot = sum(float((theta[k].double() * g[k].double()).sum()) for k in g)
     sq = sum(float(g[k].double().pow(2).sum()) for k in g)
     if not (math.isfinite(dot) and math.isfinite(sq)):
-        raise NonFiniteError(0, "per-sample gradients", stage="selection")
+        bad = (~torch.isfinite(logits).flatten(1).all(1)).nonzero().flatten().tolist()
+        more = " ..." if len(bad) > 10 else ""
+        hint = (
+            f"the model's logits are NaN or inf on candidates rows {bad[:10]}{more} (the inputs "
+            "themselves are finite); check the model's forward on them"
+            if bad
+            else None
+        )
+        raise NonFiniteError(0, "per-sample gradients", stage="selection", hint=hint)
     c = max(-dot / sq, 0.0) if sq > 0 else 0.0
     if upper is not None:
         c = min(c, float(upper))

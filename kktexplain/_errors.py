@@ -40,7 +40,6 @@ class NonFiniteError(FloatingPointError):
             else "check the model's parameters and the inputs for NaN or inf"
         )
         unit = "epoch" if stage == "training" else "step"
-        super().__init__(
-            f"non-finite value (NaN or inf) in {term!r} at {unit} {step}: {stage} stopped; {tail}"
-        )
+        where = "" if stage == "selection" else f" at {unit} {step}"  # selection has no steps
+        super().__init__(f"non-finite value (NaN or inf) in {term!r}{where}: {stage} stopped; {tail}")
         self.step, self.term, self.result = step, term, result

@@ -111,9 +111,18 @@ def select(
     # the bound, ridge and tie-break of every solve (the refit's second one too)
     solve_options = dict(upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge, progress=progress)
     try:
-        for term, value in (("theta* (the model's parameters)", target), ("per-sample gradients", grads)):
-            if not _all_finite(value):
-                raise NonFiniteError(0, term, stage="selection")
+        if not _all_finite(target):
+            raise NonFiniteError(0, "theta* (the model's parameters)", stage="selection")
+        bad = _nonfinite_rows(grads)
+        if bad:
+            raise NonFiniteError(
+                0,
+                "per-sample gradients",
+                stage="selection",
+                hint=f"the model's loss or its gradient is NaN or inf on candidates rows {bad[:10]}"
+                f"{' ...' if len(bad) > 10 else ''} (the inputs themselves are finite); check the "
+                "model's forward on them",
+            )
         lam, info = solve_multipliers(grads, target.cpu(), rtol=_sketch_rtol(sketch), **solve_options)
     finally:
         if isinstance(grads, GradientFile):
@@ -208,6 +217,12 @@ def _all_finite(value: Tensor | GradientFile) -> bool:
     """Whether every entry is finite, in blocks of rows (``torch.isfinite`` copies ``|value|``)."""
     rows = value.per_row(rows_all_finite) if isinstance(value, GradientFile) else rows_all_finite(value)
     return bool(rows.all())
+
+
+def _nonfinite_rows(value: Tensor | GradientFile) -> list[int]:
+    """The rows holding a NaN or inf, in blocks of rows."""
+    rows = value.per_row(rows_all_finite) if isinstance(value, GradientFile) else rows_all_finite(value)
+    return (~rows).nonzero().flatten().tolist()
 
 
 def _sketch_rtol(sketch: Any) -> float:

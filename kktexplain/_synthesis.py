@@ -247,7 +247,12 @@ def synthesise(
         lambda_scale_value=scale,
         augmentation=resolved["augmentation"],
     )
-    run_id = fingerprint(settings, resolved, labels, x0, fmodel.target) if checkpoint else None
+    state_tensors = [*fmodel.theta.values(), *fmodel.fixed.values(), *fmodel.buffers.values()]
+    run_id = (
+        fingerprint(settings, resolved, labels, x0, fmodel.target, state_tensors, fmodel.args)
+        if checkpoint
+        else None
+    )
     if checkpoint is not None and checkpoint.exists():
         saved, saved_id = load_checkpoint(checkpoint)
         check_fingerprint(saved_id, run_id, checkpoint)

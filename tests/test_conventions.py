@@ -308,3 +308,38 @@ def test_a_model_whose_head_is_registered_first_takes_the_datas_shape():
     assert_same_snapshot(before, model_snapshot(model))  # probes in eval mode: BatchNorm stats untouched
     with pytest.raises(ValueError, match="does not fit the model"):
         DeepSupportVectors(progress=False).attribute(model, candidates=torch.randn(12, 7), labels=y)
+
+
+class _NaNOnSome(nn.Module):
+    """Finite inputs, NaN logits on the rows whose first feature exceeds 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        scale = torch.where(x[:, :1] > 2, float("nan"), 1.0)  # through the parameters' gradient
+        return self.fc(x) * scale
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"multipliers": "equal"}])
+def test_selection_names_the_candidates_whose_logits_are_not_finite(kwargs):
+    """It said 'check the model's parameters and the inputs' at 'step 0' of a selection."""
+    torch.manual_seed(0)
+    x, y = torch.randn(20, 4), torch.arange(20) % 3
+    x[[5, 11], 0] = 3.0
+    with pytest.raises(NonFiniteError, match=r"selection stopped; the model.s .* candidates rows \[5, 11\]"):
+        DeepSupportVectors(progress=False, **kwargs).attribute(_NaNOnSome(), candidates=x, labels=y)
+
+
+def test_a_nan_logit_row_is_not_feasible():
+    """argmax of an all-NaN row is 0, so class-0 samples with NaN logits counted as feasible."""
+    from kktexplain.kkt import FunctionalModel
+    from kktexplain.kkt._residuals import residuals_from_sum
+
+    model = nn.Sequential(nn.Linear(4, 3))
+    fmodel = FunctionalModel(model)
+    logits = torch.tensor([[float("nan")] * 3, [2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    g = {k: torch.zeros_like(v) for k, v in fmodel.theta.items()}
+    r = residuals_from_sum(fmodel, torch.randn(3, 4), torch.tensor([0, 0, 0]), torch.ones(3), g, logits)
+    assert r.feasible.tolist() == [False, True, False]

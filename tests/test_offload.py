@@ -150,3 +150,37 @@ def test_offload_dir_refusals(tmp_path):
         DeepSupportVectors(progress=False, offload_dir=tmp_path, multipliers="equal").attribute(
             model, candidates=x, labels=y
         )
+
+
+def test_a_short_write_is_completed_or_raises(tmp_path, monkeypatch):
+    """pwrite may write part of a block (a disk filling up); the rest used to be dropped, and the
+    file's holes read back as zero gradients, silently changing λ."""
+    import errno
+    import os
+
+    from kktexplain.kkt import _columns
+
+    real = os.pwrite
+    calls = []
+
+    def short(fd, data, offset):  # half the bytes, then the rest
+        calls.append(len(data))
+        return real(fd, bytes(data)[: max(1, len(data) // 2)], offset)
+
+    monkeypatch.setattr(_columns.os, "pwrite", short)
+    f = _columns.GradientFile(tmp_path, 30, 16)
+    rows = torch.arange(30 * 16, dtype=torch.float32).reshape(30, 16) + 1
+    f.write(0, rows)
+    assert len(calls) > 1
+    torch.testing.assert_close(torch.cat([b.clone() for _, b in f.blocks()]), rows)
+
+    def full(fd, data, offset):  # a part, then the disk is full
+        if len(calls) > 100:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        calls.append(len(data))
+        return real(fd, bytes(data)[:7], offset)
+
+    monkeypatch.setattr(_columns.os, "pwrite", full)
+    with pytest.raises(OSError, match="No space left"):
+        f.write(0, rows)
+    f.close()

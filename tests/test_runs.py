@@ -309,7 +309,7 @@ def test_resuming_with_other_settings_names_the_parameter(tmp_path, change, matc
 def test_resuming_with_another_model_or_labels_names_it(tmp_path):
     base = {"n_per_class": 2, "steps": 3, "progress": False}
     DeepSupportVectors(**base).attribute(_mlp(), checkpoint=tmp_path / "ck")
-    with pytest.raises(ValueError, match="other model weights than this run's"):
+    with pytest.raises(ValueError, match="other model weights or buffers than this run's"):
         DeepSupportVectors(**base).attribute(_mlp(seed=1), checkpoint=tmp_path / "ck")
     with pytest.raises(ValueError, match="other labels than this run's"):
         DeepSupportVectors(**base).attribute(
@@ -318,3 +318,42 @@ def test_resuming_with_another_model_or_labels_names_it(tmp_path):
     # more steps than the checkpoint is allowed: the run goes on
     more = DeepSupportVectors(**{**base, "steps": 5}).attribute(_mlp(), checkpoint=tmp_path / "ck")
     assert more.settings["resumed_from_step"] == 3 and len(more.history["total"]) == 5
+
+
+class _Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x, temperature):
+        return self.head(self.body(x)) / temperature
+
+
+def test_resume_refuses_other_weights_outside_the_scope_and_other_forward_args(tmp_path):
+    """The checkpoint's model digest covered only the scope's parameters: a run with another
+    first layer (scope: the last layer), or with other additional_forward_args, resumed from it
+    and mixed two models."""
+    settings = dict(n_per_class=1, steps=6, progress=False, seed=0, param_names=["head.weight", "head.bias"])
+    torch.manual_seed(0)
+    model = _Scaled()
+    ck = tmp_path / "run.npz"
+    DeepSupportVectors(**settings).attribute(
+        model, checkpoint=ck, callback=_stop_at(3), additional_forward_args=(1.0,), input_shape=(4,)
+    )
+    with pytest.raises(ValueError, match="other additional_forward_args"):
+        DeepSupportVectors(**settings).attribute(
+            model, checkpoint=ck, additional_forward_args=(5.0,), input_shape=(4,)
+        )
+    other = _Scaled()
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        other.body[0].weight.mul_(3.0)  # outside the scope
+    with pytest.raises(ValueError, match="other model weights or buffers"):
+        DeepSupportVectors(**settings).attribute(
+            other, checkpoint=ck, additional_forward_args=(1.0,), input_shape=(4,)
+        )
+    resumed = DeepSupportVectors(**settings).attribute(
+        model, checkpoint=ck, additional_forward_args=(1.0,), input_shape=(4,)
+    )
+    assert resumed.settings["resumed_from_step"] == 3

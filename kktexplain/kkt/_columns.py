@@ -11,6 +11,7 @@ reusable buffer: the memory is one block and a few vectors of length ``n``, what
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -71,7 +72,14 @@ class GradientFile:
         data = np.ascontiguousarray(rows.detach().cpu().to(self.dtype).numpy())
         if data.ndim != 2 or data.shape[1] != self.shape[1] or start + len(data) > self.shape[0]:
             raise ValueError(f"rows of shape {data.shape} do not fit at row {start} of {self.shape}")
-        os.pwrite(self._file.fileno(), data.tobytes(), start * self.shape[1] * self._item)
+        # pwrite may write less than asked (a disk filling up): the rest is written again, and a
+        # full disk then raises; a short write left unchecked would read back as zero rows
+        view, offset = memoryview(data).cast("B"), start * self.shape[1] * self._item
+        while len(view):
+            done = os.pwrite(self._file.fileno(), view, offset)
+            if done <= 0:
+                raise OSError(errno.ENOSPC, f"no space left on the device writing {self.path}")
+            view, offset = view[done:], offset + done
 
     def blocks(self):
         """Yield ``(start, block)`` over all rows; ``block`` is a view of one reused buffer."""
@@ -102,7 +110,9 @@ class GradientFile:
         k = self.shape[1]
         out = np.empty((len(index), k), dtype=self._np)
         for j, i in enumerate(np.asarray(index, dtype=np.int64)):
-            os.preadv(self._file.fileno(), [memoryview(out[j]).cast("B")], int(i) * k * self._item)
+            got = os.preadv(self._file.fileno(), [memoryview(out[j]).cast("B")], int(i) * k * self._item)
+            if got != out[j].nbytes:
+                raise OSError(f"short read from {self.path}: {got} of {out[j].nbytes} bytes")
         return torch.from_numpy(out)
 
     def close(self) -> None:

@@ -250,7 +250,7 @@ def residuals_from_sum(
         tv = norm = torch.zeros(len(inputs), dtype=logits.dtype)
     return KKTResiduals(
         margin=primal_margin(logits, labels),
-        feasible=logits.argmax(-1) == y,
+        feasible=(logits.argmax(-1) == y) & torch.isfinite(logits).all(-1),  # NaN rows: infeasible
         primal_loss=primal_feasibility(logits, labels, "masked_ce"),
         entropy=predictive_entropy(logits),
         dual_violation=dual_feasibility(lambdas),
