@@ -294,7 +294,20 @@ def synthesise(
                 raise
             bar.update(1)
             if callback is not None:
-                callback(state.step - 1, {k: v[-1] for k, v in state.history.items()})
+                try:
+                    callback(state.step - 1, {k: v[-1] for k, v in state.history.items()})
+                except Exception as e:  # the user's code failed, not the step: keep the steps done
+                    if checkpoint is not None:
+                        save_checkpoint(checkpoint, state.state_dict(), run_id)
+                    e.add_note(
+                        f"kktexplain: the callback raised after step {state.step}; "
+                        + (
+                            f"the state after it is in checkpoint {str(checkpoint)!r} (run again to resume)"
+                            if checkpoint is not None
+                            else "pass checkpoint= to keep the steps done when a callback fails"
+                        )
+                    )
+                    raise
             if checkpoint is not None and checkpoint_every and state.step % checkpoint_every == 0:
                 save_checkpoint(checkpoint, state.state_dict(), run_id)
     except KeyboardInterrupt:

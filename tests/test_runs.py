@@ -123,10 +123,21 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path):
     model = _mlp()
     full = DeepSupportVectors(**settings).attribute(model)
     ck = tmp_path / "run.npz"
-    with pytest.raises(RuntimeError):
-        DeepSupportVectors(**settings).attribute(
-            model, checkpoint=ck, checkpoint_every=3, callback=_stop_at(8, RuntimeError)
-        )
+    import kktexplain._synthesis as synthesis
+
+    real = synthesis.synthesis_step
+
+    def crash(state, *args, **kwargs):  # a failure inside step 8 (the state is rolled back)
+        if state.step == 7:
+            raise RuntimeError("crash")
+        return real(state, *args, **kwargs)
+
+    synthesis.synthesis_step = crash
+    try:
+        with pytest.raises(RuntimeError, match="crash"):
+            DeepSupportVectors(**settings).attribute(model, checkpoint=ck, checkpoint_every=3)
+    finally:
+        synthesis.synthesis_step = real
     resumed = DeepSupportVectors(**settings).attribute(model, checkpoint=ck)
     assert resumed.settings["resumed_from_step"] == 6
     _same(resumed, full)
@@ -357,3 +368,21 @@ def test_resume_refuses_other_weights_outside_the_scope_and_other_forward_args(t
         model, checkpoint=ck, additional_forward_args=(1.0,), input_shape=(4,)
     )
     assert resumed.settings["resumed_from_step"] == 3
+
+
+def test_a_failing_callback_keeps_the_steps_done(tmp_path):
+    """A callback raising (a logger's network error) lost every step done: the checkpoint was
+    written only every checkpoint_every steps or at the end."""
+    settings = SETTINGS["adam_exp"]
+    model = _mlp()
+    full = DeepSupportVectors(**settings).attribute(model)
+    ck = tmp_path / "run.npz"
+    with pytest.raises(RuntimeError) as info:
+        DeepSupportVectors(**settings).attribute(model, checkpoint=ck, callback=_stop_at(8, RuntimeError))
+    assert any("the state after it is in checkpoint" in note for note in info.value.__notes__)
+    resumed = DeepSupportVectors(**settings).attribute(model, checkpoint=ck)
+    assert resumed.settings["resumed_from_step"] == 8
+    _same(resumed, full)
+    with pytest.raises(RuntimeError) as info:
+        DeepSupportVectors(**settings).attribute(model, callback=_stop_at(2, RuntimeError))
+    assert any("pass checkpoint=" in note for note in info.value.__notes__)
