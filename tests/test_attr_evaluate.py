@@ -187,20 +187,12 @@ def test_evaluate_model_on_a_model_of_ones_own(blobs, tmp_path):
 def test_cli_evaluate_a_model_of_ones_own(blobs, tmp_path, monkeypatch):
     import json
 
-    import numpy as np
-
     from kktexplain.cli import main
 
     x, noisy, flipped, xt = blobs
     y = torch.where(flipped, (noisy - 1) % 3, noisy)
     model = fit_full_batch(x, y, hidden=(8,), steps=200)
-    (tmp_path / "blobnet.py").write_text(
-        "from kktexplain.models import MLP\n\n\ndef build():\n"
-        "    return MLP((2,), num_classes=3, hidden=(8,))\n"
-    )
-    torch.save(model.state_dict(), tmp_path / "w.pt")
-    np.savez(tmp_path / "train.npz", x=x.numpy(), y=y.numpy())
-    np.savez(tmp_path / "test.npz", x=xt.numpy())
+    _write_user_files(tmp_path, model, x, y, xt)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "eval.json"
     args = ["evaluate", "--json", str(out), "--model", "blobnet:build", "--weights", "w.pt"]
@@ -353,18 +345,11 @@ def test_a_misspelled_param_name_is_refused_by_every_part(blob_model, tmp_path):
 
 
 def test_cli_evaluate_names_a_misspelled_param_name(blob_model, tmp_path, monkeypatch, capsys):
-    import numpy as np
 
     from kktexplain.cli import main
 
     model, x, y, xt = blob_model
-    (tmp_path / "blobnet.py").write_text(
-        "from kktexplain.models import MLP\n\n\ndef build():\n"
-        "    return MLP((2,), num_classes=3, hidden=(8,))\n"
-    )
-    torch.save(model.state_dict(), tmp_path / "w.pt")
-    np.savez(tmp_path / "train.npz", x=x.numpy(), y=y.numpy())
-    np.savez(tmp_path / "test.npz", x=xt.numpy())
+    _write_user_files(tmp_path, model, x, y, xt)
     monkeypatch.chdir(tmp_path)
     args = ["evaluate", "--json", "e.json", "--model", "blobnet:build", "--weights", "w.pt", "--no-progress"]
     args += ["--data", "train.npz", "--test-data", "test.npz", "--parts", "fidelity"]
@@ -511,3 +496,16 @@ def test_evaluate_model_says_it_takes_no_additional_forward_args(blobs, tmp_path
     x, y, _, xt = blobs
     with pytest.raises(TypeError, match="does not support additional_forward_args"):
         evaluate_model(TwoInputs(), (x, y), xt, tmp_path, progress=False)
+
+
+def _write_user_files(folder, model, x, y, xt):
+    """A user's model file (blobnet.py: build()), weights w.pt, train.npz and test.npz."""
+    import numpy as np
+
+    (folder / "blobnet.py").write_text(
+        "from kktexplain.models import MLP\n\n\ndef build():\n"
+        "    return MLP((2,), num_classes=3, hidden=(8,))\n"
+    )
+    torch.save(model.state_dict(), folder / "w.pt")
+    np.savez(folder / "train.npz", x=x.numpy(), y=y.numpy())
+    np.savez(folder / "test.npz", x=xt.numpy())
