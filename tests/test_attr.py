@@ -455,6 +455,7 @@ def test_explanation_numbers_vectors_by_the_selection_ids_and_draws_red_positive
     assert list(bars.x[:ns]) == shown
     labels = [t.get_text().split("\n")[0] for t in e.plot(0).get_xticklabels()]
     assert labels[:ns] == shown
+    assert labels == list(bars.x)  # the same order in the figure and the HTML (opposing: most negative last)
 
     image_model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
     xi = torch.randn(6, 3, 4, 4)

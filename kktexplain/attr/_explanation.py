@@ -287,10 +287,11 @@ class Explanation:
             if maps:
                 feats = self.feature_map[i].flatten().tolist()
                 fig.add_trace(go.Bar(y=feats, name="feature attribution"), 1, 1)
+            # as plot(): largest first, the most negative last
             vals = torch.cat(
-                [self.supporting_contributions[i, :ns], self.opposing_contributions[i, :no]]
+                [self.supporting_contributions[i, :ns], self.opposing_contributions[i, :no].flip(0)]
             ).tolist()
-            rows = torch.cat([self.supporting_indices[i, :ns], self.opposing_indices[i, :no]])
+            rows = torch.cat([self.supporting_indices[i, :ns], self.opposing_indices[i, :no].flip(0)])
             names = [f"#{self._id(r)}" for r in rows]
             fig.add_trace(go.Bar(x=names, y=vals, name="contribution"), 2 if maps else 1, 1)
             cols = max(cols, 4)
