@@ -170,8 +170,8 @@ class DSVResult:
             The class to explain; the model's prediction when omitted.
         k : int, default=5
         **kwargs
-            ``maps``, ``n_steps``, ``param_names``, ``reference``, ``class_names``, ``influence``,
-            ``additional_forward_args``, ``progress``.
+            ``maps``, ``n_steps``, ``param_names``, ``reference``, ``class_names``,
+            ``feature_names``, ``influence``, ``additional_forward_args``, ``progress``.
 
         Returns
         -------

@@ -478,3 +478,30 @@ def test_explain_refuses_inputs_whose_logits_overflow():
     huge = torch.cat([torch.randn(1, 4), torch.full((1, 4), 3e38)])  # finite, the logits are not
     with pytest.raises(ValueError, match=r"inputs rows \[1\] are finite but the model's logits"):
         sel.explain(model, huge, maps="none")
+
+
+def test_feature_names_label_the_feature_maps_of_flat_inputs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(12, 4), torch.arange(12) % 3
+    sel = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y)
+    names = ["age", "dose", "weight", "height"]
+    e = sel.explain(model, x[:1], maps="total", feature_names=names)
+    assert e.feature_names == names
+    bars = [t for t in e.figure(0).data if t.name == "feature attribution"][0]
+    assert list(bars.x) == names
+    panel = e.plot_panel(0)
+    cols = max(*e.shown(0), 1) + 1  # the panel's grid: 3 rows of cols axes; the map is row 1, column 0
+    assert [t.get_text() for t in panel.axes[cols].get_xticklabels()] == names
+    with pytest.raises(ValueError, match="feature_names must be a list of 4 names"):
+        sel.explain(model, x[:1], maps="none", feature_names=names[:3])
+    image_model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    xi = torch.randn(6, 1, 4, 4)
+    sel_i = DeepSupportVectors(progress=False).attribute(
+        image_model, candidates=xi, labels=torch.arange(6) % 3
+    )
+    with pytest.raises(ValueError, match=r"feature_names name the features of flat inputs"):
+        sel_i.explain(image_model, xi[:1], maps="none", feature_names=names)

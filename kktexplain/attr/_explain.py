@@ -30,6 +30,7 @@ def explain(
     param_names: Any = None,
     reference: Any = None,
     class_names: list[str] | None = None,
+    feature_names: list[str] | None = None,
     influence: SupportVectorInfluence | None = None,
     additional_forward_args: Any = None,
     progress: bool = False,
@@ -59,6 +60,9 @@ def explain(
     param_names, reference
         The scope, as for :class:`SupportVectorInfluence`.
     class_names : list of str, optional
+    feature_names : list of str, optional
+        Names of the features of flat inputs ``(n, d)`` (tabular data), one per feature: the
+        feature maps' bars are labelled by them.
     influence : SupportVectorInfluence, optional
         A prepared influence object, to reuse its cached support gradients across calls.
         Without it, the one this call prepares is kept on ``support`` and reused by the next
@@ -83,6 +87,18 @@ def explain(
     if maps not in ("all", "total", "none"):
         raise ValueError(f"maps must be 'all', 'total' or 'none', got {maps!r}")
     check_positive("k", k, integer=True)
+    if feature_names is not None:
+        d = support.inputs.shape[1] if support.inputs.ndim == 2 else None
+        if d is None or not support.inputs.is_floating_point():
+            raise ValueError(
+                "feature_names name the features of flat inputs (n, d); these inputs have shape "
+                f"{tuple(support.inputs.shape[1:])} {support.inputs.dtype}"
+            )
+        if isinstance(feature_names, str) or len(feature_names) != d:
+            raise ValueError(
+                f"feature_names must be a list of {d} names, one per feature, got {feature_names!r}"
+            )
+        feature_names = [str(f) for f in feature_names]
     shape = tuple(support.inputs.shape[1:])
     if isinstance(inputs, Tensor) and tuple(inputs.shape) == shape:
         inputs = inputs[None]  # one input is welcome here
@@ -114,7 +130,9 @@ def explain(
     exp.progress = own_progress or progress
     try:
         with eval_mode(exp.model):  # one entry: the maps' passes inside it restore nothing twice
-            return _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progress)
+            out = _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progress)
+        out.feature_names = feature_names
+        return out
     finally:
         exp.progress = own_progress
 

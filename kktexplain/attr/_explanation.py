@@ -45,6 +45,8 @@ class Explanation:
     residual : Tensor of shape (n,)
         ``exact - expansion`` (captum's convergence delta).
     class_names : list of str or None
+    feature_names : list of str or None
+        Names of flat inputs' features, for the feature maps' bars.
     support_ids : Tensor of shape (n_support,) or None
         The support set's names for its rows, :attr:`DSVResult.indices` (a selected sample's
         index in the data the selection ran on); the plots and the HTML label support vectors
@@ -71,6 +73,7 @@ class Explanation:
     residual: Tensor
     class_names: list[str] | None = None
     support_ids: Tensor | None = None
+    feature_names: list[str] | None = None
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
@@ -175,7 +178,7 @@ class Explanation:
         show = denormalize if denormalize is not None else (lambda t: t)
         _show_input(show(self.inputs[i]), axes[0, 0], f"pred {self._name(int(self.prediction[i]))}")
         if self.inputs.is_floating_point():
-            _heat(self.feature_map[i], axes[1, 0], "feature map")
+            _heat(self.feature_map[i], axes[1, 0], "feature map", self.feature_names)
         else:
             axes[1, 0].text(0.5, 0.5, "no feature map\n(token ids)", ha="center", va="center", fontsize=7)
             axes[1, 0].axis("off")
@@ -286,7 +289,7 @@ class Explanation:
             )
             if maps:
                 feats = self.feature_map[i].flatten().tolist()
-                fig.add_trace(go.Bar(y=feats, name="feature attribution"), 1, 1)
+                fig.add_trace(go.Bar(x=self.feature_names, y=feats, name="feature attribution"), 1, 1)
             # as plot(): largest first, the most negative last
             vals = torch.cat(
                 [self.supporting_contributions[i, :ns], self.opposing_contributions[i, :no].flip(0)]
@@ -360,22 +363,25 @@ def _show_input(t: Tensor, ax: Any, title: str) -> None:
         _bars(t, ax, title, "tab:gray", 7)
 
 
-def _bars(t: Tensor, ax: Any, title: str, color: Any, fontsize: int) -> None:
-    """One bar per feature of a flat tensor, without ticks per feature."""
+def _bars(t: Tensor, ax: Any, title: str, color: Any, fontsize: int, names: list[str] | None = None) -> None:
+    """One bar per feature of a flat tensor, labelled by ``names`` where given (else no ticks)."""
     values = t.flatten()
     ax.bar(range(values.numel()), values.tolist(), color=color)
-    ax.set_xticks([])
+    if names is not None:
+        ax.set_xticks(range(values.numel()), names, rotation=90, fontsize=5)
+    else:
+        ax.set_xticks([])
     ax.tick_params(labelsize=6)
     ax.set_title(title, fontsize=fontsize)
 
 
-def _heat(t: Tensor, ax: Any, title: str) -> None:
+def _heat(t: Tensor, ax: Any, title: str, names: list[str] | None = None) -> None:
     """A signed map: red positive, blue negative, as a picture for images and as bars for
-    flat features."""
+    flat features (labelled by ``names`` where given)."""
     t = t.detach().float().cpu()
     if t.ndim < 2:
         values = t.flatten()
-        _bars(values, ax, title, ["tab:red" if v >= 0 else "tab:blue" for v in values], 8)
+        _bars(values, ax, title, ["tab:red" if v >= 0 else "tab:blue" for v in values], 8, names)
         m = float(values.abs().max()) or 1.0
         ax.set_ylim(-1.05 * m, 1.05 * m)
         return
