@@ -232,7 +232,7 @@ CASES: dict[str, Case] = {
     "resume_with_other_model": Case(
         lambda e: (e.checkpoint(), e.dsv().attribute(_odd_state(Net(seed=1)), checkpoint=e.checkpoint())),
         ValueError,
-        "run with other model weights than this run's: model must match",
+        "run with other model weights or buffers than this run's: model must match",
     ),
     "resume_with_other_labels": Case(
         lambda e: e.dsv().attribute(e.model, labels=[2, 1, 0], checkpoint=e.checkpoint()),

@@ -73,21 +73,28 @@ def test_the_result_records_the_schedule_it_ran():
         assert len(dsv.history["total"]) == settings["steps"]
 
 
-def test_without_checkpoint_every_the_checkpoint_is_written_only_at_the_end(tmp_path):
-    def crash_at(k):
-        def callback(step, row):
-            if step == k:
-                raise RuntimeError("crash")
+def test_without_checkpoint_every_the_checkpoint_is_written_only_at_the_end(tmp_path, monkeypatch):
+    import kktexplain._synthesis as synthesis
 
-        return callback
+    real = synthesis.synthesis_step
+
+    def crash_in_step(k):  # a failure inside step k + 1 (its state is rolled back)
+        def step(state, *args, **kwargs):
+            if state.step == k:
+                raise RuntimeError("crash")
+            return real(state, *args, **kwargs)
+
+        return step
 
     est = DeepSupportVectors(n_per_class=2, steps=4, progress=False, seed=0)
     ck = tmp_path / "run.npz"
+    monkeypatch.setattr(synthesis, "synthesis_step", crash_in_step(2))
     with pytest.raises(RuntimeError, match="crash"):
-        est.attribute(_mlp(), checkpoint=ck, callback=crash_at(2))
+        est.attribute(_mlp(), checkpoint=ck)
     assert not ck.exists()  # no periodic saves were asked for
     with pytest.raises(RuntimeError, match="crash"):
-        est.attribute(_mlp(), checkpoint=ck, checkpoint_every=2, callback=crash_at(2))
+        est.attribute(_mlp(), checkpoint=ck, checkpoint_every=2)
+    monkeypatch.setattr(synthesis, "synthesis_step", real)
     assert est.attribute(_mlp(), checkpoint=ck).settings["resumed_from_step"] == 2
     ck2 = tmp_path / "full.npz"
     est.attribute(_mlp(), checkpoint=ck2)
