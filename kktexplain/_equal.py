@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ._errors import NonFiniteError
+from ._errors import NonFiniteError, candidate_rows_hint
 from .kkt import FunctionalModel
 from .kkt._collect import _factored_chunks
 from .kkt._grads import CHUNK_ENTRIES, linear_factored
@@ -74,13 +74,7 @@ def equal_multiplier(
     sq = sum(float(g[k].double().pow(2).sum()) for k in g)
     if not (math.isfinite(dot) and math.isfinite(sq)):
         bad = (~torch.isfinite(logits).flatten(1).all(1)).nonzero().flatten().tolist()
-        more = " ..." if len(bad) > 10 else ""
-        hint = (
-            f"the model's logits are NaN or inf on candidates rows {bad[:10]}{more} (the inputs "
-            "themselves are finite); check the model's forward on them"
-            if bad
-            else None
-        )
+        hint = candidate_rows_hint("logits", bad) if bad else None
         raise NonFiniteError(0, "per-sample gradients", stage="selection", hint=hint)
     c = max(-dot / sq, 0.0) if sq > 0 else 0.0
     if upper is not None:

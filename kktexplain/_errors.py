@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._result import DSVResult
 
-__all__ = ["NonFiniteError"]
+__all__ = ["NonFiniteError", "candidate_rows_hint"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -43,3 +43,12 @@ class NonFiniteError(FloatingPointError):
         where = "" if stage == "selection" else f" at {unit} {step}"  # selection has no steps
         super().__init__(f"non-finite value (NaN or inf) in {term!r}{where}: {stage} stopped; {tail}")
         self.step, self.term, self.result = step, term, result
+
+
+def candidate_rows_hint(what: str, rows: list[int]) -> str:
+    """A :class:`NonFiniteError` hint naming the candidates whose ``what`` is NaN or inf."""
+    more = " ..." if len(rows) > 10 else ""
+    return (
+        f"the model's {what} is NaN or inf on candidates rows {rows[:10]}{more} (the inputs "
+        "themselves are finite); check the model's forward on them"
+    )

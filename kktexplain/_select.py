@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ._equal import equal_multiplier
-from ._errors import NonFiniteError
+from ._errors import NonFiniteError, candidate_rows_hint
 from ._gather import gather_gradients
 from ._model_info import cast_inputs
 from ._result import DSVResult
@@ -111,7 +111,7 @@ def select(
     # the bound, ridge and tie-break of every solve (the refit's second one too)
     solve_options = dict(upper=lambda_max, maximize_sum=maximize_sum, ridge=ridge, progress=progress)
     try:
-        if not _all_finite(target):
+        if _nonfinite_rows(target):
             raise NonFiniteError(0, "theta* (the model's parameters)", stage="selection")
         bad = _nonfinite_rows(grads)
         if bad:
@@ -119,9 +119,7 @@ def select(
                 0,
                 "per-sample gradients",
                 stage="selection",
-                hint=f"the model's loss or its gradient is NaN or inf on candidates rows {bad[:10]}"
-                f"{' ...' if len(bad) > 10 else ''} (the inputs themselves are finite); check the "
-                "model's forward on them",
+                hint=candidate_rows_hint("loss or its gradient", bad),
             )
         lam, info = solve_multipliers(grads, target.cpu(), rtol=_sketch_rtol(sketch), **solve_options)
     finally:
@@ -204,6 +202,9 @@ def _refit(
     info = dict(info)
     info["screen_residual"] = info.get("residual")
     info["residual"] = sub_info["residual"]
+    # the λ returned are the refit's: so is their largest term (the warning reads it)
+    info["screen_largest_term"] = info.get("largest_term")
+    info["largest_term"] = sub_info.get("largest_term")
     info["refit"] = {
         "dim": None if wide is None else wide.out_features,
         "n_rows": int(len(support)),
@@ -213,14 +214,8 @@ def _refit(
     return out, info
 
 
-def _all_finite(value: Tensor | GradientFile) -> bool:
-    """Whether every entry is finite, in blocks of rows (``torch.isfinite`` copies ``|value|``)."""
-    rows = value.per_row(rows_all_finite) if isinstance(value, GradientFile) else rows_all_finite(value)
-    return bool(rows.all())
-
-
 def _nonfinite_rows(value: Tensor | GradientFile) -> list[int]:
-    """The rows holding a NaN or inf, in blocks of rows."""
+    """The rows holding a NaN or inf, in blocks of rows (``torch.isfinite`` copies ``|value|``)."""
     rows = value.per_row(rows_all_finite) if isinstance(value, GradientFile) else rows_all_finite(value)
     return (~rows).nonzero().flatten().tolist()
 

@@ -130,6 +130,10 @@ def test_refit_resolves_the_sketched_support_exactly(problem):
     support = torch.nonzero(one.lambdas > 0).flatten()
     assert two.settings["solver"]["refit"]["n_rows"] == len(support)
     assert two.settings["solver"]["refit"]["dim"] is None  # 1000 >= 38 parameters: exact
+    # the largest term (read by the cancelling-terms warning) is that of the λ returned
+    solver = two.settings["solver"]
+    assert solver["largest_term"] == solver["refit"]["largest_term"]
+    assert solver["screen_largest_term"] == one.settings["solver"]["largest_term"]
     params = list(model.parameters())
     rows = []
     for i in support.tolist():

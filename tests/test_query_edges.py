@@ -562,3 +562,15 @@ def test_explain_reuses_its_support_gradients_until_something_changes(setup):
     assert not hasattr(pickle.loads(pickle.dumps(support)), "_explain_cache")
     support.clear_cache()
     assert not hasattr(support, "_explain_cache")
+
+
+def test_equal_multipliers_of_a_displacement_support_take_the_reference(setup):
+    """The class-count check built its expansion without the caller's reference= and refused
+    every support solved for the displacement theta* - theta_0."""
+    from kktexplain.attr import equal_multipliers
+
+    model, x, y, _ = setup
+    init = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    support = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y, reference=init)
+    out = equal_multipliers(model, support, reference=init)
+    assert out.settings["displacement"] and len(set(out.lambdas.tolist())) == 1

@@ -28,16 +28,18 @@ def test_rows_all_finite_in_blocks(small_blocks):
     assert got.tolist() == [True, True, False, True, True, False, True]
 
 
-def test_rows_any_nonzero_in_blocks(small_blocks):
-    x = _batch()
-    got = _rows.rows_any_nonzero(x)
-    assert got.tolist() == [True, True, True, True, False, True, True]
+def test_rows_norm_in_blocks_in_float64(small_blocks):
+    x = torch.nan_to_num(_batch(), nan=0.0, posinf=0.0, neginf=0.0)
+    got = _rows.rows_norm(x)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, x.double().flatten(1).norm(dim=1))
+    assert (got > 0).tolist() == (x != 0).flatten(1).any(1).tolist()
 
 
 def test_one_dimensional_and_empty(small_blocks):
     v = torch.tensor([1.0, float("inf"), 0.0])
     assert _rows.rows_all_finite(v).tolist() == [True, False, True]
-    assert _rows.rows_any_nonzero(v).tolist() == [True, True, False]
+    assert _rows.rows_norm(torch.tensor([3.0, -4.0, 0.0])).tolist() == [3.0, 4.0, 0.0]
     assert _rows.rows_all_finite(torch.empty(0, 4)).shape == (0,)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -181,7 +182,9 @@ def equal_multipliers(
 
     if not isinstance(support, DSVResult):
         raise TypeError(f"support must be a DSVResult, got {type(support).__name__}")
-    _ = SupportExpansion(model, support).num_classes  # a model of another class count: refused
+    with warnings.catch_warnings():  # its note on an all-zero λ is not about equal multipliers
+        warnings.simplefilter("ignore")
+        _ = SupportExpansion(model, support, reference=reference).num_classes  # another class count: refused
     names = recorded_param_names(support.settings)
     if names is not None and names == [n for n, _ in check_model(model).named_parameters()]:
         names = None  # every parameter, as the result was taken (unused ones included)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["map_rows", "rows_all_finite", "rows_any_nonzero"]
+__all__ = ["map_rows", "rows_all_finite", "rows_norm"]
 
 # entries per block: 4 Mi floats (16 MiB in float32), whatever N
 _BLOCK_ENTRIES = 1 << 22
@@ -62,8 +62,8 @@ def rows_all_finite(x: Tensor) -> Tensor:
     return map_rows(lambda b: torch.isfinite(_matrix(b)).all(1), x)
 
 
-def rows_any_nonzero(x: Tensor) -> Tensor:
-    """Whether each row has an entry that is not zero.
+def rows_norm(x: Tensor) -> Tensor:
+    """The Euclidean norm of each row, accumulated in float64.
 
     Parameters
     ----------
@@ -71,7 +71,7 @@ def rows_any_nonzero(x: Tensor) -> Tensor:
 
     Returns
     -------
-    Tensor of shape (N,), dtype bool
-        ``(x != 0).flatten(1).any(1)``, computed in blocks of rows (bounded memory).
+    Tensor of shape (N,), dtype float64
+        Computed in blocks of rows (the float64 copy is of one block, not of ``x``).
     """
-    return map_rows(lambda b: (_matrix(b) != 0).any(1), x)
+    return map_rows(lambda b: _matrix(b).double().norm(dim=1), x)

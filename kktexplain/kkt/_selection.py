@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ._columns import DenseColumns, FileColumns, GradientFile
 from ._nnls import _spectral_norm_sq, projected_fista, working_set_bvls, working_set_nnls
-from ._rows import rows_any_nonzero
+from ._rows import rows_norm
 
 __all__ = ["solve_multipliers"]
 
@@ -194,8 +194,8 @@ def solve_multipliers(
     # a row below the dtype's resolution (norm under tiny / eps: its entries are denormal) is
     # zero too: a multiplier for it would overflow the dtype (λ ~ 1e39 for a norm of 1e-38)
     floor = torch.finfo(grads.dtype).tiny / torch.finfo(grads.dtype).eps
-    resolved = lambda rows: rows_any_nonzero(rows) & (rows.flatten(1).double().norm(dim=1) > floor)  # noqa: E731
-    nonzero = grads.per_row(resolved) if on_disk else resolved(grads.detach())
+    row_norms = grads.per_row(rows_norm) if on_disk else rows_norm(grads.detach())  # one pass, in blocks
+    nonzero = row_norms > floor
     used_t = torch.nonzero(nonzero).flatten().cpu()
     used = used_t.numpy()
     n = len(used)
@@ -290,7 +290,7 @@ def solve_multipliers(
     info["residual"] = float(res / max(np.linalg.norm(b), 1e-300))
     # the largest term lam_j ||g_j|| relative to ||target||: far above 1, terms cancel each
     # other and the multipliers are set by near-dependent gradients, not by the target
-    terms = lam * at.norms().double().numpy()
+    terms = lam * row_norms.cpu()[used_t].numpy()
     info["largest_term"] = float(terms.max() / max(np.linalg.norm(b), 1e-300)) if n else 0.0
     info["n_zero_gradient"] = int(n_total - n)
     full = np.zeros(n_total)
