@@ -539,25 +539,39 @@ def test_explain_reuses_its_support_gradients_until_something_changes(setup):
 
     model, x, _, support = setup
     first = support.explain(model, x[:1], maps="none")
-    svi = support._explain_cache[1]
+    svi = support._explain_cache[-1]
     again = support.explain(model, x[1:2], maps="none")
-    assert support._explain_cache[1] is svi  # reused
+    assert support._explain_cache[-1] is svi  # reused
     fresh = SupportVectorInfluence(model, support).influence(x[1:2])
     torch.testing.assert_close(again.supporting_contributions[0], fresh[0].topk(5).values)
     support.explain(model, x[:1], maps="none", param_names=["2.weight", "2.bias"])
-    assert support._explain_cache[1] is not svi  # another scope: another influence
-    svi = support._explain_cache[1]
+    assert support._explain_cache[-1] is not svi  # another scope: another influence
+    svi = support._explain_cache[-1]
     with torch.no_grad():
         model[0].weight.add_(0.5)  # the model changed since: rebuilt, not stale
     changed = support.explain(model, x[:1], maps="none", param_names=["2.weight", "2.bias"])
-    assert support._explain_cache[1] is not svi
+    assert support._explain_cache[-1] is not svi
     ref = SupportVectorInfluence(model, support, param_names=["2.weight", "2.bias"]).influence(x[:1])
     torch.testing.assert_close(changed.supporting_contributions[0], ref[0].topk(5).values)
     assert not torch.equal(changed.exact, first.exact)
-    svi = support._explain_cache[1]
+    svi = support._explain_cache[-1]
     support.lambdas = support.lambdas * 2  # new multipliers: rebuilt
     support.explain(model, x[:1], maps="none", param_names=["2.weight", "2.bias"])
-    assert support._explain_cache[1] is not svi
+    assert support._explain_cache[-1] is not svi
+    svi = support._explain_cache[-1]
+    with torch.no_grad():
+        support.lambdas.mul_(2.0)  # in place: rebuilt
+    support.explain(model, x[:1], maps="none", param_names=["2.weight", "2.bias"])
+    assert support._explain_cache[-1] is not svi
+    names = np.array(["2.weight", "2.bias"])  # equal, distinct arrays: reused, no ambiguity error
+    support.explain(model, x[:1], maps="none", param_names=names)
+    svi = support._explain_cache[-1]
+    support.explain(model, x[:1], maps="none", param_names=names.copy())
+    assert support._explain_cache[-1] is svi
+    model.double()  # same values, another dtype: rebuilt, and float64 numbers
+    e64 = support.explain(model, x[:1].double(), maps="none", param_names=names)
+    assert support._explain_cache[-1] is not svi and e64.exact.dtype == torch.float64
+    model.float()
     assert not hasattr(copy.deepcopy(support), "_explain_cache")  # copies and pickles leave it out
     assert not hasattr(pickle.loads(pickle.dumps(support)), "_explain_cache")
     support.clear_cache()

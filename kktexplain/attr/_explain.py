@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._model_info import check_token_ids
+from .._model_info import check_token_ids, model_device, model_dtype
 from .._model_state import eval_mode
 from .._validation import check_positive
 from ._attribution import SupportVectorAttribution
@@ -69,8 +69,8 @@ def explain(
         call with the same model (unchanged since), scope, reference and forward arguments,
         while ``support``'s inputs, labels and λ are unchanged: explaining inputs one call at
         a time computes the support gradients once. It holds the model and those gradients
-        until ``support`` is released (or :meth:`DSVResult.clear_cache`); it is not saved or
-        pickled.
+        until ``support`` is garbage-collected (or :meth:`DSVResult.clear_cache`); it is not
+        saved or pickled.
     additional_forward_args : Any, optional
         Arguments the model takes after its inputs (captum's convention), the same for the
         inputs and for the support set (as in selection). Refused with ``influence``, which
@@ -214,21 +214,43 @@ def _explain(support, exp, inputs, target, k, maps, n_steps, class_names, progre
     )
 
 
+def _tensors_in(obj: Any) -> list[Tensor]:
+    """The tensors a setting holds: itself, a mapping's or a sequence's items, a module's
+    parameters and buffers."""
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, nn.Module):
+        return [*obj.parameters(), *obj.buffers()]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors_in(v)]
+    if isinstance(obj, list | tuple):
+        return [t for v in obj for t in _tensors_in(v)]
+    return []
+
+
 def _cached_influence(
     support: Any, model: nn.Module, param_names: Any, reference: Any, args: Any, progress: bool
 ) -> SupportVectorInfluence:
     """The influence ``explain`` prepared for the same request on ``support`` before, or a new
     one (kept on ``support`` for the next call)."""
-    state = tuple(
-        (id(t), t._version)
-        for t in (support.inputs, support.labels, support.lambdas)
-        if isinstance(t, Tensor)
+    names = (
+        param_names if param_names is None or isinstance(param_names, str) else tuple(map(str, param_names))
     )
-    names = tuple(param_names) if isinstance(param_names, list | tuple) else param_names
-    key = (id(model), names, id(reference), id(args), state)
+    # the objects themselves (compared by identity, so no id is reused while the cache holds
+    # them) and their tensors' version counters (an in-place write bumps them)
+    held = (model, reference, args, support.inputs, support.labels, support.lambdas)
+    tensors = [t for obj in held[1:] for t in _tensors_in(obj)]
+    key = (names, model_dtype(model), model_device(model), tuple(t._version for t in tensors))
     cached = getattr(support, "_explain_cache", None)
-    if cached is not None and cached[0] == key and cached[1].model is model and not cached[1].expansion.stale:
-        return cached[1]
+    if (
+        cached is not None
+        and cached[0] == key
+        and len(cached[1]) == len(held)
+        and all(a is b for a, b in zip(cached[1], held))
+        and all(a is b for a, b in zip(cached[2], tensors))
+        and not cached[3].expansion.stale
+    ):
+        return cached[3]
     svi = SupportVectorInfluence(
         model,
         support,
@@ -237,8 +259,7 @@ def _cached_influence(
         additional_forward_args=args,
         progress=progress,
     )
-    # the key holds ids: the objects behind them are held too (by svi), so no id is reused
-    support._explain_cache = (key, svi, reference, args)
+    support._explain_cache = (key, held, tensors, svi)
     return svi
 
 
