@@ -2,9 +2,10 @@
 
 A checkpoint holds a :meth:`SynthesisState.state_dict` as plain arrays (through
 :mod:`kktexplain._io`: atomic, versioned, no pickle) and a *fingerprint* of the run: the
-settings that change its numbers, the labels, the initial inputs and the model's parameters.
-A run resumes from a checkpoint only when every entry of the fingerprint agrees; otherwise a
-``ValueError`` names the first that differs.
+settings that change its numbers, the labels, the initial inputs, every parameter and buffer
+of the model and the forward's ``additional_forward_args``. A run resumes from a checkpoint
+only when every entry of the fingerprint agrees; otherwise a ``ValueError`` names the first
+that differs (a checkpoint of an older fingerprint is named as such).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ._io import read_npz, write_npz
 
 __all__ = ["fingerprint", "save_checkpoint", "load_checkpoint", "check_fingerprint"]
+
+# what a fingerprint covers: 2 added every buffer and parameter and the forward args
+_FINGERPRINT_VERSION = 2
 
 # settings that do not change a synthesis run's numbers
 _IGNORED = ("progress", "steps", "chunk_size", "projection_dim", "sketch", "maximize_sum", "ridge")
@@ -29,8 +34,23 @@ def _digest(tensors: list[Tensor]) -> str:
     for t in tensors:
         t = t.detach().cpu().contiguous()
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 too
     return h.hexdigest()
+
+
+def _describe(value: Any) -> Any:
+    """A forward argument as the fingerprint compares it: tensors by digest, containers item by
+    item, numbers and strings as they are, other objects by their type (a repr may hold a
+    memory address)."""
+    if isinstance(value, Tensor):
+        return _digest([value])
+    if isinstance(value, dict):
+        return {str(k): _describe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_describe(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
 def _json(value: Any) -> Any:
@@ -78,9 +98,8 @@ def fingerprint(
     out["labels"] = _digest([labels])
     out["init_data"] = _digest([x0])
     out["model"] = _digest(list(target.values()) + list(model_state))
-    tensors = [a for a in args if isinstance(a, Tensor)]
-    others = [repr(a) if not isinstance(a, Tensor) else "tensor" for a in args]
-    out["forward_args"] = [_digest(tensors), others]
+    out["forward_args"] = _describe(list(args))
+    out["fingerprint_version"] = _FINGERPRINT_VERSION
     return _json(out)
 
 
@@ -94,6 +113,12 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path
     path : Path
         The checkpoint (for the message).
     """
+    if saved.get("fingerprint_version") != current.get("fingerprint_version"):
+        raise ValueError(
+            f"checkpoint {str(path)!r} was written by an older kktexplain, whose fingerprint of the "
+            "run covered less (not every buffer, nor the forward arguments): it cannot be checked "
+            "against this run; start afresh with another checkpoint path"
+        )
     for key in list(current) + [k for k in saved if k not in current]:
         if saved.get(key) != current.get(key):
             if key in ("labels", "init_data", "model", "forward_args"):  # name them, not their hashes

@@ -386,3 +386,29 @@ def test_a_failing_callback_keeps_the_steps_done(tmp_path):
     with pytest.raises(RuntimeError) as info:
         DeepSupportVectors(**settings).attribute(model, callback=_stop_at(2, RuntimeError))
     assert any("pass checkpoint=" in note for note in info.value.__notes__)
+
+
+def test_the_fingerprint_describes_forward_args_and_any_dtype():
+    """Forward args were fingerprinted by repr: two equal config objects (a memory address in
+    their repr) never matched, and tensors inside a dict were summarised ('tensor(...)') so other
+    values matched; a bfloat16 buffer crashed the digest; an older checkpoint got a false
+    'other model' message."""
+    from pathlib import Path
+
+    from kktexplain._checkpoint import check_fingerprint, fingerprint
+
+    class Config:
+        scale = 2.0
+
+    def fp(args, state=()):
+        return fingerprint({}, {}, torch.zeros(2), torch.zeros(2, 3), {"w": torch.ones(2)}, list(state), args)
+
+    assert fp((Config(),))["forward_args"] == fp((Config(),))["forward_args"]
+    a = fp(({"t": torch.zeros(1000)},))
+    b = fp(({"t": torch.cat([torch.zeros(999), torch.ones(1)])},))
+    assert a["forward_args"] != b["forward_args"]
+    fp((), [torch.ones(3, dtype=torch.bfloat16)])  # no crash
+    old = dict(a)
+    old.pop("fingerprint_version")
+    with pytest.raises(ValueError, match="written by an older kktexplain"):
+        check_fingerprint(old, a, Path("ck.npz"))
