@@ -167,8 +167,9 @@ _FOLDER_OUT = ("explain", "demo", "evaluate")
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Check a verb's ``--out`` and ``--json`` before it runs (``ValueError`` naming the option)."""
-    from ._io import check_output_file, check_output_folder
+    """Check a verb's ``--out`` and ``--json`` before it runs, and that ``--checkpoint`` is another
+    file than ``--out`` (``ValueError`` naming the options)."""
+    from ._io import check_output_file, check_output_folder, npz_path
 
     for option in ("out", "json"):
         value = getattr(args, option, None)
@@ -178,6 +179,13 @@ def check_outputs(args: argparse.Namespace) -> None:
             check_output_folder(value, "--out")
         else:
             check_output_file(value, f"--{option}")
+    checkpoint, out = getattr(args, "checkpoint", None), getattr(args, "out", None)
+    # both are written with .npz appended: "run" and "run.npz" are one file
+    if checkpoint and out and npz_path(checkpoint).resolve() == npz_path(out).resolve():
+        raise ValueError(
+            f"--checkpoint and --out are the same file {str(npz_path(out))!r}: the result would "
+            "overwrite the state a run resumes from; pass two different paths"
+        )
 
 
 # the library's parameter names that a command-line user knows as options

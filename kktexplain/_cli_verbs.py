@@ -7,8 +7,11 @@ Each verb is a pair ``add_parser(subparsers)`` / ``run(args) -> int``, registere
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from ._cli_options import (
@@ -20,6 +23,7 @@ from ._cli_options import (
     _synthesis_settings,
     cli_message,
 )
+from ._errors import NonFiniteError
 from ._validation import check_positive
 
 __all__ = ["VERBS"]
@@ -37,19 +41,46 @@ def _prepare(args: argparse.Namespace):
     return model, data
 
 
-def _write(result, out: str) -> int:
-    status = _summary(result, result.save(out))
+def _write(result, out: str, checkpoint: str | None = None) -> int:
+    """Save ``result`` to ``out`` and print its summary; say on stderr why a partial one stopped.
+
+    Parameters
+    ----------
+    result : DSVResult
+    out : str
+        The ``--out`` path.
+    checkpoint : str, optional
+        The ``--checkpoint`` path of the run, if any (how an interrupted run resumes).
+
+    Returns
+    -------
+    int
+        The exit status: 0, 130 for an interrupted run, 1 for one stopped by a NaN or inf.
+    """
+    path = result.save(out)
+    status = _summary(result, path)
     stopped = result.settings.get("stopped")
-    if result.partial and stopped:
-        # the partial result is saved (resumable with --checkpoint), but the run did not finish
+    if not (result.partial and stopped):
+        return status
+    step, steps = stopped.get("step"), result.settings.get("steps")
+    if stopped.get("reason") == "non-finite":  # resuming would meet the same NaN: not suggested
         print(
-            f"kktexplain: {stopped.get('reason', 'stopped')} after {stopped.get('step')} of "
-            f"{result.settings.get('steps')} steps: {out} holds a partial result; run the same "
-            "command with --checkpoint to resume",
+            f"kktexplain: the model produced NaN or inf in {stopped.get('term')!r} at step {step} of "
+            f"{steps}: {path} holds the partial result of the last good step; check the model, or "
+            "lower --lr or bound the inputs with --input-range",
             file=sys.stderr,
         )
-        return 130 if stopped.get("reason") == "interrupted" else 1
-    return status
+        return 1
+    advice = (
+        f"run the same command to resume from step {step} (its state is in --checkpoint {checkpoint!r})"
+        if checkpoint
+        else "the same command would start again at step 0: pass --checkpoint PATH to make a run resumable"
+    )
+    print(
+        f"kktexplain: interrupted after {step} of {steps} steps: {path} holds a partial result; {advice}",
+        file=sys.stderr,
+    )
+    return 130
 
 
 def _summary(result, path) -> int:
@@ -127,13 +158,18 @@ def _synthesize(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         **_synthesis_settings(args),
     )
-    result = explainer.attribute(
-        model,
-        init_data=data if args.init != "noise" else None,
-        input_shape=args.input_shape,
-        checkpoint=args.checkpoint,
-    )
-    return _write(result, args.out)
+    try:
+        result = explainer.attribute(
+            model,
+            init_data=data if args.init != "noise" else None,
+            input_shape=args.input_shape,
+            checkpoint=args.checkpoint,
+        )
+    except NonFiniteError as e:
+        if e.result is None:
+            raise
+        result = e.result  # the last good state, marked partial: written and explained as such
+    return _write(result, args.out, args.checkpoint)
 
 
 # ---------------------------------------------------------------------------- select
@@ -233,7 +269,8 @@ def _select_sharded(args: argparse.Namespace, nproc: int) -> int:
     The processes meet through a file in a temporary folder (``file://`` rendezvous, no port)
     and form a gloo group; :func:`kktexplain._gather.gather_gradients` shards the rows over
     it. Every process solves the same gathered problem; rank 0 writes ``--out``. gloo also
-    serves a CUDA ``--device``: the gradients are gathered on the CPU.
+    serves a CUDA ``--device``: the gradients are gathered on the CPU. A worker's input error
+    or NaN comes back as its message (:func:`_select_worker`); an interrupt stops the workers.
     """
     import tempfile
 
@@ -247,17 +284,34 @@ def _select_sharded(args: argparse.Namespace, nproc: int) -> int:
 
     if not dist.is_available() or not dist.is_gloo_available():
         raise ValueError("--nproc > 1 needs torch.distributed with the gloo backend, not in this torch")
+    if args.offload_dir is not None:  # before the processes start, not in each of them
+        raise ValueError("--offload-dir works in one process: drop it or pass --nproc 1")
     out = check_writable(args.out, "--out")
     threads = max(1, torch.get_num_threads() // nproc)
     with tempfile.TemporaryDirectory(prefix="kktexplain-select-") as tmp:
+        workers = mp.spawn(_select_worker, args=(nproc, tmp, threads, args), nprocs=nproc, join=False)
         try:
-            mp.spawn(_select_worker, args=(nproc, tmp, threads, args), nprocs=nproc, join=True)
+            while not workers.join(grace_period=10):  # peers of a failed worker end on their own
+                pass
         except ProcessException as e:
-            errors = sorted(Path(tmp).glob("error.*"))
-            if errors:  # an input error in a worker: the message, not the traceback
-                raise ValueError(errors[0].read_text(encoding="utf-8")) from None
+            for kind, error in _WORKER_ERRORS.items():  # the message, not the traceback
+                found = sorted(Path(tmp).glob(f"{kind}.*"))
+                if found:
+                    raise error(found[0].read_text(encoding="utf-8")) from None
             raise RuntimeError(f"a selection process failed: {e}") from e
+        except BaseException:  # Ctrl-C or SIGTERM here: the workers would run on, and be waited for
+            for process in workers.processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in workers.processes:
+                process.join()
+            raise
     return _summary(DSVResult.load(out), out)
+
+
+# what a worker of _select_sharded writes to "<kind>.<rank>" in the shared folder, and the
+# exception the main process raises with that message (an input error; a NaN or inf)
+_WORKER_ERRORS = {"error": ValueError, "nonfinite": FloatingPointError}
 
 
 def _select_worker(rank: int, world: int, tmp: str, threads: int, args: argparse.Namespace) -> None:
@@ -271,8 +325,9 @@ def _select_worker(rank: int, world: int, tmp: str, threads: int, args: argparse
         result = _select_result(args, progress=rank == 0 and not args.no_progress)
         if rank == 0:
             result.save(args.out)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        Path(tmp, f"error.{rank}").write_text(str(e), encoding="utf-8")
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
+        kind = "nonfinite" if isinstance(e, FloatingPointError) else "error"
+        Path(tmp, f"{kind}.{rank}").write_text(str(e), encoding="utf-8")
         raise
     finally:
         dist.destroy_process_group()
@@ -360,15 +415,76 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C does.
+
+    A timeout, ``docker stop`` or a batch scheduler then stops a run as Ctrl-C would (a
+    synthesis saves the state it reached). Nothing changes outside the main thread, on a
+    platform without SIGTERM, or where SIGTERM is ignored.
+
+    Yields
+    ------
+    list of int
+        Receives the signal's number when it arrives. The previous handler is restored after.
+    """
+    received: list[int] = []
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    term = getattr(signal, "SIGTERM", None)
+    installed = (
+        term is not None
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(term) is not signal.SIG_IGN
+    )
+    previous = signal.signal(term, interrupt) if installed else None
+    try:
+        yield received
+    finally:
+        if installed:  # None: a handler set outside Python, which Python cannot put back
+            signal.signal(term, signal.SIG_DFL if previous is None else previous)
+
+
 def _guarded(verb: str, fn):
-    """Run ``fn(args)``; input and usage errors become a message on stderr and exit status 2."""
+    """``fn`` that ends in one line on stderr, without a traceback, and an exit status.
+
+    Parameters
+    ----------
+    verb : str
+        Named in the messages.
+    fn : callable
+        ``fn(args) -> exit status``: the verb. One that saves a partial result after an
+        interrupt returns 130 itself.
+
+    Returns
+    -------
+    callable
+        ``run(args) -> exit status``: 2 after an input or usage error (``ValueError``,
+        ``TypeError``, ``FileNotFoundError``), 1 after a NaN or inf (``FloatingPointError``, e.g.
+        :class:`NonFiniteError`), 130 after Ctrl-C and 143 after SIGTERM, which stops the run
+        as Ctrl-C does.
+    """
 
     def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except (ValueError, TypeError, FileNotFoundError) as e:
-            print(f"kktexplain {verb}: {cli_message(e)}", file=sys.stderr)
-            return 2
+        with _sigterm_as_interrupt() as received:
+            try:
+                status = fn(args)
+            except (ValueError, TypeError, FileNotFoundError) as e:
+                print(f"kktexplain {verb}: {cli_message(e)}", file=sys.stderr)
+                return 2
+            except FloatingPointError as e:
+                print(f"kktexplain {verb}: {cli_message(e)}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print(
+                    f"kktexplain {verb}: interrupted before it finished; no result was written",
+                    file=sys.stderr,
+                )
+                status = 130
+        return 128 + received[0] if status == 130 and received else status
 
     return run
 

@@ -247,5 +247,9 @@ def read_npz(
     except ValueError as e:
         if str(e).startswith(where):
             raise
-        raise ValueError(f"{where} is truncated or not a kktexplain file: {e}") from e
+        # numpy's own text may advise allow_pickle: not for a file kktexplain never pickles
+        cause = "it holds pickled objects" if "allow_pickle" in str(e) else str(e)
+        raise ValueError(
+            f"{where} is truncated or not a kktexplain file ({cause}); delete it or pass another path"
+        ) from e
     return arrays, header.get("meta", {})

@@ -446,3 +446,235 @@ def test_cli_explain_names_the_data_rows_that_hold_nan(user_dir, capsys):
     assert main(["explain", "--model", "usernet:build", "--weights", "weights.pt", "--result", "sel",
                  "--data", "nan.npz", "--index", "2", "5", "--no-progress", "--out", "ex"]) == 2  # fmt: skip
     assert "--data rows [5] (picked by --index) hold NaN or inf values" in capsys.readouterr().err
+
+
+# a user's model that turns NaN, or marks that it runs, after a number of forward calls
+COUNTED_FILE = textwrap.dedent(
+    """
+    import os
+    import time
+    from pathlib import Path
+
+    from torch import nn
+
+
+    class Counted(nn.Sequential):
+        def __init__(self, nan_after=None, mark_after=None):
+            super().__init__(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+            self.calls, self.nan_after, self.mark_after = 0, nan_after, mark_after
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == self.mark_after:
+                Path("running").touch()
+            out = super().forward(x)
+            return out * float("nan") if self.nan_after is not None and self.calls > self.nan_after else out
+
+
+    def nan_later():
+        return Counted(nan_after=12)
+
+
+    def nan_now():
+        return Counted(nan_after=0)
+
+
+    def marks():
+        return Counted(mark_after=20)
+
+
+    def sleeper():
+        Path(f"worker.{os.getpid()}").touch()
+        time.sleep(60)
+        return Counted()
+    """
+)
+
+
+@pytest.fixture
+def counted_dir(user_dir):
+    Path("counted.py").write_text(COUNTED_FILE)
+    yield user_dir
+    sys.modules.pop("counted", None)
+
+
+def _no_escape(argv):
+    """``main(argv)``, failing the test where an interrupt or a NaN escapes it as a traceback."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        status = main(argv)
+    except (KeyboardInterrupt, FloatingPointError) as e:
+        pytest.fail(f"{type(e).__name__} escaped the command line: {e}")
+    assert signal.getsignal(signal.SIGTERM) is before  # the run's SIGTERM handler is gone
+    return status
+
+
+def test_a_nan_in_synthesize_saves_the_last_good_state_and_exits_1(counted_dir, capsys):
+    args = ["synthesize", "--model", "counted:nan_later", "--weights", "weights.pt", "--input-shape", "1",
+            "4", "4", "--steps", "50", "--no-progress", "--checkpoint", "ck", "--out", "d.npz"]  # fmt: skip
+    assert _no_escape(args) == 1
+    err = capsys.readouterr().err
+    saved = DSVResult.load("d.npz")
+    step = saved.settings["stopped"]["step"]
+    assert saved.partial and saved.settings["stopped"]["reason"] == "non-finite" and 0 < step < 50
+    assert "the model produced NaN or inf in '" in err and f"at step {step} of 50: d.npz holds" in err
+    assert "resume" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_nan_in_select_is_one_line_and_exits_1(counted_dir, capsys):
+    args = ["select", "--model", "counted:nan_now", "--weights", "weights.pt", "--data", "train.npz",
+            "--no-progress", "--out", "s.npz"]  # fmt: skip
+    assert _no_escape(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kktexplain select: non-finite value (NaN or inf)") and len(err.splitlines()) == 1
+    assert not Path("s.npz").exists()
+
+
+@pytest.mark.slow
+def test_a_nan_in_select_nproc_2_is_one_line_and_exits_1(counted_dir, capsys):
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    args = ["select", "--model", "counted:nan_now", "--weights", "weights.pt", "--data", "train.npz",
+            "--nproc", "2", "--no-progress", "--out", "s.npz"]  # fmt: skip
+    assert _no_escape(args) == 1
+    err = capsys.readouterr().err
+    assert "kktexplain select: non-finite value (NaN or inf)" in err and "Traceback" not in err
+
+
+def test_checkpoint_and_out_must_be_two_files(user_dir, capsys, monkeypatch):
+    import kktexplain
+
+    def never(*a, **k):
+        raise AssertionError("the run started with --checkpoint and --out the same file")
+
+    monkeypatch.setattr(kktexplain.DeepSupportVectors, "attribute", never)
+    Path("sub").mkdir()
+    base = ["synthesize", "--model", "usernet:build", "--input-shape", "1", "4", "4", "--steps", "2"]
+    for checkpoint, out in (("run", "run.npz"), ("run.npz", "sub/../run"), ("run.npz", "run.npz")):
+        assert main([*base, "--checkpoint", checkpoint, "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert "--checkpoint and --out are the same file" in err and "pass two different paths" in err
+    assert not Path("run.npz").exists()
+
+
+def test_an_interrupt_says_how_to_resume_with_a_checkpoint_and_how_to_make_one_without(
+    user_dir, capsys, monkeypatch
+):
+    import kktexplain
+
+    attribute = kktexplain.DeepSupportVectors.attribute
+
+    def interrupted(self, model, **kwargs):
+        def stop(step, row):
+            if step == 1:
+                raise KeyboardInterrupt
+
+        return attribute(self, model, callback=stop, **kwargs)
+
+    monkeypatch.setattr(kktexplain.DeepSupportVectors, "attribute", interrupted)
+    args = ["synthesize", "--model", "usernet:build", "--weights", "weights.pt", "--input-shape", "1", "4",
+            "4", "--steps", "5", "--no-progress", "--out", "d.npz"]  # fmt: skip
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "d.npz holds a partial result" in err and "pass --checkpoint PATH to make a run resumable" in err
+    assert "to resume" not in err
+    assert main([*args, "--checkpoint", "ck.npz"]) == 130
+    err = capsys.readouterr().err
+    assert "run the same command to resume from step 2 (its state is in --checkpoint 'ck.npz')" in err
+
+
+def test_ctrl_c_in_select_is_one_line_and_exits_130(user_dir, capsys, monkeypatch):
+    import kktexplain
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kktexplain.DeepSupportVectors, "attribute", interrupted)
+    args = ["select", "--model", "usernet:build", "--weights", "weights.pt", "--data", "train.npz",
+            "--no-progress", "--out", "s.npz"]  # fmt: skip
+    assert _no_escape(args) == 130
+    assert (
+        capsys.readouterr().err
+        == "kktexplain select: interrupted before it finished; no result was written\n"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals to the main thread")
+def test_ctrl_c_in_select_nproc_2_stops_the_workers_in_one_line(counted_dir, capsys):
+    import os
+    import signal
+    import threading
+    import time
+
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    main_thread = threading.main_thread().ident
+
+    def ctrl_c_once_both_workers_run():
+        deadline = time.monotonic() + 60
+        while len(list(Path(".").glob("worker.*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        signal.pthread_kill(main_thread, signal.SIGINT)
+
+    threading.Thread(target=ctrl_c_once_both_workers_run, daemon=True).start()
+    start = time.monotonic()
+    args = ["select", "--model", "counted:sleeper", "--data", "train.npz", "--nproc", "2",
+            "--no-progress", "--out", "s.npz"]  # fmt: skip
+    assert _no_escape(args) == 130
+    assert time.monotonic() - start < 50  # the workers' 60 s sleep was not waited for
+    err = capsys.readouterr().err
+    assert "kktexplain select: interrupted before it finished" in err and "Traceback" not in err
+    for pid in (int(p.suffix[1:]) for p in Path(".").glob("worker.*")):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_select_nproc_refuses_offload_dir_before_starting_processes(user_dir, capsys, monkeypatch):
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+
+    def never(*a, **k):
+        raise AssertionError("processes were started before --offload-dir was refused")
+
+    monkeypatch.setattr(mp, "spawn", never)
+    args = ["select", "--model", "usernet:build", "--data", "train.npz", "--nproc", "2",
+            "--offload-dir", ".", "--out", "s.npz"]  # fmt: skip
+    assert main(args) == 2
+    assert "--offload-dir works in one process: drop it or pass --nproc 1" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGTERM") or sys.platform == "win32",
+                    reason="needs SIGTERM that a process can handle")  # fmt: skip
+def test_sigterm_stops_synthesize_as_ctrl_c_does_and_exits_143(counted_dir):
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "kktexplain.cli", "synthesize", "--model", "counted:marks", "--weights",
+            "weights.pt", "--input-shape", "1", "4", "4", "--steps", "1000000", "--no-progress",
+            "--checkpoint", "ck", "--out", "d"]  # fmt: skip
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not Path("running").exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert run.poll() is None, run.stderr.read()
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 143, err
+    assert "interrupted after" in err and "run the same command to resume from step" in err
+    saved = DSVResult.load("d.npz")
+    assert saved.partial and saved.settings["stopped"]["reason"] == "interrupted"
+    assert Path("ck.npz").exists()

@@ -412,3 +412,14 @@ def test_the_fingerprint_describes_forward_args_and_any_dtype():
     old.pop("fingerprint_version")
     with pytest.raises(ValueError, match="written by an older kktexplain"):
         check_fingerprint(old, a, Path("ck.npz"))
+
+
+def test_a_pickled_file_as_checkpoint_is_not_advised_to_unpickle(tmp_path):
+    """numpy's 'allow_pickle' advice reached the user for a file kktexplain never pickles."""
+    ck = tmp_path / "ck.npz"
+    ck.write_bytes(b"hello world" * 100)  # neither a zip nor an .npy: numpy reads it as a pickle
+    with pytest.raises(
+        ValueError, match=r"not a kktexplain file \(it holds pickled objects\); delete it"
+    ) as info:
+        DeepSupportVectors(**SETTINGS["adam_exp"]).attribute(_mlp(), checkpoint=ck)
+    assert "allow_pickle" not in str(info.value)
