@@ -363,10 +363,11 @@ class DeepSupportVectors(SettingsMixin):
         checkpoint : str or PathLike, optional
             Synthesis only. A file (``.npz`` appended if missing) to resume from if it exists and
             to save the run's state to: every ``checkpoint_every`` steps, on ``KeyboardInterrupt``,
-            on a non-finite value, and at the end. Saves are atomic (temporary file, then
-            :func:`os.replace`) and pickle-free. A resumed run equals an uninterrupted one, bit
-            for bit on the CPU; it must have the same settings (except ``steps``, which may grow,
-            and ``progress``), labels, initial inputs and model, or a ``ValueError`` names the
+            on a non-finite value, when ``callback`` raises, and at the end. Saves are atomic
+            (temporary file, then :func:`os.replace`) and pickle-free. A resumed run equals an
+            uninterrupted one, bit for bit on the CPU; it must have the same settings (except
+            ``steps``, which may grow, and ``progress``), labels, initial inputs, model (every
+            parameter and buffer) and ``additional_forward_args``, or a ``ValueError`` names the
             first that differs. A run resumed with more ``steps`` continues it; under
             ``lr_schedule="cosine"`` (whose length is ``steps``) or ``lambda_solve_every`` (which
             also solves after the last step) it differs from a run of those steps from the start.
@@ -375,7 +376,8 @@ class DeepSupportVectors(SettingsMixin):
         callback : callable, optional
             Synthesis only. ``callback(step, row)`` after every step, with the 0-based step and
             its row of ``history``. A ``KeyboardInterrupt`` raised in it (or by Ctrl-C) stops
-            the run like Ctrl-C does.
+            the run like Ctrl-C does; another exception propagates, after the state is saved to
+            ``checkpoint`` (a note on the exception says where).
 
         Returns
         -------

@@ -208,7 +208,9 @@ def infer_num_classes(
                 "transpose them (x.permute(0, 3, 1, 2), or np.transpose(x, (0, 3, 1, 2)))"
             )
         raise ValueError(f"{what} does not fit the model{hint} (forward failed: {e})") from e
-    except TypeError as e:  # e.g. "forward() missing 1 required positional argument"
+    except TypeError as e:
+        if not missing_argument(e):  # another TypeError of the forward: its own message
+            raise
         given = "the inputs and additional_forward_args" if additional_forward_args else "the inputs alone"
         raise TypeError(
             f"the model's forward cannot be called with {given} ({e}): pass its other arguments as "
@@ -216,6 +218,14 @@ def infer_num_classes(
             "input tensors is not supported: wrap it in a module that takes one (docs/captum.md)"
         ) from e
     return check_logits(out, tuple(probe.shape))
+
+
+def missing_argument(error: TypeError) -> bool:
+    """Whether a forward's ``TypeError`` says it was called with too few or too many arguments
+    ("forward() missing 1 required positional argument", "takes 2 positional arguments but 3
+    were given")."""
+    text = str(error)
+    return ("missing" in text and "argument" in text) or ("positional argument" in text and "given" in text)
 
 
 def check_logits(out: Any, batch_shape: tuple[int, ...]) -> int:

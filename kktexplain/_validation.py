@@ -50,6 +50,13 @@ def check_positive(name: str, value: object, integer: bool = False, allow_zero: 
         raise ValueError(f"{name} must be {bound}, got {value!r}")
 
 
+def check_count(name: str, value: object) -> int:
+    """A positive int (numpy ints included) as a Python int, or raise naming ``name``
+    (``TypeError`` for a wrong type, ``ValueError`` below 1)."""
+    check_positive(name, value, integer=True)
+    return int(value)
+
+
 def check_model(model: object) -> nn.Module:
     """The model to compute with: ``model`` itself, the module inside ``nn.DataParallel``,
     ``DistributedDataParallel`` or ``torch.compile``'s wrapper, or a TorchScript module held in a

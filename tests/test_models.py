@@ -58,7 +58,7 @@ def test_reference_model_cache(tmp_path, monkeypatch):
     assert card2 == card
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="name must be a reference model, one of"):
         load_reference_model("imagenet_resnet50")
 
 

@@ -311,8 +311,8 @@ class Explanation:
 
 
 def _picture(t: Tensor) -> Any:
-    """A plotly trace of one input: an RGB picture for 3 channels (each scaled to its own
-    range), a grey map of the mean plane otherwise."""
+    """A plotly trace of one input: an RGB picture for 3 channels (scaled together to the
+    input's range), a grey map of the mean plane otherwise."""
     import plotly.graph_objects as go
 
     t = t.detach().float().cpu()

@@ -256,7 +256,7 @@ def run_evaluation(
     """
     from .._explainer import DeepSupportVectors
     from ..datasets import load_fashion_mnist
-    from ._baselines import last_linear
+    from ._baselines import last_linear_scope
     from ._evaluate import evaluate_identical_class, evaluate_mislabels, evaluate_removal
     from ._influence import SupportVectorInfluence
     from ._randomization import evaluate_randomization
@@ -308,8 +308,7 @@ def run_evaluation(
             "test_accuracy_first_2000": acc,
         }
         log(f"noisy ConvNet trained: test accuracy {acc:.3f}")
-        layer, _ = last_linear(model)
-        last = [f"{layer}.weight", f"{layer}.bias"]
+        last = last_linear_scope(model)
         # ours: the last layer with equal multipliers (the KKT value of weight-decay training,
         # one pass); the fitted multipliers (the last layer's 11,530 coordinates sketched to
         # 1,024, exact NNLS) are kept as a comparison. The fitted vertex ranked mislabels at
@@ -375,12 +374,12 @@ def run_evaluation(
         rows = []
         xtr, ytr, xte, _ = _digits_split()
         mlp = fit_full_batch(xtr, ytr)
-        names = [f"{last_linear(mlp)[0]}.weight", f"{last_linear(mlp)[0]}.bias"]
+        names = last_linear_scope(mlp)
         scopes = {"all": (None, None, None), "last_layer": (names, None, None)}
         rows += _fidelity_rows("digits_mlp_fullbatch_wd", mlp, xtr, ytr, xte, scopes)
         ref, _ = load_reference_model("digits_mlp", progress=progress)
         init = reference_init("digits_mlp")
-        names = [f"{last_linear(ref)[0]}.weight", f"{last_linear(ref)[0]}.bias"]
+        names = last_linear_scope(ref)
         # 26,000 parameters: sketched to 2,048 so that NNLS runs directly (Lawson-Hanson)
         scopes = {
             "last_layer": (names, None, None),

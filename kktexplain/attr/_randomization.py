@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ from scipy.stats import spearmanr
 from torch import Tensor, nn
 
 from .._model_info import model_device, model_dtype
+from .._warn import warn_user
 from ._attribution import SupportVectorAttribution
 
 __all__ = ["cascade_layers", "evaluate_randomization"]
@@ -122,11 +122,9 @@ def evaluate_randomization(
             )
         if left_out:
             named = [k or "'' (the model itself)" for k in left_out]
-            warnings.warn(
+            warn_user(
                 f"the randomization cascade leaves out {', '.join(named)}: parameters of their "
-                "own but no reset_parameters(), so they keep their trained values",
-                UserWarning,
-                stacklevel=2,
+                "own but no reset_parameters(), so they keep their trained values"
             )
     mods = dict(work.named_modules())
     missing = [k for k in layers if k not in mods]

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._model_info import cast_inputs, model_device, model_dtype
+from .._model_info import cast_inputs, missing_argument, model_device, model_dtype
 from .._model_state import eval_mode
 from .._validation import check_positive
 
@@ -141,8 +141,8 @@ def evaluate_model(
                     for i in range(0, len(x), batch_size)
                 ]
             )
-    except TypeError as e:  # e.g. "forward() missing 1 required positional argument"
-        if "missing" not in str(e) or "argument" not in str(e):
+    except TypeError as e:
+        if not missing_argument(e):
             raise
         raise TypeError(
             "evaluate_model does not support additional_forward_args: it calls model(inputs) "

@@ -11,12 +11,11 @@ from torch import Tensor, nn
 
 from .._data import refuse_token_synthesis
 from .._model_info import token_layer
-from .._validation import check_finite, check_inputs, check_model
+from .._validation import check_count, check_finite, check_inputs, check_model
 from ..kkt import KKTObjective
 from ._core import (
     GENERATION_DEFAULTS,
     check_class,
-    check_count,
     prepare,
     result,
     run,

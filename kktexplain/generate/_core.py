@@ -28,7 +28,7 @@ from .._validation import check_device, check_model, check_positive, resolve_see
 from ..kkt import KKTObjective
 from ._result import GenerationResult
 
-__all__ = ["GENERATION_DEFAULTS", "Problem", "check_class", "check_count", "prepare", "run", "start"]
+__all__ = ["GENERATION_DEFAULTS", "Problem", "check_class", "prepare", "run", "start"]
 
 # Chosen on screens of the shipped Fashion-MNIST model scored by two independent judges
 # (benchmarks/generation_screen.py, docs/generate.md): small initial noise centred on the lower
@@ -120,12 +120,6 @@ def prepare(model: nn.Module, device: Any, input_shape: Sequence[int] | None, da
     with eval_mode(model):
         num_classes = infer_num_classes(model, shape)
     return Problem(model, shape, num_classes, model_device(model), model_dtype(model), inferred)
-
-
-def check_count(name: str, value: Any) -> int:
-    """A positive int, or raise naming ``name``."""
-    check_positive(name, value, integer=True)
-    return int(value)
 
 
 def check_class(name: str, value: Any, num_classes: int) -> int:

@@ -24,6 +24,12 @@ from ._train import accuracy, train_classifier
 __all__ = ["cache_dir", "load_reference_model", "reference_init", "REFERENCE_MODELS", "ReferenceSpec"]
 
 
+def check_reference_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is a key of ``REFERENCE_MODELS``."""
+    if name not in REFERENCE_MODELS:
+        raise ValueError(f"name must be a reference model, one of {sorted(REFERENCE_MODELS)}; got {name!r}")
+
+
 def cache_dir() -> Path:
     """The cache folder: ``$KKTEXPLAIN_CACHE`` or ``~/.cache/kktexplain``."""
     return Path(os.environ.get("KKTEXPLAIN_CACHE", Path.home() / ".cache" / "kktexplain"))
@@ -115,8 +121,7 @@ def reference_init(name: str = "fashion_mnist_convnet") -> nn.Module:
     nn.Module
         In eval mode.
     """
-    if name not in REFERENCE_MODELS:
-        raise ValueError(f"name must be one of {sorted(REFERENCE_MODELS)}, got {name!r}")
+    check_reference_name(name)
     spec = REFERENCE_MODELS[name]
     return _build(spec, *_SHAPES[spec.dataset]).eval()
 
@@ -148,8 +153,7 @@ def load_reference_model(
     card : dict
         The spec, the test accuracy, the training time and the initial parameters' seed.
     """
-    if name not in REFERENCE_MODELS:
-        raise ValueError(f"name must be one of {sorted(REFERENCE_MODELS)}, got {name!r}")
+    check_reference_name(name)
     device = check_device(device) or torch.device("cpu")
     spec = REFERENCE_MODELS[name]
     if not retrain:

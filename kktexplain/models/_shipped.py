@@ -97,10 +97,9 @@ def load_shipped_model(
     """
     from safetensors.torch import load_file
 
-    from ._cache import _SHAPES, REFERENCE_MODELS, _build
+    from ._cache import _SHAPES, REFERENCE_MODELS, _build, check_reference_name
 
-    if name not in REFERENCE_MODELS:
-        raise ValueError(f"name must be a reference model, one of {sorted(REFERENCE_MODELS)}; got {name!r}")
+    check_reference_name(name)
     card = shipped_card(name, folder)
     if card is None:
         return None

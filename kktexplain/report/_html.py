@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .._data import _writable
 from .._result import DSVResult
-from .._validation import check_per_class_accuracy, check_positive
+from .._validation import check_count, check_per_class_accuracy
 from ..viz._audit import (
     FEASIBILITY_THRESHOLDS,
     STATIONARITY_THRESHOLDS,
@@ -85,11 +85,6 @@ document.addEventListener('DOMContentLoaded', function () {
   });
 });
 """
-
-
-def _check_int(value, name):
-    check_positive(name, value, integer=True)
-    return int(value)
 
 
 def write_html(
@@ -222,12 +217,12 @@ def write_html(
             )
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    per_page = _check_int(per_page, "per_page")
-    n_top = _check_int(n_top, "n_top")
-    n_mislabels = _check_int(n_mislabels, "n_mislabels")
-    k = _check_int(k, "k")
+    per_page = check_count("per_page", per_page)
+    n_top = check_count("n_top", n_top)
+    n_mislabels = check_count("n_mislabels", n_mislabels)
+    k = check_count("k", k)
     if per_class is not None:
-        per_class = _check_int(per_class, "per_class")
+        per_class = check_count("per_class", per_class)
     results = [(t, r) for t, r in (("synthesis", synthesis), ("selection", selection)) if r is not None]
     num_classes = max(_num_classes(r) for _, r in results)
     cls = _class_list(classes, num_classes)
