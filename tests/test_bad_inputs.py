@@ -374,3 +374,20 @@ def test_candidates_pair_and_labels_together_are_refused():
     a, b, y = torch.randn(6, 4), torch.randn(6, 4), torch.arange(6) % 3
     with pytest.raises(ValueError, match="candidates carries labels .* that differ from labels="):
         DeepSupportVectors(progress=False).attribute(model, candidates=(a, b), labels=y)
+
+
+class _BuggyForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x) + len(3)  # a bug in the forward: TypeError, not an argument count
+
+
+def test_a_forward_bug_raising_type_error_keeps_its_own_message():
+    """Every TypeError of the shape probe was turned into 'pass additional_forward_args'."""
+    x, y = torch.randn(6, 4), torch.arange(6) % 3
+    with pytest.raises(TypeError, match="has no len") as info:
+        DeepSupportVectors(progress=False).attribute(_BuggyForward(), candidates=x, labels=y)
+    assert "additional_forward_args" not in str(info.value)
