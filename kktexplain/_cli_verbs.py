@@ -7,11 +7,8 @@ Each verb is a pair ``add_parser(subparsers)`` / ``run(args) -> int``, registere
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from ._cli_options import (
@@ -21,8 +18,8 @@ from ._cli_options import (
     _param_names,
     _synthesis_options,
     _synthesis_settings,
-    cli_message,
 )
+from ._cli_run import guarded
 from ._errors import NonFiniteError
 from ._validation import check_positive
 
@@ -260,77 +257,9 @@ def _select(args: argparse.Namespace) -> int:
     check_positive("--nproc", nproc, integer=True)
     if nproc == 1:
         return _write(_select_result(args, not args.no_progress), args.out)
-    return _select_sharded(args, nproc)
+    from ._cli_sharded import select_sharded
 
-
-def _select_sharded(args: argparse.Namespace, nproc: int) -> int:
-    """Selection in ``nproc`` local processes started by :func:`torch.multiprocessing.spawn`.
-
-    The processes meet through a file in a temporary folder (``file://`` rendezvous, no port)
-    and form a gloo group; :func:`kktexplain._gather.gather_gradients` shards the rows over
-    it. Every process solves the same gathered problem; rank 0 writes ``--out``. gloo also
-    serves a CUDA ``--device``: the gradients are gathered on the CPU. A worker's input error
-    or NaN comes back as its message (:func:`_select_worker`); an interrupt stops the workers.
-    """
-    import tempfile
-
-    import torch
-    import torch.distributed as dist
-    import torch.multiprocessing as mp
-    from torch.multiprocessing.spawn import ProcessException
-
-    from . import DSVResult
-    from ._io import check_writable
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        raise ValueError("--nproc > 1 needs torch.distributed with the gloo backend, not in this torch")
-    if args.offload_dir is not None:  # before the processes start, not in each of them
-        raise ValueError("--offload-dir works in one process: drop it or pass --nproc 1")
-    out = check_writable(args.out, "--out")
-    threads = max(1, torch.get_num_threads() // nproc)
-    with tempfile.TemporaryDirectory(prefix="kktexplain-select-") as tmp:
-        workers = mp.spawn(_select_worker, args=(nproc, tmp, threads, args), nprocs=nproc, join=False)
-        try:
-            while not workers.join(grace_period=10):  # peers of a failed worker end on their own
-                pass
-        except ProcessException as e:
-            for kind, error in _WORKER_ERRORS.items():  # the message, not the traceback
-                found = sorted(Path(tmp).glob(f"{kind}.*"))
-                if found:
-                    raise error(found[0].read_text(encoding="utf-8")) from None
-            raise RuntimeError(f"a selection process failed: {e}") from e
-        except BaseException:  # Ctrl-C or SIGTERM here: the workers would run on, and be waited for
-            for process in workers.processes:
-                if process.is_alive():
-                    process.terminate()
-            for process in workers.processes:
-                process.join()
-            raise
-    return _summary(DSVResult.load(out), out)
-
-
-# what a worker of _select_sharded writes to "<kind>.<rank>" in the shared folder, and the
-# exception the main process raises with that message (an input error; a NaN or inf)
-_WORKER_ERRORS = {"error": ValueError, "nonfinite": FloatingPointError}
-
-
-def _select_worker(rank: int, world: int, tmp: str, threads: int, args: argparse.Namespace) -> None:
-    """One process of :func:`_select_sharded` (module level, for :func:`torch.multiprocessing.spawn`)."""
-    import torch
-    import torch.distributed as dist
-
-    torch.set_num_threads(threads)
-    dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=world)
-    try:
-        result = _select_result(args, progress=rank == 0 and not args.no_progress)
-        if rank == 0:
-            result.save(args.out)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as e:
-        kind = "nonfinite" if isinstance(e, FloatingPointError) else "error"
-        Path(tmp, f"{kind}.{rank}").write_text(str(e), encoding="utf-8")
-        raise
-    finally:
-        dist.destroy_process_group()
+    return select_sharded(args, nproc)
 
 
 # ---------------------------------------------------------------------------- explain
@@ -415,83 +344,9 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Within the block, SIGTERM raises ``KeyboardInterrupt`` as Ctrl-C does.
-
-    A timeout, ``docker stop`` or a batch scheduler then stops a run as Ctrl-C would (a
-    synthesis saves the state it reached). Nothing changes outside the main thread, on a
-    platform without SIGTERM, or where SIGTERM is ignored.
-
-    Yields
-    ------
-    list of int
-        Receives the signal's number when it arrives. The previous handler is restored after.
-    """
-    received: list[int] = []
-
-    def interrupt(signum, frame):
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    term = getattr(signal, "SIGTERM", None)
-    installed = (
-        term is not None
-        and threading.current_thread() is threading.main_thread()
-        and signal.getsignal(term) is not signal.SIG_IGN
-    )
-    previous = signal.signal(term, interrupt) if installed else None
-    try:
-        yield received
-    finally:
-        if installed:  # None: a handler set outside Python, which Python cannot put back
-            signal.signal(term, signal.SIG_DFL if previous is None else previous)
-
-
-def _guarded(verb: str, fn):
-    """``fn`` that ends in one line on stderr, without a traceback, and an exit status.
-
-    Parameters
-    ----------
-    verb : str
-        Named in the messages.
-    fn : callable
-        ``fn(args) -> exit status``: the verb. One that saves a partial result after an
-        interrupt returns 130 itself.
-
-    Returns
-    -------
-    callable
-        ``run(args) -> exit status``: 2 after an input or usage error (``ValueError``,
-        ``TypeError``, ``FileNotFoundError``), 1 after a NaN or inf (``FloatingPointError``, e.g.
-        :class:`NonFiniteError`), 130 after Ctrl-C and 143 after SIGTERM, which stops the run
-        as Ctrl-C does.
-    """
-
-    def run(args: argparse.Namespace) -> int:
-        with _sigterm_as_interrupt() as received:
-            try:
-                status = fn(args)
-            except (ValueError, TypeError, FileNotFoundError) as e:
-                print(f"kktexplain {verb}: {cli_message(e)}", file=sys.stderr)
-                return 2
-            except FloatingPointError as e:
-                print(f"kktexplain {verb}: {cli_message(e)}", file=sys.stderr)
-                return 1
-            except KeyboardInterrupt:
-                print(
-                    f"kktexplain {verb}: interrupted before it finished; no result was written",
-                    file=sys.stderr,
-                )
-                status = 130
-        return 128 + received[0] if status == 130 and received else status
-
-    return run
-
-
 VERBS = {
-    "synthesize": (_synthesize_parser, _guarded("synthesize", _synthesize)),
-    "select": (_select_parser, _guarded("select", _select)),
-    "explain": (_explain_parser, _guarded("explain", _explain)),
+    "synthesize": (_synthesize_parser, guarded("synthesize", _synthesize)),
+    "select": (_select_parser, guarded("select", _select)),
+    "explain": (_explain_parser, guarded("explain", _explain)),
 }
 """Verb name to ``(add_parser(subparsers), run(args) -> exit status)``."""

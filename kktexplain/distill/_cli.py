@@ -128,6 +128,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``kktexplain distill``; input errors print a message and return 2."""
-    from .._cli_verbs import _guarded
+    from .._cli_run import guarded
 
-    return _guarded("distill", _run)(args)
+    return guarded("distill", _run)(args)
