@@ -15,12 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ._io import read_npz, write_npz
 
-__all__ = ["fingerprint", "save_checkpoint", "load_checkpoint", "check_fingerprint"]
+__all__ = ["check_fingerprint", "describe_value", "fingerprint", "load_checkpoint", "save_checkpoint"]
 
 # what a fingerprint covers: 2 added every buffer and parameter and the forward args
 _FINGERPRINT_VERSION = 2
@@ -38,19 +39,26 @@ def _digest(tensors: list[Tensor]) -> str:
     return h.hexdigest()
 
 
-def _describe(value: Any) -> Any:
+def describe_value(value: Any) -> Any:
     """A forward argument as the fingerprint compares it: tensors by digest, containers item by
     item, numbers and strings as they are, other objects by their type (a repr may hold a
     memory address)."""
     if isinstance(value, Tensor):
         return _digest([value])
     if isinstance(value, dict):
-        return {str(k): _describe(v) for k, v in value.items()}
+        return {str(k): describe_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_describe(v) for v in value]
+        return [describe_value(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return [
+            str(value.dtype),
+            list(np.shape(value)),
+            hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest(),
+        ]
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    return f"{type(value).__module__}.{type(value).__qualname__}"
+    text = repr(value)  # a dtype, a slice, a small config: its repr tells values apart
+    return f"{type(value).__module__}.{type(value).__qualname__}" if " at 0x" in text else text
 
 
 def _json(value: Any) -> Any:
@@ -98,7 +106,7 @@ def fingerprint(
     out["labels"] = _digest([labels])
     out["init_data"] = _digest([x0])
     out["model"] = _digest(list(target.values()) + list(model_state))
-    out["forward_args"] = _describe(list(args))
+    out["forward_args"] = describe_value(list(args))
     out["fingerprint_version"] = _FINGERPRINT_VERSION
     return _json(out)
 
@@ -115,9 +123,9 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], path: Path
     """
     if saved.get("fingerprint_version") != current.get("fingerprint_version"):
         raise ValueError(
-            f"checkpoint {str(path)!r} was written by an older kktexplain, whose fingerprint of the "
-            "run covered less (not every buffer, nor the forward arguments): it cannot be checked "
-            "against this run; start afresh with another checkpoint path"
+            f"checkpoint {str(path)!r} was written by another kktexplain version (fingerprint "
+            f"v{saved.get('fingerprint_version', 1)}, this one v{current.get('fingerprint_version')}): "
+            "it cannot be checked against this run; start afresh with another checkpoint path"
         )
     for key in list(current) + [k for k in saved if k not in current]:
         if saved.get(key) != current.get(key):

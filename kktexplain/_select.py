@@ -204,7 +204,7 @@ def _refit(
     info["residual"] = sub_info["residual"]
     # the λ returned are the refit's: so is their largest term (the warning reads it)
     info["screen_largest_term"] = info.get("largest_term")
-    info["largest_term"] = sub_info.get("largest_term")
+    info["largest_term"] = sub_info.get("largest_term", 0.0)
     info["refit"] = {
         "dim": None if wide is None else wide.out_features,
         "n_rows": int(len(support)),

@@ -298,3 +298,17 @@ def test_equal_selection_forms_the_rows_of_its_first_chunk_only(positions, monke
     theta = torch.cat([p.detach().flatten() for p in params])
     c = max(float(-(theta @ g) / (g @ g)), 0.0)
     torch.testing.assert_close(sel.lambdas, torch.full((30,), c, dtype=torch.float64), rtol=1e-10, atol=0)
+
+
+def test_a_refit_of_an_all_zero_screen_does_not_crash():
+    """theta* = 0: the screen's λ are all 0 and the refit solves nothing; its largest term was
+    None and the cancelling-terms check crashed on it."""
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    x, y = torch.randn(10, 3), torch.arange(10) % 2
+    r = DeepSupportVectors(progress=False, projection_dim=4, refit_dim=12).attribute(
+        model, candidates=x, labels=y
+    )
+    assert float(r.lambdas.abs().max()) == 0.0

@@ -588,3 +588,37 @@ def test_equal_multipliers_of_a_displacement_support_take_the_reference(setup):
     support = DeepSupportVectors(progress=False).attribute(model, candidates=x, labels=y, reference=init)
     out = equal_multipliers(model, support, reference=init)
     assert out.settings["displacement"] and len(set(out.lambdas.tolist())) == 1
+
+
+def test_explain_cache_takes_unusual_settings(setup):
+    """The kept influence's key crashed on inference-mode tensors (no version counter), read a
+    param_names generator (then empty for the influence), and missed a non-tensor forward
+    argument changed in place."""
+    model, x, _, support = setup
+    with torch.inference_mode():
+        ref = {k: v.clone() * 0.5 for k, v in model.named_parameters()}
+    support.explain(model, x[:1], maps="none", reference=ref)  # no RuntimeError
+    names = (n for n in ["2.weight", "2.bias"])
+    e = support.explain(model, x[:1], maps="none", param_names=names)
+    fresh = SupportVectorInfluence(model, support, param_names=["2.weight", "2.bias"]).influence(x[:1])
+    torch.testing.assert_close(e.supporting_contributions[0], fresh[0].topk(5).values)
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = _mlp()
+
+        def forward(self, x, cfg):
+            return self.body(x) * cfg["s"]
+
+    scaled = Scaled().eval()
+    sel = DeepSupportVectors(progress=False).attribute(scaled, candidates=x, labels=x[:, 0].gt(0).long(),
+                                                       additional_forward_args=({"s": 1.0},))  # fmt: skip
+    cfg = {"s": 1.0}
+    sel.explain(scaled, x[:1], maps="none", additional_forward_args=(cfg,))
+    cfg["s"] = 3.0  # changed in place: rebuilt, the same as a fresh explanation
+    e = sel.explain(scaled, x[:1], maps="none", additional_forward_args=(cfg,))
+    sel.clear_cache()
+    torch.testing.assert_close(
+        e.exact, sel.explain(scaled, x[:1], maps="none", additional_forward_args=(cfg,)).exact
+    )

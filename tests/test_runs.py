@@ -410,7 +410,7 @@ def test_the_fingerprint_describes_forward_args_and_any_dtype():
     fp((), [torch.ones(3, dtype=torch.bfloat16)])  # no crash
     old = dict(a)
     old.pop("fingerprint_version")
-    with pytest.raises(ValueError, match="written by an older kktexplain"):
+    with pytest.raises(ValueError, match="written by another kktexplain version"):
         check_fingerprint(old, a, Path("ck.npz"))
 
 
@@ -423,3 +423,13 @@ def test_a_pickled_file_as_checkpoint_is_not_advised_to_unpickle(tmp_path):
     ) as info:
         DeepSupportVectors(**SETTINGS["adam_exp"]).attribute(_mlp(), checkpoint=ck)
     assert "allow_pickle" not in str(info.value)
+
+
+def test_the_fingerprint_tells_numpy_and_dtype_args_apart():
+    """Described by their type alone, np.ones(3) and np.full(3, 2.0) (or two dtypes) matched."""
+    from kktexplain._checkpoint import describe_value
+
+    assert describe_value(np.ones(3)) != describe_value(np.full(3, 2.0))
+    assert describe_value(np.int64(3)) != describe_value(np.int64(4))
+    assert describe_value(torch.float32) != describe_value(torch.float64)
+    assert describe_value(np.ones(3)) == describe_value(np.ones(3))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._model_info import check_token_ids, model_device, model_dtype
+from .._checkpoint import describe_value
+from .._model_info import check_token_ids
 from .._model_state import eval_mode
 from .._validation import check_positive
 from ._attribution import SupportVectorAttribution
@@ -233,14 +235,18 @@ def _cached_influence(
 ) -> SupportVectorInfluence:
     """The influence ``explain`` prepared for the same request on ``support`` before, or a new
     one (kept on ``support`` for the next call)."""
-    names = (
-        param_names if param_names is None or isinstance(param_names, str) else tuple(map(str, param_names))
-    )
+    if param_names is not None and not isinstance(param_names, str) and isinstance(param_names, Iterable):
+        param_names = list(param_names)  # read once: an iterator would be empty the second time
+    names = tuple(map(str, param_names)) if isinstance(param_names, list) else repr(param_names)
     # the objects themselves (compared by identity, so no id is reused while the cache holds
-    # them) and their tensors' version counters (an in-place write bumps them)
+    # them), their tensors' version counters (an in-place write bumps them; inference tensors
+    # keep none) and the values of the forward args that are not tensors
     held = (model, reference, args, support.inputs, support.labels, support.lambdas)
     tensors = [t for obj in held[1:] for t in _tensors_in(obj)]
-    key = (names, model_dtype(model), model_device(model), tuple(t._version for t in tensors))
+    versions = tuple(-1 if t.is_inference() else t._version for t in tensors)
+    first = next(model.parameters(), None)  # a model without parameters is refused further on
+    where = None if first is None else (first.dtype, first.device)
+    key = (names, where, versions, describe_value(args))
     cached = getattr(support, "_explain_cache", None)
     if (
         cached is not None

@@ -204,6 +204,7 @@ def solve_multipliers(
         return torch.zeros(n_total, dtype=grads.dtype), {
             "solver": "none",
             "residual": 1.0,
+            "largest_term": 0.0,
             "n_zero_gradient": n_total,
         }
     at = FileColumns(grads, used) if on_disk else DenseColumns(_solver_matrix(grads, used_t))  # (P, n)
