@@ -381,12 +381,15 @@ def as_forward_args(additional_forward_args: Any) -> tuple:
     Returns
     -------
     tuple
+        Tensors made under :func:`torch.inference_mode` among the items are copied (autograd
+        refuses to save them for backward).
     """
     if additional_forward_args is None:
         return ()
-    if isinstance(additional_forward_args, tuple):
-        return additional_forward_args
-    return (additional_forward_args,)
+    args = (
+        additional_forward_args if isinstance(additional_forward_args, tuple) else (additional_forward_args,)
+    )
+    return tuple(a.clone() if isinstance(a, Tensor) and a.is_inference() else a for a in args)
 
 
 class ScriptedModel(nn.Module):

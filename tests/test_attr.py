@@ -505,3 +505,18 @@ def test_feature_names_label_the_feature_maps_of_flat_inputs():
     )
     with pytest.raises(ValueError, match=r"feature_names name the features of flat inputs"):
         sel_i.explain(image_model, xi[:1], maps="none", feature_names=names)
+
+
+def test_forward_args_made_under_inference_mode():
+    """A tensor argument made under torch.inference_mode raised torch's "Inference tensors
+    cannot be saved for backward" in selection and in explain."""
+    torch.manual_seed(0)
+    model = _Scaled()
+    x, y = torch.randn(9, 3), torch.arange(9) % 3
+    with torch.inference_mode():
+        scale = torch.tensor(2.0)
+    sel = DeepSupportVectors(progress=False).attribute(
+        model, candidates=x, labels=y, additional_forward_args=(scale,)
+    )
+    e = sel.explain(model, x[:1], maps="total", additional_forward_args=(scale,))
+    assert torch.isfinite(e.exact).all() and torch.isfinite(e.feature_map).all()
