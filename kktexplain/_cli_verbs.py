@@ -18,6 +18,7 @@ from ._cli_options import (
     _param_names,
     _synthesis_options,
     _synthesis_settings,
+    positive_int,
 )
 from ._cli_run import guarded
 from ._errors import NonFiniteError
@@ -133,6 +134,13 @@ def _synthesize_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint", default=None, help="a file to resume from and save the run's state to (.npz)"
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=None,
+        help="with --checkpoint: save the state every N steps too, so that a killed run (out of "
+        "memory, a scheduler's hard limit) resumes from there (default: only when stopped and at the end)",
+    )
     _common_options(p)
 
 
@@ -141,6 +149,8 @@ def _synthesize(args: argparse.Namespace) -> int:
 
     if args.init != "noise" and not args.data:
         raise ValueError(f"--init {args.init} starts from samples: it needs --data")
+    if args.checkpoint_every is not None and not args.checkpoint:
+        raise ValueError("--checkpoint-every saves to --checkpoint: pass --checkpoint PATH too")
     model, data = _prepare(args)
     explainer = DeepSupportVectors(
         n_per_class=args.n_per_class,
@@ -161,6 +171,7 @@ def _synthesize(args: argparse.Namespace) -> int:
             init_data=data if args.init != "noise" else None,
             input_shape=args.input_shape,
             checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
         )
     except NonFiniteError as e:
         if e.result is None:

@@ -657,3 +657,28 @@ def test_sigterm_stops_synthesize_as_ctrl_c_does_and_exits_143(counted_dir):
     saved = DSVResult.load("d.npz")
     assert saved.partial and saved.settings["stopped"]["reason"] == "interrupted"
     assert Path("ck.npz").exists()
+
+
+def test_synthesize_checkpoint_every_saves_periodically(user_dir, capsys, monkeypatch):
+    """The CLI had no --checkpoint-every: a run killed outright (out of memory, a scheduler's
+    hard limit) lost every step since its start."""
+    import kktexplain._synthesis as synthesis
+
+    real = synthesis.synthesis_step
+
+    def killed(state, *args, **kwargs):  # dies inside step 5, as a killed process would
+        if state.step == 4:
+            raise SystemExit(137)
+        return real(state, *args, **kwargs)
+
+    monkeypatch.setattr(synthesis, "synthesis_step", killed)
+    args = ["synthesize", "--model", "usernet:build", "--weights", "weights.pt", "--input-shape", "1", "4",
+            "4", "--steps", "6", "--no-progress", "--out", "d.npz", "--checkpoint", "ck.npz"]  # fmt: skip
+    with pytest.raises(SystemExit):
+        main([*args, "--checkpoint-every", "2"])
+    monkeypatch.setattr(synthesis, "synthesis_step", real)
+    assert main(args) == 0
+    assert DSVResult.load("d.npz").settings["resumed_from_step"] == 4
+    assert main(["synthesize", "--model", "usernet:build", "--input-shape", "1", "4", "4",
+                 "--checkpoint-every", "2", "--out", "e.npz"]) == 2  # fmt: skip
+    assert "--checkpoint-every saves to --checkpoint" in capsys.readouterr().err
