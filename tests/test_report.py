@@ -460,3 +460,18 @@ def test_flat_features_are_feature_rows_in_the_sample_sections(tmp_path):
     assert list(fig.layout.yaxis.ticktext) == ["top λ: #0 a, λ=1", "top λ: #1 b, λ=2", "bottom λ: #2 c, λ=0"]
     images = _samples_figure([[torch.rand(1, 4, 4)]], [["#0"]], ["top"], None, "images")
     assert list(images.layout.yaxis.ticktext) == ["top"]  # images: the mosaic as before
+
+
+def test_an_equal_multiplier_selection_shows_no_top_and_bottom_lambda(audit, tmp_path):
+    """With one λ for every sample, the section showed the first and the last rows as 'top λ'
+    and 'bottom λ' under a note about λ = 0; n_top above half the samples drew each twice."""
+    from kktexplain.viz._audit import _top_bottom
+
+    equal = DeepSupportVectors(multipliers="equal", progress=False).attribute(
+        audit["model"], candidates=audit["x"], labels=audit["y"]
+    )
+    page = write_html(tmp_path / "eq.html", selection=equal).read_text(encoding="utf-8")
+    assert "Every λ of this selection is the same" in page and "top λ" not in page
+    assert "every λ is the same here, so this order is only the samples" in page  # no model
+    top, bottom = _top_bottom(audit["sel"], 100_000, None)
+    assert len(top) == len(bottom) == 30 and not set(top.tolist()) & set(bottom.tolist())

@@ -290,8 +290,23 @@ def write_html(
     )
 
     if selection is not None:
+        lam = selection.lambdas
+        # equal multipliers (or all zero): λ orders nothing, and a stable sort would show the
+        # first and the last rows as "top" and "bottom"
+        one_lambda = len(lam) > 0 and bool((lam == lam[0]).all())
         top, bottom = _top_bottom(selection, n_top, cls)
         preds = predict_classes(model, selection.inputs) if model is not None else None
+    if selection is not None and one_lambda:
+        sections.append(
+            (
+                "top-bottom",
+                "Top- and bottom-λ real samples",
+                f'<p class="note">Every λ of this selection is the same ({float(lam[0]):.3g}; equal '
+                "multipliers): λ ranks no sample here, so none is shown. The likely mislabels below "
+                "are ranked by self-influence, which a model gives them.</p>",
+            )
+        )
+    elif selection is not None:
         fig = _samples_figure(
             [[selection.inputs[i] for i in top], [selection.inputs[i] for i in bottom]],
             [
@@ -313,6 +328,7 @@ def write_html(
                 + _fig_html(fig),
             )
         )
+    if selection is not None:
         if model is not None:
             from ..attr import SupportVectorInfluence, equal_multipliers
             from ..kkt import cross_entropy
@@ -340,7 +356,11 @@ def write_html(
                 name = "loss"
         else:
             scores, name = None, "λ"
-            how = "ranked by λ (no model given; pass one to rank by self-influence)"
+            how = "ranked by λ (no model given; pass one to rank by self-influence)" + (
+                ": every λ is the same here, so this order is only the samples' order; pass the model"
+                if one_lambda
+                else ""
+            )
         rows = _score_order(selection, scores, n_mislabels, cls)
         vals = selection.lambdas if scores is None else scores
         fig = _samples_figure(

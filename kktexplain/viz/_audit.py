@@ -199,6 +199,7 @@ def _top_bottom(result: DSVResult, n: int, classes: Sequence[int] | None) -> tup
     if len(rows) == 0:
         raise ValueError(f"classes {cls.tolist()} have no samples in result")
     order = rows[result.lambdas[rows].argsort(descending=True, stable=True)]
+    n = min(int(n), max(1, -(-len(order) // 2)))  # top and bottom do not repeat each other
     return order[:n], order.flip(0)[:n]
 
 
