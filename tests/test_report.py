@@ -475,3 +475,15 @@ def test_an_equal_multiplier_selection_shows_no_top_and_bottom_lambda(audit, tmp
     assert "every λ is the same here, so this order is only the samples" in page  # no model
     top, bottom = _top_bottom(audit["sel"], 100_000, None)
     assert len(top) == len(bottom) == 30 and not set(top.tolist()) & set(bottom.tolist())
+
+
+def test_a_model_of_other_parameters_than_the_results_is_named(audit, tmp_path):
+    """The message named param_names, which write_html's caller never passed, after the
+    accuracy had been computed with the wrong model."""
+    last = [k for k, _ in audit["model"].named_parameters()][-2:]  # the ConvNet's output layer
+    sel = DeepSupportVectors(param_names=last, progress=False).attribute(
+        audit["model"], candidates=audit["x"], labels=audit["y"]
+    )
+    other = MLP((1, 8, 8), NUM_CLASSES, hidden=(4,))
+    with pytest.raises(ValueError, match="model must be the model the selection was computed for"):
+        write_html(tmp_path / "x.html", selection=sel, model=other, test_data=(audit["x"], audit["y"]))

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from .._data import _writable
 from .._result import DSVResult
+from .._scope import recorded_param_names
 from .._validation import check_count, check_per_class_accuracy
 from ..viz._audit import (
     FEASIBILITY_THRESHOLDS,
@@ -217,6 +218,15 @@ def write_html(
             )
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if model is not None:  # before any pass: a model of other parameters than the results'
+        own = {k for k, _ in model.named_parameters()}
+        for name, result in (("synthesis", synthesis), ("selection", selection)):
+            missing = [] if result is None else sorted(set(recorded_param_names(result.settings) or []) - own)
+            if missing:
+                raise ValueError(
+                    f"model must be the model the {name} was computed for: it has no parameter "
+                    f"{missing[:4]}{' ...' if len(missing) > 4 else ''}"
+                )
     per_page = check_count("per_page", per_page)
     n_top = check_count("n_top", n_top)
     n_mislabels = check_count("n_mislabels", n_mislabels)
