@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._tensors import readable
 from ._validation import check_finite
 
 __all__ = ["as_data", "prepare_data", "refuse_token_synthesis"]
@@ -26,8 +27,7 @@ def _as_float_tensor(x: Any, name: str, token_ids: bool = False) -> Tensor:
         x = torch.from_numpy(_writable(x))
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must hold tensors or numpy arrays, got {type(x).__name__}")
-    if x.is_inference():  # made under torch.inference_mode: a copy autograd can read
-        x = x.clone()
+    x = readable(x)
     if token_ids and not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool:
         return x.long()  # token ids of a model whose first layer is an embedding
     if not x.is_floating_point():
@@ -48,7 +48,7 @@ def _labels_tensor(y: Any, name: str) -> Tensor:
     if isinstance(y, np.ndarray):
         y = torch.from_numpy(_writable(y))
     y = y if isinstance(y, Tensor) else torch.as_tensor(y)
-    return y.clone() if y.is_inference() else y  # made under inference_mode: autograd reads a copy
+    return readable(y)
 
 
 def _same_labels(a: Tensor, b: Any) -> bool:

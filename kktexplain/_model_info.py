@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ._model_state import eval_mode
+from ._tensors import readable
 from ._warn import warn_user
 
 __all__ = [
@@ -389,7 +390,7 @@ def as_forward_args(additional_forward_args: Any) -> tuple:
     args = (
         additional_forward_args if isinstance(additional_forward_args, tuple) else (additional_forward_args,)
     )
-    return tuple(a.clone() if isinstance(a, Tensor) and a.is_inference() else a for a in args)
+    return tuple(readable(a) if isinstance(a, Tensor) else a for a in args)
 
 
 class ScriptedModel(nn.Module):

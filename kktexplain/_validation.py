@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ._io import check_writable
 from ._model_info import _TOKEN_LAYERS, ScriptedModel
+from ._tensors import readable
 from .kkt._rows import rows_all_finite
 
 __all__ = [
@@ -189,8 +190,7 @@ def check_labels(labels: object, num_classes: int, n: int | None = None, name: s
     """
     if not isinstance(labels, Tensor):
         labels = torch.as_tensor(labels)
-    if labels.is_inference():  # made under torch.inference_mode: a copy autograd can read
-        labels = labels.clone()
+    labels = readable(labels)
     if labels.ndim == 1:
         refuse_float_indices(labels, name)
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):

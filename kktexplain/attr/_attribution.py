@@ -12,6 +12,7 @@ from captum.attr import GradientAttribution, IntegratedGradients, Saliency
 from torch import Tensor, nn
 
 from .._model_state import eval_mode
+from .._tensors import readable
 from .._validation import check_finite, check_positive
 from ..kkt._functional import call_functional, second_order_hint
 from ..kkt._grads import parameter_jvp
@@ -47,7 +48,7 @@ def _check_tuple_inputs(inputs: tuple, support: Any) -> tuple[Tensor, ...]:
                 f"inputs[{i}] must be a batch of {len(out[0])} rows, as inputs[0], got shape {tuple(x.shape)}"
             )
         check_finite(f"inputs[{i}]", x.detach())
-        out.append(x.clone() if x.is_inference() else x.detach())
+        out.append(readable(x).detach())
     return tuple(out)
 
 

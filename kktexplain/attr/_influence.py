@@ -14,6 +14,7 @@ from captum.influence._utils.common import KMostInfluentialResults
 from torch import Tensor, nn
 
 from .._model_info import check_token_ids
+from .._tensors import readable
 from .._validation import check_finite, check_labels, check_positive
 from ._expansion import SupportExpansion, objective_from_settings
 
@@ -76,7 +77,7 @@ def check_query_inputs(inputs: Any, support: Any, name: str = "inputs") -> Tenso
     check_finite(name, inputs.detach())
     if not inputs.is_floating_point() and inputs.dtype != support.inputs.dtype:
         return inputs.to(support.inputs.dtype)  # token ids as the support set's (uint8 -> long)
-    return inputs.clone() if inputs.is_inference() else inputs.detach()
+    return readable(inputs).detach()
 
 
 def resolve_target(
@@ -128,9 +129,9 @@ def resolve_target(
         if t.numel() == 1:
             t = t.expand(n).clone()
     elif isinstance(target, Tensor) and not target.is_floating_point() and target.dtype != torch.bool:
-        t = target.detach().cpu().long().reshape(-1)
-        if t.numel() == 1 or t.is_inference():  # one for all; or made under inference_mode
-            t = t.expand(n).clone() if t.numel() == 1 else t.clone()
+        t = readable(target.detach().cpu().long().reshape(-1))
+        if t.numel() == 1:
+            t = t.expand(n).clone()
     else:
         raise TypeError(
             f"target must be None, an int, a list of ints or an integer tensor, got {type(target).__name__}"

@@ -16,6 +16,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .._model_state import backward_hooks_suspended
+from .._tensors import readable
 
 __all__ = ["FunctionalModel", "call_functional", "math_attention", "second_order_hint"]
 
@@ -122,7 +123,7 @@ class FunctionalModel:
 
         def copy(t: Tensor) -> Tensor:
             # a tensor made under inference_mode cannot join autograd: a normal copy can
-            t = t.clone() if t.is_inference() else t.detach()
+            t = readable(t).detach()
             return t.to(dtype) if dtype is not None and t.is_floating_point() else t
 
         self.theta = {k: copy(named[k]) for k in names}
