@@ -17,7 +17,7 @@ from .._validation import check_finite, check_positive
 from ..kkt._functional import call_functional, second_order_hint
 from ..kkt._grads import parameter_jvp
 from ._expansion import SupportExpansion, _forward_args_hint
-from ._influence import check_query_inputs, resolve_target
+from ._queries import check_query_inputs, resolve_target
 
 __all__ = ["SupportVectorAttribution"]
 

@@ -15,7 +15,8 @@ from .._model_state import eval_mode
 from .._validation import check_positive
 from ._attribution import SupportVectorAttribution
 from ._explanation import Explanation
-from ._influence import SupportVectorInfluence, check_query_inputs, resolve_target
+from ._influence import SupportVectorInfluence
+from ._queries import check_query_inputs, resolve_target
 
 __all__ = ["explain"]
 
