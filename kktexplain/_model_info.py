@@ -360,12 +360,11 @@ def resolve_input_shape(
 
 
 def _forward_runs(model: nn.Module, shape: tuple[int, ...], args: tuple) -> bool:
-    """Whether ``model`` runs on two zero inputs of ``shape`` (eval mode, no gradients; the
-    model is left as it was)."""
-    probe = torch.zeros(2, *shape, device=model_device(model), dtype=input_dtype(model))
+    """Whether ``model`` gives logits for inputs of ``shape``: :func:`infer_num_classes`'s probe,
+    in eval mode (the model is left as it was)."""
     try:
-        with torch.no_grad(), eval_mode(model):
-            model(probe, *args)
+        with eval_mode(model):
+            infer_num_classes(model, shape, args)
     except (RuntimeError, TypeError, ValueError, IndexError):
         return False
     return True
