@@ -2,8 +2,9 @@
 the next ones reuse the influence it kept on the result (unless the model, the settings or the
 result's tensors changed), and after ``clear_cache()`` it prepares them again.
 
-A 20-256-256-10 MLP trained briefly with weight decay, 4,000 support vectors (equal
-multipliers, every parameter: 73,738 of them), one test input per call, no feature maps.
+A 20-256-256-10 MLP trained briefly with weight decay (full-batch Adam, 100 steps), 4,000
+support vectors (equal multipliers, every parameter: 73,738 of them), one test input per call,
+no feature maps.
 About half a minute on one thread::
 
     OMP_NUM_THREADS=1 python benchmarks/explain_cache_time.py --calls 5
@@ -16,9 +17,9 @@ import statistics
 import time
 
 import torch
-from torch import nn
 
 from kktexplain import DeepSupportVectors
+from kktexplain.attr._protocol import fit_full_batch
 
 
 def main() -> None:
@@ -27,15 +28,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4000, help="support vectors (default 4000)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(20, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     x = torch.randn(args.n, 20)
     y = x[:, :10].argmax(1)
-    opt = torch.optim.SGD(model.parameters(), 0.1, weight_decay=1e-3)
-    for _ in range(100):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    model.zero_grad(set_to_none=True)
+    model = fit_full_batch(x, y, hidden=(256, 256), steps=100)  # the evaluations' trainer
     sel = DeepSupportVectors(multipliers="equal", param_names=None, progress=False).attribute(
         model, candidates=x, labels=y
     )
