@@ -2,7 +2,14 @@ import os
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
+
+# tests that start torch.distributed processes
+requires_gloo = pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()),
+    reason="torch.distributed with gloo is not available",
+)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
+from conftest import requires_gloo
 
 from kktexplain import DSVResult
 from kktexplain.cli import main
@@ -38,9 +38,8 @@ def user_dir(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@requires_gloo
 def test_select_nproc_2_gives_the_multipliers_of_one_process(user_dir, capsys):
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
     common = ["select", "--model", "nprocnet:build", "--data", "train.npz", "--projection-dim", "32",
               "--chunk-size", "4", "--seed", "3", "--no-progress"]  # fmt: skip
     threads = torch.get_num_threads()
@@ -66,9 +65,8 @@ def test_select_nproc_must_be_positive(user_dir, capsys):
 
 
 @pytest.mark.slow
+@requires_gloo
 def test_select_nproc_reports_a_worker_input_error_without_a_traceback(user_dir, capsys):
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
     np.save(user_dir / "unlabelled.npy", np.zeros((4, 6), dtype=np.float32))
     assert main(["select", "--model", "nprocnet:build", "--data", "unlabelled.npy", "--nproc", "2",
                  "--out", "x"]) == 2  # fmt: skip

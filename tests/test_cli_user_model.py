@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import requires_gloo
 
 from kktexplain import DSVResult
 from kktexplain._cli_io import load_data, load_model
@@ -538,11 +539,8 @@ def test_a_nan_in_select_is_one_line_and_exits_1(counted_dir, capsys):
 
 
 @pytest.mark.slow
+@requires_gloo
 def test_a_nan_in_select_nproc_2_is_one_line_and_exits_1(counted_dir, capsys):
-    import torch.distributed as dist
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
     args = ["select", "--model", "counted:nan_now", "--weights", "weights.pt", "--data", "train.npz",
             "--nproc", "2", "--no-progress", "--out", "s.npz"]  # fmt: skip
     assert _no_escape(args) == 1
@@ -584,16 +582,13 @@ def test_ctrl_c_in_select_is_one_line_and_exits_130(user_dir, capsys, monkeypatc
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals to the main thread")
+@requires_gloo
 def test_ctrl_c_in_select_nproc_2_stops_the_workers_in_one_line(counted_dir, capsys):
     import os
     import signal
     import threading
     import time
 
-    import torch.distributed as dist
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
     main_thread = threading.main_thread().ident
 
     def ctrl_c_once_both_workers_run():
@@ -615,12 +610,9 @@ def test_ctrl_c_in_select_nproc_2_stops_the_workers_in_one_line(counted_dir, cap
             os.kill(pid, 0)
 
 
+@requires_gloo
 def test_select_nproc_refuses_offload_dir_before_starting_processes(user_dir, capsys, monkeypatch):
-    import torch.distributed as dist
     import torch.multiprocessing as mp
-
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
 
     def never(*a, **k):
         raise AssertionError("processes were started before --offload-dir was refused")

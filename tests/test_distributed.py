@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import requires_gloo
 
 from kktexplain import DeepSupportVectors
 from kktexplain.models import MLP
@@ -32,9 +33,8 @@ def _worker(rank: int, world: int, init: str, out: str) -> None:
 
 
 @pytest.mark.slow
+@requires_gloo
 def test_two_gloo_processes_select_the_same_multipliers_as_one(tmp_path):
-    if not dist.is_available() or not dist.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available")
     out = str(tmp_path / "lam")
     mp.spawn(_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", out), nprocs=2, join=True)
     model, x, y = _problem()
